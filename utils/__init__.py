@@ -1,0 +1,1 @@
+"""Shared code for the course: building notebooks, checking exercises, grading, Colab setup."""

@@ -1,0 +1,264 @@
+"""Offline latent dashboards: one self-contained HTML page per latent of a course dictionary.
+
+    from utils.dashboard import display_dashboard
+    display_dashboard(load_dictionary("resid_pre_2"), 17)             # renders inline in Jupyter
+    display_dashboard(sae, 17).save("latent_17.html")                  # a standalone page
+
+A dashboard shows the latent's density and max activation, the planted concept it matches best
+(our edge over a real model: we know the ground truth), its top activating contexts in the
+held-out course corpus, a histogram of its non-zero activations, and a logit lens of its
+decoder direction. Everything is plain HTML with inline styles and an inline SVG: no
+JavaScript, no external URL, so it works offline, in static renderers and keeps notebooks small.
+"""
+
+from __future__ import annotations
+
+import html
+import operator
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from utils.world.concepts import ConceptScores, LabelledCorpus, concept_scores, dictionary_activations, labelled_corpus
+
+WINDOW = (12, 4)  # tokens shown before and after the max-activating token of an example
+N_LOGITS = 10
+
+
+@lru_cache(maxsize=1)
+def _default_model():
+    from utils.world import load_model
+
+    return load_model()
+
+
+@dataclass
+class DashboardData:
+    """Everything a dashboard needs about one (dictionary, model, data), computed once.
+
+    Activations are stored sparsely, grouped by latent (CSC-like), rather than as the dense
+    (n_docs, n_ctx, d_sae) tensor: that is ~150 MB for a real dictionary and mostly zeros.
+    """
+
+    dictionary: object
+    model: object
+    data: LabelledCorpus
+    scores: ConceptScores
+    doc: torch.Tensor  # (nnz,) document of each non-zero activation, sorted by latent
+    pos: torch.Tensor  # (nnz,) position in the document
+    value: torch.Tensor  # (nnz,) activation
+    offsets: torch.Tensor  # (d_sae + 1,) entries of latent k are offsets[k]:offsets[k+1]
+    n_tokens: int  # real tokens (BOS and padding excluded, as in the concept scores)
+
+    def latent(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s = slice(int(self.offsets[k]), int(self.offsets[k + 1]))
+        return self.doc[s], self.pos[s], self.value[s]
+
+
+_CACHE: dict[tuple[int, int, int], DashboardData] = {}  # holds references, so ids stay unique
+
+
+def dashboard_data(dictionary, model, data: LabelledCorpus) -> DashboardData:
+    """Activation statistics of every latent of `dictionary` on `data` (cached by identity)."""
+    key = (id(dictionary), id(model), id(data))
+    if key not in _CACHE:
+        acts = dictionary_activations(model, dictionary, data.tokens)
+        scores = concept_scores(acts, data)
+        acts = acts * data.mask[..., None]  # BOS and padding are not examples of anything
+        doc, pos, latent = (acts > 0).nonzero(as_tuple=True)
+        value = acts[doc, pos, latent]
+        latent, order = latent.sort(stable=True)
+        offsets = torch.searchsorted(latent, torch.arange(acts.shape[-1] + 1))
+        if len(_CACHE) >= 4:  # a few dictionaries at a time, so memory stays bounded
+            del _CACHE[next(iter(_CACHE))]
+        _CACHE[key] = DashboardData(dictionary, model, data, scores, doc[order], pos[order], value[order],
+                                    offsets, int(data.mask.sum()))
+    return _CACHE[key]
+
+
+def residual_decoder(dictionary, model) -> torch.Tensor:
+    """Decoder directions in the residual stream, shape (d_sae, d_model).
+
+    Attention SAEs on hook_z decode into concatenated head outputs (mapped through W_O) and
+    MLP SAEs on mlp.hook_post into neuron space (mapped through W_out); residual SAEs and
+    transcoders already write to the residual stream.
+    """
+    hook = dictionary.cfg.metadata.hook_name
+    layer = int(m.group(1)) if (m := re.match(r"blocks\.(\d+)\.", hook)) else None
+    w_dec = dictionary.W_dec.detach()
+    if hook.endswith("attn.hook_z"):
+        w_o = model.W_O[layer].detach()  # (n_heads, d_head, d_model)
+        return w_dec.reshape(len(w_dec), *w_o.shape[:2]).flatten(1) @ w_o.flatten(0, 1)
+    if hook.endswith("mlp.hook_post"):
+        return w_dec @ model.W_out[layer].detach()
+    return w_dec
+
+
+# -- HTML pieces ------------------------------------------------------------------------------
+
+TOKEN_STYLE = "white-space:pre;padding:1px 0;border-radius:2px;font-family:ui-monospace,Menlo,Consolas,monospace"
+BOX = "border:1px solid #ddd;border-radius:6px;padding:8px 12px;margin:8px 0"
+
+
+def _token(text: str, style: str = "", title: str = "", cls: str = "tok") -> str:
+    # white-space:pre keeps leading spaces: " Paris" after "in" reads as "in Paris".
+    title = f' title="{html.escape(title)}"' if title else ""
+    return f'<span class="{cls}" style="{TOKEN_STYLE};{style}"{title}>{html.escape(text)}</span>'
+
+
+def _orange(fraction: float) -> str:
+    return f"background:rgba(255,140,0,{max(0.0, min(1.0, fraction)):.2f})"
+
+
+def _examples(d: DashboardData, k: int, n_examples: int) -> str:
+    """Top activating contexts: one window per document, around its max-activating token."""
+    doc, pos, value = d.latent(k)
+    row = torch.zeros(d.data.tokens.shape)  # this latent's activation on every token
+    row[doc, pos] = value
+    top = value.max().item()
+    seen, lines = set(), []
+    for i in value.argsort(descending=True, stable=True).tolist():
+        if len(lines) == n_examples:
+            break
+        if (doc_i := int(doc[i])) in seen:
+            continue
+        seen.add(doc_i)
+        p, real = int(pos[i]), d.data.mask[doc_i].nonzero().flatten()
+        lo, hi = max(p - WINDOW[0], int(real[0])), min(p + WINDOW[1], int(real[-1]))
+        strings = d.model.tokenizer.convert_ids_to_tokens(d.data.tokens[doc_i, lo:hi + 1].tolist())
+        spans = [
+            _token(strings[j - lo], _orange(row[doc_i, j].item() / top) + (";outline:2px solid #000" if j == p else ""),
+                   f"{row[doc_i, j].item():.3f}", "tok max" if j == p else "tok")
+            for j in range(lo, hi + 1)
+        ]
+        more = ('<span style="color:#999">…</span>' if lo > int(real[0]) else "",
+                '<span style="color:#999">…</span>' if hi < int(real[-1]) else "")
+        lines.append(f'<div style="margin:2px 0"><span style="display:inline-block;width:4.5em;color:#666;'
+                     f'font-size:90%">{value[i].item():.3f}</span>{more[0]}{"".join(spans)}{more[1]}</div>')
+    return "".join(lines)
+
+
+def _histogram(values: torch.Tensor, n_bins: int = 40, width: int = 360, height: int = 110) -> str:
+    """Histogram of the non-zero activations as an inline SVG (no plotting library needed)."""
+    top = values.max().item()
+    counts = torch.histc(values, bins=n_bins, min=0, max=top).tolist()
+    peak, bar_w, plot_h = max(counts), width / n_bins, height - 18
+    bars = "".join(
+        f'<rect x="{i * bar_w:.1f}" y="{plot_h - c / peak * plot_h:.1f}" width="{bar_w - 1:.1f}" '
+        f'height="{c / peak * plot_h:.1f}" fill="#f08c00"><title>{i * top / n_bins:.3g}–{(i + 1) * top / n_bins:.3g}: '
+        f"{int(c)}</title></rect>"
+        for i, c in enumerate(counts) if c
+    )
+    axis = (f'<line x1="0" y1="{plot_h}" x2="{width}" y2="{plot_h}" stroke="#999"/>'
+            f'<text x="0" y="{height - 4}" font-size="10" fill="#666">0</text>'
+            f'<text x="{width}" y="{height - 4}" font-size="10" fill="#666" text-anchor="end">{top:.3g}</text>'
+            f'<text x="{width / 2}" y="{height - 4}" font-size="10" fill="#666" text-anchor="middle">activation</text>'
+            f'<text x="2" y="10" font-size="10" fill="#666">{int(peak)} tokens</text>')
+    return (f'<svg width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="activation histogram">{bars}{axis}</svg>')
+
+
+def _logit_list(cls: str, values: torch.return_types.topk, tokenizer, rgb: str) -> str:
+    scale = values.values.abs().max().item() or 1.0
+    items = "".join(
+        f'<li style="margin:1px 0">{_token(s, f"background:rgba({rgb},{abs(v) / scale * 0.6:.2f})")} '
+        f'<span style="color:#666;font-size:90%">{v:+.3f}</span></li>'
+        for s, v in zip(tokenizer.convert_ids_to_tokens(values.indices.tolist()), values.values.tolist())
+    )
+    return f'<ol class="{cls}" style="margin:4px 0;padding-left:2em">{items}</ol>'
+
+
+def _logit_lens(d: DashboardData, k: int) -> str:
+    logits = residual_decoder(d.dictionary, d.model)[k] @ d.model.W_U.detach()
+    column = '<div style="display:inline-block;vertical-align:top;margin-right:2em"><b>{}</b>{}</div>'
+    return (column.format("top tokens", _logit_list("top-logits", logits.topk(N_LOGITS), d.model.tokenizer, "30,110,255"))
+            + column.format("bottom tokens", _logit_list("bottom-logits", logits.topk(N_LOGITS, largest=False),
+                                                         d.model.tokenizer, "230,40,40")))
+
+
+def _concepts(d: DashboardData, k: int, n: int = 3) -> str:
+    f1 = d.scores.f1[:, k]
+    rows = "".join(
+        f'<tr><td style="padding:0 1em 0 0">{html.escape(d.scores.concepts[c])}</td>'
+        + "".join(f'<td style="padding:0 1em 0 0">{float(t[c, k]):.3f}</td>'
+                  for t in (d.scores.precision, d.scores.recall, d.scores.f1))
+        + "</tr>"
+        for c in f1.argsort(descending=True)[:n].tolist()
+    )
+    return ('<table class="concepts" style="border-collapse:collapse;font-size:95%"><tr style="color:#666">'
+            '<th align="left">concept</th><th align="left">precision</th><th align="left">recall</th>'
+            f'<th align="left">F1</th></tr>{rows}</table>')
+
+
+def _section(title: str, body: str) -> str:
+    return f'<div style="{BOX}"><div style="font-weight:600;margin-bottom:4px">{title}</div>{body}</div>'
+
+
+def _kind(dictionary) -> str:
+    hook = dictionary.cfg.metadata.hook_name
+    if getattr(dictionary.cfg.metadata, "hook_name_out", None):
+        return f"transcoder {hook} → {dictionary.cfg.metadata.hook_name_out}"
+    return f"{'attention' if hook.endswith('hook_z') else 'MLP' if 'mlp' in hook else 'residual'} SAE on {hook}"
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    """An HTML dashboard: shows itself in Jupyter, `.html` is a standalone page, `.save` writes it."""
+
+    title: str
+    body: str
+
+    @property
+    def html(self) -> str:
+        return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
+                f'</title></head><body style="margin:16px">{self.body}</body></html>')
+
+    def _repr_html_(self) -> str:
+        return self.body
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+
+def display_dashboard(dictionary, latent_idx: int, model=None, data: LabelledCorpus | None = None,
+                      n_examples: int = 10) -> Dashboard:
+    """Dashboard of latent `latent_idx` of an SAE or transcoder on the course world.
+
+    `model` defaults to the course model and `data` to the held-out labelled corpus. Statistics are
+    computed once per (dictionary, model, data), so showing more latents of it is fast.
+    """
+    d_sae = dictionary.cfg.d_sae
+    k = operator.index(latent_idx)
+    if not 0 <= k < d_sae:
+        raise ValueError(f"latent_idx {k} is out of range: this dictionary has {d_sae} latents (0 to {d_sae - 1}).")
+    d = dashboard_data(dictionary, model if model is not None else _default_model(),
+                       data if data is not None else labelled_corpus())
+    doc, _, value = d.latent(k)
+    header = (f'<div style="font-size:120%;font-weight:700">Latent {k}</div>'
+              f'<div style="color:#444">{html.escape(_kind(dictionary))} · {d_sae} latents</div>')
+    if len(value) == 0:
+        sections = [_section("Activations", f"<p>Dead on this data: latent {k} never fires on the {d.n_tokens} "
+                                            "tokens of the course corpus sample, so there are no examples, "
+                                            "histogram or concept match to show.</p>")]
+    else:
+        stats = (f"density <b>{len(value) / d.n_tokens:.4%}</b> ({len(value)} of {d.n_tokens} tokens) · "
+                 f"max activation <b>{value.max().item():.3f}</b>")
+        concept = d.scores.best_concept(k)[0]
+        sections = [
+            _section("Activations", f"<div>{stats}</div>{_histogram(value)}"),
+            _section(f"Best-matching planted concept: <code>{html.escape(concept)}</code>", _concepts(d, k)),
+            _section("Top activating contexts (held-out course corpus; outlined: max token; hover: activation)",
+                     _examples(d, k, n_examples)),
+        ]
+    sections.append(_section("Logit lens: decoder direction @ W_U (no final LayerNorm)", _logit_lens(d, k)))
+    body = (f'<div class="latent-dashboard" style="font-family:system-ui,sans-serif;font-size:14px;color:#222;'
+            f'max-width:900px">{header}{"".join(sections)}</div>')
+    return Dashboard(f"Latent {k} · {dictionary.cfg.metadata.hook_name}", body)

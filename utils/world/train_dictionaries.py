@@ -1,0 +1,242 @@
+"""Train every sparse dictionary of the course world (COURSE.md §3.3).
+
+    python -m utils.world train-dicts                 # SAEs (sae_lens) + transcoders (ours)
+    python -m utils.world train-dicts --only saes     # just one of the two groups
+    python -m utils.world train-dicts --smoke --out DIR   # tiny run for tests (seconds)
+
+SAEs are trained with sae_lens's `MultiSAETrainingRunner`, which trains all of them from one
+shared forward pass of the model; they are BatchTopK SAEs, saved by sae_lens as JumpReLU
+SAEs. sae_lens has no transcoder trainer, so `train_transcoders` below is our own: a
+BatchTopK transcoder per layer, saved as a sae_lens `JumpReLUTranscoder`.
+Everything lands in `artifacts/dictionaries/<name>/` and loads with `SAE.load_from_disk`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .model import ARTIFACTS
+from .train_model import make_batch
+
+DICT_DIR = ARTIFACTS / "dictionaries"
+DATA_SEED = 7  # SAEs see different documents from the ones the model was trained on
+
+
+@dataclass(frozen=True)
+class DictSpec:
+    name: str  # folder name, e.g. "resid_pre_2"
+    hook: str  # the hook it reads
+    d_in: int
+    width: int
+    k: float  # average number of active latents (BatchTopK)
+    hook_out: str | None = None  # transcoders only: the hook it writes
+
+
+def sae_specs(cfg) -> list[DictSpec]:
+    """Every SAE of COURSE.md §3.3 for a model config (widths scale with d_model)."""
+    d, n = cfg.d_model, cfg.n_layers
+    width = 8 * d
+    specs = [DictSpec(f"resid_pre_{l}", f"blocks.{l}.hook_resid_pre", d, width, 16) for l in range(n)]
+    specs.append(DictSpec(f"resid_post_{n - 1}", f"blocks.{n - 1}.hook_resid_post", d, width, 16))
+    z_dim = cfg.n_heads * cfg.d_head
+    specs += [DictSpec(f"attn_z_{l}", f"blocks.{l}.attn.hook_z", z_dim, width, 12) for l in range(n)]
+    specs += [DictSpec(f"mlp_post_{l}", f"blocks.{l}.mlp.hook_post", cfg.d_mlp, 2 * cfg.d_mlp, 24) for l in range(min(2, n))]
+    # Feature splitting family on a middle layer: width 8d is resid_pre_{mid} itself.
+    mid = n // 2
+    specs += [DictSpec(f"resid_pre_{mid}_w{m * d}", f"blocks.{mid}.hook_resid_pre", d, m * d, 16) for m in (1, 2, 4, 16, 32)]
+    return specs
+
+
+def transcoder_specs(cfg) -> list[DictSpec]:
+    return [DictSpec(f"transcoder_{l}", f"blocks.{l}.ln2.hook_normalized", cfg.d_model, 8 * cfg.d_model, 16,
+                     hook_out=f"blocks.{l}.hook_mlp_out") for l in range(cfg.n_layers)]
+
+
+def token_dataset(n_rows: int, n_ctx: int, seed: int = DATA_SEED):
+    """A tokenized `datasets.Dataset` of corpus rows (each starting with BOS)."""
+    from datasets import Dataset
+
+    rows = []
+    for i in range(0, n_rows, 64):
+        rows.extend(make_batch(i, min(64, n_rows - i), n_ctx, seed=seed).tolist())
+    return Dataset.from_dict({"input_ids": rows})
+
+
+def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int, batch_tokens: int = 4096) -> dict:
+    from sae_lens import BatchTopKTrainingSAEConfig, LoggingConfig
+    from sae_lens.multi_sae_training_runner import MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
+
+    n_ctx = model.cfg.n_ctx
+    saes = {
+        s.name: BatchTopKTrainingSAEConfig(
+            d_in=s.d_in, d_sae=s.width, k=s.k, aux_loss_coefficient=1 / 32,
+            reshape_activations="hook_z" if s.hook.endswith("hook_z") else "none",
+        )
+        for s in specs
+    }
+    cfg = MultiSAETrainingRunnerConfig(
+        saes=saes, hook_names={s.name: s.hook for s in specs}, model_name="course-world",
+        context_size=n_ctx, training_tokens=training_tokens, train_batch_size_tokens=batch_tokens,
+        store_batch_size_prompts=32, n_batches_in_buffer=8, lr=1e-3, lr_warm_up_steps=50,
+        lr_decay_steps=training_tokens // batch_tokens // 5, lr_scheduler_name="constant",
+        dead_feature_window=500, feature_sampling_window=500, n_eval_batches=2, seed=0,
+        logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=str(out_dir / "_runner"),
+        exclude_special_tokens=[model.tokenizer.bos_token_id, model.tokenizer.pad_token_id],
+        n_batches_for_norm_estimate=20,
+    )
+    # rows are consumed once; a little slack for the buffer and the evals
+    dataset = token_dataset(int(training_tokens / n_ctx * 1.3) + 256, n_ctx)
+    t0 = time.time()
+    MultiSAETrainingRunner(cfg, override_dataset=dataset, override_model=model).run()
+    minutes = (time.time() - t0) / 60
+    runner_dir = out_dir / "_runner"
+    for s in specs:
+        target = out_dir / s.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(runner_dir / s.name), str(target))
+    shutil.rmtree(runner_dir, ignore_errors=True)
+    return {"saes_train_minutes": round(minutes, 1), "saes_training_tokens": training_tokens}
+
+
+class _BatchTopKTranscoder(torch.nn.Module):
+    """A transcoder trained with BatchTopK; exported as a JumpReLU transcoder.
+
+    During training the k * n_tokens largest activations of a batch are kept. The global
+    threshold used at inference is a running mean of the smallest kept activation.
+    """
+
+    def __init__(self, d_in: int, d_out: int, width: int, k: float):
+        super().__init__()
+        self.k = k
+        self.W_enc = torch.nn.Parameter(torch.randn(d_in, width) / d_in ** 0.5)
+        self.b_enc = torch.nn.Parameter(torch.zeros(width))
+        self.W_dec = torch.nn.Parameter(torch.randn(width, d_out) * 0.1 / d_out ** 0.5)
+        self.b_dec = torch.nn.Parameter(torch.zeros(d_out))
+        self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("steps_since_fired", torch.zeros(width))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pre = torch.relu(x @ self.W_enc + self.b_enc)
+        n_keep = int(self.k * x.shape[0])
+        top = pre.flatten().topk(n_keep)
+        acts = torch.zeros_like(pre.flatten()).scatter(0, top.indices, top.values).view_as(pre)
+        with torch.no_grad():
+            smallest = top.values[top.values > 0].min() if (top.values > 0).any() else self.threshold
+            self.threshold.lerp_(smallest, 0.01)
+            fired = (acts > 0).any(0)
+            self.steps_since_fired.add_(1).masked_fill_(fired, 0)
+        return acts @ self.W_dec + self.b_dec, acts, pre
+
+    def aux_loss(self, pre: torch.Tensor, residual: torch.Tensor, dead_after: int = 200) -> torch.Tensor:
+        """Let latents that have not fired lately reconstruct what the live ones miss."""
+        dead = self.steps_since_fired > dead_after
+        if not dead.any():
+            return pre.new_zeros(())
+        dead_pre = pre * dead
+        k_aux = min(int(dead.sum()), 64)
+        top = dead_pre.topk(k_aux, dim=-1)
+        acts = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+        return (acts @ self.W_dec - residual).pow(2).sum(-1).mean() / residual.pow(2).sum(-1).mean().clamp_min(1e-8)
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        norms = self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        self.W_enc.mul_(norms.T)  # keep the function the same while the decoder is renormalised
+        self.b_enc.mul_(norms[:, 0])
+        self.W_dec.div_(norms)
+
+
+def train_transcoders(model, specs: list[DictSpec], out_dir: Path, training_tokens: int,
+                      batch_rows: int = 32) -> dict:
+    """Train one transcoder per spec from shared forward passes of the model (ours: sae_lens has none)."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(0)
+    n_ctx = model.cfg.n_ctx
+    nets = {s.name: _BatchTopKTranscoder(s.d_in, model.cfg.d_model, s.width, s.k) for s in specs}
+    opts = {name: torch.optim.Adam(net.parameters(), lr=1e-3) for name, net in nets.items()}
+    hooks = {s.hook for s in specs} | {s.hook_out for s in specs}
+    steps = max(1, training_tokens // (batch_rows * n_ctx))
+    bos, pad = model.tokenizer.bos_token_id, model.tokenizer.pad_token_id
+    t0 = time.time()
+    for step in tqdm(range(steps), desc="transcoders", mininterval=5):
+        tokens = make_batch(step, batch_rows, n_ctx, seed=DATA_SEED + 1)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
+        keep = ((tokens != bos) & (tokens != pad)).flatten()
+        lr = 1e-3 * min(1.0, (step + 1) / 50) * (1.0 if step < 0.8 * steps else 0.2)
+        for s in specs:
+            x = cache[s.hook].flatten(0, 1)[keep]
+            y = cache[s.hook_out].flatten(0, 1)[keep]
+            net, opt = nets[s.name], opts[s.name]
+            recon, _, pre = net(x)
+            mse = (recon - y).pow(2).sum(-1).mean() / (y - y.mean(0)).pow(2).sum(-1).mean()
+            loss = mse + net.aux_loss(pre, (y - recon).detach()) / 32
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            net.normalise_decoder()
+    minutes = (time.time() - t0) / 60
+    for s in specs:
+        save_transcoder(nets[s.name], s, model, out_dir / s.name)
+    return {"transcoders_train_minutes": round(minutes, 1), "transcoders_training_tokens": steps * batch_rows * n_ctx}
+
+
+def save_transcoder(net: _BatchTopKTranscoder, spec: DictSpec, model, path: Path) -> None:
+    from sae_lens import JumpReLUTranscoder, JumpReLUTranscoderConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    cfg = JumpReLUTranscoderConfig(
+        d_in=spec.d_in, d_sae=spec.width, d_out=model.cfg.d_model, apply_b_dec_to_input=False,
+        metadata=SAEMetadata(model_name="course-world", hook_name=spec.hook, hook_name_out=spec.hook_out,
+                             context_size=model.cfg.n_ctx, prepend_bos=True),
+    )
+    tc = JumpReLUTranscoder(cfg)
+    with torch.no_grad():
+        tc.W_enc.copy_(net.W_enc)
+        tc.b_enc.copy_(net.b_enc)
+        tc.W_dec.copy_(net.W_dec)
+        tc.b_dec.copy_(net.b_dec)
+        tc.threshold.copy_(net.threshold.expand_as(tc.threshold))
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    tc.save_model(str(path))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m utils.world train-dicts", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny run (needs --out and --model-dir)")
+    p.add_argument("--out", type=Path, default=None, help=f"output folder (default {DICT_DIR})")
+    p.add_argument("--model-dir", type=Path, default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--only", choices=["saes", "transcoders"], default=None)
+    p.add_argument("--tokens", type=int, default=None, help="training tokens per group")
+    args = p.parse_args(argv)
+    if args.smoke and (args.out is None or args.model_dir is None):
+        p.error("--smoke needs --out and --model-dir (it must not overwrite the shipped files)")
+    from .model import MODEL_DIR, load_course_model
+
+    model = load_course_model(model_dir=args.model_dir or MODEL_DIR)
+    out = args.out or DICT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    tokens = args.tokens or (8192 if args.smoke else 1_500_000)
+    info_path = out / "train_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if args.only in (None, "saes"):
+        specs = sae_specs(model.cfg)
+        info.update(train_saes(model, specs, out, tokens, batch_tokens=1024 if args.smoke else 4096))
+    if args.only in (None, "transcoders"):
+        info.update(train_transcoders(model, transcoder_specs(model.cfg), out, tokens, batch_rows=4 if args.smoke else 32))
+    info_path.write_text(json.dumps(info, indent=1))
+    print(json.dumps(info, indent=1))
