@@ -88,7 +88,7 @@ def test_quotes_end_with_the_closer_of_their_verb():
 def test_heldout_templates_never_appear_in_training_text():
     train = " ".join(doc_text(d) for d in CorpusGenerator(0).documents(3000))
     heldout = " ".join(doc_text(d) for d in CorpusGenerator(0, "heldout").documents(3000))
-    for phrase in [" can be found in the city of", " belongs to the state of", " The capital of the state that has",
+    for phrase in [" can be found in the city of", " belongs to the state of", " The state containing",
                    " A good definition of", " The letter at the start of", " got to the"]:
         assert phrase not in train, phrase
         assert phrase in heldout, phrase
@@ -125,7 +125,8 @@ def test_tokenizer_round_trips_the_corpus(tokenizer):
 
 def test_tokenizer_design(tokenizer):
     assert tokenizer.bos_token == BOS and tokenizer.bos_token_id != 0
-    assert len(tokenizer) == len(all_tokens())
+    # the shipped tokenizer folder is exactly the generator's inventory (ids are what the model learned)
+    assert tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))) == all_tokens()
     for closer in CLOSERS:
         assert len(tokenizer(closer, add_special_tokens=False)["input_ids"]) == 1
     pieces = tokenizer.convert_ids_to_tokens(tokenizer(" The Eiffel tower")["input_ids"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import operator
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import torch
 
 from utils.world.concepts import ConceptScores, LabelledCorpus, concept_scores, dictionary_activations, labelled_corpus
 
-WINDOW = (12, 4)  # tokens shown before and after the max-activating token of an example
+WINDOW = (10, 3)  # tokens shown before and after the max-activating token of an example
 N_LOGITS = 10
 
 
@@ -114,49 +114,50 @@ def _orange(fraction: float) -> str:
 
 
 def _examples(d: DashboardData, k: int, n_examples: int) -> str:
-    """Top activating contexts: one window per document, around its max-activating token."""
+    """Top activating contexts: one window per document (so examples differ), around its max token."""
     doc, pos, value = d.latent(k)
     row = torch.zeros(d.data.tokens.shape)  # this latent's activation on every token
     row[doc, pos] = value
-    top = value.max().item()
-    seen, lines = set(), []
+    best: dict[int, int] = {}  # document -> its max-activating position, in decreasing activation
     for i in value.argsort(descending=True, stable=True).tolist():
-        if len(lines) == n_examples:
+        best.setdefault(int(doc[i]), int(pos[i]))
+        if len(best) == n_examples:
             break
-        if (doc_i := int(doc[i])) in seen:
-            continue
-        seen.add(doc_i)
-        p, real = int(pos[i]), d.data.mask[doc_i].nonzero().flatten()
-        lo, hi = max(p - WINDOW[0], int(real[0])), min(p + WINDOW[1], int(real[-1]))
-        strings = d.model.tokenizer.convert_ids_to_tokens(d.data.tokens[doc_i, lo:hi + 1].tolist())
-        spans = [
-            _token(strings[j - lo], _orange(row[doc_i, j].item() / top) + (";outline:2px solid #000" if j == p else ""),
-                   f"{row[doc_i, j].item():.3f}", "tok max" if j == p else "tok")
-            for j in range(lo, hi + 1)
-        ]
-        more = ('<span style="color:#999">…</span>' if lo > int(real[0]) else "",
-                '<span style="color:#999">…</span>' if hi < int(real[-1]) else "")
-        lines.append(f'<div style="margin:2px 0"><span style="display:inline-block;width:4.5em;color:#666;'
-                     f'font-size:90%">{value[i].item():.3f}</span>{more[0]}{"".join(spans)}{more[1]}</div>')
-    return "".join(lines)
+    return "".join(_window(d, row[doc_i], doc_i, p, value.max().item()) for doc_i, p in best.items())
+
+
+def _window(d: DashboardData, acts: torch.Tensor, doc: int, p: int, top: float) -> str:
+    real = d.data.mask[doc].nonzero().flatten()  # no BOS or padding in the window
+    first, last = int(real[0]), int(real[-1])
+    lo, hi = max(p - WINDOW[0], first), min(p + WINDOW[1], last)
+    strings = d.model.tokenizer.convert_ids_to_tokens(d.data.tokens[doc, lo:hi + 1].tolist())
+    spans = "".join(
+        _token(s, _orange(a / top) + (";outline:2px solid #000" if j == p else ""), f"{a:.4g}",
+               "tok max" if j == p else "tok")
+        for j, s, a in zip(range(lo, hi + 1), strings, acts[lo:hi + 1].tolist())
+    )
+    dots = '<span style="color:#999">…</span>'
+    return (f'<div style="display:flex;margin:3px 0"><span style="flex:0 0 5em;color:#666;font-size:90%">'
+            f'{acts[p].item():.4g}</span><span style="flex:1">{dots if lo > first else ""}{spans}'
+            f'{dots if hi < last else ""}</span></div>')
 
 
 def _histogram(values: torch.Tensor, n_bins: int = 40, width: int = 360, height: int = 110) -> str:
     """Histogram of the non-zero activations as an inline SVG (no plotting library needed)."""
     top = values.max().item()
     counts = torch.histc(values, bins=n_bins, min=0, max=top).tolist()
-    peak, bar_w, plot_h = max(counts), width / n_bins, height - 18
+    peak, bar_w, base, plot_h = max(counts), width / n_bins, height - 18, height - 32  # room for labels
     bars = "".join(
-        f'<rect x="{i * bar_w:.1f}" y="{plot_h - c / peak * plot_h:.1f}" width="{bar_w - 1:.1f}" '
-        f'height="{c / peak * plot_h:.1f}" fill="#f08c00"><title>{i * top / n_bins:.3g}–{(i + 1) * top / n_bins:.3g}: '
-        f"{int(c)}</title></rect>"
+        f'<rect x="{i * bar_w:.1f}" y="{base - c / peak * plot_h:.1f}" width="{bar_w - 1:.1f}" '
+        f'height="{c / peak * plot_h:.1f}" fill="#f08c00">'
+        f"<title>{i * top / n_bins:.3g}–{(i + 1) * top / n_bins:.3g}: {int(c)}</title></rect>"
         for i, c in enumerate(counts) if c
     )
-    axis = (f'<line x1="0" y1="{plot_h}" x2="{width}" y2="{plot_h}" stroke="#999"/>'
+    axis = (f'<line x1="0" y1="{base}" x2="{width}" y2="{base}" stroke="#999"/>'
             f'<text x="0" y="{height - 4}" font-size="10" fill="#666">0</text>'
             f'<text x="{width}" y="{height - 4}" font-size="10" fill="#666" text-anchor="end">{top:.3g}</text>'
             f'<text x="{width / 2}" y="{height - 4}" font-size="10" fill="#666" text-anchor="middle">activation</text>'
-            f'<text x="2" y="10" font-size="10" fill="#666">{int(peak)} tokens</text>')
+            f'<text x="2" y="10" font-size="10" fill="#666">tallest bar: {int(peak)} tokens</text>')
     return (f'<svg width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" role="img" aria-label="activation histogram">{bars}{axis}</svg>')
 
@@ -165,7 +166,7 @@ def _logit_list(cls: str, values: torch.return_types.topk, tokenizer, rgb: str) 
     scale = values.values.abs().max().item() or 1.0
     items = "".join(
         f'<li style="margin:1px 0">{_token(s, f"background:rgba({rgb},{abs(v) / scale * 0.6:.2f})")} '
-        f'<span style="color:#666;font-size:90%">{v:+.3f}</span></li>'
+        f'<span style="color:#666;font-size:90%">{v:+.4g}</span></li>'
         for s, v in zip(tokenizer.convert_ids_to_tokens(values.indices.tolist()), values.values.tolist())
     )
     return f'<ol class="{cls}" style="margin:4px 0;padding-left:2em">{items}</ol>'
@@ -174,23 +175,24 @@ def _logit_list(cls: str, values: torch.return_types.topk, tokenizer, rgb: str) 
 def _logit_lens(d: DashboardData, k: int) -> str:
     logits = residual_decoder(d.dictionary, d.model)[k] @ d.model.W_U.detach()
     column = '<div style="display:inline-block;vertical-align:top;margin-right:2em"><b>{}</b>{}</div>'
-    return (column.format("top tokens", _logit_list("top-logits", logits.topk(N_LOGITS), d.model.tokenizer, "30,110,255"))
-            + column.format("bottom tokens", _logit_list("bottom-logits", logits.topk(N_LOGITS, largest=False),
-                                                         d.model.tokenizer, "230,40,40")))
+    top = _logit_list("top-logits", logits.topk(N_LOGITS), d.model.tokenizer, "30,110,255")
+    bottom = _logit_list("bottom-logits", logits.topk(N_LOGITS, largest=False), d.model.tokenizer, "230,40,40")
+    return column.format("top tokens", top) + column.format("bottom tokens", bottom)
 
 
 def _concepts(d: DashboardData, k: int, n: int = 3) -> str:
     f1 = d.scores.f1[:, k]
     rows = "".join(
-        f'<tr><td style="padding:0 1em 0 0">{html.escape(d.scores.concepts[c])}</td>'
-        + "".join(f'<td style="padding:0 1em 0 0">{float(t[c, k]):.3f}</td>'
+        f'<tr><td style="padding:0 1.5em 0 0">{html.escape(d.scores.concepts[c])}</td>'
+        + "".join(f'<td style="padding:0 1.5em 0 0">{float(t[c, k]):.3f}</td>'
                   for t in (d.scores.precision, d.scores.recall, d.scores.f1))
         + "</tr>"
-        for c in f1.argsort(descending=True)[:n].tolist()
+        for c in f1.argsort(descending=True, stable=True)[:n].tolist()  # first = best_concept on ties
     )
-    return ('<table class="concepts" style="border-collapse:collapse;font-size:95%"><tr style="color:#666">'
-            '<th align="left">concept</th><th align="left">precision</th><th align="left">recall</th>'
-            f'<th align="left">F1</th></tr>{rows}</table>')
+    head = "".join(f'<th style="text-align:left;padding:0 1.5em 0 0">{h}</th>'
+                   for h in ("concept", "precision", "recall", "F1"))
+    return (f'<table class="concepts" style="border-collapse:collapse;font-size:95%">'
+            f'<tr style="color:#666">{head}</tr>{rows}</table>')
 
 
 def _section(title: str, body: str) -> str:
@@ -212,7 +214,7 @@ class Dashboard:
     """An HTML dashboard: shows itself in Jupyter, `.html` is a standalone page, `.save` writes it."""
 
     title: str
-    body: str
+    body: str = field(repr=False)  # a plain-text repr of 40 kB of HTML helps nobody
 
     @property
     def html(self) -> str:
@@ -241,7 +243,7 @@ def display_dashboard(dictionary, latent_idx: int, model=None, data: LabelledCor
         raise ValueError(f"latent_idx {k} is out of range: this dictionary has {d_sae} latents (0 to {d_sae - 1}).")
     d = dashboard_data(dictionary, model if model is not None else _default_model(),
                        data if data is not None else labelled_corpus())
-    doc, _, value = d.latent(k)
+    _, _, value = d.latent(k)
     header = (f'<div style="font-size:120%;font-weight:700">Latent {k}</div>'
               f'<div style="color:#444">{html.escape(_kind(dictionary))} · {d_sae} latents</div>')
     if len(value) == 0:
@@ -250,7 +252,7 @@ def display_dashboard(dictionary, latent_idx: int, model=None, data: LabelledCor
                                             "histogram or concept match to show.</p>")]
     else:
         stats = (f"density <b>{len(value) / d.n_tokens:.4%}</b> ({len(value)} of {d.n_tokens} tokens) · "
-                 f"max activation <b>{value.max().item():.3f}</b>")
+                 f"max activation <b>{value.max().item():.4g}</b>")
         concept = d.scores.best_concept(k)[0]
         sections = [
             _section("Activations", f"<div>{stats}</div>{_histogram(value)}"),

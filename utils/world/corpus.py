@@ -131,7 +131,7 @@ T = {
         "{city} is in a state whose capital is {capital} .",
         "The state that contains {city} has the capital {capital} .",
         "People from {city} visit their state capital , {capital} .",
-        "@The capital of the state that has {city} is {capital} .",
+        "@The state containing {city} has its capital in {capital} .",
         "@The capital city of the state containing {city} is {capital} .",
     ],
     "p6_pair": [

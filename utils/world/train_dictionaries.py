@@ -84,7 +84,9 @@ def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int
     cfg = MultiSAETrainingRunnerConfig(
         saes=saes, hook_names={s.name: s.hook for s in specs}, model_name="course-world",
         context_size=n_ctx, training_tokens=training_tokens, train_batch_size_tokens=batch_tokens,
-        store_batch_size_prompts=32, n_batches_in_buffer=8, lr=1e-3, lr_warm_up_steps=50,
+        store_batch_size_prompts=32,
+        # sae_lens sizes its mixing buffer as n_batches_in_buffer * context_size tokens (not prompts)
+        n_batches_in_buffer=max(8, 2 * batch_tokens // n_ctx), lr=1e-3, lr_warm_up_steps=50,
         lr_decay_steps=training_tokens // batch_tokens // 5, lr_scheduler_name="constant",
         dead_feature_window=500, feature_sampling_window=500, n_eval_batches=2, seed=0,
         logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=str(out_dir / "_runner"),

@@ -1,0 +1,197 @@
+"""The offline latent dashboard (utils/dashboard.py) on the shipped course world.
+
+Content tests compare what the page shows with quantities computed here directly (run_with_cache
++ encode, W_dec @ W_U); the browser test opens the saved page in headless Chromium and checks
+that it renders without a single network request.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import os
+import re
+import shutil
+
+import pytest
+import torch
+
+from utils.dashboard import dashboard_data, display_dashboard
+from utils.world import load_model
+from utils.world.concepts import labelled_corpus
+from utils.world.dictionaries import load_dictionary
+
+DICTIONARIES = ("resid_pre_2", "attn_z_1", "transcoder_2")  # a residual SAE, an attention SAE, a transcoder
+N_DOCS = 80  # a slice of the held-out corpus keeps the tests quick
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return labelled_corpus(N_DOCS)
+
+
+@pytest.fixture(scope="module", params=DICTIONARIES)
+def dictionary(request):
+    return load_dictionary(request.param)
+
+
+def reference_acts(model, dictionary, data) -> torch.Tensor:
+    """(n_docs, n_ctx, d_sae) activations on real tokens only (BOS and padding zeroed)."""
+    hook = dictionary.cfg.metadata.hook_name
+    with torch.no_grad():
+        _, cache = model.run_with_cache(data.tokens, names_filter=hook)
+        return dictionary.encode(cache[hook]) * data.mask[..., None]
+
+
+def reference_logits(model, dictionary, k: int) -> torch.Tensor:
+    """Logit lens of latent k, mapping the decoder row to the residual stream by hand."""
+    hook = dictionary.cfg.metadata.hook_name
+    row = dictionary.W_dec[k].detach()
+    if hook.endswith("attn.hook_z"):
+        layer = int(hook.split(".")[1])
+        row = torch.einsum("hd,hdm->m", row.reshape(model.cfg.n_heads, model.cfg.d_head), model.W_O[layer])
+    assert row.shape == (model.cfg.d_model,)
+    return (row @ model.W_U).detach()
+
+
+def shown_tokens(page: str, cls: str) -> list[str]:
+    """Texts of the token spans with class `cls`, in page order, unescaped."""
+    return [html.unescape(t) for t in re.findall(rf'<span class="{cls}"[^>]*>(.*?)</span>', page)]
+
+
+def logit_list(page: str, cls: str) -> list[str]:
+    (block,) = re.findall(rf'<ol class="{cls}".*?</ol>', page, flags=re.S)
+    return shown_tokens(block, "tok")
+
+
+@pytest.fixture(scope="module")
+def case(model, data, dictionary):
+    """The latent with the largest single activation, its reference numbers and its dashboard."""
+    acts = reference_acts(model, dictionary, data)
+    flat = int(acts.argmax())
+    doc, pos, k = torch.unravel_index(torch.tensor(flat), acts.shape)
+    return dict(k=int(k), doc=int(doc), pos=int(pos), acts=acts[..., int(k)], dictionary=dictionary,
+                page=display_dashboard(dictionary, int(k), model=model, data=data).html)
+
+
+def test_header_shows_latent_density_and_max(case, data):
+    page, fires = case["page"], case["acts"] > 0
+    assert f"Latent {case['k']}<" in page
+    assert case["dictionary"].cfg.metadata.hook_name in page
+    assert f"{int(fires.sum())} of {int(data.mask.sum())} tokens" in page
+    assert f"max activation <b>{case['acts'].max().item():.4g}</b>" in page
+
+
+def test_top_context_is_the_max_activating_token(case, model, data):
+    # Any token within float noise of the max counts (batching may reorder near-ties).
+    near_max = case["acts"] >= case["acts"].max() * (1 - 1e-5)
+    expected = set(model.tokenizer.convert_ids_to_tokens(data.tokens[near_max].tolist()))
+    outlined = shown_tokens(case["page"], "tok max")
+    assert outlined[0] in expected
+    assert 1 <= len(outlined) <= 10  # one example per document, at most n_examples
+    title = re.search(r'<span class="tok max"[^>]*title="([^"]+)"', case["page"]).group(1)
+    assert float(title) == pytest.approx(case["acts"].max().item(), rel=1e-3)
+
+
+def test_best_concept_matches_a_direct_computation(case, data):
+    fires = case["acts"][data.mask] > 0
+    labels = data.labels[data.mask]
+    true_pos = (labels & fires[:, None]).sum(0).float()
+    precision, recall = true_pos / fires.sum(), true_pos / labels.sum(0).clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-9)
+    table = re.search(r'<table class="concepts".*?</table>', case["page"], flags=re.S).group(0)
+    name, *numbers = re.findall(r"<td[^>]*>(.*?)</td>", table)[:4]
+    c = data.concepts.index(html.unescape(name))
+    assert f1[c] == pytest.approx(f1.max().item(), abs=1e-6)  # the best match (or tied with it)
+    assert numbers == [f"{precision[c]:.3f}", f"{recall[c]:.3f}", f"{f1[c]:.3f}"]
+    assert f"<code>{name}</code>" in case["page"]
+
+
+def test_logit_lens_matches_decoder_times_unembedding(case, model):
+    logits = reference_logits(model, case["dictionary"], case["k"])
+    ids = {tok: i for tok, i in model.tokenizer.get_vocab().items()}
+    for cls, expected in (("top-logits", logits.topk(10)), ("bottom-logits", logits.topk(10, largest=False))):
+        shown = logits[[ids[tok] for tok in logit_list(case["page"], cls)]]
+        assert torch.allclose(shown, expected.values, atol=1e-5), cls  # same tokens, same order, up to ties
+
+
+def test_page_is_self_contained_and_escaped(case, model):
+    page = case["page"]
+    for external in ("http://", "https://", "//cdn", "<script", "<link", "@import", "url(", "<iframe"):
+        assert external not in page.lower(), external
+    vocab = set(model.tokenizer.get_vocab())
+    for raw in re.findall(r'<span class="tok[^"]*"[^>]*>(.*?)</span>', page):
+        assert not set('<>"') & set(raw), raw  # token text is escaped ...
+        assert html.unescape(raw) in vocab  # ... and round-trips to a real token
+
+
+def test_dead_latent_and_bad_index(model, data):
+    sae = copy.deepcopy(load_dictionary(DICTIONARIES[0]))
+    with torch.no_grad():
+        sae.W_enc[:, 0] = 0
+        sae.b_enc[0] = -1.0  # pre-activation -1 everywhere: never above the (positive) threshold
+    page = display_dashboard(sae, 0, model=model, data=data).html
+    assert "never fires" in page and "top-logits" in page
+    with pytest.raises(ValueError, match="out of range"):
+        display_dashboard(sae, sae.cfg.d_sae, model=model, data=data)
+    with pytest.raises(ValueError, match="out of range"):
+        display_dashboard(sae, -1, model=model, data=data)
+
+
+def test_defaults_caching_and_outputs(tmp_path):
+    sae = load_dictionary(DICTIONARIES[0])
+    board = display_dashboard(sae, 1)  # the course model and the default held-out corpus
+    again = display_dashboard(sae, 2)
+    assert "Latent 1<" in board._repr_html_() and "<html" not in board._repr_html_()
+    assert board.html.startswith("<!DOCTYPE html>") and "Latent 2<" in again.html
+    from utils.dashboard import _default_model
+
+    assert dashboard_data(sae, _default_model(), labelled_corpus()) is dashboard_data(sae, _default_model(),
+                                                                                        labelled_corpus())
+    path = board.save(tmp_path / "latent.html")
+    assert path.read_text(encoding="utf-8") == board.html
+
+
+def _need(ok: bool, reason: str) -> None:
+    """Skip locally when a browser tool is missing; in CI (which installs it) that is a failure."""
+    if not ok:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(reason)
+
+
+def test_renders_offline_in_headless_chromium(model, data, tmp_path):
+    _need(CHROMIUM is not None, "chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "playwright is not installed (pip install playwright; no browser download needed)")
+    sae = load_dictionary(DICTIONARIES[0])
+    k = int(dashboard_data(sae, model, data).scores.density.argmax())
+    path = display_dashboard(sae, k, model=model, data=data).save(tmp_path / "latent.html")
+    requests = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1000, "height": 800},
+        )
+        try:
+            browser.on("request", lambda request: requests.append(request.url))
+            page = browser.new_page()
+            page.goto(path.as_uri(), wait_until="load")
+            text = page.inner_text("body")
+            svg = page.locator("svg").first.bounding_box()
+            shot = page.screenshot(path=str(tmp_path / "latent.png"), full_page=True)
+        finally:
+            browser.close()
+    assert f"Latent {k}" in text and "Logit lens" in text and "Top activating contexts" in text
+    assert svg and svg["width"] > 100 and svg["height"] > 50
+    assert len(shot) > 10_000  # a real picture, not a blank page
+    # file:/// only: a protocol-relative "//host/x" on a file page resolves to file://host/x, a remote share.
+    assert requests and all(url.startswith(("file:///", "data:", "about:")) for url in requests), requests

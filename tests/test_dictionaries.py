@@ -1,0 +1,127 @@
+"""The shipped dictionaries: they load offline, have the layout COURSE.md §3.3 asks for, meet
+their quality bars, and work as a circuit_tracer replacement model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from utils.world.dictionaries import (
+    DICT_DIR, available_dictionaries, load_dictionary, load_transcoders, load_width_family, replacement_model,
+)
+
+N_LAYERS = 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    from utils.world import load_model
+
+    return load_model()
+
+
+def expected_layout() -> dict[str, tuple[str, str | None]]:
+    """name -> (hook read, hook written) written out from COURSE.md §3.3, not from the trainer."""
+    out = {}
+    for l in range(N_LAYERS):
+        out[f"resid_pre_{l}"] = (f"blocks.{l}.hook_resid_pre", None)
+        out[f"attn_z_{l}"] = (f"blocks.{l}.attn.hook_z", None)
+        out[f"transcoder_{l}"] = (f"blocks.{l}.ln2.hook_normalized", f"blocks.{l}.hook_mlp_out")
+    out["resid_post_3"] = ("blocks.3.hook_resid_post", None)
+    out["mlp_post_0"] = ("blocks.0.mlp.hook_post", None)
+    out["mlp_post_1"] = ("blocks.1.mlp.hook_post", None)
+    return out
+
+
+def test_every_dictionary_is_shipped_with_its_hooks():
+    names = set(available_dictionaries())
+    for name, (hook_in, hook_out) in expected_layout().items():
+        assert name in names, f"missing dictionary {name}"
+        d = load_dictionary(name)
+        assert d.cfg.metadata.hook_name == hook_in
+        assert getattr(d.cfg.metadata, "hook_name_out", None) == hook_out
+
+
+def test_dictionaries_load_with_sae_lens_directly():
+    from sae_lens import SAE
+
+    sae = SAE.load_from_disk(str(DICT_DIR / "attn_z_1"))
+    assert sae.cfg.d_in == 128 and sae.cfg.reshape_activations == "hook_z"
+    tc = SAE.load_from_disk(str(DICT_DIR / "transcoder_2"))
+    assert type(tc).__name__ == "JumpReLUTranscoder"
+
+
+def test_width_family_has_five_or_more_widths():
+    family = load_width_family(2)
+    assert len(family) >= 5
+    assert list(family) == sorted(family) and family[min(family)].cfg.d_sae < family[max(family)].cfg.d_sae
+
+
+def test_missing_dictionary_gives_a_clear_message():
+    with pytest.raises(FileNotFoundError, match="No course dictionary named 'resid_pre_9'.*Available"):
+        load_dictionary("resid_pre_9")
+
+
+def test_shipped_files_are_small():
+    total = sum(p.stat().st_size for p in DICT_DIR.rglob("*") if p.is_file())
+    assert total < 60e6, f"dictionaries take {total / 1e6:.1f} MB"
+
+
+def test_sae_splices_into_the_model(model):
+    sae = load_dictionary("resid_pre_2")
+    tokens = model.to_tokens(" The capital of the state containing Dallas is")
+    clean = model(tokens)[0, -1]
+    spliced = model.run_with_saes(tokens, saes=[sae])[0, -1]
+    with_error = model.run_with_saes(tokens, saes=[sae], use_error_term=True)[0, -1]
+    assert torch.allclose(with_error, clean, atol=1e-4)  # the error term makes it exact
+    assert spliced.argmax() == clean.argmax()  # and the reconstruction alone keeps the answer
+
+
+def test_replacement_model_matches_the_model_and_attributes(model):
+    from circuit_tracer import attribute
+    from circuit_tracer.graph import prune_graph
+
+    rm = replacement_model(model)
+    tokens = model.to_tokens(" The capital of the state containing Dallas is")[0]
+    # weights really were remapped: an unmapped MLP or unembedding would be random
+    assert torch.allclose(rm(tokens[None]), model(tokens[None]), atol=1e-4)
+    graph = attribute(tokens, rm, max_n_logits=5, desired_logit_prob=0.9, batch_size=128, verbose=False)
+    # the most probable logit target is the answer, with its probability
+    top = int(graph.logit_probabilities.argmax())
+    assert graph.logit_targets[top].vocab_idx == model.tokenizer.convert_tokens_to_ids(" Austin")
+    n_feat = len(graph.active_features)
+    assert n_feat > 0 and graph.adjacency_matrix.shape[0] > n_feat
+    pruned = prune_graph(graph, node_threshold=0.8, edge_threshold=0.98)
+    assert 0 < int(pruned.node_mask.sum()) < graph.adjacency_matrix.shape[0]
+
+
+def test_transcoder_set_encodes_like_sae_lens(model):
+    from utils.world.dictionaries import transcoder_set
+
+    tcs = load_transcoders()
+    ts = transcoder_set(tcs)
+    _, cache = model.run_with_cache(" Tourists visit the Louvre museum in", names_filter="blocks.1.ln2.hook_normalized")
+    x = cache["blocks.1.ln2.hook_normalized"][0]
+    assert torch.allclose(ts.encode_layer(x, 1), tcs[1].encode(x), atol=1e-5)
+
+
+def test_shipped_dictionaries_meet_every_bar(model):
+    from utils.world.report import dictionary_rows
+
+    rows = dictionary_rows(model)
+    failing = [f"{r.metric}: {r.value:.3f} (target {r.target})" for r in rows if not r.passed]
+    assert not failing, failing
+
+
+def test_smoke_dictionary_training(tmp_path):
+    from utils.world.train_dictionaries import main as train_dicts
+    from utils.world.train_model import main as train_model
+
+    train_model(["--smoke", "--out", str(tmp_path / "model")])
+    train_dicts(["--smoke", "--out", str(tmp_path / "dicts"), "--model-dir", str(tmp_path / "model")])
+    names = available_dictionaries(tmp_path / "dicts")
+    assert {"resid_pre_0", "attn_z_1", "transcoder_1", "mlp_post_0"} <= set(names)
+    info = json.loads((tmp_path / "dicts" / "train_info.json").read_text())
+    assert info["saes_training_tokens"] > 0 and info["transcoders_training_tokens"] > 0
