@@ -31,6 +31,7 @@ def build_tokenizer():
     # word ('"I like') gets the space our tokens expect (' " I like').
     tok.normalizer = normalizers.Sequence([
         normalizers.Prepend(" "), normalizers.Replace("  ", " "),
+        normalizers.Replace(Regex("^ (?=[.,?!])"), ""),  # punctuation alone ('."') takes no space
         normalizers.Replace(Regex(' "(?=[^ ])'), ' " '),
     ])
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
