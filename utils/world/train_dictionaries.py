@@ -42,15 +42,15 @@ class DictSpec:
 def sae_specs(cfg) -> list[DictSpec]:
     """Every SAE of COURSE.md §3.3 for a model config (widths scale with d_model)."""
     d, n = cfg.d_model, cfg.n_layers
-    width = 8 * d
+    width = 4 * d  # a 779-token world: wider main SAEs mostly grow dead latents
     specs = [DictSpec(f"resid_pre_{l}", f"blocks.{l}.hook_resid_pre", d, width, 16) for l in range(n)]
     specs.append(DictSpec(f"resid_post_{n - 1}", f"blocks.{n - 1}.hook_resid_post", d, width, 16))
     z_dim = cfg.n_heads * cfg.d_head
     specs += [DictSpec(f"attn_z_{l}", f"blocks.{l}.attn.hook_z", z_dim, width, 12) for l in range(n)]
     specs += [DictSpec(f"mlp_post_{l}", f"blocks.{l}.mlp.hook_post", cfg.d_mlp, 2 * cfg.d_mlp, 24) for l in range(min(2, n))]
-    # Feature splitting family on a middle layer: width 8d is resid_pre_{mid} itself.
+    # Feature splitting family on a middle layer: width 4d is resid_pre_{mid} itself.
     mid = n // 2
-    specs += [DictSpec(f"resid_pre_{mid}_w{m * d}", f"blocks.{mid}.hook_resid_pre", d, m * d, 16) for m in (1, 2, 4, 16, 32)]
+    specs += [DictSpec(f"resid_pre_{mid}_w{m * d}", f"blocks.{mid}.hook_resid_pre", d, m * d, 16) for m in (1, 2, 8, 16, 32)]
     return specs
 
 
@@ -76,7 +76,7 @@ def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int
     n_ctx = model.cfg.n_ctx
     saes = {
         s.name: BatchTopKTrainingSAEConfig(
-            d_in=s.d_in, d_sae=s.width, k=s.k, aux_loss_coefficient=1 / 32,
+            d_in=s.d_in, d_sae=s.width, k=s.k, aux_loss_coefficient=1.0,
             reshape_activations="hook_z" if s.hook.endswith("hook_z") else "none",
         )
         for s in specs
