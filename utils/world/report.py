@@ -149,6 +149,8 @@ def dictionary_rows(model, n_docs: int = 200) -> list[Row]:
         ev_what = "explained variance of MLP out" if name.startswith("transcoder") else "explained variance"
         rows += [Row(f"{name}: {ev_what}", q.explained_variance, targets["explained_variance"], why),
                  Row(f"{name}: CE loss recovered", q.ce_recovered, targets["ce_recovered"], why),
+                 Row(f"{name}: CE increase spliced (nats, from {q.ce_clean:.2f})", q.ce_spliced - q.ce_clean, ">= -9",
+                     "info only: the ratio above is unstable when ablation barely hurts"),
                  Row(f"{name}: L0", q.l0, targets["l0"], why),
                  Row(f"{name}: dead fraction", q.dead_fraction, targets["dead_fraction"], why)]
     rm = replacement_model(model, {int(n.split("_")[1]): dicts[n] for n in names if n.startswith("transcoder_")})
