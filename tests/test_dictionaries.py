@@ -53,6 +53,15 @@ def test_dictionaries_load_with_sae_lens_directly():
     assert type(tc).__name__ == "JumpReLUTranscoder"
 
 
+def test_per_layer_loaders_return_every_layer():
+    from utils.world.dictionaries import load_attn_saes, load_resid_saes
+
+    for loader, hook in [(load_resid_saes, "hook_resid_pre"), (load_attn_saes, "attn.hook_z"), (load_transcoders, "ln2.hook_normalized")]:
+        by_layer = loader()
+        assert sorted(by_layer) == list(range(N_LAYERS))
+        assert all(d.cfg.metadata.hook_name == f"blocks.{l}.{hook}" for l, d in by_layer.items())
+
+
 def test_width_family_has_five_or_more_widths():
     family = load_width_family(2)
     assert len(family) >= 5

@@ -23,11 +23,6 @@ def _hooks(dictionary) -> tuple[str, str]:
     return meta.hook_name, getattr(meta, "hook_name_out", None) or meta.hook_name
 
 
-def is_transcoder(dictionary) -> bool:
-    hook_in, hook_out = _hooks(dictionary)
-    return hook_in != hook_out
-
-
 @torch.no_grad()
 def reconstruction_stats(model, dictionary, data: LabelledCorpus, batch_size: int = 64) -> dict[str, float]:
     """Explained variance, L0 and dead fraction on the labelled corpus."""
