@@ -48,9 +48,10 @@ def sae_specs(cfg) -> list[DictSpec]:
     z_dim = cfg.n_heads * cfg.d_head
     specs += [DictSpec(f"attn_z_{l}", f"blocks.{l}.attn.hook_z", z_dim, width, 12) for l in range(n)]
     specs += [DictSpec(f"mlp_post_{l}", f"blocks.{l}.mlp.hook_post", cfg.d_mlp, 2 * cfg.d_mlp, 24) for l in range(min(2, n))]
-    # Feature splitting family on a middle layer: width 4d is resid_pre_{mid} itself.
+    # Feature splitting family on a middle layer: width 4d is resid_pre_{mid} itself. It stops at
+    # 8d (1024 latents): a 779-token world leaves most latents of wider SAEs dead.
     mid = n // 2
-    specs += [DictSpec(f"resid_pre_{mid}_w{m * d}", f"blocks.{mid}.hook_resid_pre", d, m * d, 16) for m in (1, 2, 8, 16, 32)]
+    specs += [DictSpec(f"resid_pre_{mid}_w{m * d}", f"blocks.{mid}.hook_resid_pre", d, int(m * d), 16) for m in (0.5, 1, 2, 8)]
     return specs
 
 
@@ -67,6 +68,12 @@ def token_dataset(n_rows: int, n_ctx: int, seed: int = DATA_SEED):
     for i in range(0, n_rows, 64):
         rows.extend(make_batch(i, min(64, n_rows - i), n_ctx, seed=seed).tolist())
     return Dataset.from_dict({"input_ids": rows})
+
+
+# A latent that has not fired for this many tokens counts as dead and joins the auxiliary loss
+# (sae_lens counts its window in steps: the window must be much shorter than the run, or the
+# auxiliary loss never switches on and dead latents stay dead).
+DEAD_WINDOW_TOKENS = 100_000
 
 
 def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int, batch_tokens: int = 4096) -> dict:
@@ -88,7 +95,7 @@ def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int
         # sae_lens sizes its mixing buffer as n_batches_in_buffer * context_size tokens (not prompts)
         n_batches_in_buffer=max(8, 2 * batch_tokens // n_ctx), lr=1e-3, lr_warm_up_steps=50,
         lr_decay_steps=training_tokens // batch_tokens // 5, lr_scheduler_name="constant",
-        dead_feature_window=500, feature_sampling_window=500, n_eval_batches=2, seed=0,
+        dead_feature_window=max(1, DEAD_WINDOW_TOKENS // batch_tokens), feature_sampling_window=500, n_eval_batches=2, seed=0,
         logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=str(out_dir / "_runner"),
         exclude_special_tokens=[model.tokenizer.bos_token_id, model.tokenizer.pad_token_id],
         n_batches_for_norm_estimate=20,
@@ -137,7 +144,7 @@ class _BatchTopKTranscoder(torch.nn.Module):
             self.steps_since_fired.add_(1).masked_fill_(fired, 0)
         return acts @ self.W_dec + self.b_dec, acts, pre
 
-    def aux_loss(self, pre: torch.Tensor, residual: torch.Tensor, dead_after: int = 200) -> torch.Tensor:
+    def aux_loss(self, pre: torch.Tensor, residual: torch.Tensor, dead_after: int) -> torch.Tensor:
         """Let latents that have not fired lately reconstruct what the live ones miss."""
         dead = self.steps_since_fired > dead_after
         if not dead.any():
@@ -156,6 +163,11 @@ class _BatchTopKTranscoder(torch.nn.Module):
         self.W_dec.div_(norms)
 
 
+# Weight of the dead-latent auxiliary loss (the TopK paper uses 1/32 with a much larger k_aux;
+# ours revives at most 64 latents per step, so it needs more weight to pull them back).
+TRANSCODER_AUX_WEIGHT = 1 / 8
+
+
 def train_transcoders(model, specs: list[DictSpec], out_dir: Path, training_tokens: int,
                       batch_rows: int = 32) -> dict:
     """Train one transcoder per spec from shared forward passes of the model (ours: sae_lens has none)."""
@@ -167,6 +179,7 @@ def train_transcoders(model, specs: list[DictSpec], out_dir: Path, training_toke
     opts = {name: torch.optim.Adam(net.parameters(), lr=1e-3) for name, net in nets.items()}
     hooks = {s.hook for s in specs} | {s.hook_out for s in specs}
     steps = max(1, training_tokens // (batch_rows * n_ctx))
+    dead_after = max(1, DEAD_WINDOW_TOKENS // (batch_rows * n_ctx))  # in steps, like sae_lens
     bos, pad = model.tokenizer.bos_token_id, model.tokenizer.pad_token_id
     t0 = time.time()
     for step in tqdm(range(steps), desc="transcoders", mininterval=5):
@@ -181,7 +194,7 @@ def train_transcoders(model, specs: list[DictSpec], out_dir: Path, training_toke
             net, opt = nets[s.name], opts[s.name]
             recon, _, pre = net(x)
             mse = (recon - y).pow(2).sum(-1).mean() / (y - y.mean(0)).pow(2).sum(-1).mean()
-            loss = mse + net.aux_loss(pre, (y - recon).detach()) / 32
+            loss = mse + TRANSCODER_AUX_WEIGHT * net.aux_loss(pre, (y - recon).detach(), dead_after)
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.zero_grad(set_to_none=True)
@@ -240,5 +253,6 @@ def main(argv: list[str] | None = None) -> None:
         info.update(train_saes(model, specs, out, tokens, batch_tokens=1024 if args.smoke else 4096))
     if args.only in (None, "transcoders"):
         info.update(train_transcoders(model, transcoder_specs(model.cfg), out, tokens, batch_rows=4 if args.smoke else 32))
+    info["dead_window_tokens"] = DEAD_WINDOW_TOKENS
     info_path.write_text(json.dumps(info, indent=1))
     print(json.dumps(info, indent=1))
