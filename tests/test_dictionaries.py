@@ -116,16 +116,33 @@ def test_transcoder_set_encodes_like_sae_lens(model):
     assert torch.allclose(ts.encode_layer(x, 1), tcs[1].encode(x), atol=1e-5)
 
 
-def test_dictionary_report_rows_are_sane(model):
-    # The quality bars themselves are not all met yet (see the open dictionaries issue); this
-    # checks the measurements: a spliced dictionary never beats the clean model by much, and
-    # every dictionary in the layout is measured.
+def test_dictionary_measurements_are_sane(model):
+    # Independent of the bars: a spliced dictionary never beats the clean model by much.
     from utils.world.concepts import labelled_corpus
     from utils.world.dictionary_quality import dictionary_quality
 
     data = labelled_corpus(40)
     q = dictionary_quality(model, "resid_pre_2", load_dictionary("resid_pre_2"), data)
     assert 0.5 < q.explained_variance < 1 and 1 < q.l0 < 64 and q.ce_spliced >= q.ce_clean - 0.01
+
+
+# Bars the shipped files still miss (the dictionaries issue stays open until this is empty):
+# the layer-3 transcoder explains 95% of the MLP's variance, yet splicing it in costs 0.15 nats.
+KNOWN_FAILURES = {"transcoder_3: CE loss recovered", "transcoder_3: dead fraction"}
+
+
+def test_shipped_dictionaries_meet_every_bar(model):
+    """Every row of `python -m utils.world report --only dictionaries` passes but the known
+    failures above, which must still be failing (about 2 minutes)."""
+    from utils.world.report import dictionary_rows
+
+    rows = dictionary_rows(model)
+    measured = {r.metric.split(":")[0] for r in rows if r.metric.startswith(("resid", "attn", "mlp", "transcoder"))}
+    assert set(expected_layout()) <= measured  # every dictionary of the layout is measured
+    failed = {r.metric: f"{r.metric} = {r.value:.3f} (target {r.target})" for r in rows if not r.passed}
+    unexpected = [line for metric, line in failed.items() if metric not in KNOWN_FAILURES]
+    assert not unexpected, "\n".join(unexpected)
+    assert set(failed) == KNOWN_FAILURES, f"now passing, remove from KNOWN_FAILURES: {KNOWN_FAILURES - set(failed)}"
 
 
 def test_smoke_dictionary_training(tmp_path):

@@ -4,7 +4,8 @@ Measured on held-out labelled text (`concepts.labelled_corpus`), BOS and padding
 - explained variance of the dictionary's output (the MLP output for transcoders);
 - L0 (active latents per token) and the fraction of latents that never fire;
 - CE loss recovered when the dictionary is spliced in: (L_zero - L_spliced) / (L_zero - L_clean),
-  where L_zero zero-ablates the activation the dictionary writes;
+  where L_zero zero-ablates the activation the dictionary writes (BOS, which the dictionaries
+  were not trained on, keeps its clean activation in both);
 - circuit_tracer's replacement and completeness scores on held-out prompts;
 - for each key concept, the best latent (by F1) and its precision/recall.
 """
@@ -59,12 +60,17 @@ def ce_loss_recovered(model, dictionary, data: LabelledCorpus, batch_size: int =
         stash["x"] = act
         return act
 
+    # The dictionaries never saw BOS in training (it is excluded, as usual), so BOS keeps its
+    # clean activation in both the spliced and the zero-ablated runs; every other position changes.
+    def bos_kept(new, act):
+        return torch.where(stash["bos"].view(*stash["bos"].shape, *[1] * (act.ndim - 2)), act, new)
+
     def splice(act, hook):
         source = stash["x"] if hook_in != hook_out else act  # transcoders read one hook, write another
-        return dictionary.decode(dictionary.encode(source)).reshape(act.shape)
+        return bos_kept(dictionary.decode(dictionary.encode(source)).reshape(act.shape), act)
 
     def zero(act, hook):
-        return torch.zeros_like(act)
+        return bos_kept(torch.zeros_like(act), act)
 
     setups = {
         "clean": [],
@@ -76,6 +82,7 @@ def ce_loss_recovered(model, dictionary, data: LabelledCorpus, batch_size: int =
     for i in range(0, len(data.tokens), batch_size):
         tokens, mask = data.tokens[i:i + batch_size], data.mask[i:i + batch_size]
         target_mask = mask[:, 1:]  # loss of predicting each real token
+        stash["bos"] = tokens == model.tokenizer.bos_token_id
         for name, hooks in setups.items():
             per_token = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True, fwd_hooks=hooks)
             totals[name] += per_token[target_mask].sum().item()
@@ -94,13 +101,14 @@ class DictionaryQuality:
     ce_recovered: float
     ce_clean: float
     ce_spliced: float
+    ce_zero: float
 
 
 def dictionary_quality(model, name: str, dictionary, data: LabelledCorpus) -> DictionaryQuality:
     rec = reconstruction_stats(model, dictionary, data)
     ce = ce_loss_recovered(model, dictionary, data)
     return DictionaryQuality(name, rec["explained_variance"], rec["l0"], rec["dead_fraction"],
-                             ce["ce_recovered"], ce["ce_clean"], ce["ce_spliced"])
+                             ce["ce_recovered"], ce["ce_clean"], ce["ce_spliced"], ce["ce_zero"])
 
 
 def best_concept_latents(model, dictionaries: dict, data: LabelledCorpus, concepts=KEY_CONCEPTS) -> list[dict]:

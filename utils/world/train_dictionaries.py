@@ -51,7 +51,7 @@ def sae_specs(cfg) -> list[DictSpec]:
     # Feature splitting family on a middle layer: width 4d is resid_pre_{mid} itself. It stops at
     # 8d (1024 latents): a 779-token world leaves most latents of wider SAEs dead.
     mid = n // 2
-    specs += [DictSpec(f"resid_pre_{mid}_w{m * d}", f"blocks.{mid}.hook_resid_pre", d, int(m * d), 16) for m in (0.5, 1, 2, 8)]
+    specs += [DictSpec(f"resid_pre_{mid}_w{int(m * d)}", f"blocks.{mid}.hook_resid_pre", d, int(m * d), 16) for m in (0.5, 1, 2, 8)]
     return specs
 
 
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model-dir", type=Path, default=None, help="model folder (default: the shipped model)")
     p.add_argument("--only", choices=["saes", "transcoders"], default=None)
     p.add_argument("--tokens", type=int, default=None, help="training tokens per group")
+    p.add_argument("--names", default=None, help="comma-separated dictionary names to (re)train, e.g. transcoder_3")
     args = p.parse_args(argv)
     if args.smoke and (args.out is None or args.model_dir is None):
         p.error("--smoke needs --out and --model-dir (it must not overwrite the shipped files)")
@@ -246,13 +247,21 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or DICT_DIR
     out.mkdir(parents=True, exist_ok=True)
     tokens = args.tokens or (8192 if args.smoke else 1_500_000)
+    names = set(args.names.split(",")) if args.names else None
+
+    def keep(spec: DictSpec) -> bool:
+        return names is None or spec.name in names
+
     info_path = out / "train_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    if args.only in (None, "saes"):
-        specs = sae_specs(model.cfg)
-        info.update(train_saes(model, specs, out, tokens, batch_tokens=1024 if args.smoke else 4096))
-    if args.only in (None, "transcoders"):
-        info.update(train_transcoders(model, transcoder_specs(model.cfg), out, tokens, batch_rows=4 if args.smoke else 32))
+    # a run limited by --names is logged apart, so the group's own numbers stay true
+    log = info.setdefault("retrained", {}).setdefault(args.names, {}) if names else info
+    saes = [s for s in sae_specs(model.cfg) if keep(s)]
+    transcoders = [s for s in transcoder_specs(model.cfg) if keep(s)]
+    if args.only in (None, "saes") and saes:
+        log.update(train_saes(model, saes, out, tokens, batch_tokens=1024 if args.smoke else 4096))
+    if args.only in (None, "transcoders") and transcoders:
+        log.update(train_transcoders(model, transcoders, out, tokens, batch_rows=4 if args.smoke else 32))
     info["dead_window_tokens"] = DEAD_WINDOW_TOKENS
     info_path.write_text(json.dumps(info, indent=1))
     print(json.dumps(info, indent=1))
