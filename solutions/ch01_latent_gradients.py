@@ -5,8 +5,19 @@ edit the source, not this file.
 """
 
 
+import einops
 import torch
 from torch import Tensor
+
+
+def hook_layer(sae) -> int:
+    """The layer a dictionary reads from: 2 for "blocks.2.hook_resid_pre" or "blocks.2.attn.hook_z"."""
+    return int(sae.cfg.metadata.hook_name.split(".")[1])
+
+
+def sae_acts_name(sae) -> str:
+    """Cache name of an SAE's latent activations when it is spliced into a HookedSAETransformer."""
+    return f"{sae.cfg.metadata.hook_name}.hook_sae_acts_post"
 
 
 class SparseTensor:
@@ -59,3 +70,166 @@ class SparseTensor:
     def shape(self) -> tuple[int, ...]:
         """The shape of the dense tensor."""
         return tuple(self.sparse[2])
+
+
+def latent_acts_to_later_latent_acts(
+    latent_acts_nonzero: Tensor,
+    latent_acts_nonzero_inds: Tensor,
+    latent_acts_shape: tuple[int, ...],
+    sae_from,
+    sae_to,
+    model,
+) -> tuple[Tensor, tuple[Tensor]]:
+    """The later SAE's latents, computed from the earlier SAE's latents through the path
+    sae_from.decode -> the model's blocks in between -> sae_to.encode.
+
+    The input is the sparse form of the earlier activations (values, indices, shape).
+    Returns (the nonzero later activations, (the dense later activations,)).
+    """
+    latent_acts = SparseTensor.from_sparse((latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape)).dense
+    resid = sae_from.decode(latent_acts)
+    resid_next = model(resid, start_at_layer=hook_layer(sae_from), stop_at_layer=hook_layer(sae_to))
+    latent_acts_next = SparseTensor.from_dense(sae_to.encode(resid_next))
+    return latent_acts_next.sparse[0], (latent_acts_next.dense,)
+
+
+def latent_to_latent_gradients(tokens: Tensor, sae_from, sae_to, model):
+    """Gradients between every active latent of `sae_from` and every active latent of `sae_to`.
+
+    Returns (latent_latent_gradients, latent_acts_prev, latent_acts_next, latent_acts_next_recon):
+        latent_latent_gradients  (n_active in latent_acts_next_recon, n_active in latent_acts_prev)
+        latent_acts_prev         SparseTensor, the true activations of sae_from
+        latent_acts_next         SparseTensor, the true activations of sae_to
+        latent_acts_next_recon   SparseTensor, sae_to's activations computed from sae_from's
+                                 reconstruction (what the gradients are gradients of)
+    """
+    names = [sae_acts_name(sae_from), sae_acts_name(sae_to)]
+    with torch.no_grad():  # with the error term, the model runs on its true activations
+        _, cache = model.run_with_cache_with_saes(
+            tokens, saes=[sae_from, sae_to], use_error_term=True, names_filter=names,
+            stop_at_layer=hook_layer(sae_to) + 1,
+        )
+    latent_acts_prev = SparseTensor.from_dense(cache[names[0]])
+    latent_acts_next = SparseTensor.from_dense(cache[names[1]])
+
+    gradients_and_acts = torch.func.jacrev(latent_acts_to_later_latent_acts, has_aux=True)
+    latent_latent_gradients, (next_recon_dense,) = gradients_and_acts(*latent_acts_prev.sparse, sae_from, sae_to, model)
+    return latent_latent_gradients, latent_acts_prev, latent_acts_next, SparseTensor.from_dense(next_recon_dense)
+
+
+def tokens_to_latent_acts(token_scales: Tensor, tokens: Tensor, sae, model) -> tuple[Tensor, tuple[Tensor]]:
+    """The SAE's latents when the input of position p (token + positional embedding) is scaled by
+    token_scales[..., p]. Returns (the nonzero latent activations, (the dense activations,))."""
+    resid = model(tokens, stop_at_layer=0)  # (batch, seq, d_model): token + positional embeddings
+    resid = einops.einsum(resid, token_scales, "batch seq d_model, batch seq -> batch seq d_model")
+    resid = model(resid, start_at_layer=0, stop_at_layer=hook_layer(sae))
+    latent_acts = SparseTensor.from_dense(sae.encode(resid))
+    return latent_acts.sparse[0], (latent_acts.dense,)
+
+
+def token_to_latent_gradients(tokens: Tensor, sae, model) -> tuple[Tensor, "SparseTensor"]:
+    """Gradients of the SAE's active latents with respect to the input scale of every position.
+
+    Returns (token_latent_gradients of shape (batch, seq, n_active), latent_acts as a SparseTensor).
+    """
+    token_scales = torch.ones(tokens.shape, device=tokens.device)
+    gradients, (latent_acts_dense,) = torch.func.jacrev(tokens_to_latent_acts, has_aux=True)(
+        token_scales, tokens, sae, model
+    )
+    gradients = einops.rearrange(gradients, "n_active batch seq -> batch seq n_active")
+    return gradients, SparseTensor.from_dense(latent_acts_dense)
+
+
+def latent_acts_to_logits(
+    latent_acts_nonzero: Tensor,
+    latent_acts_nonzero_inds: Tensor,
+    latent_acts_shape: tuple[int, ...],
+    sae,
+    model,
+    token_ids: list[int] | None = None,
+) -> tuple[Tensor, tuple[Tensor]]:
+    """The last position's logits computed from the SAE's reconstruction (no error term).
+
+    Returns (logits[token_ids] or all logits if token_ids is None, (all logits,)), logits of shape (d_vocab,).
+    """
+    latent_acts = SparseTensor.from_sparse((latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape)).dense
+    logits_recon = model(sae.decode(latent_acts), start_at_layer=hook_layer(sae))[0, -1]
+    selected = logits_recon if token_ids is None else logits_recon[token_ids]
+    return selected, (logits_recon,)
+
+
+def latent_to_logit_gradients(tokens: Tensor, sae, model, k: int | None = None):
+    """Gradients between the SAE's active latents and the k largest logits at the last position.
+
+    Returns (latent_logit_gradients, logits, logits_recon, token_ids, latent_acts):
+        latent_logit_gradients  (len(token_ids), n_active), or (d_vocab, n_active) if k is None
+        logits                  (d_vocab,) the model's true logits at the last position
+        logits_recon            (d_vocab,) the logits computed from the SAE's reconstruction
+        token_ids               the k tokens with the largest true logits, largest first (None if k is None)
+        latent_acts             SparseTensor, the SAE's true activations
+    """
+    assert tokens.shape[0] == 1, "batches of one only"
+    with torch.no_grad():  # true logits and true latents from one run
+        logits, cache = model.run_with_cache_with_saes(
+            tokens, saes=[sae], use_error_term=True, names_filter=[sae_acts_name(sae)]
+        )
+    latent_acts = SparseTensor.from_dense(cache[sae_acts_name(sae)])
+    logits = logits[0, -1]
+    token_ids = None if k is None else logits.topk(k).indices.tolist()
+
+    latent_logit_gradients, (logits_recon,) = torch.func.jacrev(latent_acts_to_logits, has_aux=True)(
+        *latent_acts.sparse, sae, model, token_ids
+    )
+    return latent_logit_gradients, logits, logits_recon, token_ids, latent_acts
+
+
+def latent_acts_to_later_latent_acts_attn(
+    latent_acts_nonzero: Tensor,
+    latent_acts_nonzero_inds: Tensor,
+    latent_acts_shape: tuple[int, ...],
+    sae_from,
+    sae_to,
+    model,
+    resid_pre_clean: Tensor,
+) -> tuple[Tensor, tuple[Tensor]]:
+    """The later attention SAE's latents when the earlier attention SAE's reconstruction replaces
+    hook_z at its layer. resid_pre_clean is the clean residual stream before sae_from's block.
+
+    Returns (the nonzero later activations, (the dense later activations,)).
+    """
+    latent_acts = SparseTensor.from_sparse((latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape)).dense
+    z_recon = sae_from.decode(latent_acts)
+    stored = {}
+
+    def replace_z(z: Tensor, hook) -> Tensor:
+        return z_recon.reshape(z.shape)  # (batch, seq, n_heads * d_head) -> (batch, seq, n_heads, d_head)
+
+    def store_z(z: Tensor, hook) -> None:
+        stored["z"] = z
+
+    model.run_with_hooks(
+        resid_pre_clean,
+        start_at_layer=hook_layer(sae_from),
+        stop_at_layer=hook_layer(sae_to) + 1,
+        fwd_hooks=[(sae_from.cfg.metadata.hook_name, replace_z), (sae_to.cfg.metadata.hook_name, store_z)],
+    )
+    latent_acts_next = SparseTensor.from_dense(sae_to.encode(stored["z"]))
+    return latent_acts_next.sparse[0], (latent_acts_next.dense,)
+
+
+def latent_to_latent_gradients_attn(tokens: Tensor, sae_from, sae_to, model):
+    """latent_to_latent_gradients for two attention (hook_z) SAEs: same four outputs."""
+    resid_name = f"blocks.{hook_layer(sae_from)}.hook_resid_pre"
+    names = [sae_acts_name(sae_from), sae_acts_name(sae_to)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache_with_saes(
+            tokens, saes=[sae_from, sae_to], use_error_term=True, names_filter=[resid_name, *names],
+            stop_at_layer=hook_layer(sae_to) + 1,
+        )
+    latent_acts_prev = SparseTensor.from_dense(cache[names[0]])
+    latent_acts_next = SparseTensor.from_dense(cache[names[1]])
+
+    latent_latent_gradients, (next_recon_dense,) = torch.func.jacrev(latent_acts_to_later_latent_acts_attn, has_aux=True)(
+        *latent_acts_prev.sparse, sae_from, sae_to, model, cache[resid_name]
+    )
+    return latent_latent_gradients, latent_acts_prev, latent_acts_next, SparseTensor.from_dense(next_recon_dense)

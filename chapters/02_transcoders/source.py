@@ -1,0 +1,941 @@
+# Source of chapter 02. `python -m utils.build` turns it into the two notebooks of this folder and
+# solutions/ch02_transcoders.py; the cell format is described in utils/build.py.
+
+# %% [markdown]
+# # 02 · Transcoders
+#
+# An SAE rewrites the activations at *one* point of the model. A **transcoder** rewrites a whole
+# *layer*: it reads the MLP's input and is trained to produce the MLP's output, through a wide,
+# sparse layer of latents. Each latent has a *reading* vector (a column of `W_enc`) and a *writing*
+# vector (a row of `W_dec`), and in between there is only one nonlinearity per latent. So the MLP,
+# the part of a transformer that is hardest to read, becomes a sum of small pieces whose inputs and
+# outputs are both directions in the residual stream. Two latents in different layers can then be
+# connected by a dot product between one's writing vector and the other's reading vector, without
+# running the model at all.
+#
+# In this chapter you will
+#
+# - load the course world's transcoders, look at their sparsity and run the model with them, with
+#   our own hooks and with `sae_lens`'s attachment;
+# - find the max-activating examples of a latent over the course corpus, fast;
+# - read latents from their weights: the logit lens, de-embeddings, and why de-embeddings need the
+#   *extended* embedding in a model with tied embeddings;
+# - connect latents: pullbacks, input-dependent influence (directly and through attention heads)
+#   and a per-component attribution;
+# - put it all together in a **blind case study**: explain a latent without looking at the text it
+#   fires on, then score your explanation against the ground truth of the course world.
+#
+# Everything runs offline on the course world (COURSE.md §3): a 4-layer model with `d_model = 128`
+# and tied embeddings, and one transcoder per layer. Numbers and latent ids quoted in this text
+# are those of the shipped course world; the notebook prints the ids it uses, so if the
+# dictionaries are retrained, trust the printed ids over the text.
+#
+# **How to work through the notebook.** Run the setup cell first. Each exercise is followed by a
+# check cell that prints "✅ ... passed" or says what is wrong.
+
+# %% [module]
+import einops
+import plotly.express as px
+import torch
+from IPython.display import display
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from utils.transcoders import (
+    HTMLWithText,
+    acts_name,
+    hook_names,
+    layer_of,
+    reading_vector,
+    run_with_cache_with_transcoder,
+    show_top_tokens,
+    standardise,
+    top_seqs_html,
+    top_seqs_text,
+)
+
+# %%
+import inspect
+
+import plotly.io as pio
+
+import tests  # this chapter's checks: chapters/02_transcoders/tests.py
+from utils import transcoders as tc_utils
+from utils.world import load_model
+from utils.world.concepts import labelled_corpus
+from utils.world.dictionaries import load_transcoders
+
+torch.set_grad_enabled(False)  # nothing in this chapter needs gradients
+# Plotly renders from its own bundled JavaScript (no CDN), so the plots work offline.
+if "connected" in pio.renderers.default:
+    pio.renderers.default = "notebook"
+
+# %% [markdown]
+# ## 1 · Loading the transcoders
+#
+# `load_transcoders()` returns `{layer: transcoder}`, one `sae_lens` `JumpReLUTranscoder` per layer.
+# Each reads `blocks.{L}.ln2.hook_normalized` and writes `blocks.{L}.hook_mlp_out`.
+#
+# A note on "normalized": in TransformerLens, `ln2.hook_normalized` is the residual stream after
+# LayerNorm has centred each vector and divided it by its root-mean-square, *before* LayerNorm's
+# own weight and bias. So the transcoder sees exactly the direction of the residual stream, with
+# the mean removed and the scale divided out. Keep this in mind: it is why, later, every reading
+# vector is centred and every influence is divided by a LayerNorm scale.
+
+# %%
+model = load_model()
+transcoders = load_transcoders()
+for layer, tc in transcoders.items():
+    hook_in, hook_out = hook_names(tc)
+    print(f"layer {layer}: {type(tc).__name__}, {tc.cfg.d_in} -> {tc.cfg.d_sae} latents -> {tc.cfg.d_out}; "
+          f"reads {hook_in}, writes {hook_out}")
+
+# %% [markdown]
+# The latents' activations on the held-out course corpus give us everything we need about them:
+# how often each fires, and (our advantage over a real model) which planted concept it matches.
+# The corpus is 300 documents of up to 128 tokens, padded; `data.mask` marks the real tokens
+# (not BOS, not padding). `corpus_concept_scores` runs the model once per batch for all four
+# transcoders and keeps, per layer, a `ConceptScores`: each latent's density (the fraction of real
+# tokens where it fires) and its precision, recall and F1 against every planted concept.
+
+# %%
+data = labelled_corpus()
+scores = tc_utils.corpus_concept_scores(model, transcoders, data)  # {layer: ConceptScores}
+density = {layer: s.density for layer, s in scores.items()}
+for layer, d in density.items():
+    print(f"layer {layer}: {int((d > 0).sum())} live latents of {len(d)}, "
+          f"on average {float(d.sum()):.1f} active per token")
+
+# %% [markdown]
+# A histogram of log₁₀(density) per layer. Dead latents (never active on these ~27,000 tokens)
+# have no logarithm; they are counted above and left out of the plot.
+
+# %%
+rows = [(layer, float(v)) for layer, d in density.items() for v in d[d > 0].log10()]
+fig = px.histogram(
+    x=[v for _, v in rows], color=[f"layer {layer}" for layer, _ in rows], barmode="overlay", nbins=60,
+    labels={"x": "log10(fraction of tokens where the latent is active)", "color": ""},
+    title="Transcoder latent density on the held-out course corpus", width=800, height=380,
+)
+fig.show()
+
+# %% [markdown]
+# ## 2 · Running the model with transcoders
+#
+# There are two ways to run the model with a transcoder in place.
+#
+# **Our own hooks.** `run_with_cache_with_transcoder` (in `utils/transcoders.py`, printed below)
+# adds a hook at each transcoder's input that encodes the activations and keeps the latents. With
+# `use_error_term=True` (the default) the model is left as it is and the transcoders only *read*;
+# with `use_error_term=False` a second hook replaces each MLP's output by its transcoder's output.
+# Transcoder values go into the cache under the input hook's name, e.g.
+# `blocks.1.ln2.hook_normalized.hook_sae_acts_post`. Read it: the later exercises use its cache.
+
+# %%
+print(inspect.getsource(run_with_cache_with_transcoder))
+
+# %% [markdown]
+# **`sae_lens`.** Version 6 of `sae_lens` knows transcoders: `HookedSAETransformer.add_sae`, and with
+# it `run_with_saes` and `run_with_cache_with_saes`, read a transcoder's input at
+# `cfg.metadata.hook_name` and put the wrapped transcoder at `cfg.metadata.hook_name_out`. Its cache
+# keys are therefore named after the *output* hook: `blocks.1.hook_mlp_out.hook_sae_acts_post`.
+#
+# Both ways must agree, on the latents and on the logits. Let's check on a few documents:
+
+# %%
+sample = data.tokens[:8]
+ours_logits, ours = run_with_cache_with_transcoder(model, list(transcoders.values()), sample, use_error_term=False,
+                                                   return_logits=True)
+lens_logits, lens_cache = model.run_with_cache_with_saes(sample, saes=list(transcoders.values()), use_error_term=False)
+for layer, tc in transcoders.items():
+    ours_acts = ours[acts_name(tc)]
+    lens_acts = lens_cache[f"{hook_names(tc)[1]}.hook_sae_acts_post"]
+    print(f"layer {layer}: max |difference| of latent activations {float((ours_acts - lens_acts).abs().max()):.2e}")
+print(f"logits, every MLP replaced: max |difference| {float((ours_logits - lens_logits).abs().max()):.2e}")
+clean_logits = model(sample)
+with_error = model.run_with_saes(sample, saes=list(transcoders.values()), use_error_term=True)
+print(f"logits with the error term vs the clean model: max |difference| {float((with_error - clean_logits).abs().max()):.2e}")
+
+# %% [markdown]
+# Expected output: differences of 0 (or float noise) everywhere. Both runs replace all four MLPs,
+# so from layer 1 on the transcoders read inputs that earlier transcoders have already changed; the
+# latents still agree exactly, because both ways compute the same thing in the same order. With the
+# error term, `sae_lens` adds back `mlp_out − transcoder output`, so the model's output is unchanged
+# (up to float rounding, about 1e-5).
+#
+# How good a replacement are the transcoders? The next loss on the real tokens of the sample:
+
+# %%
+def next_token_loss(logits: Tensor, tokens: Tensor) -> float:
+    """Mean cross-entropy of predicting tokens[:, 1:], over real tokens only."""
+    pad, bos = model.tokenizer.pad_token_id, model.tokenizer.bos_token_id
+    targets = tokens[:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="none")
+    real = ((targets != pad) & (targets != bos)).flatten()
+    return float(losses[real].mean())
+
+
+print(f"clean model:                 {next_token_loss(clean_logits, sample):.3f}")
+print(f"every MLP → its transcoder:  {next_token_loss(lens_logits, sample):.3f}")
+for layer, tc in transcoders.items():
+    one = model.run_with_saes(sample, saes=[tc], use_error_term=False)
+    print(f"only MLP {layer} → transcoder:   {next_token_loss(one, sample):.3f}")
+
+# %% [markdown]
+# ## 3 · Max-activating examples
+#
+# The first thing anyone does with a latent is to look at where it fires most. Over the whole
+# held-out corpus this takes one forward pass per batch, up to the transcoder's layer. Three small
+# functions do the work.
+#
+# ### Exercise: `get_k_largest_indices`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 10 minutes
+#
+# Given activations `x` of shape `(batch, seq)`, return the `(row, column)` coordinates of the `k`
+# largest entries, largest first, as a `(k, 2)` long tensor. With `no_overlap=True`, skip an entry
+# that lies within `buffer` positions of an already chosen entry **in the same row**, so that the
+# examples we later show (windows of `buffer` tokens each side) do not repeat each other. If fewer
+# than `k` entries qualify, return them all.
+#
+# A hand example: for `x = [[0, 5, 4, 0], [3, 0, 0, 1]]`, `k = 3`, `buffer = 1`, the order of the
+# entries is 5 at (0, 1), 4 at (0, 2), 3 at (1, 0), 1 at (1, 3), ... The 4 is next to the 5, so it is
+# skipped: the answer is `[[0, 1], [1, 0], [1, 3]]`. With `no_overlap=False` it is
+# `[[0, 1], [0, 2], [1, 0]]`.
+#
+# `argsort(descending=True)` on the flattened tensor gives every entry in order; integer division
+# and remainder by `seq` turn flat positions into rows and columns.
+
+# %% [exercise]
+def get_k_largest_indices(x: Tensor, k: int, buffer: int = 0, no_overlap: bool = True) -> Tensor:
+    """(row, column) of the k largest entries of x (batch, seq), largest first: a (k, 2) long tensor.
+
+    With no_overlap, an entry within `buffer` positions of an already chosen entry of the same row
+    is skipped. Fewer than k rows come back if fewer entries qualify.
+    """
+    # BEGIN SOLUTION
+    order = x.flatten().argsort(descending=True, stable=True)
+    rows, cols = order // x.shape[1], order % x.shape[1]
+    if not no_overlap:
+        return torch.stack((rows, cols), dim=1)[:k]
+    chosen = []
+    while len(chosen) < k and len(rows) > 0:
+        row, col = rows[0], cols[0]
+        chosen.append(torch.stack((row, col)))
+        near = (rows == row) & ((cols - col).abs() <= buffer)  # includes the chosen entry itself
+        rows, cols = rows[~near], cols[~near]
+    return torch.stack(chosen) if chosen else torch.empty((0, 2), dtype=torch.long, device=x.device)
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_get_k_largest_indices(get_k_largest_indices)
+
+# %% [markdown]
+# ### Exercise: `index_with_buffer`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 10 minutes
+#
+# Given `x` of shape `(batch, seq)` and `indices` of shape `(k, 2)`:
+#
+# - with `buffer=None`, return the `k` entries `x[row, col]`, shape `(k,)`;
+# - with a `buffer`, return for each index a window of `2 * buffer + 1` consecutive entries of its
+#   row, shape `(k, 2 * buffer + 1)`: centred on `col` where possible, and shifted inwards where
+#   the window would run past the start or the end of the row (so every window has the same width).
+#
+# Do not modify `indices` (a sneaky way to do that is to unbind it and assign into the columns).
+#
+# Hand example: a row `[10, 11, 12, 13, 14, 15]` with `buffer = 1` gives `[11, 12, 13]` at column 2,
+# `[10, 11, 12]` at column 0 (shifted right) and `[13, 14, 15]` at column 5 (shifted left).
+
+# %% [exercise]
+def index_with_buffer(x: Tensor, indices: Tensor, buffer: int | None = None) -> Tensor:
+    """x[row, col] for each (row, col) of `indices` (k, 2): shape (k,), or with a buffer the windows
+    x[row, start : start + 2 * buffer + 1] around col, kept inside the row: shape (k, 2 * buffer + 1)."""
+    # BEGIN SOLUTION
+    rows, cols = indices[:, 0], indices[:, 1]
+    if buffer is None:
+        return x[rows, cols]
+    width = 2 * buffer + 1
+    starts = (cols - buffer).clamp(0, x.shape[1] - width)  # a new tensor: `indices` is untouched
+    offsets = torch.arange(width, device=x.device)
+    return x[rows[:, None], starts[:, None] + offsets]
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_index_with_buffer(index_with_buffer)
+
+# %% [markdown]
+# `display_top_seqs` shows the examples as a table, the max-activating token highlighted. It
+# takes a list of `(activation, string tokens of the window, position of the max token in the
+# window)` tuples, the format of the next exercise's result.
+
+# %% [module]
+def display_top_seqs(data: list[tuple[float, list[str], int]], title: str = "Max activating examples") -> None:
+    """Show (activation, window of string tokens, position of the max token) rows as a table."""
+    display(HTMLWithText(top_seqs_html(data, title), f"{title}\n{top_seqs_text(data)}"))
+
+
+# %% [markdown]
+# ### Exercise: `fetch_max_activating_examples`
+#
+# > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 15 minutes
+#
+# Return the `k` max-activating examples of latent `latent_idx` over `tokens` (the corpus, shape
+# `(n_docs, seq)`), as a list of `(activation, str_tokens, seq_pos)` sorted by activation,
+# largest first, where `str_tokens = model.to_str_tokens(window)` is the window of `2 * buffer + 1`
+# tokens around the max-activating token and `seq_pos` is that token's position **in the window**
+# (usually `buffer`, less or more at the edges of a document).
+#
+# - Go through `tokens` in batches of `batch_size` documents, with a `tqdm` progress bar.
+# - Per batch, compute only what you need: `model.run_with_cache(batch, names_filter=...,
+#   stop_at_layer=layer + 1)` stops after the transcoder's layer; then `transcoder.encode` and take
+#   the latent's column.
+# - BOS and padding are not examples of anything: set the activations there to zero
+#   (`model.tokenizer.bos_token_id`, `model.tokenizer.pad_token_id`). Keep only positive activations.
+# - Take each batch's top `k` (no overlap, with `buffer`), then the overall top `k`.
+# - Drop padding tokens from the windows' string tokens (they only ever come after a document).
+# - Use `hook_names(transcoder)` and `layer_of(transcoder)` from `utils.transcoders`.
+
+# %% [exercise]
+def fetch_max_activating_examples(
+    model,
+    transcoder,
+    tokens: Tensor,
+    latent_idx: int,
+    k: int = 10,
+    buffer: int = 10,
+    batch_size: int = 100,
+    display: bool = False,
+) -> list[tuple[float, list[str], int]]:
+    """The k max-activating examples of a transcoder latent over `tokens`, largest first."""
+    # BEGIN SOLUTION
+    hook = hook_names(transcoder)[0]
+    layer = layer_of(transcoder)
+    pad, bos = model.tokenizer.pad_token_id, model.tokenizer.bos_token_id
+    pad_str = model.tokenizer.pad_token
+    width = 2 * buffer + 1
+    found = []
+    for start in tqdm(range(0, len(tokens), batch_size), desc=f"latent {latent_idx}", leave=False):
+        batch = tokens[start : start + batch_size]
+        _, cache = model.run_with_cache(batch, names_filter=[hook], stop_at_layer=layer + 1)
+        acts = transcoder.encode(cache[hook])[..., latent_idx]
+        acts = acts * ((batch != pad) & (batch != bos))
+        top = get_k_largest_indices(acts, k, buffer)
+        values = index_with_buffer(acts, top)
+        windows = index_with_buffer(batch, top, buffer)
+        starts = (top[:, 1] - buffer).clamp(0, batch.shape[1] - width)
+        for value, window, col, window_start in zip(values.tolist(), windows, top[:, 1].tolist(), starts.tolist()):
+            if value > 0:
+                str_toks = [t for t in model.to_str_tokens(window) if t != pad_str]
+                found.append((value, str_toks, col - window_start))
+    found = sorted(found, key=lambda example: example[0], reverse=True)[:k]
+    if display:
+        display_top_seqs(found)
+    return found
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_fetch_max_activating_examples(fetch_max_activating_examples)
+
+# %% [markdown]
+# Let's use it on a planted phenomenon. The sports documents of the course corpus (P4) use a
+# family of "goal" words: *goal, goals, goalie, goalkeeper, goalpost, goalless*. The corpus labels
+# those tokens `goal_family`; the latent of transcoder 1 whose firing best matches that label is
+# our **goal latent**. Why layer 1: the extended embedding of section 4 describes the residual
+# stream just after MLP 0, which is what transcoder 1 reads (plus layer-1 attention); transcoder 0
+# *is* MLP 0, and later layers mix in more context.
+
+# %%
+def best_latent(concept: str, layers=(1, 2, 3)) -> tuple[int, int]:
+    """(layer, latent) of the transcoder latent with the best F1 against `concept`, printed with its scores."""
+    candidates = [(layer, *scores[layer].best_latent(concept)) for layer in layers]
+    layer, latent, precision, recall, f1 = max(candidates, key=lambda c: c[-1])
+    print(f"best latent for {concept!r}: transcoder {layer}, latent {latent} "
+          f"(precision {precision:.2f}, recall {recall:.2f}, F1 {f1:.2f})")
+    return layer, latent
+
+
+goal_layer, goal_latent = best_latent("goal_family", layers=(1,))
+goal_tc = transcoders[goal_layer]
+examples = fetch_max_activating_examples(model, goal_tc, data.tokens, goal_latent, k=10, buffer=8, display=True)
+
+# %% [markdown]
+# On the shipped course world the goal latent is **transcoder 1, latent 431**, and it is a weak
+# match: precision 0.26, recall 0.47, F1 0.33. The transcoders of this small world did not learn a
+# clean goal-family latent, and the examples show what this one is instead: it fires on " goal"
+# ("the first **goal** of the season", "before the **goal**") and about as strongly on " full"
+# ("the streets of Florence were **full** of people"). A latent for a couple of tokens, then, one of
+# them a goal word. That is enough for the lesson below, because we now know exactly which tokens it
+# reads. (To see it in an offline dashboard: `utils.dashboard.display_dashboard(goal_tc, goal_latent)`.)
+#
+# ## 4 · Reading a latent from its weights
+#
+# Max-activating examples tell us *what* a latent responds to, but not *why*. A transcoder's
+# weights tell us more, because both ends of a latent live in the residual stream:
+#
+# - the **logit lens** of a latent is its writing vector times the unembedding,
+#   `W_dec[latent] @ W_U`: the tokens whose logits it pushes up or down directly;
+# - its **de-embedding** is the embedding matrix times its reading vector, one score per token:
+#   which tokens, sitting in the residual stream at the latent's position, make it fire;
+# - its **pullback** onto an earlier transcoder is that transcoder's decoder times the reading
+#   vector: which earlier latents make it fire.
+#
+# Here is the logit lens of the goal latent (we ignore the final LayerNorm, as usual):
+
+# %% [module]
+def show_top_logits(model, transcoder, latent_idx: int, k: int = 10) -> Tensor:
+    """Print the tokens whose logits latent `latent_idx` boosts and suppresses most; return all (d_vocab,)."""
+    logits = transcoder.W_dec[latent_idx] @ model.W_U
+    show_top_tokens(model, logits, k)
+    return logits
+
+
+# %%
+_ = show_top_logits(model, goal_tc, goal_latent)
+
+# %% [markdown]
+# ### Exercise: `show_top_deembeddings`
+#
+# > Difficulty: 🔴⚪⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 5 minutes
+#
+# The transcoder does not read the raw embedding: it reads `ln2.hook_normalized`, a standardised
+# vector. So the naive de-embedding of a latent is
+#
+# $$\text{score}[t] = \text{standardise}(W_E)[t] \cdot W_{enc}[:, \text{latent}],$$
+#
+# where `standardise` (from `utils.transcoders`) centres each row and divides it by its
+# root-mean-square, as LayerNorm does before its weight and bias. Return the `(d_vocab,)` scores,
+# and print the table with `show_top_tokens(model, scores, k)` as `show_top_logits` does.
+
+# %% [exercise]
+def show_top_deembeddings(model, transcoder, latent_idx: int, k: int = 10) -> Tensor:
+    """Print the top and bottom tokens of the naive de-embedding of a latent; return all (d_vocab,) scores."""
+    # BEGIN SOLUTION
+    scores = standardise(model.W_E) @ transcoder.W_enc[:, latent_idx]
+    show_top_tokens(model, scores, k)
+    return scores
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_show_top_deembeddings(show_top_deembeddings)
+
+# %%
+_ = show_top_deembeddings(model, goal_tc, goal_latent)
+
+# %% [markdown]
+# Expected output: numbers (" 2", " 5", " 600", " 60", ...) and a name. Neither " goal" nor
+# " full", the two tokens the latent fires on, is anywhere near the top. Why?
+#
+# ### Why the plain embedding misleads here
+#
+# The course model has **tied embeddings**: `W_U = W_E.T` (check: `model.W_U` and `model.W_E.T` are
+# the same numbers). Consider the *direct path*, the embedding of the current token read off
+# straight by the unembedding: the logit of token `b` after token `a` is `W_E[a] · W_E[b]`. That
+# score is **symmetric** (the bigram "a b" scores as well as "b a"), and for most tokens the best
+# next token on the direct path is **the token itself**, since `W_E[a] · W_E[a] = |W_E[a]|²`.
+# Language is neither symmetric nor self-repeating, so the model cannot use the raw embedding as
+# its working representation of a token. MLP 0 does the rewriting: it reads each token (almost
+# only its own token, since attention in layer 0 mostly looks at the current and BOS positions)
+# and writes a large correction into the residual stream. The representation that later layers
+# really read is *embedding + MLP 0 output*: the **extended embedding**. Let's measure it:
+
+# %%
+W_E = model.W_E
+direct = W_E @ W_E.T  # direct-path bigram logits: row = current token, column = next token
+self_top = (direct.argmax(-1) == torch.arange(len(W_E))).float().mean()
+print(f"tokens whose top direct-path next token is themselves: {self_top:.0%}")
+mlp0_out = model.blocks[0].mlp(model.blocks[0].ln2(W_E[:, None]))[:, 0]
+print(f"mean norm of W_E rows: {W_E.norm(dim=-1).mean():.2f}; "
+      f"of MLP 0's output on them: {mlp0_out.norm(dim=-1).mean():.2f}")
+cos = torch.nn.functional.cosine_similarity(W_E, W_E + mlp0_out, dim=-1)
+print(f"cosine between a token's embedding and its extended embedding: median {cos.median():.2f}")
+
+# %% [markdown]
+# On the course model (expected output): for 99% of tokens the direct path's favourite next token
+# is the token itself; the rows of `W_E` have norm about 1.3 while MLP 0 writes vectors of norm
+# about 29 on top of them; and the median cosine between a token's embedding and its extended
+# embedding is about 0. So after layer 0 the residual stream holds almost nothing of `W_E`: the
+# embedding is a small key that MLP 0 turns into the token's real, much larger representation,
+# pointing somewhere else. A de-embedding through `W_E` asks which tokens' *keys* align with the
+# latent's reading vector, a question the model never asks.
+#
+# ### Exercise: `create_extended_embedding`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# Build the extended embedding, one row per token, shape `(d_vocab, d_model)`:
+#
+# 1. take `W_E`;
+# 2. put each row through layer 0's `ln2` and then layer 0's MLP (use the modules:
+#    `model.blocks[0].ln2` and `model.blocks[0].mlp`; they expect a `(batch, pos, d_model)` input,
+#    so make `W_E` `(d_vocab, 1, d_model)`);
+# 3. add `W_E` back: the MLP's output is added to the residual stream, it does not replace it;
+# 4. `standardise` the result, because that is the form in which later transcoders read it.
+#
+# This ignores the positional embedding and layer-0 attention; most of the lesson is in MLP 0.
+# (Either standard-deviation convention passes the check: `standardise`'s root-mean-square, or
+# `(x - mean) / x.std()`.)
+
+# %% [exercise]
+def create_extended_embedding(model) -> Tensor:
+    """standardise(W_E + MLP0(ln2_0(W_E))): the token representation later layers read, (d_vocab, d_model)."""
+    # BEGIN SOLUTION
+    W_E = model.W_E[:, None, :]  # (d_vocab, 1, d_model): every token is its own one-token sequence
+    mlp_out = model.blocks[0].mlp(model.blocks[0].ln2(W_E))
+    return standardise((W_E + mlp_out)[:, 0, :])
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_create_extended_embedding(create_extended_embedding)
+
+# %% [markdown]
+# ### Exercise: `show_top_deembeddings_extended`
+#
+# > Difficulty: 🔴⚪⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 5 minutes
+#
+# The same as `show_top_deembeddings`, with the extended embedding in place of `standardise(W_E)`.
+
+# %% [exercise]
+def show_top_deembeddings_extended(model, transcoder, latent_idx: int, k: int = 10) -> Tensor:
+    """Print the top and bottom tokens of the extended de-embedding of a latent; return all (d_vocab,) scores."""
+    # BEGIN SOLUTION
+    scores = create_extended_embedding(model) @ transcoder.W_enc[:, latent_idx]
+    show_top_tokens(model, scores, k)
+    return scores
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_show_top_deembeddings_extended(show_top_deembeddings_extended)
+
+# %%
+goal_scores = show_top_deembeddings_extended(model, goal_tc, goal_latent)
+goal_words = [f" {w}" for w in ("goal", "goals", "goalie", "goalkeeper", "goalpost", "goalless")]
+top10 = model.to_str_tokens(goal_scores.topk(10).indices)
+print(f"goal words among the top 10 extended de-embeddings: {[t for t in top10 if t in goal_words]}")
+
+# %% [markdown]
+# Expected output: " full" first and " goal" fourth, the two tokens of the max-activating
+# examples, with sports words (" defender", " trophy") close behind. The raw embedding pointed at
+# numbers; the extended embedding points at what the latent really reads.
+#
+# The values are large because the extended embedding is standardised (each row has
+# root-mean-square 1, so norm √128 ≈ 11) while the transcoder's real inputs carry other things
+# too; read the ranking, not the magnitude.
+#
+# ## 5 · Latent-to-latent: pullbacks and influence
+#
+# A later latent `j` (in transcoder `L`) computes its pre-activation from
+# `ln2.hook_normalized = (x - mean(x)) / scale`, where `x` is the residual stream at its position
+# and `scale` its root-mean-square. Anything added to `x` (an embedding, an attention head's
+# output, an earlier latent's `activation × W_dec[i]`) contributes its dot product with the
+# reading vector, divided by `scale`. Because of the centring, the reading vector is the encoder
+# column *minus its mean*: `reading_vector(transcoder, j)` in `utils.transcoders`.
+#
+# - The **pullback** of `j` onto an earlier transcoder is `W_dec_early @ reading_vector`: for each
+#   earlier latent, how much one unit of its activation would add to `j`'s pre-activation (before
+#   dividing by the scale). It depends only on weights.
+# - The **input-dependent influence** of an earlier latent on a given input is its activation there
+#   times its pullback, divided by the scale at that position: the part of `j`'s pre-activation it
+#   really contributed through the residual stream at the same position.
+#
+# ### Exercise: `pullback` and `direct_influence`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 15 minutes
+#
+# `pullback(early, later, latent_idx)` returns a `(d_sae_early,)` vector. `direct_influence(cache,
+# early, later, latent_idx)` takes a cache from `run_with_cache_with_transcoder` (holding the early
+# transcoder's activations and the later layer's `ln2.hook_scale`) and returns `(batch, pos,
+# d_sae_early)`. Use the post-activation latents (`acts_name(early)`); the scale is
+# `cache[f"blocks.{L}.ln2.hook_scale"]`, shape `(batch, pos, 1)`.
+
+# %% [exercise]
+def pullback(early, later, latent_idx: int) -> Tensor:
+    """How much one unit of each earlier latent adds to later latent `latent_idx`'s pre-activation
+    (times the LayerNorm scale): W_dec_early @ reading_vector(later, latent_idx), shape (d_sae_early,)."""
+    # BEGIN SOLUTION
+    return early.W_dec @ reading_vector(later, latent_idx)
+    # END SOLUTION
+
+
+def direct_influence(cache, early, later, latent_idx: int) -> Tensor:
+    """Contribution of every earlier latent, through the residual stream at the same position, to later
+    latent `latent_idx`'s pre-activation: activation × pullback / ln2 scale, shape (batch, pos, d_sae_early)."""
+    # BEGIN SOLUTION
+    acts = cache[acts_name(early)]  # (batch, pos, d_sae_early)
+    scale = cache[f"blocks.{layer_of(later)}.ln2.hook_scale"]  # (batch, pos, 1)
+    return acts * pullback(early, later, latent_idx) / scale
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_pullback(pullback)
+
+# %% [check]
+tests.test_direct_influence(direct_influence)
+
+# %% [markdown]
+# Which earlier latents drive the goal latent where it fires hardest? We take the documents of its
+# top examples, find the position of its maximum in each, and rank the earlier latents by their
+# mean direct influence there. The de-embedding of the most influential one tells us what it reads.
+
+# %%
+def top_positions(layer: int, latent: int, n: int = 20) -> tuple[Tensor, Tensor]:
+    """(documents, positions) of the n largest activations of a latent in the held-out corpus, one per document."""
+    acts = tc_utils.latent_activations(model, transcoders[layer], data.tokens, latent) * data.mask
+    docs = acts.max(-1).values.topk(n).indices
+    return docs, acts[docs].argmax(-1)
+
+
+def top_direct_influences(layer: int, latent: int, docs: Tensor, positions: Tensor, n: int = 8) -> list[tuple]:
+    """The n (earlier layer, latent) pairs with the largest mean direct influence at (docs, positions)."""
+    cache = run_with_cache_with_transcoder(model, [transcoders[l] for l in range(layer)], data.tokens[docs],
+                                           names_filter=[f"blocks.{layer}.ln2.hook_scale"])
+    rows = []
+    for early_layer in range(layer):
+        influence = direct_influence(cache, transcoders[early_layer], transcoders[layer], latent)
+        mean = influence[torch.arange(len(docs)), positions].mean(0)  # (d_sae_early,)
+        top = mean.topk(n)
+        rows += [(early_layer, int(i), float(v)) for v, i in zip(top.values, top.indices)]
+    return sorted(rows, key=lambda row: row[-1], reverse=True)[:n]
+
+
+goal_docs, goal_pos = top_positions(goal_layer, goal_latent)
+goal_influences = top_direct_influences(goal_layer, goal_latent, goal_docs, goal_pos)
+for early_layer, early_latent, value in goal_influences[:5]:
+    print(f"transcoder {early_layer}, latent {early_latent}: mean direct influence {value:+.3f}")
+
+# %%
+def show_what_it_reads(layer: int, latent: int, k: int = 10) -> None:
+    """De-embedding of a latent: extended for layers >= 1; plain for layer 0, which reads the residual
+    stream before MLP 0 (its own MLP) has written anything."""
+    kind = "Extended de-embedding" if layer > 0 else "De-embedding (plain: layer 0 reads before MLP 0)"
+    print(f"{kind} of transcoder {layer}, latent {latent}:")
+    if layer > 0:
+        show_top_deembeddings_extended(model, transcoders[layer], latent, k)
+    else:
+        show_top_deembeddings(model, transcoders[layer], latent, k)
+
+
+show_what_it_reads(*goal_influences[0][:2])
+
+# %% [markdown]
+# Expected output: the largest direct influences all come from transcoder 0 (latents 172, 636,
+# 1013, ...; latent 172 adds about +0.35 on average). Layer 0 reads the residual stream before MLP 0
+# has written anything, so for it the *plain* de-embedding is the right one, and latent 172's is
+# all sports: " twice", " trophy", " dived", " match", " goal", " goalless", " season", " stadium".
+# So the goal latent is pushed both by its own tokens and by a layer-0 latent that says "this is a
+# sports sentence".
+#
+# ### Influence through attention heads
+#
+# An earlier latent can also reach a later one *from another position*, through an attention head
+# of a layer in between. Freeze the attention pattern and the LayerNorm scales at their values on
+# this input; then the path is linear. Latent `i` of transcoder `E` at source position `s` writes
+# `a_i(s) · W_dec[i]`. Head `h` of layer `H` (with `E < H ≤ L`) reads the source position through
+# `ln1` (centre, divide by `scale₁(s)`, multiply by `ln1.w`), maps it with `W_V[H, h] @ W_O[H, h]`,
+# and adds `pattern[d, s]` times the result at the destination `d`, where the later latent reads it
+# (centre, divide by `scale₂(d)`, dot with the encoder column). All together:
+#
+# $$\text{influence}[s, i] = \text{pattern}[d, s]\; \frac{a_i(s)}{\text{scale}_1(s)\,\text{scale}_2(d)}\;
+# W_{dec}[i] \cdot \text{centre}\big(w_{ln1} \odot W_V W_O\, r\big),$$
+#
+# with `r = reading_vector(later, j)`. The vector `centre(w_ln1 ⊙ (W_V @ (W_O @ r)))` is the later
+# latent's reading vector *pulled back through the head*: what it reads at the source position.
+#
+# ### Exercise: `head_influence`
+#
+# > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 20 minutes
+#
+# Return the `(seq, d_sae_early)` influences at destination `dest_pos` of document `batch_idx` of
+# the cache. Cache names: `blocks.{H}.attn.hook_pattern` (batch, head, dest, src),
+# `blocks.{H}.ln1.hook_scale`, `blocks.{L}.ln2.hook_scale` (both (batch, pos, 1)); weights
+# `model.W_V[H, h]` (d_model, d_head), `model.W_O[H, h]` (d_head, d_model), `model.blocks[H].ln1.w`.
+
+# %% [exercise]
+def head_influence(model, cache, early, later, latent_idx: int, head_layer: int, head: int,
+                   batch_idx: int, dest_pos: int) -> Tensor:
+    """Influence of every earlier latent at every source position, through head (head_layer, head), on
+    later latent `latent_idx` at (batch_idx, dest_pos): shape (seq, d_sae_early)."""
+    # BEGIN SOLUTION
+    later_layer = layer_of(later)
+    through_head = model.W_V[head_layer, head] @ (model.W_O[head_layer, head] @ reading_vector(later, latent_idx))
+    source_reading = model.blocks[head_layer].ln1.w * through_head
+    per_latent = early.W_dec @ (source_reading - source_reading.mean())  # (d_sae_early,)
+    pattern = cache[f"blocks.{head_layer}.attn.hook_pattern"][batch_idx, head, dest_pos]  # (seq,) over sources
+    scale_src = cache[f"blocks.{head_layer}.ln1.hook_scale"][batch_idx, :, 0]  # (seq,)
+    scale_dest = cache[f"blocks.{later_layer}.ln2.hook_scale"][batch_idx, dest_pos, 0]
+    acts = cache[acts_name(early)][batch_idx]  # (seq, d_sae_early)
+    return (pattern / scale_src)[:, None] * acts * per_latent / scale_dest
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_head_influence(head_influence)
+
+# %% [markdown]
+# ## 6 · Component attribution
+#
+# The same bookkeeping gives a coarse but **exact** picture of where a latent's input comes from.
+# The residual stream at the latent's position, just before `ln2` of layer `L`, is a sum: token
+# embedding + positional embedding + every attention head's output (`z @ W_O`) of layers `0..L` +
+# their output biases `b_O` + the MLP outputs of layers `0..L-1`. Dotting each with the reading
+# vector and dividing by `scale₂` splits the pre-activation, minus `b_enc`, exactly among them.
+#
+# ### Exercise: `component_attribution`
+#
+# > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 15 minutes
+#
+# Return a `(n_layers + 1, n_heads + 1)` tensor for position `pos` of document `batch_idx`:
+#
+# | row | columns `0 … n_heads-1` | column `n_heads` |
+# |---|---|---|
+# | 0 | `[token embedding, positional embedding, sum of all b_O of layers 0..L, 0, …]` | 0 |
+# | `l + 1` | heads of layer `l` (zeros for `l > L`) | MLP `l` (zero for `l ≥ L`) |
+#
+# Cache names: `hook_embed`, `hook_pos_embed`, `blocks.{l}.attn.hook_z` (batch, pos, head, d_head),
+# `blocks.{l}.hook_mlp_out`, `blocks.{L}.ln2.hook_scale`. The check also verifies that your
+# entries add up to `hook_sae_acts_pre - b_enc`.
+
+# %% [exercise]
+def component_attribution(model, cache, later, latent_idx: int, batch_idx: int, pos: int) -> Tensor:
+    """Exact split of later latent `latent_idx`'s pre-activation (minus b_enc) at (batch_idx, pos) among the
+    model's components: a (n_layers + 1, n_heads + 1) tensor laid out as in the table above."""
+    # BEGIN SOLUTION
+    L, n_heads = layer_of(later), model.cfg.n_heads
+    read = reading_vector(later, latent_idx) / cache[f"blocks.{L}.ln2.hook_scale"][batch_idx, pos, 0]
+    out = torch.zeros(model.cfg.n_layers + 1, n_heads + 1)
+    out[0, 0] = cache["hook_embed"][batch_idx, pos] @ read
+    out[0, 1] = cache["hook_pos_embed"][batch_idx, pos] @ read
+    for layer in range(L + 1):
+        z = cache[f"blocks.{layer}.attn.hook_z"][batch_idx, pos]  # (n_heads, d_head)
+        head_out = einops.einsum(z, model.W_O[layer], "head d_head, head d_head d_model -> head d_model")
+        out[layer + 1, :n_heads] = head_out @ read
+        out[0, 2] += model.b_O[layer] @ read
+        if layer < L:
+            out[layer + 1, n_heads] = cache[f"blocks.{layer}.hook_mlp_out"][batch_idx, pos] @ read
+    return out
+    # END SOLUTION
+
+
+# %% [check]
+tests.test_component_attribution(component_attribution)
+
+# %% [markdown]
+# `plot_attribution` averages the attributions over a set of positions and draws them as a heatmap
+# labelled by component.
+
+# %% [module]
+def attribution_labels(n_layers: int, n_heads: int) -> list[list[str]]:
+    """Names of the cells of a component_attribution tensor."""
+    first = ["W_E", "W_pos", "b_O"] + [""] * (n_heads - 2)
+    return [first] + [[f"L{l}H{h}" for h in range(n_heads)] + [f"MLP{l}"] for l in range(n_layers)]
+
+
+def top_components(attribution: Tensor, n: int = 5) -> str:
+    """The n largest attributions (by size) with their component names, as one line."""
+    labels = [name for row in attribution_labels(attribution.shape[0] - 1, attribution.shape[1] - 1) for name in row]
+    order = attribution.flatten().abs().argsort(descending=True)[:n].tolist()
+    return ", ".join(f"{labels[i]} {float(attribution.flatten()[i]):+.2f}" for i in order)
+
+
+def plot_attribution(attribution: Tensor, title: str):
+    labels = attribution_labels(attribution.shape[0] - 1, attribution.shape[1] - 1)
+    fig = px.imshow(attribution, color_continuous_scale="RdBu", color_continuous_midpoint=0.0,
+                    labels={"color": "attribution"}, title=title, width=560, height=420)
+    fig.update_traces(text=labels, texttemplate="%{text}<br>%{z:.2f}")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+# %%
+def mean_attribution(layer: int, latent: int, docs: Tensor, positions: Tensor) -> Tensor:
+    cache = run_with_cache_with_transcoder(model, [transcoders[layer]], data.tokens[docs])
+    return torch.stack([component_attribution(model, cache, transcoders[layer], latent, i, int(p))
+                        for i, p in enumerate(positions)]).mean(0)
+
+
+goal_attribution = mean_attribution(goal_layer, goal_latent, goal_docs, goal_pos)
+plot_attribution(goal_attribution, f"Goal latent {goal_layer}.{goal_latent}: attribution at its top 20 examples").show()
+print("largest components:", top_components(goal_attribution))
+print(f"sum {float(goal_attribution.sum()):+.2f} = mean pre-activation minus b_enc")
+
+# %% [markdown]
+# Expected output: MLP 0 contributes about +1.8 of the total +2.0; the layer-1 heads add or remove
+# a little (L1H2 about +0.2) and the embeddings themselves almost nothing. That fits the previous
+# sections: the latent reads the current token as MLP 0 has rewritten it (its extended embedding,
+# and layer-0 context such as the sports latent), not the raw embedding.
+#
+# ## 7 · A blind case study
+#
+# Time to explain a latent **without looking at the text it fires on**. The rules, after the
+# transcoders post that introduced the game:
+#
+# - You may use anything computed from weights: logit lens, de-embeddings, pullbacks.
+# - You may use input-dependent influence, on inputs where the latent fires, but you must keep those
+#   inputs as token ids: no decoding the documents, no max-activating examples, no dashboards.
+# - At the end, write your hypothesis as a rule that says, for each token of a document, whether
+#   the latent should fire. We then score it against the latent's real firing and reveal the planted
+#   concept behind it.
+#
+# `pick_blind_latent` chooses the latent (a mid-to-late layer latent that matches one of the
+# corpus's planted concepts well) and tells you only its id.
+
+# %%
+blind_layer, blind_latent = tc_utils.pick_blind_latent(scores, layers=(2, 3))
+blind_tc = transcoders[blind_layer]
+print(f"Your latent: transcoder {blind_layer}, latent {blind_latent}")
+blind_docs, blind_pos = top_positions(blind_layer, blind_latent)  # token ids only: do not decode them!
+
+# %% [markdown]
+# ### Your analysis
+#
+# Suggested plan: (1) logit lens and extended de-embedding; (2) the top direct influences from
+# earlier transcoders at `blind_docs, blind_pos`, and *their* de-embeddings; (3) influence through
+# attention heads, and the de-embeddings of the latents it comes from; (4) the component
+# attribution heatmap. Then write `hypothesis` below.
+#
+# The rest of this section is our worked solution (in the solution notebook only). Try your own
+# first.
+
+# %% [solution]
+# (1) Weights only: what does the latent write, and which tokens does it read directly?
+print(f"Logit lens of {blind_layer}.{blind_latent}:")
+_ = show_top_logits(model, blind_tc, blind_latent)
+print(f"Extended de-embedding of {blind_layer}.{blind_latent}:")
+_ = show_top_deembeddings_extended(model, blind_tc, blind_latent)
+# What we saw on the shipped course world (latent 3.548):
+# - logit lens: it pushes up " billion", " thousand", " million" well above everything else. When it
+#   fires, a scale word is expected next.
+# - extended de-embedding: " estimate" on top, then numbers (" 3", " 70", " 9", " 40", ...).
+# Guess: it fires on a *number*, in a sentence about estimating, where a scale word should follow.
+
+# %% [solution]
+# (2) Direct influence from earlier transcoders at the latent's 20 top positions (ids only).
+blind_influences = top_direct_influences(blind_layer, blind_latent, blind_docs, blind_pos)
+for early_layer, early_latent, value in blind_influences[:4]:
+    print(f"transcoder {early_layer}, latent {early_latent}: mean direct influence {value:+.3f}")
+for early_layer, early_latent, _ in blind_influences[:2]:
+    show_what_it_reads(early_layer, early_latent, k=8)
+# What we saw: the strongest direct influences come from 2.764 (about +0.85) and 0.1014 (+0.6),
+# then 1.552 and 0.356. 2.764 reads nothing but numbers; 0.1014 reads numbers and " dollars". So
+# number detectors of earlier layers feed our latent at its own position: it fires on the number
+# token itself, not on the words around it.
+
+# %% [solution]
+# (3) Influence through attention heads: for every earlier transcoder and every head in between,
+# the total influence (summed over source positions) at each top position, averaged.
+cache = run_with_cache_with_transcoder(model, [transcoders[l] for l in range(blind_layer)], data.tokens[blind_docs])
+rows = []
+for early_layer in range(blind_layer):
+    for head_layer in range(early_layer + 1, blind_layer + 1):
+        for head in range(model.cfg.n_heads):
+            total = sum(head_influence(model, cache, transcoders[early_layer], blind_tc, blind_latent, head_layer, head,
+                                       i, int(p)).sum(0) for i, p in enumerate(blind_pos)) / len(blind_pos)
+            top = total.topk(3)
+            rows += [(float(v), early_layer, int(i), f"L{head_layer}H{head}") for v, i in zip(top.values, top.indices)]
+rows.sort(reverse=True)
+for value, early_layer, early_latent, head_name in rows[:6]:
+    print(f"transcoder {early_layer}, latent {early_latent} via {head_name}: mean influence {value:+.3f}")
+for _, early_layer, early_latent, _ in rows[:2]:
+    show_what_it_reads(early_layer, early_latent, k=8)
+# What we saw: through attention heads, single earlier latents matter little (at most about +0.05,
+# against +0.85 for the top direct path), mostly via L2H0. The top ones read sentence openers
+# (" When", " While", " After") or a mixed bag. No clear story: the context the latent needs does
+# not arrive through one strong latent-to-head path.
+
+# %% [solution]
+# (4) Which components feed the latent at its top positions?
+blind_attribution = mean_attribution(blind_layer, blind_latent, blind_docs, blind_pos)
+plot_attribution(blind_attribution, f"Blind latent {blind_layer}.{blind_latent}: attribution at its top 20 examples").show()
+print("largest components:", top_components(blind_attribution))
+# What we saw: MLP0 (+3.2), MLP2 (+2.8) and MLP1 (+1.9) dominate; the heads add little, and
+# negatively. The latent is built by the MLPs at the number's own position (its extended
+# embedding, and the number latents of layers 1-2). Whatever context it uses reaches it through
+# those MLPs (which read the attention outputs of their layers), not by a head writing into its input.
+#
+# Our hypothesis: the latent fires on a number when an estimating word ("estimated", "expected",
+# "roughly", "about", "nearly", "around") came earlier in the same sentence. It is written below.
+
+# %% [markdown]
+# ### Exercise (open-ended, not graded): write your hypothesis
+#
+# `hypothesis(str_tokens)` gets one document as a list of string tokens and returns one boolean per
+# token: should the latent fire there?
+
+# %% [exercise]
+def hypothesis(str_tokens: list[str]) -> list[bool]:
+    """For each token of a document: does the blind latent fire here? One bool per token."""
+    # BEGIN SOLUTION
+    # Our reading of the evidence: the latent fires on a number (not on the scale word after it,
+    # which it predicts) when an estimating word came earlier in the same sentence.
+    estimating = {" estimated", " estimate", " expected", " about", " roughly", " nearly", " around", " Around"}
+    fires, armed = [], False
+    for tok in str_tokens:
+        if tok in (".", '."', "!", "?", '?"', '!"'):
+            armed = False
+        fires.append(armed and tok.strip().isdigit())
+        if tok in estimating:
+            armed = True
+    return fires
+    # END SOLUTION
+
+
+# %% [markdown]
+# ### The reveal
+#
+# Now you may look. First, how well does the hypothesis predict where the latent fires, on the
+# held-out corpus? Then, which planted concept is the latent's best match, how does your
+# hypothesis score against that concept's labels, and what are the latent's top examples?
+
+# %%
+_ = tc_utils.score_hypothesis(hypothesis, model, blind_tc, blind_latent, data, scores[blind_layer])
+examples = fetch_max_activating_examples(model, blind_tc, data.tokens, blind_latent, k=8, buffer=8, display=True)
+
+# %% [markdown]
+# Compare: which parts of your hypothesis held, which did not, and which evidence misled you? (Our
+# own comparison is in the solution notebook.)
+
+# %% [solution]
+# What we got on the shipped course world:
+# - against the latent's own firing, our rule has recall 0.98 (it fires wherever the latent does)
+#   but precision 0.34: the latent fires on only about a third of the numbers we predicted;
+# - the planted concept is `estimate_number` (numbers and scale words of P5's estimate sentences),
+#   which the latent matches with precision 0.98 and recall 0.26; our rule matches its labels with
+#   precision 1.00 and recall 0.74 (it leaves out the scale words, as the logit lens told us to);
+# - the top examples ("expected to reach **200** billion", "at roughly **12** million dollars") are
+#   numbers followed by a scale word, as the logit lens predicted.
+# What we missed: which estimate numbers it picks. Its top examples all come from the templates where
+# a scale word follows the number; estimates without one ("about 8 people were missing") do not seem
+# to fire it. The evidence hinted at this (the logit lens is all scale words), but we did not turn it
+# into a rule. A sharper hypothesis, "a number in an estimate, when a scale word follows it", scored
+# below (it looks one token ahead, which the latent cannot do: it has learned which templates put a
+# scale word after the number).
+
+
+def sharper_hypothesis(str_tokens: list[str]) -> list[bool]:
+    scales = {" thousand", " million", " billion"}
+    estimate_numbers = hypothesis(str_tokens)
+    return [e and nxt in scales for e, nxt in zip(estimate_numbers, [*str_tokens[1:], ""])]
+
+
+_ = tc_utils.score_hypothesis(sharper_hypothesis, model, blind_tc, blind_latent, data, scores[blind_layer])
+
+# %% [markdown]
+# ## Summary
+#
+# - A transcoder replaces an MLP by sparse latents whose reading and writing vectors both live in
+#   the residual stream, so connections between latents are dot products of weights.
+# - De-embeddings must go through the **extended** embedding in a tied-embedding model: MLP 0
+#   rewrites every token before anything else reads it.
+# - Influence = activation × pullback ÷ LayerNorm scale; through a head, also × attention pattern,
+#   with the reading vector pulled back through `W_O`, `W_V` and `ln1.w`. With frozen patterns and
+#   scales the component attribution is exact.
+# - Weights-based and input-dependent evidence can explain a latent without looking at its examples,
+#   and the course world lets us score how well.

@@ -1,0 +1,645 @@
+"""Checks for chapter 02. The notebook calls them as `tests.test_<exercise>(learner_code, ...)`.
+
+Each check compares the learner's function with the reference (solutions/ch02_transcoders.py) on
+course-world inputs and on a toy case small enough to work out by hand (a 2-layer model with
+d_model 4 and 3 tokens, and transcoders with 3 latents, built below).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+import solutions.ch02_transcoders as ref
+from utils.checks import Mistake, assert_tensor, check, expect, fail
+from utils.transcoders import acts_name, hook_names, run_with_cache_with_transcoder, standardise
+
+# -------------------------------------------------------------------------------------------------
+# The toy world
+
+
+TOY_W_E = torch.tensor([[1.0, -1.0, 1.0, -1.0], [2.0, 0.0, 0.0, -2.0], [0.0, 3.0, 0.0, -3.0]])
+
+
+@lru_cache(maxsize=1)
+def toy_model():
+    """2 layers, d_model 4, 3 tokens, two heads of size 2 (head 0 copies coordinates 0, 1 to 0, 2; head 1 copies 2, 3 to 1, 3), ReLU MLPs that are the identity before the ReLU.
+
+    Layer 0: ln2 has weight 1 and bias 0, so MLP0(ln2(x)) = relu(standardise(x)); ln1 has weight 2
+    (so using ln1 instead of ln2 shows). The unembedding is *not* tied (columns of W_E.T permuted),
+    so using W_U instead of W_E shows.
+    """
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from utils.world import load_tokenizer
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=4, n_heads=2, d_head=2, d_mlp=4, d_vocab=3, n_ctx=4,
+                                  act_fn="relu", normalization_type="LN", seed=0)
+    model = HookedTransformer(cfg)
+    eye = torch.eye(4)
+    with torch.no_grad():
+        model.embed.W_E.copy_(TOY_W_E)
+        model.pos_embed.W_pos.copy_(0.1 * torch.arange(16.0).reshape(4, 4) - 0.5)
+        model.unembed.W_U.copy_(TOY_W_E.T[:, [2, 0, 1]])
+        for layer, block in enumerate(model.blocks):
+            block.mlp.W_in.copy_(eye)
+            block.mlp.b_in.zero_()
+            block.mlp.W_out.copy_(eye * (1 + layer))
+            block.mlp.b_out.zero_()
+            block.ln1.w.fill_(2.0)
+            block.ln1.b.zero_()
+            block.ln2.w.fill_(1.0)
+            block.ln2.b.zero_()
+            block.attn.W_V.copy_(torch.stack([torch.eye(4)[:, :2], torch.eye(4)[:, 2:]]))
+            block.attn.W_O.copy_(torch.stack([torch.eye(4)[[0, 2]], torch.eye(4)[[1, 3]]]))
+            block.attn.b_O.copy_(torch.tensor([0.25, 0.0, -0.1, 0.3]))
+    model.tokenizer = load_tokenizer()  # only for to_str_tokens in the tables: ids 0-2 are special tokens
+    model.eval()
+    return model
+
+
+def toy_transcoder(layer: int, W_enc: Tensor, W_dec: Tensor, b_enc: Tensor | None = None):
+    from sae_lens import JumpReLUTranscoder, JumpReLUTranscoderConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    d_in, d_sae = W_enc.shape
+    cfg = JumpReLUTranscoderConfig(
+        d_in=d_in, d_sae=d_sae, d_out=W_dec.shape[1], apply_b_dec_to_input=False,
+        metadata=SAEMetadata(hook_name=f"blocks.{layer}.ln2.hook_normalized", hook_name_out=f"blocks.{layer}.hook_mlp_out"),
+    )
+    tc = JumpReLUTranscoder(cfg)
+    with torch.no_grad():
+        tc.W_enc.copy_(W_enc)
+        tc.W_dec.copy_(W_dec)
+        tc.b_enc.copy_(torch.zeros(d_sae) if b_enc is None else b_enc)
+        tc.b_dec.zero_()
+        tc.threshold.zero_()
+    tc.eval()
+    return tc
+
+
+@lru_cache(maxsize=1)
+def toy_transcoders() -> dict:
+    """Transcoder 0: latent j reads coordinate j and writes e_j (+ 1 on the last coordinate, so rows are not centred).
+    Transcoder 1: latent 0 reads (1, 0, 0, 0) + 0.5 (an uncentred column), latent 1 reads (0, 1, -1, 0),
+    latent 2 reads e_3; latent j writes e_(j+1)."""
+    W_enc0 = torch.eye(4)[:, :3]
+    W_dec0 = torch.eye(4)[:3] + torch.tensor([0.0, 0.0, 0.0, 1.0])
+    W_enc1 = torch.tensor([[1.5, 0.0, 0.0], [0.5, 1.0, 0.0], [0.5, -1.0, 0.0], [0.5, 0.0, 1.0]])
+    W_dec1 = torch.eye(4)[[1, 2, 3]]
+    return {0: toy_transcoder(0, W_enc0, W_dec0), 1: toy_transcoder(1, W_enc1, W_dec1, b_enc=torch.tensor([0.1, 0.0, 0.0]))}
+
+
+def _quiet(fn, *args, **kwargs):
+    """Call fn, capturing what it prints; return (result, printed text)."""
+    out = io.StringIO()
+    quiet_bars = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # no progress bars from inside a check (tqdm reads this when a bar starts)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            result = fn(*args, **kwargs)
+    finally:
+        if quiet_bars is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = quiet_bars
+    return result, out.getvalue()
+
+
+# -------------------------------------------------------------------------------------------------
+# The course world (loaded once, only when a check needs it)
+
+
+@lru_cache(maxsize=1)
+def _world():
+    from utils.world import load_model
+    from utils.world.concepts import labelled_corpus
+    from utils.world.dictionaries import load_transcoders
+
+    return load_model(), load_transcoders(), labelled_corpus().tokens
+
+
+@lru_cache(maxsize=8)
+def _layer_acts(layer: int, n_docs: int) -> Tensor:
+    """Course-world activations (n_docs, n_ctx, d_sae) of transcoder `layer` on the first n_docs documents."""
+    model, transcoders, tokens = _world()
+    with torch.no_grad():
+        cache = run_with_cache_with_transcoder(model, [transcoders[layer]], tokens[:n_docs], names_filter=[])
+    return cache[acts_name(transcoders[layer])]
+
+
+def _real(n_docs: int) -> Tensor:
+    model, _, tokens = _world()
+    docs = tokens[:n_docs]
+    return (docs != model.tokenizer.pad_token_id) & (docs != model.tokenizer.bos_token_id)
+
+
+def _most_active_latent(layer: int, n_docs: int) -> int:
+    """The latent of transcoder `layer` with the largest total activation on the real tokens of the first documents."""
+    return int((_layer_acts(layer, n_docs) * _real(n_docs)[..., None]).sum((0, 1)).argmax())
+
+
+# -------------------------------------------------------------------------------------------------
+# get_k_largest_indices
+
+HAND_X = torch.tensor([[0.0, 5.0, 4.0, 0.0], [3.0, 0.0, 0.0, 1.0]])
+EDGES_HINT = ("do not drop the first and last `buffer` columns: entries near the edges count too "
+              "(index_with_buffer keeps their windows inside the row).")
+
+
+def _edges_cut(x: Tensor, k: int, buffer: int, no_overlap: bool = True) -> Tensor:
+    """A version that drops the first and last `buffer` columns first (a common variant)."""
+    inner = x[:, buffer : x.shape[1] - buffer]
+    result = ref.get_k_largest_indices(inner, k, buffer, no_overlap)
+    return result + torch.tensor([0, buffer])
+
+
+def _k_largest_mistakes(x: Tensor, k: int, buffer: int) -> list[Mistake]:
+    right = ref.get_k_largest_indices(x, k, buffer)
+    return [
+        Mistake.looks_like(ref.get_k_largest_indices(x, k, buffer, no_overlap=False),
+                           "with no_overlap=True, skip every entry within `buffer` positions of an entry you "
+                           "already chose in the same row."),
+        Mistake(lambda a: a.shape == right.shape and torch.equal(a, right[:, [1, 0]]),
+                "each row of the result is (row, column): you have them the other way round."),
+        Mistake.looks_like(ref.get_k_largest_indices(-x, k, buffer), "largest first: sort in descending order."),
+        Mistake(lambda a: a.shape == _edges_cut(x, k, buffer).shape and torch.equal(a, _edges_cut(x, k, buffer)),
+                EDGES_HINT),
+        Mistake.looks_like(_row_blind(x, k, buffer),
+                           "an entry only blocks entries of its own row: compare rows as well as columns."),
+    ]
+
+
+def _row_blind(x: Tensor, k: int, buffer: int) -> Tensor:
+    """A version whose chosen entries block nearby columns of every row."""
+    order = x.flatten().argsort(descending=True, stable=True)
+    rows, cols = order // x.shape[1], order % x.shape[1]
+    chosen = []
+    while len(chosen) < k and len(rows):
+        chosen.append(torch.stack((rows[0], cols[0])))
+        near = (cols - cols[0]).abs() <= buffer
+        rows, cols = rows[~near], cols[~near]
+    return torch.stack(chosen)
+
+
+def _check_k_largest(fn, x: Tensor, k: int, buffer: int, no_overlap: bool, where: str) -> None:
+    expected = ref.get_k_largest_indices(x, k, buffer, no_overlap)
+    actual = fn(x.clone(), k, buffer, no_overlap)
+    assert_tensor(actual, expected, f"get_k_largest_indices({where})",
+                  mistakes=_k_largest_mistakes(x, k, buffer) if no_overlap else ())
+
+
+@check
+def test_get_k_largest_indices(get_k_largest_indices) -> None:
+    """The hand example, ties to edges and rows, short supply, then course-world activations."""
+    assert_tensor(get_k_largest_indices(HAND_X, 3, 1, False), torch.tensor([[0, 1], [0, 2], [1, 0]]),
+                  "get_k_largest_indices(hand example, k=3, buffer=1, no_overlap=False)",
+                  mistakes=[Mistake(lambda a: a.shape == (3, 2) and torch.equal(a, torch.tensor([[1, 0], [2, 0], [0, 1]])),
+                                    "each row of the result is (row, column): you have them the other way round."),
+                            Mistake.looks_like(ref.get_k_largest_indices(-HAND_X, 3, 1, False),
+                                               "largest first: sort in descending order."),
+                            Mistake.looks_like(_edges_cut(HAND_X, 3, 1, False), EDGES_HINT)])
+    expected = torch.tensor([[0, 1], [1, 0], [1, 3]])
+    assert_tensor(get_k_largest_indices(HAND_X, 3, 1), expected, "get_k_largest_indices(hand example, k=3, buffer=1)",
+                  mistakes=_k_largest_mistakes(HAND_X, 3, 1))
+    # The same column in two rows: both count.
+    _check_k_largest(get_k_largest_indices, torch.tensor([[0.0, 5.0, 0.0], [0.0, 4.0, 0.0]]), 2, 1, True,
+                     "two rows with their maximum in the same column, k=2, buffer=1")
+    # Fewer than k entries qualify.
+    _check_k_largest(get_k_largest_indices, torch.tensor([[1.0, 2.0, 3.0]]), 3, 2, True,
+                     "a 1×3 row, k=3, buffer=2 (only one entry qualifies)")
+    model, transcoders, tokens = _world()
+    latent = _most_active_latent(1, 16)
+    acts = _layer_acts(1, 16)[..., latent]
+    for k, buffer in ((10, 5), (6, 0)):
+        _check_k_largest(get_k_largest_indices, acts, k, buffer, True,
+                         f"course-world activations of transcoder 1, latent {latent}, k={k}, buffer={buffer}")
+
+
+# -------------------------------------------------------------------------------------------------
+# index_with_buffer
+
+HAND_ROWS = torch.tensor([[10, 11, 12, 13, 14, 15], [20, 21, 22, 23, 24, 25]])
+
+
+def _window_mistakes(x: Tensor, indices: Tensor, buffer: int) -> list[Mistake]:
+    width = 2 * buffer + 1
+    offsets = torch.arange(-buffer, buffer + 1)
+    rows, cols = indices[:, 0:1], indices[:, 1:2]
+    wrapped = x[rows, (cols + offsets) % x.shape[1]]
+    clamped_each = x[rows, (cols + offsets).clamp(0, x.shape[1] - 1)]
+    return [
+        Mistake.looks_like(wrapped, "a window that would start before column 0 must be shifted right "
+                                    "(and one past the end shifted left); negative indices wrap around instead."),
+        Mistake.looks_like(clamped_each, "shift the whole window inwards, keeping 2 * buffer + 1 different "
+                                         "positions; clamping each position repeats the edge token."),
+        Mistake(lambda a: a.ndim == 2 and a.shape[1] in (width - 1, width + 1),
+                f"a window has 2 * buffer + 1 = {width} entries: `buffer` on each side of the centre, plus the centre."),
+    ]
+
+
+@check
+def test_index_with_buffer(index_with_buffer) -> None:
+    """The hand example (both edges), indices left untouched, then windows of course-world tokens."""
+    indices = torch.tensor([[0, 2], [1, 4]])
+    assert_tensor(index_with_buffer(HAND_ROWS, indices.clone()), torch.tensor([12, 24]),
+                  "index_with_buffer(hand rows, [[0, 2], [1, 4]])")
+    for idx, expected in (
+        ([[0, 2], [0, 0]], [[11, 12, 13], [10, 11, 12]]),
+        ([[0, 2], [0, 0], [1, 5]], [[11, 12, 13], [10, 11, 12], [23, 24, 25]]),
+    ):
+        idx = torch.tensor(idx)
+        given = idx.clone()
+        actual = index_with_buffer(HAND_ROWS, given, 1)
+        where = f"index_with_buffer(hand rows, {idx.tolist()}, buffer=1)"
+        expect(torch.equal(given, idx), f"{where} changed its `indices` argument to {given.tolist()}: "
+                                        "work on new tensors (e.g. clamp() returns one) instead of assigning into it.")
+        assert_tensor(actual, torch.tensor(expected), where, mistakes=_window_mistakes(HAND_ROWS, idx, 1))
+    model, transcoders, tokens = _world()
+    x = tokens[:20]
+    generator = torch.Generator().manual_seed(2)
+    idx = torch.stack((torch.randint(0, 20, (12,), generator=generator), torch.randint(0, 128, (12,), generator=generator)), 1)
+    idx[:2, 1] = torch.tensor([0, 127])
+    for buffer in (None, 4):
+        assert_tensor(index_with_buffer(x, idx.clone(), buffer), ref.index_with_buffer(x, idx, buffer),
+                      f"index_with_buffer(course-world tokens, 12 indices, buffer={buffer})",
+                      mistakes=_window_mistakes(x, idx, buffer) if buffer else ())
+
+
+# -------------------------------------------------------------------------------------------------
+# fetch_max_activating_examples
+
+
+def _special_latent(layer: int, n_docs: int) -> int | None:
+    """A latent whose largest activation is on BOS or padding, if there is one (to catch a missing mask)."""
+    acts, real = _layer_acts(layer, n_docs), _real(n_docs)
+    special_max = (acts * ~real[..., None]).flatten(0, 1).max(0).values
+    real_max = (acts * real[..., None]).flatten(0, 1).max(0).values
+    candidates = ((special_max > real_max) & (real_max > 0)).nonzero().flatten()
+    return int(candidates[0]) if len(candidates) else None
+
+
+def _check_examples(actual, expected, model, k: int, buffer: int, where: str) -> None:
+    expect(isinstance(actual, list), f"{where} should return a list of (activation, str_tokens, seq_pos) "
+                                     f"tuples, but returned {type(actual).__name__}.")
+    for example in actual:
+        expect(isinstance(example, (tuple, list)) and len(example) == 3,
+               f"{where}: every example should be a tuple (activation, str_tokens, seq_pos), but one is {example!r:.80}.")
+    specials = {model.tokenizer.pad_token, model.tokenizer.bos_token}
+    for act, str_toks, seq_pos in actual:
+        dropped = isinstance(seq_pos, int) and seq_pos >= len(str_toks) and len(str_toks) < 2 * buffer + 1
+        expect(isinstance(seq_pos, int) and 0 <= seq_pos < len(str_toks),
+               f"{where}: seq_pos {seq_pos!r} is not a position in its window of {len(str_toks)} tokens."
+               + (" Hint: was the max token padding, dropped from the window? BOS and padding are not examples of "
+                  "anything: multiply the activations by a mask of the real tokens before taking the top k."
+                  if dropped else ""))
+        expect(str_toks[seq_pos] not in specials,
+               f"{where}: an example's max token is {str_toks[seq_pos]!r}. BOS and padding are not examples of "
+               "anything: multiply the activations by a mask of the real tokens before taking the top k.")
+        expect(model.tokenizer.pad_token not in str_toks,
+               f"{where}: a window contains padding tokens; drop them from str_tokens (they only follow a document).")
+    acts = [float(a) for a, _, _ in actual]
+    expect(acts == sorted(acts, reverse=True), f"{where}: the examples should be sorted by activation, largest first.")
+    expect(len(actual) == len(expected),
+           f"{where} returned {len(actual)} examples, but there are {len(expected)} (k={k}): "
+           + ("keep only the overall top k after going through all batches." if len(actual) > len(expected)
+              else "did you take the top k of one batch only, or drop too many?"))
+    assert_tensor(torch.tensor(acts), torch.tensor([a for a, _, _ in expected]), f"{where}: the activations",
+                  rtol=1e-4, atol=1e-5)
+    for i, ((_, toks, pos), (_, want_toks, want_pos)) in enumerate(zip(actual, expected)):
+        expect(list(toks) == want_toks, f"{where}: example {i} has the window {toks!r}, expected {want_toks!r}.")
+        expect(pos == want_pos, f"{where}: example {i} has seq_pos {pos}, expected {want_pos}"
+               + (": seq_pos is the max token's position in its window, which is not `buffer` when the window was "
+                  "shifted at the start of a document." if pos == buffer else "."))
+
+
+@check
+def test_fetch_max_activating_examples(fetch_max_activating_examples) -> None:
+    """Course-world examples (several batches) for an ordinary latent and, if any, one that likes BOS/padding.
+    (The hand-computable parts, get_k_largest_indices and index_with_buffer, have their own checks.)"""
+    model, transcoders, tokens = _world()
+    n_docs = 40
+    docs, tc = tokens[:n_docs], transcoders[1]
+    cases = [(_most_active_latent(1, n_docs), 6, _shifting_buffer(model, tc, docs, _most_active_latent(1, n_docs)))]
+    special = _special_latent(1, n_docs)
+    if special is not None:
+        cases.insert(0, (special, 6, 3))
+    for latent, k, buffer in cases:
+        where = (f"fetch_max_activating_examples(transcoder 1, latent {latent}, {n_docs} documents, k={k}, "
+                 f"buffer={buffer}, batch_size=15)")
+        expected = _reference_examples(latent, k, buffer)
+        actual, _ = _quiet(fetch_max_activating_examples, model, tc, docs, latent, k=k, buffer=buffer, batch_size=15)
+        _check_examples(actual, expected, model, k, buffer, where)
+
+
+@lru_cache(maxsize=16)
+def _reference_examples(latent: int, k: int, buffer: int, n_docs: int = 40) -> list:
+    model, transcoders, tokens = _world()
+    examples, _ = _quiet(ref.fetch_max_activating_examples, model, transcoders[1], tokens[:n_docs], latent,
+                         k=k, buffer=buffer, batch_size=15)
+    return examples
+
+
+def _shifting_buffer(model, tc, docs, latent: int) -> int:
+    """The first buffer (of a few) for which some top example's window is shifted at an edge, so that
+    seq_pos differs from buffer there (to catch a seq_pos that is always `buffer`)."""
+    for buffer in (12, 30, 50):
+        if any(pos != buffer for _, _, pos in _reference_examples(latent, 6, buffer)):
+            return buffer
+    return 50
+
+
+# -------------------------------------------------------------------------------------------------
+# De-embeddings and the extended embedding
+
+
+def _scores_call(fn, model, tc, latent: int, where: str) -> Tensor:
+    result, printed = _quiet(fn, model, tc, latent, k=2)
+    expect(result is not None, f"{where} returned None: return the (d_vocab,) scores as well as printing them.")
+    expect(bool(printed.strip()), f"{where} printed nothing: print the table with show_top_tokens(model, scores, k).")
+    return result
+
+
+def _deembedding_mistakes(model, tc, latent: int, W: Tensor) -> list[Mistake]:
+    return [
+        Mistake.looks_like(W @ tc.W_dec[latent], "a de-embedding uses the latent's *reading* vector, the "
+                                                 "encoder column W_enc[:, latent], not its decoder row."),
+        Mistake.looks_like(tc.W_dec[latent] @ model.W_U, "that is the logit lens (what the latent writes); the "
+                                                         "de-embedding is about what it reads: embedding @ W_enc[:, latent]."),
+    ]
+
+
+@check
+def test_show_top_deembeddings(show_top_deembeddings) -> None:
+    model, transcoders, _ = _world()
+    toy, toy_tc = toy_model(), toy_transcoders()[1]
+    # standardise(W_E) has rows (1,-1,1,-1), (√2,0,0,-√2), (0,√2,0,-√2); latent 0 reads (1.5, 0.5, 0.5, 0.5).
+    hand = torch.tensor([1.0, math.sqrt(2), 0.0])
+    where = "show_top_deembeddings(toy model, toy transcoder, latent 0)"
+    assert_tensor(_scores_call(show_top_deembeddings, toy, toy_tc, 0, where), hand, where, rtol=1e-4, atol=1e-5,
+                  mistakes=[Mistake.looks_like(TOY_W_E @ toy_tc.W_enc[:, 0],
+                                               "standardise W_E first: the transcoder reads LayerNorm's normalised "
+                                               "residual stream, not the raw embedding."),
+                            *_deembedding_mistakes(toy, toy_tc, 0, standardise(TOY_W_E))])
+    for layer, latent in ((2, 0), (3, 5)):
+        tc = transcoders[layer]
+        where = f"show_top_deembeddings(course model, transcoder {layer}, latent {latent})"
+        expected, _ = _quiet(ref.show_top_deembeddings, model, tc, latent)
+        assert_tensor(_scores_call(show_top_deembeddings, model, tc, latent, where), expected, where, rtol=1e-4, atol=1e-4,
+                      mistakes=[Mistake.looks_like(model.W_E @ tc.W_enc[:, latent],
+                                                   "standardise W_E first: the transcoder reads LayerNorm's normalised "
+                                                   "residual stream, not the raw embedding."),
+                                *_deembedding_mistakes(model, tc, latent, standardise(model.W_E))])
+
+
+def _extended_variants(model) -> dict[str, Tensor]:
+    """Wrong versions of the extended embedding, by name."""
+    W_E = model.W_E[:, None]
+    block = model.blocks[0]
+
+    def ext(emb, norm=block.ln2, add_back=True, final=True):
+        out = block.mlp(norm(emb) if norm is not None else emb) + (emb if add_back else 0)
+        return standardise(out[:, 0]) if final else out[:, 0]
+
+    return {
+        "only standardised W_E": standardise(model.W_E),
+        "skipped ln2": ext(W_E, norm=None),
+        "forgot to add W_E back": ext(W_E, add_back=False),
+        "used W_U instead of W_E": ext(model.W_U.T[:, None]),
+        "forgot to standardise": ext(W_E, final=False),
+        "used ln1 instead of ln2": ext(W_E, norm=block.ln1),
+    }
+
+
+EXTENDED_HINTS = {
+    "only standardised W_E": "that is standardise(W_E) alone: put W_E through layer 0's ln2 and MLP and add the "
+                             "MLP's output to W_E before standardising.",
+    "skipped ln2": "the MLP reads ln2's output, not the raw embedding: apply model.blocks[0].ln2 before model.blocks[0].mlp.",
+    "forgot to add W_E back": "MLP 0's output is *added* to the residual stream: the extended embedding is "
+                              "W_E + MLP0(ln2(W_E)), not MLP0(ln2(W_E)) alone.",
+    "used W_U instead of W_E": "start from the embedding W_E (model.W_E), not the unembedding (in the course model "
+                               "they are tied, but not in every model).",
+    "forgot to standardise": "standardise the result (the form in which later transcoders read it).",
+    "used ln1 instead of ln2": "the MLP's LayerNorm is ln2 (ln1 belongs to attention).",
+}
+
+
+def _extended_expected(model) -> tuple[Tensor, Tensor]:
+    """The reference with the root-mean-square convention, and with (x - mean) / x.std()."""
+    W_E = model.W_E[:, None]
+    raw = (W_E + model.blocks[0].mlp(model.blocks[0].ln2(W_E)))[:, 0]
+    centred = raw - raw.mean(-1, keepdim=True)
+    return ref.create_extended_embedding(model), centred / raw.std(-1, keepdim=True)
+
+
+def _check_extended(create_extended_embedding, model, where: str) -> None:
+    actual = create_extended_embedding(model)
+    rms_version, std_version = _extended_expected(model)
+    if isinstance(actual, Tensor) and actual.shape == std_version.shape and torch.allclose(actual, std_version, rtol=1e-4, atol=1e-5):
+        return
+    variants = _extended_variants(model)
+    squeeze_hint = Mistake(lambda a: a.ndim == 3 and a.shape[1] == 1,
+                           "drop the length-1 position dimension at the end, e.g. with [:, 0] or .squeeze(1).")
+    mistakes = [squeeze_hint] + [Mistake(lambda a, w=w: _same_upto_std(a, w), EXTENDED_HINTS[name])
+                                 for name, w in variants.items()]
+    assert_tensor(actual, rms_version, where, rtol=1e-4, atol=1e-5, mistakes=mistakes)
+
+
+def _same_upto_std(actual: Tensor, wrong: Tensor) -> bool:
+    """actual equals `wrong`, or `wrong` with the other standard-deviation convention."""
+    if actual.shape != wrong.shape:
+        return False
+    if torch.allclose(actual, wrong, rtol=1e-4, atol=1e-5):
+        return True
+    n = wrong.shape[-1]
+    return torch.allclose(actual, wrong * math.sqrt((n - 1) / n), rtol=1e-4, atol=1e-5)
+
+
+@check
+def test_create_extended_embedding(create_extended_embedding) -> None:
+    model, _, _ = _world()
+    toy = toy_model()
+    # Row 0 by hand: standardise((1,-1,1,-1)) = (1,-1,1,-1); ReLU keeps (1,0,1,0); the sum (2,-1,2,-1)
+    # standardises back to (1,-1,1,-1). Rows 1 and 2 follow the same steps.
+    rms_version, _ = _extended_expected(toy)
+    assert torch.allclose(rms_version[0], torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-4)
+    _check_extended(create_extended_embedding, toy, "create_extended_embedding(toy model)")
+    _check_extended(create_extended_embedding, model, "create_extended_embedding(course model)")
+
+
+@check
+def test_show_top_deembeddings_extended(show_top_deembeddings_extended) -> None:
+    model, transcoders, _ = _world()
+    toy, toy_tc = toy_model(), toy_transcoders()[1]
+    for m, tc, latent, where in (
+        (toy, toy_tc, 0, "show_top_deembeddings_extended(toy model, toy transcoder, latent 0)"),
+        (model, transcoders[2], 0, "show_top_deembeddings_extended(course model, transcoder 2, latent 0)"),
+        (model, transcoders[3], 7, "show_top_deembeddings_extended(course model, transcoder 3, latent 7)"),
+    ):
+        extended = ref.create_extended_embedding(m)
+        expected = extended @ tc.W_enc[:, latent]
+        assert_tensor(_scores_call(show_top_deembeddings_extended, m, tc, latent, where), expected, where,
+                      rtol=1e-4, atol=1e-4,
+                      mistakes=[Mistake.looks_like(standardise(m.W_E) @ tc.W_enc[:, latent],
+                                                   "that is the plain de-embedding: use create_extended_embedding(model) "
+                                                   "instead of standardise(W_E)."),
+                                *_deembedding_mistakes(m, tc, latent, extended)])
+
+
+# -------------------------------------------------------------------------------------------------
+# Pullbacks and influence
+
+
+def _pullback_mistakes(early, later, latent: int) -> list[Mistake]:
+    return [
+        Mistake.looks_like(early.W_dec @ later.W_enc[:, latent],
+                           "centre the later latent's encoder column first (reading_vector does): the transcoder "
+                           "reads a centred residual stream, so the column's mean does not count."),
+        Mistake.looks_like(early.W_enc.T @ (later.W_enc[:, latent] - later.W_enc[:, latent].mean()),
+                           "the earlier latents *write* into the residual stream: use their decoder rows W_dec, "
+                           "not their encoder columns."),
+    ]
+
+
+@check
+def test_pullback(pullback) -> None:
+    _, transcoders, _ = _world()
+    early, later = toy_transcoders()[0], toy_transcoders()[1]
+    # Later latent 0 reads (1.5, 0.5, 0.5, 0.5), centred (0.75, -0.25, -0.25, -0.25). Early latent j writes
+    # e_j + e_3: (1,0,0,1) -> 0.75 - 0.25 = 0.5; (0,1,0,1) -> -0.5; (0,0,1,1) -> -0.5.
+    assert_tensor(pullback(early, later, 0), torch.tensor([0.5, -0.5, -0.5]), "pullback(toy transcoder 0, toy transcoder 1, latent 0)",
+                  rtol=1e-5, atol=1e-6, mistakes=_pullback_mistakes(early, later, 0))
+    for e, l, latent in ((0, 2, 3), (1, 3, 10)):
+        early, later = transcoders[e], transcoders[l]
+        assert_tensor(pullback(early, later, latent), ref.pullback(early, later, latent),
+                      f"pullback(transcoder {e}, transcoder {l}, latent {latent})", rtol=1e-4, atol=1e-5,
+                      mistakes=_pullback_mistakes(early, later, latent))
+
+
+def _direct_mistakes(cache, early, later, latent: int, right: Tensor) -> list[Mistake]:
+    scale = cache[f"blocks.{int(hook_names(later)[0].split('.')[1])}.ln2.hook_scale"]
+    return [
+        Mistake.looks_like(right * scale, "divide by the later layer's LayerNorm scale (blocks.L.ln2.hook_scale): the "
+                                          "transcoder reads the residual stream divided by it."),
+        Mistake.looks_like(cache[acts_name(early, "hook_sae_acts_pre")] * ref.pullback(early, later, latent) / scale,
+                           "use the earlier latents' activations after the JumpReLU (hook_sae_acts_post): "
+                           "a latent that does not fire writes nothing."),
+        Mistake.looks_like(cache[acts_name(early)] * (early.W_dec @ later.W_enc[:, latent]) / scale,
+                           "centre the later latent's encoder column (reading_vector does)."),
+    ]
+
+
+@check
+def test_direct_influence(direct_influence) -> None:
+    model, transcoders, tokens = _world()
+    toy, toys = toy_model(), toy_transcoders()
+    cache = run_with_cache_with_transcoder(toy, [toys[0]], torch.tensor([[0, 1, 2]]))
+    expected = cache[acts_name(toys[0])] * torch.tensor([0.5, -0.5, -0.5]) / cache["blocks.1.ln2.hook_scale"]
+    assert_tensor(direct_influence(cache, toys[0], toys[1], 0), expected,
+                  "direct_influence(toy model on tokens [0, 1, 2], toy transcoder 0 -> 1, latent 0)", rtol=1e-4, atol=1e-6,
+                  mistakes=_direct_mistakes(cache, toys[0], toys[1], 0, expected))
+    docs = tokens[:4]
+    cache = run_with_cache_with_transcoder(model, [transcoders[0], transcoders[1]], docs)
+    for e, l in ((0, 2), (1, 3)):
+        latent = _most_active_latent(l, 4)
+        early, later = transcoders[e], transcoders[l]
+        expected = ref.direct_influence(cache, early, later, latent)
+        assert_tensor(direct_influence(cache, early, later, latent), expected,
+                      f"direct_influence(course world, transcoder {e} -> {l}, latent {latent})", rtol=1e-4, atol=1e-5,
+                      mistakes=_direct_mistakes(cache, early, later, latent, expected))
+
+
+def _head_mistakes(model, cache, early, later, latent, head_layer, head, b, d, right: Tensor) -> list[Mistake]:
+    L = int(hook_names(later)[0].split(".")[1])
+    pattern = cache[f"blocks.{head_layer}.attn.hook_pattern"][b, head]
+    s1 = cache[f"blocks.{head_layer}.ln1.hook_scale"][b, :, 0]
+    s2 = cache[f"blocks.{L}.ln2.hook_scale"][b, d, 0]
+    through = model.W_V[head_layer, head] @ (model.W_O[head_layer, head] @ (later.W_enc[:, latent] - later.W_enc[:, latent].mean()))
+    acts = cache[acts_name(early)][b]
+
+    def variant(pat, src, scale=True):
+        per_latent = early.W_dec @ (src - src.mean())
+        scales = (s1[:, None] * s2) if scale else 1.0
+        return pat[:, None] * acts * per_latent / scales
+
+    w = model.blocks[head_layer].ln1.w
+    safe = pattern[d].clamp_min(1e-12)
+    return [
+        Mistake.looks_like(variant(pattern[:, d], w * through),
+                           "the pattern is indexed [batch, head, destination, source]: take pattern[batch_idx, head, dest_pos] "
+                           "for the weights of every source position."),
+        Mistake(lambda a: a.shape == right.shape and torch.allclose(a * safe[:, None], right, rtol=1e-4, atol=1e-6)
+                and not torch.allclose(a, right, rtol=1e-4, atol=1e-6),
+                "multiply by the attention pattern: a source position contributes in proportion to how much the "
+                "destination attends to it."),
+        Mistake.looks_like(variant(pattern[d], through), "the head reads ln1's output, which is multiplied by ln1's "
+                                                         "weight: multiply the pulled-back reading vector by model.blocks[H].ln1.w."),
+        Mistake.looks_like(variant(pattern[d], w * through, scale=False),
+                           "divide by both LayerNorm scales: ln1's at the source positions and the later ln2's at the destination."),
+        Mistake.looks_like(pattern[d][:, None] * acts * (early.W_dec @ (w * through)) / (s1[:, None] * s2),
+                           "centre the source reading vector: ln1 centres the residual stream at the source."),
+    ]
+
+
+@check
+def test_head_influence(head_influence) -> None:
+    model, transcoders, tokens = _world()
+    toy, toys = toy_model(), toy_transcoders()
+    cache = run_with_cache_with_transcoder(toy, [toys[0]], torch.tensor([[0, 1, 2]]))
+    cases = [(toy, cache, toys[0], toys[1], 1, 1, 0, 0, 2, "toy model on [0, 1, 2], toy transcoder 0 -> 1, latent 1, head L1H0, dest 2")]
+    docs = tokens[:3]
+    world_cache = run_with_cache_with_transcoder(model, [transcoders[0], transcoders[1]], docs)
+    latent = _most_active_latent(2, 3)
+    for e, H, h in ((0, 1, 0), (1, 2, 3), (0, 2, 1)):
+        cases.append((model, world_cache, transcoders[e], transcoders[2], latent, H, h, 1, 20,
+                      f"course world, transcoder {e} -> 2, latent {latent}, head L{H}H{h}, document 1, dest 20"))
+    for m, c, early, later, latent, H, h, b, d, label in cases:
+        expected = ref.head_influence(m, c, early, later, latent, H, h, b, d)
+        assert_tensor(head_influence(m, c, early, later, latent, H, h, b, d), expected, f"head_influence({label})",
+                      rtol=1e-4, atol=1e-6, mistakes=_head_mistakes(m, c, early, later, latent, H, h, b, d, expected))
+
+
+def _attribution_mistakes(model, cache, later, latent, b, p, right: Tensor) -> list[Mistake]:
+    L = int(hook_names(later)[0].split(".")[1])
+    s = cache[f"blocks.{L}.ln2.hook_scale"][b, p, 0]
+    mlp_own = torch.zeros_like(right)
+    mlp_own[L + 1, -1] = cache[f"blocks.{L}.hook_mlp_out"][b, p] @ ref.reading_vector(later, latent) / s
+    b_o = torch.zeros_like(right)
+    b_o[0, 2] = right[0, 2]
+    return [
+        Mistake.looks_like(right * s, "divide by the LayerNorm scale blocks.L.ln2.hook_scale at this position."),
+        Mistake.looks_like(right + mlp_own, "MLP L comes after the transcoder's input (it is what the transcoder replaces): "
+                                            "only MLPs of earlier layers contribute."),
+        Mistake.looks_like(right - b_o, "add the attention output biases b_O (of layers 0..L) in row 0, column 2: "
+                                        "without them the entries do not add up to the pre-activation."),
+    ]
+
+
+@check
+def test_component_attribution(component_attribution) -> None:
+    model, transcoders, tokens = _world()
+    toy, toys = toy_model(), toy_transcoders()
+    cases = [(toy, run_with_cache_with_transcoder(toy, [toys[1]], torch.tensor([[0, 2, 1]])), toys[1], 0, 0, 2,
+              "toy model on [0, 2, 1], toy transcoder 1, latent 0, position 2")]
+    docs = tokens[:3]
+    for layer in (1, 3):
+        cache = run_with_cache_with_transcoder(model, [transcoders[layer]], docs)
+        latent = _most_active_latent(layer, 3)
+        cases.append((model, cache, transcoders[layer], latent, 2, 15,
+                      f"course world, transcoder {layer}, latent {latent}, document 2, position 15"))
+    for m, cache, later, latent, b, p, label in cases:
+        where = f"component_attribution({label})"
+        actual = component_attribution(m, cache, later, latent, b, p)
+        expected = ref.component_attribution(m, cache, later, latent, b, p)
+        mistakes = _attribution_mistakes(m, cache, later, latent, b, p, expected)
+        pre = cache[acts_name(later, "hook_sae_acts_pre")][b, p, latent] - later.b_enc[latent]
+        if isinstance(actual, Tensor) and actual.shape == expected.shape and not torch.allclose(actual.sum(), pre, rtol=1e-3, atol=1e-4):
+            fail(f"{where}: the entries add up to {float(actual.sum()):.4f}, but the pre-activation minus b_enc is "
+                 f"{float(pre):.4f}; the split should be exact.", actual, mistakes)
+        assert_tensor(actual, expected, where, rtol=1e-4, atol=1e-5, check_dtype=False, mistakes=mistakes)
