@@ -155,3 +155,16 @@ def test_smoke_dictionary_training(tmp_path):
     assert {"resid_pre_0", "attn_z_1", "transcoder_1", "mlp_post_0"} <= set(names)
     info = json.loads((tmp_path / "dicts" / "train_info.json").read_text())
     assert info["saes_training_tokens"] > 0 and info["transcoders_training_tokens"] > 0
+
+
+def test_streamed_concept_scores_equal_the_whole_corpus_ones(model):
+    from utils.world.concepts import concept_scores, dictionary_activations, labelled_corpus, streamed_concept_scores
+
+    data = labelled_corpus(30)
+    sae, tc = load_dictionary("attn_z_1"), load_dictionary("transcoder_2")
+    streamed = streamed_concept_scores(model, {"a": sae, "t": tc}, data, batch_size=7, progress=False)
+    for key, dictionary in (("a", sae), ("t", tc)):
+        whole = concept_scores(dictionary_activations(model, dictionary, data.tokens), data)
+        for field in ("precision", "recall", "f1", "density"):
+            assert torch.allclose(getattr(streamed[key], field), getattr(whole, field), atol=1e-6), (key, field)
+        assert whole.f1.max() > 0.1  # a real comparison, not two tensors of zeros

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from utils.world import concepts
 from utils.world.concepts import LabelledCorpus
 
 
@@ -43,19 +44,10 @@ class Match:
                 f"({self.n_fires} tokens fire, {self.n_truth} tokens true)")
 
 
-@torch.no_grad()
 def corpus_activations(model, dictionaries: dict, data: LabelledCorpus, batch_size: int = 50) -> dict[str, Tensor]:
-    """{name: latent activations (n_docs, n_ctx, d_sae)} of several dictionaries, sharing the
-    forward passes and stopping after the last layer any of them reads."""
-    hooks = {name: d.cfg.metadata.hook_name for name, d in dictionaries.items()}
-    stop = max(int(h.split(".")[1]) for h in hooks.values()) + 1
-    out: dict[str, list[Tensor]] = {name: [] for name in dictionaries}
-    for i in range(0, len(data.tokens), batch_size):
-        _, cache = model.run_with_cache(data.tokens[i:i + batch_size], names_filter=sorted(set(hooks.values())),
-                                        stop_at_layer=stop)
-        for name, dictionary in dictionaries.items():
-            out[name].append(dictionary.encode(cache[hooks[name]]))
-    return {name: torch.cat(parts) for name, parts in out.items()}
+    """{name: latent activations (n_docs, n_ctx, d_sae)} of several dictionaries on the corpus,
+    sharing the forward passes."""
+    return concepts.corpus_activations(model, dictionaries, data.tokens, batch_size)
 
 
 def concept(data: LabelledCorpus, name: str) -> Tensor:

@@ -111,44 +111,6 @@ def latent_activations(model, transcoder, tokens: Tensor, latent_idx: int, batch
 
 
 @torch.no_grad()
-def corpus_concept_scores(model, transcoders: dict, data, batch_size: int = 50, progress: bool = True) -> dict:
-    """{layer: ConceptScores} of every transcoder on the labelled corpus `data`, batch by batch.
-
-    The same numbers as `concept_scores(dictionary_activations(...), data)`, without ever holding the
-    (n_docs, n_ctx, d_sae) activations of the whole corpus (one forward pass per batch for all layers).
-    """
-    from tqdm.auto import tqdm
-
-    from utils.world.concepts import ConceptScores
-
-    names = [hook_names(tc)[0] for tc in transcoders.values()]
-    n_concepts = len(data.concepts)
-    true_pos = {layer: torch.zeros(n_concepts, tc.cfg.d_sae) for layer, tc in transcoders.items()}
-    fired = {layer: torch.zeros(tc.cfg.d_sae) for layer, tc in transcoders.items()}
-    for start in tqdm(range(0, len(data.tokens), batch_size), desc="transcoders on the corpus", disable=not progress):
-        batch = slice(start, start + batch_size)
-        _, cache = model.run_with_cache(data.tokens[batch], names_filter=names, stop_at_layer=max(transcoders) + 1)
-        mask = data.mask[batch]
-        labels = data.labels[batch][mask].float()  # (n_tokens, n_concepts)
-        for layer, tc in transcoders.items():
-            fires = (tc.encode(cache[hook_names(tc)[0]])[mask] > 0).float()  # (n_tokens, d_sae)
-            true_pos[layer] += labels.T @ fires
-            fired[layer] += fires.sum(0)
-    n_tokens = int(data.mask.sum())
-    per_concept = data.labels[data.mask].float().sum(0).clamp_min(1)[:, None]
-    scores = {}
-    for layer in transcoders:
-        precision = true_pos[layer] / fired[layer].clamp_min(1)
-        recall = true_pos[layer] / per_concept
-        f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-9)
-        scores[layer] = ConceptScores(list(data.concepts), precision, recall, f1, fired[layer] / n_tokens)
-    return scores
-
-
-# ---------------------------------------------------------------------------------------------
-# Weights-based quantities
-
-
 def standardise(x: Tensor, eps: float = 1e-5) -> Tensor:
     """What LayerNorm does before its weight and bias: centre each row, divide by its RMS (+eps)."""
     x = x - x.mean(-1, keepdim=True)

@@ -62,7 +62,7 @@ import plotly.io as pio
 import tests  # this chapter's checks: chapters/02_transcoders/tests.py
 from utils import transcoders as tc_utils
 from utils.world import load_model
-from utils.world.concepts import labelled_corpus
+from utils.world.concepts import labelled_corpus, streamed_concept_scores
 from utils.world.dictionaries import load_transcoders
 
 torch.set_grad_enabled(False)  # nothing in this chapter needs gradients
@@ -94,13 +94,13 @@ for layer, tc in transcoders.items():
 # The latents' activations on the held-out course corpus give us everything we need about them:
 # how often each fires, and (our advantage over a real model) which planted concept it matches.
 # The corpus is 300 documents of up to 128 tokens, padded; `data.mask` marks the real tokens
-# (not BOS, not padding). `corpus_concept_scores` runs the model once per batch for all four
+# (not BOS, not padding). `streamed_concept_scores` runs the model once per batch for all four
 # transcoders and keeps, per layer, a `ConceptScores`: each latent's density (the fraction of real
 # tokens where it fires) and its precision, recall and F1 against every planted concept.
 
 # %%
 data = labelled_corpus()
-scores = tc_utils.corpus_concept_scores(model, transcoders, data)  # {layer: ConceptScores}
+scores = streamed_concept_scores(model, transcoders, data)  # {layer: ConceptScores}
 density = {layer: s.density for layer, s in scores.items()}
 for layer, d in density.items():
     print(f"layer {layer}: {int((d > 0).sum())} live latents of {len(d)}, "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .concepts import KEY_CONCEPTS, LabelledCorpus, concept_scores, dictionary_activations
+from .concepts import KEY_CONCEPTS, LabelledCorpus, streamed_concept_scores
 
 
 def _hooks(dictionary) -> tuple[str, str]:
@@ -114,8 +114,7 @@ def dictionary_quality(model, name: str, dictionary, data: LabelledCorpus) -> Di
 def best_concept_latents(model, dictionaries: dict, data: LabelledCorpus, concepts=KEY_CONCEPTS) -> list[dict]:
     """For each concept, the best latent (highest F1) over the given dictionaries."""
     best: dict[str, dict] = {}
-    for name, dictionary in dictionaries.items():
-        scores = concept_scores(dictionary_activations(model, dictionary, data.tokens), data)
+    for name, scores in streamed_concept_scores(model, dictionaries, data, progress=False).items():
         for concept in concepts:
             if concept not in scores.concepts:
                 continue
