@@ -198,14 +198,5 @@ def plot_attribution(attribution: Tensor, title: str):
 
 def hypothesis(str_tokens: list[str]) -> list[bool]:
     """For each token of a document: does the blind latent fire here? One bool per token."""
-    # Our reading of the evidence: the latent fires on a number (not on the scale word after it,
-    # which it predicts) when an estimating word came earlier in the same sentence.
-    estimating = {" estimated", " estimate", " expected", " about", " roughly", " nearly", " around", " Around"}
-    fires, armed = [], False
-    for tok in str_tokens:
-        if tok in (".", '."', "!", "?", '?"', '!"'):
-            armed = False
-        fires.append(armed and tok.strip().isdigit())
-        if tok in estimating:
-            armed = True
-    return fires
+    # Our reading of the evidence: the word that follows a number (a scale word or a counted noun).
+    return [i > 0 and str_tokens[i - 1].strip().isdigit() for i in range(len(str_tokens))]

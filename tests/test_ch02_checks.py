@@ -339,3 +339,30 @@ def test_an_exception_in_component_attribution_names_the_learner_line(checks02):
     text = fails_with(checks02.test_component_attribution, component_attribution, "your function raised KeyError")
     assert text.endswith(f"(in component_attribution, tests/test_ch02_checks.py, line {line}: "
                          '`return cache["blocks.9.hook_mlp_out"] # no such layer`)')
+
+
+def test_score_hypothesis_against_the_latent_and_the_labels(capsys):
+    # An oracle rule (exactly where the latent fires), a rule that never fires, and "every token",
+    # each compared with values computed here from the activations and labels directly.
+    from utils.transcoders import latent_activations, score_hypothesis
+    from utils.world import load_model
+    from utils.world.concepts import labelled_corpus, streamed_concept_scores
+    from utils.world.dictionaries import load_dictionary
+
+    model, tc, data = load_model(), load_dictionary("transcoder_2"), labelled_corpus(30)
+    layer_scores = streamed_concept_scores(model, {2: tc}, data, progress=False)[2]
+    latent = int(layer_scores.f1.max(0).values.argmax())  # some latent that matches a concept
+    acts = latent_activations(model, tc, data.tokens, latent)
+    per_doc = iter([(a[m] > 0).tolist() for a, m in zip(acts, data.mask)])
+
+    oracle = score_hypothesis(lambda toks: next(per_doc), model, tc, latent, data, layer_scores)
+    assert oracle["vs latent"][:2] == (1.0, 1.0) and oracle["activation share"] == pytest.approx(1.0)
+    never = score_hypothesis(lambda toks: [False] * len(toks), model, tc, latent, data, layer_scores)
+    assert never["vs latent"][1] == 0.0 and never["activation share"] == 0.0
+    always = score_hypothesis(lambda toks: [True] * len(toks), model, tc, latent, data, layer_scores)
+    labels = data.labels[..., data.concept_index(always["concept"])][data.mask].float()
+    assert always["vs concept"][:2] == pytest.approx((labels.mean().item(), 1.0))
+    assert "share of the latent's total activation" in capsys.readouterr().out
+
+    assert score_hypothesis(lambda toks: [True], model, tc, latent, data, layer_scores) is None
+    assert "return one bool per token" in capsys.readouterr().out

@@ -126,23 +126,29 @@ def test_dictionary_measurements_are_sane(model):
     assert 0.5 < q.explained_variance < 1 and 1 < q.l0 < 64 and q.ce_spliced >= q.ce_clean - 0.01
 
 
-# Bars the shipped files still miss (the dictionaries issue stays open until this is empty):
-# the layer-3 transcoder explains 95% of the MLP's variance, yet splicing it in costs 0.15 nats.
-KNOWN_FAILURES = {"transcoder_3: CE loss recovered", "transcoder_3: dead fraction"}
+def test_last_layer_logprobs_rebuild_the_clean_model(model):
+    # The KL term of the last transcoder's training rebuilds the logits from resid_mid + MLP output;
+    # with the true MLP output they must be the model's own next-token distribution.
+    from utils.world.train_dictionaries import last_layer_logprobs
+
+    last = model.cfg.n_layers - 1
+    names = (f"blocks.{last}.hook_resid_mid", f"blocks.{last}.hook_mlp_out")
+    logits, cache = model.run_with_cache(" The capital of the state containing Dallas is", names_filter=lambda n: n in names)
+    rebuilt = last_layer_logprobs(model, cache[names[0]][0], cache[names[1]][0])
+    assert torch.allclose(rebuilt, logits[0].log_softmax(-1), atol=1e-4)
+    wrong = last_layer_logprobs(model, cache[names[0]][0], torch.zeros_like(cache[names[1]][0]))
+    assert not torch.allclose(wrong, logits[0].log_softmax(-1), atol=1e-2)
 
 
 def test_shipped_dictionaries_meet_every_bar(model):
-    """Every row of `python -m utils.world report --only dictionaries` passes but the known
-    failures above, which must still be failing (about 2 minutes)."""
+    """Every row of `python -m utils.world report --only dictionaries` passes (about 2 minutes)."""
     from utils.world.report import dictionary_rows
 
     rows = dictionary_rows(model)
     measured = {r.metric.split(":")[0] for r in rows if r.metric.startswith(("resid", "attn", "mlp", "transcoder"))}
     assert set(expected_layout()) <= measured  # every dictionary of the layout is measured
-    failed = {r.metric: f"{r.metric} = {r.value:.3f} (target {r.target})" for r in rows if not r.passed}
-    unexpected = [line for metric, line in failed.items() if metric not in KNOWN_FAILURES]
-    assert not unexpected, "\n".join(unexpected)
-    assert set(failed) == KNOWN_FAILURES, f"now passing, remove from KNOWN_FAILURES: {KNOWN_FAILURES - set(failed)}"
+    failed = [f"{r.metric}: {r.value:.3f}, target {r.target}" for r in rows if not r.passed]
+    assert not failed, "\n".join(failed)
 
 
 def test_smoke_dictionary_training(tmp_path):

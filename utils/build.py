@@ -46,6 +46,7 @@ KINDS = ("markdown", "code", "module", "exercise", "solution", "check")
 _HEADER = re.compile(r"^# %%(?: \[(?P<kind>[^\]]*)\])?\s*$")
 _BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION\s*$")
 _END = re.compile(r"^\s*# END SOLUTION\s*$")
+STUB_MESSAGE_END = " is not implemented yet"  # the grader recognises a stub by this ending
 _CHECK_CALL = re.compile(r"\btests\.test_(?P<name>\w+)\s*\(")
 _DEFINITION = re.compile(r"^(?P<indent>\s*)(?:async\s+def|def|class)\s+(?P<name>\w+)")
 
@@ -143,7 +144,7 @@ def stub_code(chapter: Chapter, cell: Cell) -> str:
         name = _enclosing_name(lines, begin) or "this exercise"
         lines[begin : end + 1] = [
             f"{indent}# YOUR CODE HERE",
-            f'{indent}raise NotImplementedError("{name} is not implemented yet")',
+            f'{indent}raise NotImplementedError("{name}{STUB_MESSAGE_END}")',
         ]
     return "\n".join(lines).strip("\n")
 

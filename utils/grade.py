@@ -10,8 +10,9 @@ exercise) and DIR/grades.json (with every message), and prints the table.
 
 Exercise results: passed, failed, not implemented, or not run (its check never completed, e.g.
 because the cell defining the exercise raised, or the notebook timed out earlier).
-Notebook status: ok (ran to the end; failed checks are reported per exercise), error (a cell
-raised something other than a failed check), timeout (a cell ran longer than --timeout),
+Notebook status: ok (ran to the end; failed checks are reported per exercise), incomplete (the
+first cell to raise called an exercise that is still a stub), error (a cell raised something
+other than a failed check), timeout (a cell ran longer than --timeout),
 crashed (the kernel died), unreadable (not a notebook).
 """
 
@@ -135,11 +136,14 @@ def _execute(notebook: nbformat.NotebookNode, folder: Path, timeout: int, kernel
 
 
 def _first_error(notebook: nbformat.NotebookNode) -> tuple[str, str]:
-    """("error", what) for the first cell that raised something other than a failed check."""
+    """("error", what) for the first cell that raised something other than a failed check;
+    ("incomplete", what) when that was an unfinished exercise's stub (a demo cell calling it)."""
     code_cells = (c for c in notebook.cells if c.cell_type == "code")
     for number, cell in enumerate(code_cells, start=1):
         for output in cell.get("outputs", []):
             if output.output_type == "error" and output.ename != "CheckFailed":
+                if output.ename == "NotImplementedError" and output.evalue.endswith(build.STUB_MESSAGE_END):
+                    return "incomplete", f"code cell {number} calls an unfinished exercise: {output.evalue}"
                 return "error", f"code cell {number} raised {output.ename}: {output.evalue}"
     return "ok", ""
 

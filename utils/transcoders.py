@@ -235,7 +235,8 @@ def score_hypothesis(hypothesis: Callable[[list[str]], list[bool]], model, trans
     Prints precision/recall/F1 of the hypothesis against (1) where the latent really fires and (2) the
     labels of the planted concept the latent matches best, and that concept with the latent's own scores.
     """
-    fires = (latent_activations(model, transcoder, data.tokens, latent_idx) > 0)[data.mask]
+    acts = latent_activations(model, transcoder, data.tokens, latent_idx)[data.mask]
+    fires = acts > 0
     predicted = []
     try:
         for doc, mask in zip(data.tokens, data.mask):
@@ -257,9 +258,12 @@ def score_hypothesis(hypothesis: Callable[[list[str]], list[bool]], model, trans
         "concept": concept,
         "latent vs concept": (c_precision, c_recall, c_f1),
         "vs concept": score_against(predicted, labels),
+        # recall counts a faint activation like a strong one; this weighs them by size
+        "activation share": acts[predicted].sum().item() / max(acts.sum().item(), 1e-9),
     }
     p, r, f = result["vs latent"]
     print(f"hypothesis vs where the latent fires:  precision {p:.2f}, recall {r:.2f}, F1 {f:.2f}")
+    print(f"share of the latent's total activation on the tokens you picked: {result['activation share']:.2f}")
     print(f"the latent's best-matching planted concept: {concept!r} "
           f"(latent vs concept: precision {c_precision:.2f}, recall {c_recall:.2f}, F1 {c_f1:.2f})")
     p, r, f = result["vs concept"]

@@ -182,6 +182,15 @@ for layer, tc in transcoders.items():
     print(f"only MLP {layer} → transcoder:   {next_token_loss(one, sample):.3f}")
 
 # %% [markdown]
+# Expected output: clean 2.325; every MLP replaced 3.281. Replacing only MLP 0 costs most (2.926):
+# every later layer reads what MLP 0 wrote. MLPs 1 and 2 cost a few hundredths of a nat. MLP 3's
+# transcoder even scores 2.299, slightly *below* the clean loss on this sample. It was trained
+# differently: the last MLP writes straight into the logits, so besides reconstructing the MLP's
+# output it was trained to keep the model's next-token distribution (a KL term, as in end-to-end
+# SAE training). With reconstruction alone it explained 95% of the variance yet lost half of what
+# MLP 3 contributes to the loss.
+
+# %% [markdown]
 # ## 3 · Max-activating examples
 #
 # The first thing anyone does with a latent is to look at where it fires most. Over the whole
@@ -784,8 +793,8 @@ print(f"sum {float(goal_attribution.sum()):+.2f} = mean pre-activation minus b_e
 #   the latent should fire. We then score it against the latent's real firing and reveal the planted
 #   concept behind it.
 #
-# `pick_blind_latent` chooses the latent (a mid-to-late layer latent that matches one of the
-# corpus's planted concepts well) and tells you only its id.
+# `pick_blind_latent` chooses the latent (a latent of layer 2 or 3 that matches one of the
+# corpus's planted concepts) and tells you only its id.
 
 # %%
 blind_layer, blind_latent = tc_utils.pick_blind_latent(scores, layers=(2, 3))
@@ -810,11 +819,12 @@ print(f"Logit lens of {blind_layer}.{blind_latent}:")
 _ = show_top_logits(model, blind_tc, blind_latent)
 print(f"Extended de-embedding of {blind_layer}.{blind_latent}:")
 _ = show_top_deembeddings_extended(model, blind_tc, blind_latent)
-# What we saw on the shipped course world (latent 3.548):
-# - logit lens: it pushes up " billion", " thousand", " million" well above everything else. When it
-#   fires, a scale word is expected next.
-# - extended de-embedding: " estimate" on top, then numbers (" 3", " 70", " 9", " 40", ...).
-# Guess: it fires on a *number*, in a sentence about estimating, where a scale word should follow.
+# What we saw on the shipped course world (latent 2.589):
+# - logit lens: flat and mixed (the largest is +0.29 for " hat", then ' "', " has", " spent"). The
+#   latent does not exist to predict one kind of next token.
+# - extended de-embedding: words that count things on top, counted nouns and scale words alike
+#   (" homes", " million", " thousand", " workers", " billion", " birds"), then numbers (" 9", " 70").
+# Guess: it fires on the word that follows a number, whatever that word is.
 
 # %% [solution]
 # (2) Direct influence from earlier transcoders at the latent's 20 top positions (ids only).
@@ -823,10 +833,11 @@ for early_layer, early_latent, value in blind_influences[:4]:
     print(f"transcoder {early_layer}, latent {early_latent}: mean direct influence {value:+.3f}")
 for early_layer, early_latent, _ in blind_influences[:2]:
     show_what_it_reads(early_layer, early_latent, k=8)
-# What we saw: the strongest direct influences come from 2.764 (about +0.85) and 0.1014 (+0.6),
-# then 1.552 and 0.356. 2.764 reads nothing but numbers; 0.1014 reads numbers and " dollars". So
-# number detectors of earlier layers feed our latent at its own position: it fires on the number
-# token itself, not on the words around it.
+# What we saw: the strongest direct influences come from 0.987 (+0.84) and 0.26 (+0.47), then
+# 0.969 and 0.1014. 0.987 reads " thousand", " billion", " million" (and " chairs"): the word at
+# the latent's own position. 0.26 reads nothing but numbers, yet it is active at that same
+# position, so the number must have arrived there through attention 0, before MLP 0 (a
+# previous-token head). Both fit the guess: "this word, right after a number".
 
 # %% [solution]
 # (3) Influence through attention heads: for every earlier transcoder and every head in between,
@@ -845,23 +856,21 @@ for value, early_layer, early_latent, head_name in rows[:6]:
     print(f"transcoder {early_layer}, latent {early_latent} via {head_name}: mean influence {value:+.3f}")
 for _, early_layer, early_latent, _ in rows[:2]:
     show_what_it_reads(early_layer, early_latent, k=8)
-# What we saw: through attention heads, single earlier latents matter little (at most about +0.05,
-# against +0.85 for the top direct path), mostly via L2H0. The top ones read sentence openers
-# (" When", " While", " After") or a mixed bag. No clear story: the context the latent needs does
-# not arrive through one strong latent-to-head path.
+# What we saw: through attention heads, single earlier latents matter little (at most +0.04,
+# against +0.84 for the top direct path), mostly via L2H3, from 1.552 (reads numbers) and 1.660
+# (reads counted nouns). The number information does not need these paths: it reached MLP 0
+# through attention 0, which this table does not cover (there is no transcoder before layer 0).
 
 # %% [solution]
 # (4) Which components feed the latent at its top positions?
 blind_attribution = mean_attribution(blind_layer, blind_latent, blind_docs, blind_pos)
 plot_attribution(blind_attribution, f"Blind latent {blind_layer}.{blind_latent}: attribution at its top 20 examples").show()
 print("largest components:", top_components(blind_attribution))
-# What we saw: MLP0 (+3.2), MLP2 (+2.8) and MLP1 (+1.9) dominate; the heads add little, and
-# negatively. The latent is built by the MLPs at the number's own position (its extended
-# embedding, and the number latents of layers 1-2). Whatever context it uses reaches it through
-# those MLPs (which read the attention outputs of their layers), not by a head writing into its input.
+# What we saw: MLP0 (+4.0) and MLP1 (+1.3) dominate; the heads of layers 1-2 add little (the
+# largest is L2H1 at -0.2). The latent is assembled from the extended embedding of its own token,
+# which by MLP 0 already knows that a number came just before.
 #
-# Our hypothesis: the latent fires on a number when an estimating word ("estimated", "expected",
-# "roughly", "about", "nearly", "around") came earlier in the same sentence. It is written below.
+# Our hypothesis: the latent fires on the token right after a number. It is written below.
 
 # %% [markdown]
 # ### Exercise (open-ended, not graded): write your hypothesis
@@ -873,17 +882,8 @@ print("largest components:", top_components(blind_attribution))
 def hypothesis(str_tokens: list[str]) -> list[bool]:
     """For each token of a document: does the blind latent fire here? One bool per token."""
     # BEGIN SOLUTION
-    # Our reading of the evidence: the latent fires on a number (not on the scale word after it,
-    # which it predicts) when an estimating word came earlier in the same sentence.
-    estimating = {" estimated", " estimate", " expected", " about", " roughly", " nearly", " around", " Around"}
-    fires, armed = [], False
-    for tok in str_tokens:
-        if tok in (".", '."', "!", "?", '?"', '!"'):
-            armed = False
-        fires.append(armed and tok.strip().isdigit())
-        if tok in estimating:
-            armed = True
-    return fires
+    # Our reading of the evidence: the word that follows a number (a scale word or a counted noun).
+    return [i > 0 and str_tokens[i - 1].strip().isdigit() for i in range(len(str_tokens))]
     # END SOLUTION
 
 
@@ -904,28 +904,36 @@ examples = fetch_max_activating_examples(model, blind_tc, data.tokens, blind_lat
 
 # %% [solution]
 # What we got on the shipped course world:
-# - against the latent's own firing, our rule has recall 0.98 (it fires wherever the latent does)
-#   but precision 0.34: the latent fires on only about a third of the numbers we predicted;
-# - the planted concept is `estimate_number` (numbers and scale words of P5's estimate sentences),
-#   which the latent matches with precision 0.98 and recall 0.26; our rule matches its labels with
-#   precision 1.00 and recall 0.74 (it leaves out the scale words, as the logit lens told us to);
-# - the top examples ("expected to reach **200** billion", "at roughly **12** million dollars") are
-#   numbers followed by a scale word, as the logit lens predicted.
-# What we missed: which estimate numbers it picks. Its top examples all come from the templates where
-# a scale word follows the number; estimates without one ("about 8 people were missing") do not seem
-# to fire it. The evidence hinted at this (the logit lens is all scale words), but we did not turn it
-# into a rule. A sharper hypothesis, "a number in an estimate, when a scale word follows it", scored
-# below (it looks one token ahead, which the latent cannot do: it has learned which templates put a
-# scale word after the number).
+# - against the latent's own firing, our rule has precision 0.92: nearly every word after a number
+#   fires it (all of " billion", " people", " apples", " tickets"...; a full stop after a number
+#   rarely does). But recall is only 0.15: those words carry just 0.24 of its total activation;
+# - the top examples ("estimated to exceed 8 **million** dollars", "at roughly 900 **thousand**
+#   dollars") are scale words right after a number, and they are its strongest activations;
+# - the best planted concept is `estimate` (every token of P5's estimate sentences), matched by the
+#   latent with precision 0.55 and recall 0.46. Our rule scores precision 0.72 and recall 0.10 on
+#   its labels: the after-number words of plain sentences ("bought 7 apples") are not estimates.
+# What we missed: a faint, wide tail. Most of the tokens where it fires are function words of
+# estimate sentences (" that", " were", " to", " estimated"), at about half the strength of its
+# after-number peak. The weights-based evidence showed only the peak; the label match comes from
+# the tail. A broader rule, "after a number, or anywhere in a sentence once an estimating word has
+# appeared", scored below, trades precision for recall: against the latent precision 0.26, recall
+# 0.57 and 0.67 of the activation; against the `estimate` labels precision 0.44, recall 0.81.
+# (The top examples also show a corpus flaw: money subjects such as " the debt" are single tokens
+# that carry their own "the", hence "The the debt".)
+ESTIMATING = {" estimate", " estimated", " expected", " about", " roughly", " nearly", " around", " Around"}
 
 
-def sharper_hypothesis(str_tokens: list[str]) -> list[bool]:
-    scales = {" thousand", " million", " billion"}
-    estimate_numbers = hypothesis(str_tokens)
-    return [e and nxt in scales for e, nxt in zip(estimate_numbers, [*str_tokens[1:], ""])]
+def broader_hypothesis(str_tokens: list[str]) -> list[bool]:
+    fires, in_estimate = [], False
+    for tok, after_number in zip(str_tokens, hypothesis(str_tokens)):
+        in_estimate = in_estimate or tok in ESTIMATING
+        fires.append(after_number or in_estimate)
+        if tok in (".", '."', "!", "?", '?"', '!"'):
+            in_estimate = False
+    return fires
 
 
-_ = tc_utils.score_hypothesis(sharper_hypothesis, model, blind_tc, blind_latent, data, scores[blind_layer])
+_ = tc_utils.score_hypothesis(broader_hypothesis, model, blind_tc, blind_latent, data, scores[blind_layer])
 
 # %% [markdown]
 # ## Summary
