@@ -912,10 +912,11 @@ examples = fetch_max_activating_examples(model, blind_tc, data.tokens, blind_lat
 # - the best planted concept is `estimate` (every token of P5's estimate sentences), matched by the
 #   latent with precision 0.55 and recall 0.46. Our rule scores precision 0.72 and recall 0.10 on
 #   its labels: the after-number words of plain sentences ("bought 7 apples") are not estimates.
-# What we missed: a faint, wide tail. Most of the tokens where it fires are function words of
-# estimate sentences (" that", " were", " to", " estimated"), at about half the strength of its
-# after-number peak. The weights-based evidence showed only the peak; the label match comes from
-# the tail. A broader rule, "after a number, or anywhere in a sentence once an estimating word has
+# What we missed: a faint, wide tail. Over half of the tokens where it fires lie in estimate
+# sentences (that is the precision 0.55), many of them function words (" that", " were", " to",
+# " estimated"), at about half the strength of its after-number peak; the rest are scattered
+# (landmark pieces, city names). The weights-based evidence showed only the peak; the label match
+# comes from the tail. A broader rule, "after a number, or anywhere in a sentence once an estimating word has
 # appeared", scored below, trades precision for recall: against the latent precision 0.26, recall
 # 0.57 and 0.67 of the activation; against the `estimate` labels precision 0.44, recall 0.81.
 # (The top examples also show a corpus flaw: money subjects such as " the debt" are single tokens
