@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     # a run limited by --names is logged apart, so the group's own numbers stay true
     log = info.setdefault("retrained", {}).setdefault(args.names, {}) if names else info
+    if names is None and args.only is None:
+        info.pop("retrained", None)  # a full run replaces every earlier partial one
     saes = [s for s in sae_specs(model.cfg) if keep(s)]
     transcoders = [s for s in transcoder_specs(model.cfg) if keep(s)]
     if args.only in (None, "saes") and saes:
