@@ -357,6 +357,12 @@ def test_score_hypothesis_against_the_latent_and_the_labels(capsys):
 
     oracle = score_hypothesis(lambda toks: next(per_doc), model, tc, latent, data, layer_scores)
     assert oracle["vs latent"][:2] == (1.0, 1.0) and oracle["activation share"] == pytest.approx(1.0)
+    # a rule that picks every token of the first document only: its share is computed here
+    docs = iter(range(len(data.tokens)))
+    first_only = score_hypothesis(lambda toks: [next(docs) == 0] * len(toks), model, tc, latent, data, layer_scores)
+    real = acts[data.mask]
+    assert first_only["activation share"] == pytest.approx((acts[0][data.mask[0]].sum() / real.sum()).item())
+    assert first_only["activation share"] < 0.5
     never = score_hypothesis(lambda toks: [False] * len(toks), model, tc, latent, data, layer_scores)
     assert never["vs latent"][1] == 0.0 and never["activation share"] == 0.0
     always = score_hypothesis(lambda toks: [True] * len(toks), model, tc, latent, data, layer_scores)
