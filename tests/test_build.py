@@ -112,3 +112,17 @@ def test_stubs_name_the_enclosing_method(tmp_path):
         "class A:\n    def f(self):\n        'doc'\n        # YOUR CODE HERE\n"
         '        raise NotImplementedError("A.f is not implemented yet")\n\n    def g(self):\n        return 2'
     )
+
+
+def test_on_colab_the_setup_cell_stops_at_once_while_the_repository_url_is_a_placeholder(tmp_path, run_python):
+    # A fake `google.colab` module makes the cell take its Colab branch; it must stop before any git clone.
+    script = tmp_path / "colab_setup.py"
+    script.write_text("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+                      "import subprocess\nsubprocess.run = None  # any clone attempt would crash differently\n"
+                      + colab.setup_cell_source(CHAPTER))
+    result = run_python([str(script)], cwd=tmp_path)
+    assert colab.REPO_URL == colab.PLACEHOLDER_URL, "REPO_URL was set: replace this test by one of the real clone"
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines()[-1] == (
+        "RuntimeError: Colab setup is not available: this copy of the course names no published repository "
+        "(REPO_URL in utils/colab.py is a placeholder). Run the notebook locally, see README.md.")

@@ -17,6 +17,15 @@ The source is `chapters/NN_name/source.py`, a Python file cut into cells by head
     # %% [solution]    code shown only in the solution notebook
     # %% [check]       code that calls `tests.test_<exercise>(...)`; the grader reads these
                        calls to know every exercise of the chapter
+    # %% [hint]        markdown (lines start with "#") shown collapsed as "Hint N" in both
+                       notebooks; it goes right after an exercise cell (or another hint), and
+                       every exercise gets at least one. Give the idea first, then the key call.
+
+Quoted values. In a markdown cell, a number, latent id or head that the text quotes from the
+solution notebook's output is written `{{value}}`, e.g. `replacement score {{0.73}}`. It renders
+as the plain value and is listed in the cell's metadata (`course.quoted`); a test executes each
+solution notebook once and names every quoted value it no longer prints, so a retrained world
+lists every stale sentence. Quote values exactly as they are printed.
 
 Text before the first header is ignored. Outputs, for chapter NN_name:
 
@@ -42,13 +51,15 @@ import nbformat
 from utils import course
 from utils.colab import setup_cell_source
 
-KINDS = ("markdown", "code", "module", "exercise", "solution", "check")
+KINDS = ("markdown", "code", "module", "exercise", "solution", "check", "hint")
+TEXT_KINDS = ("markdown", "hint")  # cells whose lines are markdown behind "# "
 _HEADER = re.compile(r"^# %%(?: \[(?P<kind>[^\]]*)\])?\s*$")
 _BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION\s*$")
 _END = re.compile(r"^\s*# END SOLUTION\s*$")
 STUB_MESSAGE_END = " is not implemented yet"  # the grader recognises a stub by this ending
 _CHECK_CALL = re.compile(r"\btests\.test_(?P<name>\w+)\s*\(")
 _DEFINITION = re.compile(r"^(?P<indent>\s*)(?:async\s+def|def|class)\s+(?P<name>\w+)")
+_QUOTED = re.compile(r"\{\{\s*(?P<value>[^{}]*?)\s*\}\}")
 
 
 class BuildError(Exception):
@@ -113,7 +124,7 @@ def parse(chapter_name: str, source: Path | None = None) -> Chapter:
 def _validate(chapter: Chapter, cell: Cell) -> None:
     if not cell.text:
         raise chapter.error(cell.line_no, "empty cell")
-    if cell.kind == "markdown":
+    if cell.kind in TEXT_KINDS:
         for offset, line in enumerate(cell.lines, start=1):
             if line and not line.startswith("#"):
                 raise chapter.error(cell.line_no + offset, "markdown lines must start with '#'")
@@ -124,6 +135,41 @@ def _validate(chapter: Chapter, cell: Cell) -> None:
         raise chapter.error(cell.line_no, "'# BEGIN/END SOLUTION' is only allowed in exercise cells")
     if cell.kind == "check" and not _CHECK_CALL.search(cell.text):
         raise chapter.error(cell.line_no, "check cell without a `tests.test_<name>(...)` call")
+    if cell.kind == "hint":
+        previous = chapter.cells[cell.index - 1].kind if cell.index else None
+        if previous not in ("exercise", "hint"):
+            raise chapter.error(cell.line_no, "a hint cell must follow an exercise cell or another hint")
+    if cell.kind == "markdown":
+        for offset, line in enumerate(cell.lines, start=1):
+            if any(not m["value"] for m in _QUOTED.finditer(line)):
+                raise chapter.error(cell.line_no + offset, "empty quoted value '{{}}'")
+            if "{{" in _QUOTED.sub("", line) or "}}" in _QUOTED.sub("", line):
+                raise chapter.error(cell.line_no + offset, "unbalanced '{{' or '}}' (quoted values fit on one line)")
+
+
+def markdown_text(cell: Cell) -> str:
+    """A text cell's markdown: the "# " (or "#") prefix of every line removed."""
+    return "\n".join(line[2:] if line.startswith("# ") else line[1:] for line in cell.lines).strip("\n")
+
+
+def quoted_values(cell: Cell) -> list[str]:
+    """The values a markdown cell quotes from the solution notebook's output, in order, once each."""
+    if cell.kind != "markdown":
+        return []
+    return list(dict.fromkeys(m["value"] for m in _QUOTED.finditer(markdown_text(cell))))
+
+
+def has_hint(chapter: Chapter, cell: Cell) -> bool:
+    """Whether an exercise cell is followed by at least one hint cell."""
+    return cell.index + 1 < len(chapter.cells) and chapter.cells[cell.index + 1].kind == "hint"
+
+
+def hint_number(chapter: Chapter, cell: Cell) -> int:
+    """1 for the first hint after an exercise, 2 for the next, ..."""
+    number = 1
+    while chapter.cells[cell.index - number].kind == "hint":
+        number += 1
+    return number
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,8 +238,16 @@ def render_notebook(chapter: Chapter, variant: str) -> str:
         cell_id = f"cell-{cell.index:02d}"
         tags = {"tags": [cell.kind]} if cell.kind in ("exercise", "solution", "check") else {}
         if cell.kind == "markdown":
-            text = "\n".join(line[2:] if line.startswith("# ") else line[1:] for line in cell.lines)
-            cells.append(nbformat.v4.new_markdown_cell(text.strip("\n"), id=cell_id))
+            quoted = quoted_values(cell)
+            metadata = {"course": {"quoted": quoted}} if quoted else {}
+            text = _QUOTED.sub(lambda m: m["value"], markdown_text(cell))
+            cells.append(nbformat.v4.new_markdown_cell(text, id=cell_id, metadata=metadata))
+            continue
+        if cell.kind == "hint":
+            # Blank lines around the body let Jupyter render it as markdown inside the HTML block.
+            text = (f"<details><summary><b>Hint {hint_number(chapter, cell)}</b> (click to open)</summary>\n\n"
+                    f"{markdown_text(cell)}\n\n</details>")
+            cells.append(nbformat.v4.new_markdown_cell(text, id=cell_id, metadata={"tags": ["hint"]}))
             continue
         if cell.kind == "exercise":
             text = stub_code(chapter, cell) if variant == "exercises" else solution_code(chapter, cell)

@@ -7,7 +7,8 @@ written in. To move the repository, change the two constants below and rebuild; 
 `python -m utils.build --check` fails until the notebooks carry the new values.
 """
 
-REPO_URL = "https://github.com/YOUR-ORG/sae-circuits-course.git"
+PLACEHOLDER_URL = "https://github.com/YOUR-ORG/sae-circuits-course.git"
+REPO_URL = PLACEHOLDER_URL  # replace with the published repository's address; until then Colab setup stops
 REPO_REF = "main"  # a branch or a tag (it is passed to `git clone --branch`)
 
 _SETUP_CELL = '''\
@@ -22,6 +23,9 @@ CHAPTER = {chapter!r}
 REPO_URL, REPO_REF = {url!r}, {ref!r}
 
 if "google.colab" in sys.modules:
+    if "YOUR-ORG" in REPO_URL:
+        raise RuntimeError("Colab setup is not available: this copy of the course names no published repository "
+                           "(REPO_URL in utils/colab.py is a placeholder). Run the notebook locally, see README.md.")
     root = Path("/content") / Path(REPO_URL).stem
     if not root.exists():
         subprocess.run(["git", "clone", "-q", "--depth=1", "--branch", REPO_REF, REPO_URL, str(root)], check=True)
