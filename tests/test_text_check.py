@@ -88,3 +88,11 @@ def test_bad_hints_and_quotes_name_the_line(tmp_path, source, error):
     with pytest.raises(build.BuildError, match=error):
         _notebook(tmp_path, source)
 
+
+
+def test_every_exercise_of_every_chapter_has_a_hint():
+    from utils import course
+
+    missing = [f"{name}:{cell.line_no}" for name in course.chapter_names()
+               for cell in build.parse(name).cells if cell.kind == "exercise" and not build.has_hint(build.parse(name), cell)]
+    assert not missing, "exercise cells without a `# %% [hint]` cell after them: " + ", ".join(missing)

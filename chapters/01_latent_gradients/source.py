@@ -302,6 +302,17 @@ class SparseTensor:
         return tuple(self.sparse[2])
 
 
+# %% [hint]
+# `dense != 0` is a boolean mask of the nonzero entries. Indexing `dense` with it gives the values
+# in row-major order, and `mask.nonzero()` gives their coordinates in the same order, already
+# shaped `(n_nonzero, k)`. For `from_sparse`, start from zeros with the dtype and device of
+# `values` and write the values at their coordinates without modifying a tensor in place, so
+# gradients reach `values`.
+
+# %% [hint]
+# `torch.zeros(shape, dtype=values.dtype, device=values.device).index_put(tuple(indices.T),
+# values)`: `tuple(indices.T)` is one index tensor per dimension.
+
 # %% [check]
 tests.test_sparse_tensor(SparseTensor)
 
@@ -386,6 +397,17 @@ def latent_acts_to_later_latent_acts(
     # END SOLUTION
 
 
+# %% [hint]
+# Three steps: `SparseTensor.from_sparse(...)` for the dense earlier latents, decode them to a
+# residual stream, run the blocks between the two hook points, encode with the later SAE. An SAE
+# on `blocks.ℓ.hook_resid_pre` reads the input of block ℓ, so the blocks in between are
+# `hook_layer(sae_from)` up to, not including, `hook_layer(sae_to)`.
+
+# %% [hint]
+# `model(resid, start_at_layer=hook_layer(sae_from), stop_at_layer=hook_layer(sae_to))`, then
+# `SparseTensor.from_dense(sae_to.encode(...))` gives both the values and the dense tensor to
+# return.
+
 # %% [check]
 tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts)
 
@@ -433,6 +455,16 @@ def latent_to_latent_gradients(tokens: Tensor, sae_from, sae_to, model):
     return latent_latent_gradients, latent_acts_prev, latent_acts_next, SparseTensor.from_dense(next_recon_dense)
     # END SOLUTION
 
+
+# %% [hint]
+# First a no-grad run with both SAEs and `use_error_term=True`, caching the two SAEs' activation
+# hooks (`sae_acts_name(sae)`), so both sets of activations are the true ones. Then
+# `torch.func.jacrev(latent_acts_to_later_latent_acts, has_aux=True)` called with the earlier
+# activations' `.sparse` parts and the other arguments.
+
+# %% [hint]
+# `jacrev(...)(*latent_acts_prev.sparse, sae_from, sae_to, model)` returns `(J, (dense_recon,))`;
+# wrap `dense_recon` with `SparseTensor.from_dense` for the fourth output.
 
 # %% [check]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients)
@@ -606,6 +638,11 @@ def tokens_to_latent_acts(token_scales: Tensor, tokens: Tensor, sae, model) -> t
     # END SOLUTION
 
 
+# %% [hint]
+# `model(tokens, stop_at_layer=0)` is the residual stream before block 0 (token plus positional
+# embedding). Multiply position p of every batch row by `token_scales[b, p]` (broadcast over
+# `d_model`), then run from layer 0 to the SAE's layer and encode.
+
 # %% [check]
 tests.test_tokens_to_latent_acts(tokens_to_latent_acts)
 
@@ -624,6 +661,15 @@ def token_to_latent_gradients(tokens: Tensor, sae, model) -> tuple[Tensor, "Spar
     return gradients, SparseTensor.from_dense(latent_acts_dense)
     # END SOLUTION
 
+
+# %% [hint]
+# Differentiate `tokens_to_latent_acts` with `jacrev(..., has_aux=True)` at `token_scales =
+# torch.ones(tokens.shape)`. The Jacobian comes out as `(n_active, batch, seq)`: the output
+# dimension first.
+
+# %% [hint]
+# `einops.rearrange(J, "n_active batch seq -> batch seq n_active")`, and `SparseTensor.from_dense`
+# of the aux for the activations.
 
 # %% [check]
 tests.test_token_to_latent_gradients(token_to_latent_gradients)
@@ -707,6 +753,11 @@ def latent_acts_to_logits(
     # END SOLUTION
 
 
+# %% [hint]
+# Decode the dense latents, run the model from the SAE's layer to the end
+# (`start_at_layer=hook_layer(sae)`, no `stop_at_layer`), and keep `logits[0, -1]`. Index it with
+# `token_ids` only when they are given.
+
 # %% [check]
 tests.test_latent_acts_to_logits(latent_acts_to_logits)
 
@@ -737,6 +788,16 @@ def latent_to_logit_gradients(tokens: Tensor, sae, model, k: int | None = None):
     return latent_logit_gradients, logits, logits_recon, token_ids, latent_acts
     # END SOLUTION
 
+
+# %% [hint]
+# One no-grad run with the SAE and `use_error_term=True` gives both the true logits and the true
+# activations (cache `sae_acts_name(sae)`). Take the last position's logits, then `topk(k)` for
+# the token ids (none when `k` is None).
+
+# %% [hint]
+# `token_ids = logits.topk(k).indices.tolist()`, then `jacrev(latent_acts_to_logits,
+# has_aux=True)(*latent_acts.sparse, sae, model, token_ids)` returns the gradients and
+# `(logits_recon,)`.
 
 # %% [check]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients)
@@ -936,6 +997,16 @@ def latent_acts_to_later_latent_acts_attn(
     # END SOLUTION
 
 
+# %% [hint]
+# Two hooks in one `model.run_with_hooks` call started from `resid_pre_clean` at the earlier SAE's
+# layer: one on the earlier SAE's `hook_z` that *returns* the reconstruction reshaped to `z`'s
+# shape `(batch, seq, n_heads, d_head)`, one on the later SAE's `hook_z` that stores what it sees.
+# Stop right after the later layer.
+
+# %% [hint]
+# `stop_at_layer=hook_layer(sae_to) + 1`; in the replacing hook, `return
+# z_recon.reshape(z.shape)`; then encode the stored `z` with `sae_to`.
+
 # %% [check]
 tests.test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_attn)
 
@@ -959,6 +1030,11 @@ def latent_to_latent_gradients_attn(tokens: Tensor, sae_from, sae_to, model):
     return latent_latent_gradients, latent_acts_prev, latent_acts_next, SparseTensor.from_dense(next_recon_dense)
     # END SOLUTION
 
+
+# %% [hint]
+# The same as `latent_to_latent_gradients`, with one more cached name:
+# `blocks.{hook_layer(sae_from)}.hook_resid_pre`, which `latent_acts_to_later_latent_acts_attn`
+# takes as its last argument.
 
 # %% [check]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn)

@@ -237,6 +237,17 @@ def get_k_largest_indices(x: Tensor, k: int, buffer: int = 0, no_overlap: bool =
     # END SOLUTION
 
 
+# %% [hint]
+# Sort all entries of the flattened `x` from largest to smallest; entry `i` of the flat order sits
+# at row `i // seq` and column `i % seq`. Without `no_overlap` the first `k` are the answer. With
+# it, walk down the sorted list and keep an entry only if no kept entry of the same row lies
+# within `buffer` positions.
+
+# %% [hint]
+# `order = x.flatten().argsort(descending=True)`, then `rows, cols = order // x.shape[1], order %
+# x.shape[1]`. After keeping an entry, drop every remaining entry with the same row and `(cols -
+# col).abs() <= buffer`.
+
 # %% [check]
 tests.test_get_k_largest_indices(get_k_largest_indices)
 
@@ -271,6 +282,15 @@ def index_with_buffer(x: Tensor, indices: Tensor, buffer: int | None = None) -> 
     return x[rows[:, None], starts[:, None] + offsets]
     # END SOLUTION
 
+
+# %% [hint]
+# Without a buffer this is plain advanced indexing with the rows and the columns. With one, each
+# window has `2 * buffer + 1` columns starting at `col - buffer`, shifted so that the window stays
+# inside the row (clamp the start between 0 and `seq - width`).
+
+# %% [hint]
+# Broadcast a column of starts against `torch.arange(width)`: `x[rows[:, None], starts[:, None] +
+# torch.arange(width)]`.
 
 # %% [check]
 tests.test_index_with_buffer(index_with_buffer)
@@ -345,6 +365,17 @@ def fetch_max_activating_examples(
     return found
     # END SOLUTION
 
+
+# %% [hint]
+# Loop over `tokens` in batches: run the model up to the transcoder's layer with a cache of its
+# input hook, `transcoder.encode(...)[..., latent_idx]`, zero the activations at BOS and padding,
+# then use your two helpers to find the top positions and their windows. Keep only positive
+# activations, merge the batches' candidates and sort them.
+
+# %% [hint]
+# `get_k_largest_indices(acts, k, buffer)` then `index_with_buffer(acts, top)` for the values and
+# `index_with_buffer(batch, top, buffer)` for the windows; the position of the max token inside
+# its window is `col - window_start`.
 
 # %% [check]
 tests.test_fetch_max_activating_examples(fetch_max_activating_examples)
@@ -429,6 +460,11 @@ def show_top_deembeddings(model, transcoder, latent_idx: int, k: int = 10) -> Te
     # END SOLUTION
 
 
+# %% [hint]
+# The naive de-embedding is how strongly each token's embedding, standardised as the text
+# describes, points along the latent's encoder column: one matrix-vector product over the whole
+# vocabulary.
+
 # %% [check]
 tests.test_show_top_deembeddings(show_top_deembeddings)
 
@@ -499,6 +535,13 @@ def create_extended_embedding(model) -> Tensor:
     # END SOLUTION
 
 
+# %% [hint]
+# Treat each token as a one-token sequence: give `model.W_E` a sequence dimension of 1, apply
+# block 0's `ln2` and `mlp`, add the result to `W_E`, drop the sequence dimension and standardise.
+
+# %% [hint]
+# `model.blocks[0].mlp(model.blocks[0].ln2(model.W_E[:, None, :]))`.
+
 # %% [check]
 tests.test_create_extended_embedding(create_extended_embedding)
 
@@ -518,6 +561,11 @@ def show_top_deembeddings_extended(model, transcoder, latent_idx: int, k: int = 
     return scores
     # END SOLUTION
 
+
+# %% [hint]
+# The same as `show_top_deembeddings`, with `create_extended_embedding(model)` in place of the
+# standardised `W_E`. Check `create_extended_embedding` first: this exercise inherits its
+# mistakes.
 
 # %% [check]
 tests.test_show_top_deembeddings_extended(show_top_deembeddings_extended)
@@ -581,6 +629,16 @@ def direct_influence(cache, early, later, latent_idx: int) -> Tensor:
     return acts * pullback(early, later, latent_idx) / scale
     # END SOLUTION
 
+
+# %% [hint]
+# The pullback is what one unit of each earlier latent writes (a row of `early.W_dec`) read by the
+# later latent (`reading_vector(later, latent_idx)`). For `direct_influence`, multiply each
+# position's earlier activations by the pullback and divide by the later layer's `ln2` scale at
+# that position, from the cache.
+
+# %% [hint]
+# `early.W_dec @ reading_vector(later, latent_idx)`; in `direct_influence`:
+# `cache[acts_name(early)] * pullback(...) / cache[f"blocks.{layer_of(later)}.ln2.hook_scale"]`.
 
 # %% [check]
 tests.test_pullback(pullback)
@@ -684,6 +742,17 @@ def head_influence(model, cache, early, later, latent_idx: int, head_layer: int,
     # END SOLUTION
 
 
+# %% [hint]
+# Pull the later latent's reading vector back through the head: first `W_O`, then `W_V`, then the
+# `ln1` weight, centred because LayerNorm subtracts the mean. Then multiply, per source position,
+# by the attention from `dest_pos` to it, divided by the source position's `ln1` scale; times the
+# earlier activations; and divide by the later layer's `ln2` scale at `dest_pos`.
+
+# %% [hint]
+# `model.W_V[l, h] @ (model.W_O[l, h] @ reading_vector(later, latent_idx))`, times
+# `model.blocks[l].ln1.w`, minus its mean, then `early.W_dec @ that`. The pattern is
+# `cache[f"blocks.{l}.attn.hook_pattern"][batch_idx, head, dest_pos]`.
+
 # %% [check]
 tests.test_head_influence(head_influence)
 
@@ -731,6 +800,16 @@ def component_attribution(model, cache, later, latent_idx: int, batch_idx: int, 
     return out
     # END SOLUTION
 
+
+# %% [hint]
+# Everything in the residual stream at `pos` before the later layer's `ln2` is a sum of component
+# outputs: token embedding, positional embedding, every head's output (`z` times its `W_O`), the
+# attention biases `b_O`, and the MLPs of earlier layers. Read each with the latent's reading
+# vector divided by the `ln2` scale at that position.
+
+# %% [hint]
+# Per layer, `einops.einsum(z, model.W_O[layer], "head d_head, head d_head d_model -> head
+# d_model")` gives every head's output; include the later layer's own heads but not its MLP.
 
 # %% [check]
 tests.test_component_attribution(component_attribution)
@@ -886,6 +965,11 @@ def hypothesis(str_tokens: list[str]) -> list[bool]:
     return [i > 0 and str_tokens[i - 1].strip().isdigit() for i in range(len(str_tokens))]
     # END SOLUTION
 
+
+# %% [hint]
+# Write down the simplest rule that fits the evidence you gathered: which token does the latent
+# fire on, and what has to come just before it? A rule of one or two lines over `str_tokens` is
+# enough; the reveal scores it.
 
 # %% [markdown]
 # ### The reveal
