@@ -96,3 +96,13 @@ def test_every_exercise_of_every_chapter_has_a_hint():
     missing = [f"{name}:{cell.line_no}" for name in course.chapter_names()
                for cell in build.parse(name).cells if cell.kind == "exercise" and not build.has_hint(build.parse(name), cell)]
     assert not missing, "exercise cells without a `# %% [hint]` cell after them: " + ", ".join(missing)
+
+
+def test_numbers_inside_scripts_and_styles_do_not_count_as_printed():
+    html = "<div>score</div><script>var x = 0.73;</script><style>.a{width:0.5em}</style><b>L2H1</b>"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "", outputs=[nbformat.v4.new_output("display_data", data={"text/html": html})])])
+    from utils.text_check import printed_text
+
+    text = printed_text(notebook)
+    assert is_printed("L2H1", text) and not is_printed("0.73", text) and not is_printed("0.5", text)

@@ -247,3 +247,15 @@ def test_gpt2_offline_fails_in_one_clear_line(monkeypatch):
     check_release("gpt2-small-res-jb", "blocks.8.hook_resid_pre")
     with pytest.raises(ValueError, match="Unknown SAE release"):
         check_release("gpt2-small-res-typo")
+
+
+def test_every_concept_the_corpus_labels_has_a_legend_entry():
+    from utils.world.concepts import CONCEPT_LEGEND, explain_concept, labelled_corpus
+
+    data = labelled_corpus()
+    missing = [c for c in data.concepts if not (c in CONCEPT_LEGEND or c.split(":")[0] + ":" in CONCEPT_LEGEND)]
+    assert not missing, f"concepts without a legend entry in utils/world/concepts.py: {missing}"
+    assert explain_concept("city:Paris") == CONCEPT_LEGEND["city:"]
+    assert explain_concept("p6_two_hop_answer") != explain_concept("p6")
+    with pytest.raises(KeyError, match="no legend for concept 'nonsense'"):
+        explain_concept("nonsense")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import nbformat
 
 _TAG = re.compile(r"<[^>]+>")
+_CODE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)  # scripts are not text a reader sees
 _TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")
 
 
@@ -39,7 +40,7 @@ def printed_text(notebook: nbformat.NotebookNode) -> str:
                 data = output.get("data", {}).get(mimetype)
                 if data:
                     text = "".join(data) if isinstance(data, list) else data
-                    parts.append(_TAG.sub(" ", text) if mimetype == "text/html" else text)
+                    parts.append(_TAG.sub(" ", _CODE.sub(" ", text)) if mimetype == "text/html" else text)
     return "\n".join(parts)
 
 

@@ -114,6 +114,35 @@ for value, latent in zip(*acts.topk(5)):
     print(f"  F2.{int(latent)}: {value:.2f}")
 
 # %% [markdown]
+# ### The SAE equations
+#
+# Every dictionary of the course is a `sae_lens` **JumpReLU** SAE. For an input $x$ (here the
+# residual stream, $d_\text{in} = 128$) it computes
+#
+# $$h = (x - b_\text{dec})\,W_\text{enc} + b_\text{enc}, \qquad
+# a = \operatorname{JumpReLU}_\theta(h) = h \cdot \mathbb{1}[h > \theta], \qquad
+# \hat{x} = a\,W_\text{dec} + b_\text{dec},$$
+#
+# with $W_\text{enc}$ of shape `(d_in, d_sae)` and $W_\text{dec}$ of shape `(d_sae, d_in)`: each
+# latent has an encoder column that *reads* and a decoder row that *writes*. The threshold
+# $\theta$ (`sae.threshold`, one per latent) zeroes every pre-activation at or below it, so an
+# active latent is never weaker than its threshold. `hook_sae_acts_pre` caches $h$,
+# `hook_sae_acts_post` caches $a$. Our dictionaries were trained as BatchTopK SAEs (about 16
+# active latents per token on average) and saved with the single threshold that training
+# learned, shared by all latents. The cell checks the equations against `sae.encode` and
+# `sae.decode`:
+
+# %%
+x = cache["blocks.2.hook_resid_pre.hook_sae_input"][0]  # (seq, d_in): what the SAE read
+h = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+a = h * (h > sae.threshold)
+x_hat = a @ sae.W_dec + sae.b_dec
+print(f"threshold: {sae.threshold.unique().tolist()} (one value shared by all {sae.cfg.d_sae} latents)")
+print(f"max |a - sae.encode(x)| = {(a - sae.encode(x)).abs().max():.1e}; "
+      f"max |x_hat - sae.decode(a)| = {(x_hat - sae.decode(a)).abs().max():.1e}")
+print(f"active latents per token on this prompt: {(a > 0).sum(-1).tolist()}")
+
+# %% [markdown]
 # ### The error term: `use_error_term`
 #
 # An SAE's reconstruction is not exact. `use_error_term` decides what the model sees:
@@ -141,8 +170,9 @@ for name, logits in [("clean model", clean_logits), ("SAE, use_error_term=True",
     print(f"{name:27} P(' Paris') = {logits.softmax(-1)[paris]:.4f}   max |logit change| = {change:.2e}")
 
 # %% [markdown]
-# With the error term the logits are those of the clean model up to float rounding; without it
-# they change, here a little. The probability of " Paris" stays high either way.
+# With the error term the logits are those of the clean model up to float rounding. Without it
+# some logits move by up to {{3.89e+00}}, yet the probability of " Paris" barely changes
+# ({{0.9993}} → {{0.9965}}): the logits that moved were already far below it.
 #
 # ### Streaming batches of corpus tokens: `ActivationsStore`
 #
@@ -180,6 +210,19 @@ print(repr("".join(model.to_str_tokens(batch_tokens[0, :24]))))
 from utils.dashboard import display_dashboard
 
 display_dashboard(sae, int(acts.argmax()))
+
+# %% [markdown]
+# The concept codes on a dashboard (`p6`, `p6_two_hop_answer`, `city:Paris`, ...) name the planted
+# phenomena of the course world: `p1`–`p12` are its twelve phenomena, and a code with a colon is
+# one member of a family. The legend below (click to open) says what each labels; it is the same
+# in every chapter, and `utils.world.concepts.explain_concept(code)` gives one entry.
+
+# %%
+from IPython.display import Markdown
+
+from utils.world.concepts import concept_legend_table
+
+display(Markdown(f"<details><summary><b>Legend: the planted concepts</b></summary>\n\n{concept_legend_table()}\n\n</details>"))
 
 # %% [markdown]
 # ### Memory helpers
@@ -487,6 +530,7 @@ def alive_counts(true: "SparseTensor", recon: "SparseTensor") -> None:
     print(f"active (position, latent) pairs in the true run:          {len(true_set)}")
     print(f"active (position, latent) pairs in the reconstructed run: {len(recon_set)}")
     print(f"active in one but not both:                               {len(true_set ^ recon_set)}")
+    print(f"active in both:                                           {len(true_set & recon_set)}")
 
 
 def plot_gradients(gradients: Tensor, x: list[str], y: list[str], title: str, x_title: str, y_title: str):
@@ -517,9 +561,13 @@ plot_gradients(
 # interact. Many of the big entries pair latents *on the same token*, often a latent with its
 # own continuation in the later layer. The cross-token entries are rarer and more interesting.
 #
-# The count of latents active in one run but not the other measures the caveat above: the
-# layer-3 latents computed from the layer-0 *reconstruction* are not quite the true ones, so
-# these gradients describe the replacement model closely, and the real model approximately.
+# The counts measure the caveat above, and it is not small: of the {{209}} (position, latent) pairs
+# active in the true run, only {{107}} are also active in the run computed from the layer-0
+# *reconstruction*, which has {{176}} of its own. Half of what the layer-3 SAE sees is decided by
+# the part of the residual stream that the layer-0 SAE does not reconstruct. So these gradients
+# describe the replacement model (layer-0 latents only, no error term) exactly, and the real model
+# only where the two runs share their latents; a link into a latent that is active in one run only
+# says nothing about the other.
 #
 # ### Finding: a bigram circuit for " E" → "iff"
 #
@@ -588,16 +636,16 @@ print(f"\n{len(on_E)} layer-{layer_from} latents are active on ' E'; the most ' 
 display_dashboard(resid_saes[layer_to], bigram_to, data=data)
 
 # %% [markdown]
-# **What the course world shows.** The two strongest links from " E" to "iff" (F0.306 → F3.89
-# and F0.306 → F3.147) end in latents that have nothing to do with landmarks. The third,
-# **F0.124 → F3.276** (gradient +2.96), ends in a *landmark-word* latent: all 20 of F3.276's
+# **What the course world shows.** The two strongest links from " E" to "iff" ({{F0.306}} → {{F3.89}}
+# and F0.306 → {{F3.147}}) end in latents that have nothing to do with landmarks. The third,
+# **{{F0.124}} → {{F3.276}}** (gradient {{+2.957}}), ends in a *landmark-word* latent: all 20 of F3.276's
 # strongest activations in the corpus are on landmark pieces (only one of them an Eiffel piece),
-# and at any strength it fires on 1,662 tokens, 17% of them landmark pieces (recall 53%).
+# and at any strength it fires on {{1662}} tokens, {{0.17}} of them landmark pieces (recall {{0.53}}).
 #
 # The earlier end is not an " E" latent, though: F0.124 fires on every " E" of the corpus
-# (recall 1.00) but on 1,812 tokens in all, and none of its 20 strongest activations is an " E".
-# The layer-0 SAE spreads " E" over many broad latents (25 are active on it here; the most
-# " E"-specific, F0.510, has 65% of its top activations on " E"). So what these dictionaries show
+# (recall {{1.00}}) but on {{1812}} tokens in all, and none of its 20 strongest activations is an " E".
+# The layer-0 SAE spreads " E" over many broad latents ({{25}} are active on it here; the most
+# " E"-specific, {{F0.510}}, has {{65%}} of its top activations on " E"). So what these dictionaries show
 # is *something on " E" feeds a landmark-word latent on "iff"*, not a clean pair of an " E"
 # latent and an Eiffel latent: the planted bigram is there, at the level of "this is a landmark
 # name", but not as sharply as in a larger dictionary on a real model.
@@ -698,11 +746,15 @@ else:
         print(f"  {str_toks[pos]!r:10} ({pos}) → F{layer_to}.{bigram_to} on 'iff': {value:+.3f}")
 
 # %% [markdown]
-# **What the course world shows.** F3.276 on "iff" depends mostly on "iff" itself (+1.71) and
-# on BOS (+0.33); the gradient from " E" is small and negative (−0.08). Scaling the " E" input
-# scales *all* the layer-0 latents on " E" together, and their effects on F3.276 largely cancel:
-# the link F0.124 → F3.276 is real, but other latents on " E" pull the other way. A single
-# latent-to-latent gradient is one path; the token gradient is the sum over all of them.
+# **What the course world shows.** F3.276 on "iff" depends mostly on "iff" itself ({{+1.711}}) and
+# on BOS ({{+0.325}}); the gradient from " E" is small and negative ({{-0.084}}), although the
+# latent-to-latent link F0.124 → F3.276 was strongly positive. The two gradients answer different
+# questions, so they need not agree. The latent gradient follows one latent through the
+# *replacement* (layer-0 reconstruction, no error term). The token gradient scales the whole input
+# of " E" in the *real* model: every layer-0 latent on " E" moves at once, and so does the part of
+# the residual stream that no latent captures, and attention patterns change too. The token
+# gradient is not a sum of latent-to-latent gradients; here the other effects of scaling " E"
+# outweigh the F0.124 path.
 
 # %% [markdown]
 # ## 5 · Latent → logit gradients
@@ -856,6 +908,11 @@ print("Largest gradients on ' Paris':")
 for value, i in zip(*logit_grads[0].topk(3)):
     _, pos, latent = logit_acts.indices[int(i)].tolist()
     print(f"  F{logit_layer}.{latent} on {str_toks[pos]!r} ({pos}): {value:+.3f}; {describe(latent)}")
+top_column = int(logit_grads[0].argmax())
+top_latent = int(logit_acts.indices[top_column, 2])
+print(f"F{logit_layer}.{top_latent} fires on {int((layer_corpus[..., top_latent] > 0).sum())} corpus tokens; "
+      f"its gradients on the top {k} logits:")
+print("  " + ", ".join(f"{model.tokenizer.decode([t])!r} {g:+.2f}" for t, g in zip(token_ids, logit_grads[:, top_column].tolist())))
 
 specific = logit_grads[0] - logit_grads[1:].mean(0)  # more for Paris than for the other candidates
 earlier = logit_acts.indices[:, 1] < len(str_toks) - 1
@@ -872,16 +929,16 @@ print("   its best concepts:", "; ".join(str(m) for m in best_concepts(layer_cor
 
 # %% [markdown]
 # **What the course world shows.** With the layer-2 SAE spliced in, the model still answers
-# " Paris" (99.65%, against 99.93% without it). The latents with the largest gradient on
-# " Paris" sit on the last token, " of". The first, F2.198 (+0.42), acts like a "France" latent:
-# the first column of the heatmap shows it raising " Paris" and " France" and lowering " Moscow",
-# " Berlin" and " Amsterdam". Its *inputs* are broader: it fires on 1,114 corpus tokens, and none
-# of its 20 strongest activations is a landmark, Paris or France token. F2.182 (+0.16) raises
+# " Paris" ({{99.65}}%, against {{99.93}}% without it). The latents with the largest gradient on
+# " Paris" sit on the last token, " of". The first, {{F2.198}} ({{+0.421}}), acts like a "France" latent:
+# among the top logits it raises " France" ({{+0.51}}) and " Paris" most and lowers other cities
+# (" Moscow" {{-0.42}}, " Berlin" {{-0.35}}). Its *inputs* are broader: it fires on {{1114}} corpus tokens, and none
+# of its 20 strongest activations is a landmark, Paris or France token. {{F2.182}} ({{+0.157}}) raises
 # most of the cities. The context comes in through earlier positions: ranked by their extra
-# push towards " Paris" over the other nine candidates, the top latent is **F2.178 on "iff"**
-# (+0.07). It fires on every Paris and every France token of the corpus (recall 1.00 for both,
-# 0.83 for Eiffel pieces), but on 880 tokens in all (precision 0.01 to 0.02; its best-matching
-# concept is dialogue, `p8`, at precision 0.36): a broad latent whose firing includes the
+# push towards " Paris" over the other nine candidates, the top latent is **{{F2.178}} on "iff"**
+# ({{+0.072}}). It fires on every Paris and every France token of the corpus (recall {{1.00}} for both,
+# {{0.83}} for Eiffel pieces), but on {{880}} tokens in all (precision {{0.01}} to {{0.02}}; its best-matching
+# concept is dialogue, `p8`, at precision {{0.36}}): a broad latent whose firing includes the
 # Paris–France–Eiffel cluster, not a clean "France" latent.
 
 # %% [markdown]
@@ -900,8 +957,10 @@ print("   its best concepts:", "; ".join(str(m) for m in best_concepts(layer_cor
 # - an **induction head** at the second `A` looks for a position that follows an `A`, finds the
 #   first `B`, and copies `B` forward as the prediction.
 #
-# The course model has both: head 0.2 (layer 0, head 2) is a previous-token head and head 2.3
-# an induction head. Let's see them on a run of random words repeated once.
+# Let's find such heads in the course model on a run of random words repeated once. The
+# previous-token score of a head is its mean attention from each position to the one before;
+# the induction score is its mean attention from the second copy to the token after the first
+# copy of the current token.
 
 # %%
 import circuitsvis as cv
@@ -923,6 +982,13 @@ for layer in range(cfg.n_layers):
         print(f"{layer}.{head}   {previous:.2f}                  {induction:.2f}")
 
 # %% [markdown]
+# **What the course world shows.** No head does either job alone. The previous-token scores are
+# modest and close: head 0.2 {{0.38}}, head 0.0 {{0.34}}, then heads 0.1 and 1.1 ({{0.27}} and
+# {{0.28}}). Induction is strong and shared by most heads of layers 2 and 3: head 2.3 {{0.77}},
+# 3.1 {{0.76}}, 2.0 {{0.70}}, 2.2 {{0.69}}, 2.1 {{0.59}} and 3.0 {{0.57}}. Below we look at the top scorer
+# of each kind, heads 0.2 and 2.3, but on this single run their margins over the runners-up are a
+# few hundredths; "the" previous-token head or "the" induction head would overclaim.
+#
 # The two heads' attention patterns (hover over a token to see where it attends). circuitsvis
 # usually fetches its JavaScript from a CDN; we show the copy bundled with the package, so the
 # pattern renders offline too.
@@ -1134,18 +1200,19 @@ if induction_latents:
 # %% [markdown]
 # **What the course world shows.** Nine layer-2 attention latents pass the filter, active on
 # 5 to 7 of the 10 repeated positions and on at most 2 first-half positions:
-# F2.395, F2.274, F2.357, F2.142, F2.368, F2.477, F2.180, F2.347 and F2.242. The corpus confirms
+# {{F2.395}}, {{F2.274}}, {{F2.357}}, {{F2.142}}, {{F2.368}}, {{F2.477}}, {{F2.180}}, {{F2.347}} and {{F2.242}}. The corpus confirms
 # them as **induction latents**: 90–100% of the 20 strongest activations of each lie on the
-# repeated half of a repeated run (`p3_repeat`), and at any strength their precision is
-# 0.58–0.84 for all but F2.180 (0.37).
+# repeated half of a repeated run (`p3_repeat`; top-20 shares {{0.90}} to {{1.00}}), and at any
+# strength their precision is {{0.58}}–{{0.84}} for all but F2.180 ({{0.37}}).
 #
-# The layer-0 latents that feed them where the circuit predicts are **F0.285, F0.26 and
-# F0.10** (summed gradients +9.1, +8.9, +7.4). They look like **previous-token latents**: the
-# previous token explains more of their activation than their own token does (32% against 23%,
-# 32% against 22%, 42% against 26% of the variance), and head 0.2, the previous-token head,
-# holds the largest share of the decoder of each (0.51, 0.36 and 0.48). The evidence is
-# weaker than for the induction latents: a third of the decoder also sits in head 0.0, which
-# attends to the previous token as well (score 0.34 above).
+# The layer-0 latents that feed them where the circuit predicts are **{{F0.285}}, {{F0.26}} and
+# {{F0.10}}** (summed gradients {{+9.122}}, {{+8.904}}, {{+7.369}}). They look like **previous-token latents**:
+# the previous token explains more of their activation than their own token does ({{0.32}} against
+# {{0.23}}, 0.32 against {{0.22}}, {{0.42}} against {{0.26}} of the variance), and head 0.2, the best-scoring
+# previous-token head, holds the largest share of the decoder of each ({{0.51}}, {{0.36}} and {{0.48}}).
+# The evidence is weaker than for the induction latents: about a third of each decoder ({{0.29}},
+# {{0.33}}, 0.33) sits in head 0.0, which attends to the previous token almost as much (score 0.34
+# above).
 
 # %% [markdown]
 # ## 7 · On a real model
@@ -1185,10 +1252,10 @@ else:
 #
 # | finding | latents | ground truth |
 # |---|---|---|
-# | " E" → "iff" link into a landmark-word latent | F0.124 → F3.276 | F3.276: 20/20 top activations on landmark pieces; F0.124 is a broad latent, not an " E" latent |
-# | latents pushing " Paris" | F2.198 on " of" (raises Paris and France, lowers other cities); context: F2.178 on "iff" | F2.178 fires on all Paris and France tokens (recall 1.00), but broadly (precision ≤ 0.02) |
-# | induction latents (attention, layer 2) | F2.395, F2.274, F2.357, F2.142, F2.368, F2.477, F2.180, F2.347, F2.242 | 90–100% of top activations on `p3_repeat`; precision up to 0.84 |
-# | previous-token latents (attention, layer 0) | F0.285, F0.26, F0.10 | previous token explains more variance than the own token; largest decoder share in head 0.2 |
+# | " E" → "iff" link into a landmark-word latent | {{F0.124}} → {{F3.276}} | F3.276: 20/20 top activations on landmark pieces; F0.124 is a broad latent, not an " E" latent |
+# | latents pushing " Paris" | {{F2.198}} on " of" (raises Paris and France, lowers other cities); context: {{F2.178}} on "iff" | F2.178 fires on all Paris and France tokens (recall 1.00), but broadly (precision ≤ 0.02) |
+# | induction latents (attention, layer 2) | {{F2.395}}, {{F2.274}}, {{F2.357}}, {{F2.142}}, {{F2.368}}, {{F2.477}}, {{F2.180}}, {{F2.347}}, {{F2.242}} | 90–100% of top activations on `p3_repeat`; precision up to {{0.84}} |
+# | previous-token latents (attention, layer 0) | {{F0.285}}, {{F0.26}}, {{F0.10}} | previous token explains more variance than the own token; largest decoder share in head 0.2, about a third in head 0.0 |
 #
 # The induction circuit is the clearest; the landmark findings are real but blurred, because a
 # 512-latent SAE on a 128-dimensional residual stream does not give every token or landmark its

@@ -25,10 +25,11 @@
 # - put it all together in a **blind case study**: explain a latent without looking at the text it
 #   fires on, then score your explanation against the ground truth of the course world.
 #
-# Everything runs offline on the course world (COURSE.md §3): a 4-layer model with `d_model = 128`
-# and tied embeddings, and one transcoder per layer. Numbers and latent ids quoted in this text
-# are those of the shipped course world; the notebook prints the ids it uses, so if the
-# dictionaries are retrained, trust the printed ids over the text.
+# Everything runs offline on the course world (the README's "The course world"): a 4-layer model
+# with `d_model = 128` and tied embeddings, and one transcoder per layer. Numbers and latent ids
+# quoted in this text are those the solution notebook prints on the shipped course world (a test
+# checks that each is still printed); the notebook prints the ids it uses, so if you retrain the
+# world, trust the printed ids over the text.
 #
 # **How to work through the notebook.** Run the setup cell first. Each exercise is followed by a
 # check cell that prints "✅ ... passed" or says what is wrong.
@@ -107,6 +108,17 @@ for layer, d in density.items():
           f"on average {float(d.sum()):.1f} active per token")
 
 # %% [markdown]
+# The concepts are the planted phenomena of the course world, by code (`estimate`, `p6`,
+# `city:Paris`, ...). What each code labels (click to open):
+
+# %%
+from IPython.display import Markdown
+
+from utils.world.concepts import concept_legend_table
+
+display(Markdown(f"<details><summary><b>Legend: the planted concepts</b></summary>\n\n{concept_legend_table()}\n\n</details>"))
+
+# %% [markdown]
 # A histogram of log₁₀(density) per layer. Dead latents (never active on these ~27,000 tokens)
 # have no logarithm; they are counted above and left out of the plot.
 
@@ -118,6 +130,25 @@ fig = px.histogram(
     title="Transcoder latent density on the held-out course corpus", width=800, height=380,
 )
 fig.show()
+
+from collections import Counter
+
+dense = {layer: d > 0.1 for layer, d in density.items()}
+for layer, d in density.items():
+    print(f"layer {layer}: {int(dense[layer].sum())} latents fire on more than 10% of tokens, "
+          f"{float(d[dense[layer]].sum() / d.sum()):.0%} of all the layer's firings")
+best_of_dense = Counter(scores[3].best_concept(int(j))[0] for j in dense[3].nonzero().flatten())
+print("best-matching concepts of layer 3's dense latents:", best_of_dense.most_common(3))
+
+# %% [markdown]
+# Most latents are rare, as they should be, but not all: transcoder 3 has {{92}} latents that fire on
+# more than a tenth of all tokens, and together they account for {{50%}} of its firings (the other
+# layers: {{34}}, {{11}} and {{7}}). For {{87}} of them the best-matching concept is `p3_first`, the first copy
+# of a random run of words, where the next token cannot be predicted. That is a weak match, not an
+# explanation: a latent that fires on a tenth of all tokens cannot be precise about any one concept. A guess we have *not* tested: transcoder 3 was trained to keep the
+# model's next-token distribution (a KL term, see below), and broad, dense latents are a cheap way to
+# shape that distribution when the next token is uncertain. Dense latents are worth knowing about
+# because they show up in every attribution graph of chapter 03 without meaning much.
 
 # %% [markdown]
 # ## 2 · Running the model with transcoders
@@ -161,7 +192,7 @@ print(f"logits with the error term vs the clean model: max |difference| {float((
 # so from layer 1 on the transcoders read inputs that earlier transcoders have already changed; the
 # latents still agree exactly, because both ways compute the same thing in the same order. With the
 # error term, `sae_lens` adds back `mlp_out − transcoder output`, so the model's output is unchanged
-# (up to float rounding, about 1e-5).
+# (up to float rounding: {{1.48e-05}} here).
 #
 # How good a replacement are the transcoders? The next loss on the real tokens of the sample:
 
@@ -182,9 +213,9 @@ for layer, tc in transcoders.items():
     print(f"only MLP {layer} → transcoder:   {next_token_loss(one, sample):.3f}")
 
 # %% [markdown]
-# Expected output: clean 2.325; every MLP replaced 3.281. Replacing only MLP 0 costs most (2.926):
-# every later layer reads what MLP 0 wrote. MLPs 1 and 2 cost a few hundredths of a nat. MLP 3's
-# transcoder even scores 2.299, slightly *below* the clean loss on this sample. It was trained
+# Expected output: clean {{2.325}}; every MLP replaced {{3.281}}. Replacing only MLP 0 costs most ({{2.926}}):
+# every later layer reads what MLP 0 wrote. MLPs 1 and 2 cost a few hundredths of a nat ({{2.365}} and
+# {{2.346}}). MLP 3's transcoder even scores {{2.299}}, slightly *below* the clean loss on this sample. It was trained
 # differently: the last MLP writes straight into the logits, so besides reconstructing the MLP's
 # output it was trained to keep the model's next-token distribution (a KL term, as in end-to-end
 # SAE training). With reconstruction alone it explained 95% of the variance yet lost half of what
@@ -403,8 +434,8 @@ goal_tc = transcoders[goal_layer]
 examples = fetch_max_activating_examples(model, goal_tc, data.tokens, goal_latent, k=10, buffer=8, display=True)
 
 # %% [markdown]
-# On the shipped course world the goal latent is **transcoder 1, latent 431**, and it is a weak
-# match: precision 0.26, recall 0.47, F1 0.33. The transcoders of this small world did not learn a
+# On the shipped course world the goal latent is **transcoder 1, latent {{431}}**, and it is a weak
+# match: precision {{0.26}}, recall {{0.47}}, F1 {{0.33}}. The transcoders of this small world did not learn a
 # clean goal-family latent, and the examples show what this one is instead: it fires on " goal"
 # ("the first **goal** of the season", "before the **goal**") and about as strongly on " full"
 # ("the streets of Florence were **full** of people"). A latent for a couple of tokens, then, one of
@@ -472,7 +503,7 @@ tests.test_show_top_deembeddings(show_top_deembeddings)
 _ = show_top_deembeddings(model, goal_tc, goal_latent)
 
 # %% [markdown]
-# Expected output: numbers (" 2", " 5", " 600", " 60", ...) and a name. Neither " goal" nor
+# Expected output: numbers (" 2", " 5", " 600", " 60", ...) and a name (" Henry"). Neither " goal" nor
 # " full", the two tokens the latent fires on, is anywhere near the top. Why?
 #
 # ### Why the plain embedding misleads here
@@ -483,9 +514,9 @@ _ = show_top_deembeddings(model, goal_tc, goal_latent)
 # score is **symmetric** (the bigram "a b" scores as well as "b a"), and for most tokens the best
 # next token on the direct path is **the token itself**, since `W_E[a] · W_E[a] = |W_E[a]|²`.
 # Language is neither symmetric nor self-repeating, so the model cannot use the raw embedding as
-# its working representation of a token. MLP 0 does the rewriting: it reads each token (almost
-# only its own token, since attention in layer 0 mostly looks at the current and BOS positions)
-# and writes a large correction into the residual stream. The representation that later layers
+# its working representation of a token. MLP 0 does the rewriting: it reads each token, mixed with
+# what layer-0 attention brought in from other positions (measured below), and writes a large
+# correction into the residual stream. The representation that later layers
 # really read is *embedding + MLP 0 output*: the **extended embedding**. Let's measure it:
 
 # %%
@@ -499,14 +530,29 @@ print(f"mean norm of W_E rows: {W_E.norm(dim=-1).mean():.2f}; "
 cos = torch.nn.functional.cosine_similarity(W_E, W_E + mlp0_out, dim=-1)
 print(f"cosine between a token's embedding and its extended embedding: median {cos.median():.2f}")
 
+# What MLP 0 reads besides its own token: where layer-0 attention looks, on 100 corpus documents.
+_, attn_cache = model.run_with_cache(data.tokens[:100], names_filter="blocks.0.attn.hook_pattern")
+pattern, real = attn_cache["blocks.0.attn.hook_pattern"], data.mask[:100]  # (doc, head, dest, src)
+for head in range(model.cfg.n_heads):
+    p = pattern[:, head]
+    print(f"layer-0 head {head}: attention to the token itself {p.diagonal(dim1=-2, dim2=-1)[real].mean():.2f}, "
+          f"to BOS {p[..., 0][real].mean():.2f}, to the previous token {p.diagonal(-1, dim1=-2, dim2=-1)[real[:, 1:]].mean():.2f}")
+
 # %% [markdown]
-# On the course model (expected output): for 99% of tokens the direct path's favourite next token
-# is the token itself; the rows of `W_E` have norm about 1.3 while MLP 0 writes vectors of norm
-# about 29 on top of them; and the median cosine between a token's embedding and its extended
-# embedding is about 0. So after layer 0 the residual stream holds almost nothing of `W_E`: the
+# On the course model (expected output): for {{99%}} of tokens the direct path's favourite next token
+# is the token itself; the rows of `W_E` have norm {{1.29}} on average while MLP 0 writes vectors of
+# norm {{28.98}} on top of them; and the median cosine between a token's embedding and its extended
+# embedding is {{-0.01}}. So after layer 0 the residual stream holds almost nothing of `W_E`: the
 # embedding is a small key that MLP 0 turns into the token's real, much larger representation,
 # pointing somewhere else. A de-embedding through `W_E` asks which tokens' *keys* align with the
 # latent's reading vector, a question the model never asks.
+#
+# Layer-0 attention, though, does not keep each position to itself: each head puts only
+# {{0.10}}–{{0.20}} of its attention on the token itself and {{0.02}}–{{0.04}} on BOS, and heads 0 and 2
+# put about a third ({{0.32}}) on the previous token. So MLP 0 reads a blend of the token and its
+# neighbours. The extended embedding below ignores attention: it is what MLP 0 would make of the
+# token read *alone*, an approximation that suits latents driven by their own token and misleads
+# for latents driven by context.
 #
 # ### Exercise: `create_extended_embedding`
 #
@@ -577,7 +623,7 @@ top10 = model.to_str_tokens(goal_scores.topk(10).indices)
 print(f"goal words among the top 10 extended de-embeddings: {[t for t in top10 if t in goal_words]}")
 
 # %% [markdown]
-# Expected output: " full" first and " goal" fourth, the two tokens of the max-activating
+# Expected output: " full" first ({{+1.947}}) and " goal" fourth ({{+1.343}}), the two tokens of the max-activating
 # examples, with sports words (" defender", " trophy") close behind. The raw embedding pointed at
 # numbers; the extended embedding points at what the latent really reads.
 #
@@ -692,8 +738,8 @@ def show_what_it_reads(layer: int, latent: int, k: int = 10) -> None:
 show_what_it_reads(*goal_influences[0][:2])
 
 # %% [markdown]
-# Expected output: the largest direct influences all come from transcoder 0 (latents 172, 636,
-# 1013, ...; latent 172 adds about +0.35 on average). Layer 0 reads the residual stream before MLP 0
+# Expected output: the largest direct influences all come from transcoder 0 (latents {{172}}, {{636}},
+# {{1013}}, ...; latent 172 adds {{+0.346}} on average). Layer 0 reads the residual stream before MLP 0
 # has written anything, so for it the *plain* de-embedding is the right one, and latent 172's is
 # all sports: " twice", " trophy", " dived", " match", " goal", " goalless", " season", " stadium".
 # So the goal latent is pushed both by its own tokens and by a layer-0 latent that says "this is a
@@ -855,8 +901,8 @@ print("largest components:", top_components(goal_attribution))
 print(f"sum {float(goal_attribution.sum()):+.2f} = mean pre-activation minus b_enc")
 
 # %% [markdown]
-# Expected output: MLP 0 contributes about +1.8 of the total +2.0; the layer-1 heads add or remove
-# a little (L1H2 about +0.2) and the embeddings themselves almost nothing. That fits the previous
+# Expected output: MLP 0 contributes {{+1.83}} of the total {{+1.97}}; the layer-1 heads add or remove
+# a little ({{L1H2}} {{+0.22}}, L1H3 {{-0.10}}) and the embeddings themselves almost nothing. That fits the previous
 # sections: the latent reads the current token as MLP 0 has rewritten it (its extended embedding,
 # and layer-0 context such as the sports latent), not the raw embedding.
 #

@@ -26,6 +26,79 @@ KEY_CONCEPTS = (
     "definition", "category:bird", "category_name", "name", "pronoun:she", "profession:nurse",
 )
 
+# What every concept code on a dashboard means. A code ending in ":" is a family: "city:Paris" is
+# every " Paris" token, and so on. tests/test_world.py checks that every label the corpus writes
+# is explained here, so a new phenomenon cannot ship without its legend.
+CONCEPT_LEGEND = {
+    "p2": "every token of a landmark-fact sentence (P2: 'The Eiffel tower is in Paris')",
+    "p2_answer": "the city that answers a landmark fact",
+    "landmark": "every piece of a landmark name (P1: ' E', 'iff', 'el')",
+    "landmark:": "the pieces of one landmark's name",
+    "p1_word:": "the pieces of one multi-token landmark word (the same tokens as landmark:)",
+    "city:": "one city's name, wherever it appears",
+    "country:": "a country, and the cities and languages that belong to it",
+    "language:": "one language's name",
+    "p6": "every token of a two-hop geography sentence (P6: city, state, capital)",
+    "state:": "one state's name",
+    "in_state:": "a city or capital that lies in that state",
+    "capital:": "one state capital's name",
+    "p6_hop1_answer": "the state that answers 'which state is this city in'",
+    "p6_hop2_answer": "the capital that answers 'what is the capital of this state'",
+    "p6_two_hop_answer": "the capital that answers 'the capital of the state containing this city'",
+    "p3_first": "the first copy of a repeated run of tokens (P3)",
+    "p3_repeat": "the second and later copies of a repeated run: what induction can predict",
+    "sports": "every token of a sports sentence (P4)",
+    "team": "a team's name",
+    "goal_family": "the goal words (' goal', ' goals', ' goalie', ' goalkeeper', ' goalpost', ' goalless')",
+    "estimate": "every token of an estimate sentence (P5: 'revenue is estimated to exceed ...')",
+    "number": "a number, and the scale word after it in estimates",
+    "estimate_number": "a number or scale word inside an estimate",
+    "p7": "every token of an indirect-object sentence (P7)",
+    "ioi_io": "the indirect object: the final name, the one the model should predict",
+    "ioi_s2": "the second mention of the subject (the name the model should not predict)",
+    "name": "any person's name",
+    "name:": "one person's name",
+    "p8": "every token of a dialogue sentence with a quotation (P8)",
+    "quote_open": "the opening quotation mark",
+    "in_quote": "every token inside a quotation, its closer included",
+    "quote_close": "the token that closes a quotation ('.\"', '!\"', '?\"')",
+    "quote_close:": "closers of one kind (statement, exclamation, question)",
+    "p9": "every token of a definition sentence (P9)",
+    "definition_word": "the word being defined",
+    "defined:": "one defined word",
+    "definition": "the tokens of a definition",
+    "definition_of:": "the definition of one word",
+    "p9_answer": "the first token of a definition: what the model should predict",
+    "p10": "every token of a spelling sentence (P10: 'elephant starts with the letter E')",
+    "spelled_word": "the word being spelled",
+    "p10_answer": "the letter that answers a spelling question",
+    "letter:": "one letter as an answer",
+    "p11": "every token of a category sentence (P11: 'sparrows and robins are birds')",
+    "category_member": "a member of a category (' sparrow')",
+    "category_name": "a category's name (' bird', ' birds', ' animal')",
+    "category:": "a member or the name of one category; a member carries its parent category too",
+    "p11_answer": "the category that answers 'a sparrow is a kind of'",
+    "p12": "every token of a profession sentence (P12: 'the nurse said she ...')",
+    "profession:": "one profession",
+    "pronoun:": "one pronoun",
+}
+
+
+def explain_concept(code: str) -> str:
+    """What a concept code means: the exact code first, then its family ("city:Paris" -> "city:")."""
+    family = code.split(":", 1)[0] + ":" if ":" in code else None
+    meaning = CONCEPT_LEGEND.get(code) or CONCEPT_LEGEND.get(family)
+    if meaning is None:
+        raise KeyError(f"no legend for concept {code!r}")
+    return meaning
+
+
+def concept_legend_table(codes=None) -> str:
+    """A markdown table of concept codes and their meanings (all of them by default)."""
+    rows = [f"| `{code}{'…' if code.endswith(':') else ''}` | {explain_concept(code)} |"
+            for code in (codes or CONCEPT_LEGEND)]
+    return "\n".join(["| concept | what it labels |", "|---|---|", *rows])
+
 
 @dataclass
 class LabelledCorpus:
