@@ -141,9 +141,10 @@ def assert_tensor(
     if actual.shape != expected.shape:
         problem(f"has shape {tuple(actual.shape)} but should have shape {tuple(expected.shape)}")
     if check_dtype and actual.dtype != expected.dtype:
-        right_values = _first_mismatch(actual, expected, rtol, atol) is None
-        problem(f"has dtype {actual.dtype} but should have dtype {expected.dtype}"
-                + ("; its values are right, only the dtype differs" if right_values else ""))
+        message = f"has dtype {actual.dtype} but should have dtype {expected.dtype}"
+        if not hint_for(actual, mistakes) and _first_mismatch(actual, expected, rtol, atol) is None:
+            message += "; its values are right, only the dtype differs"
+        problem(message)
     if check_device and actual.device != expected.device:
         problem(f"is on device {actual.device} but should be on {expected.device}")
     mismatch = _first_mismatch(actual, expected, rtol, atol)
