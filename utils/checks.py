@@ -23,7 +23,9 @@ Inside a check, `fail`, `expect` and `assert_tensor` raise `CheckFailed`; give t
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import os
 import re
@@ -100,6 +102,54 @@ def expect(condition: bool, message: str, actual: Any = None, mistakes: Iterable
 
 
 # ---------------------------------------------------------------------------------------------
+# Exercises that call other exercises
+
+
+def learner_function(outer: Any, name: str) -> Callable | None:
+    """The function called `name` where the learner's `outer` function looks it up (a notebook's namespace)."""
+    found = getattr(outer, "__globals__", {}).get(name)
+    return found if callable(found) else None
+
+
+def inner_failure(name: str, fn: Callable | None, inner_check: Callable) -> str | None:
+    """The message with which the learner's own `fn` (exercise `name`) fails `inner_check`, quietly
+    (nothing printed or recorded); None if it passes, is missing or is still a stub."""
+    if fn is None:
+        return None
+    run = getattr(inner_check, "__wrapped__", inner_check)  # the check without @check's printing and recording
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            run(fn)
+    except CheckFailed as exc:
+        return str(exc)
+    except NotImplementedError:
+        return None
+    except Exception as exc:
+        return _explain_exception(f"test_{name}", exc)[1]
+    return None
+
+
+@contextlib.contextmanager
+def inner_exercise_first(name: str, fn: Callable | None, inner_check: Callable):
+    """For the check of an exercise that calls exercise `name`: if the body fails and the learner's own
+    `fn` fails `inner_check` too, report the inner failure, which is the cause, instead.
+
+        with inner_exercise_first("pullback", pullback, test_pullback):
+            ...  # the checks of direct_influence
+    """
+    try:
+        yield
+    except NotImplementedError:
+        raise
+    except Exception as outer:
+        message = inner_failure(name, fn, inner_check)
+        if message is None:
+            raise
+        raise CheckFailed(f"it calls your {name}, which fails its own check: {message.rstrip('.')}. "
+                          f"Fix {name} first.") from outer
+
+
+# ---------------------------------------------------------------------------------------------
 # Tensor comparison
 
 # The defaults of torch.testing.assert_close, per dtype.
@@ -134,7 +184,7 @@ def assert_tensor(
         fail(f"{name} {message}.", actual, mistakes)
 
     if not isinstance(actual, torch.Tensor):
-        if type(actual).__module__ == "numpy" and not hint_for(actual, mistakes):
+        if type(actual).__module__ == "numpy":
             raise CheckFailed(f"{name} should be a torch.Tensor, but is {_describe(actual)}. Hint: stay in torch "
                               "(no .numpy()), or convert back with torch.from_numpy(...).")
         problem(f"should be a torch.Tensor, but is {_describe(actual)}")
