@@ -339,8 +339,8 @@ def logit_grads(tokens, sae, model, k=None, *, inner=ref.latent_acts_to_logits, 
     else:
         token_ids = logits.topk(k, largest=not ascending).indices
         token_ids = token_ids if ids_tensor else token_ids.tolist()
-    grads, (recon,) = torch.func.jacrev(inner, has_aux=True)(*acts.sparse, sae, model,
-                                                              token_ids.tolist() if ids_tensor else token_ids)
+    ids = token_ids.tolist() if isinstance(token_ids, torch.Tensor) else token_ids
+    grads, (recon,) = torch.func.jacrev(inner, has_aux=True)(*acts.sparse, sae, model, ids)
     return (grads.T if transpose else grads), logits, recon, token_ids, acts
 
 

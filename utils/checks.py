@@ -291,6 +291,9 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
         for d2 in range(d1 + 1, a.ndim):
             if a.shape[d1] == a.shape[d2] > 1 and close(a, e.transpose(d1, d2)) and not close(e, e.transpose(d1, d2)):
                 return f"it is the expected result transposed (dimensions {d1} and {d2} swapped)."
+    if a.ndim >= 1 and a.shape[0] > 1 and close(a, e[:1].expand_as(e)):
+        return ("every entry along dimension 0 equals the expected entry 0: was only the first row (or sequence "
+                "of the batch) used, then repeated?")
     for d in range(a.ndim):
         n = a.shape[d]
         if n < 2:
@@ -305,9 +308,6 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
         if bool((later_e != 0).any()) and close(earlier_a, later_e):
             return (f"it is the expected result shifted by one along dimension {d}: your index i holds the "
                     f"expected index i + 1 (off by one position or layer?).")
-    if a.ndim >= 1 and a.shape[0] > 1 and close(a, e[:1].expand_as(e)):
-        return ("every entry along dimension 0 equals the expected entry 0: was only the first row (or sequence "
-                "of the batch) used, then repeated?")
     if a.numel() > 1 and close(a.flatten().sort().values, e.flatten().sort().values):
         return "it holds the right values, in a different order."
     for d in range(a.ndim if a.ndim >= 2 else 0):  # for 1-D, "k of n elements differ" says it already
