@@ -381,12 +381,12 @@ def _check_examples(actual, expected, model, k: int, buffer: int, where: str, sh
     for i, ((_, toks, pos), (_, want_toks, want_pos)) in enumerate(zip(actual, expected)):
         expect(list(toks) == want_toks, f"{where}: example {i} has the window {toks!r}, expected {want_toks!r}.")
         hint = ""
-        if pos == buffer:
-            hint = (": seq_pos is the max token's position in its window, which is not `buffer` when the window was "
-                    "shifted at the start or the end of a document.")
-        elif short:
+        if short:  # the last case: one with seq_pos == buffer everywhere has failed an earlier case already
             hint = (": these documents are shorter than the model's context; where a window is shifted depends on "
                     "the length of the rows you were given (tokens.shape[1]), not on model.cfg.n_ctx.")
+        elif pos == buffer:
+            hint = (": seq_pos is the max token's position in its window, which is not `buffer` when the window was "
+                    "shifted at the start or the end of a document.")
         expect(pos == want_pos, f"{where}: example {i} has seq_pos {pos}, expected {want_pos}" + (hint or "."))
 
 
@@ -542,6 +542,8 @@ def _extended_variants(model) -> dict[str, Tensor]:
         "the whole block 0": standardise(block(W_E)[:, 0]),
         "standardised W_E added back": standardise((standardise(model.W_E)[:, None] + block.mlp(block.ln2(W_E)))[:, 0]),
         "positional embedding added": ext(W_E + model.W_pos[0]),
+        "positional embedding added to the MLP's input": standardise(
+            (block.mlp(block.ln2(W_E + model.W_pos[0])) + W_E)[:, 0]),
     }
 
 
@@ -550,6 +552,8 @@ EXTENDED_HINTS = {
                          "the extended embedding leaves out attention.",
     "standardised W_E added back": "add back W_E itself, not standardise(W_E): standardise once, at the end.",
     "positional embedding added": "the extended embedding leaves out the positional embedding: start from W_E alone.",
+    "positional embedding added to the MLP's input": "the extended embedding leaves out the positional embedding: "
+                                                     "start from W_E alone.",
     "only standardised W_E": "that is standardise(W_E) alone: put W_E through layer 0's ln2 and MLP and add the "
                              "MLP's output to W_E before standardising.",
     "skipped ln2": "the MLP reads ln2's output, not the raw embedding: apply model.blocks[0].ln2 before model.blocks[0].mlp.",
