@@ -310,6 +310,17 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                     f"expected index i + 1 (off by one position or layer?).")
     if a.numel() > 1 and close(a.flatten().sort().values, e.flatten().sort().values):
         return "it holds the right values, in a different order."
+    if a.ndim >= 2 and a.shape[-1] > 1:
+        row_norm = (e * e).sum(-1, keepdim=True)
+        if bool((row_norm > 0).any()):
+            factors = torch.where(row_norm > 0, (a * e).sum(-1, keepdim=True) / row_norm.clamp(min=1e-300), 1.0)
+            if close(a, factors * e) and not close(factors, torch.ones_like(factors)):
+                return ("each row (along the last dimension) is the expected row times its own factor: a "
+                        "normalisation or scale per row is missing, extra or the wrong one.")
+        offsets = (a - e).mean(-1, keepdim=True)
+        if close(a - offsets, e):
+            return ("each row (along the last dimension) is the expected row plus its own constant: a shift per "
+                    "row, such as a log_softmax or a missing centring.")
     for d in range(a.ndim if a.ndim >= 2 else 0):  # for 1-D, "k of n elements differ" says it already
         n = a.shape[d]
         if n < 2:
@@ -323,17 +334,6 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                      if good[0] and sum(good) == 1 else "")
             return (f"only some entries along dimension {d} are wrong: {len(bad)} of {n} (index {shown}); "
                     f"the others match.{extra}")
-    if a.ndim >= 2 and a.shape[-1] > 1:
-        row_norm = (e * e).sum(-1, keepdim=True)
-        if bool((row_norm > 0).any()):
-            factors = torch.where(row_norm > 0, (a * e).sum(-1, keepdim=True) / row_norm.clamp(min=1e-300), 1.0)
-            if close(a, factors * e) and not close(factors, torch.ones_like(factors)):
-                return ("each row (along the last dimension) is the expected row times its own factor: a "
-                        "normalisation or scale per row is missing, extra or the wrong one.")
-        offsets = (a - e).mean(-1, keepdim=True)
-        if close(a - offsets, e):
-            return ("each row (along the last dimension) is the expected row plus its own constant: a shift per "
-                    "row, such as a log_softmax or a missing centring.")
     return None
 
 
