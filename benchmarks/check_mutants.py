@@ -1,11 +1,12 @@
 """How well do the exercise checks of chapters 01 and 02 tell right from wrong?
 
-    python -m benchmarks.check_mutants [--only EXERCISE_SUBSTRING] [--json out.json] [--verbose]
+    python -m benchmarks.check_mutants [--heldout] [--only EXERCISE_SUBSTRING] [--json out.json] [--verbose]
 
 Runs every check cell (as the notebook does: the cell text of chapters/NN/source.py, in a namespace
 holding the solutions module with some names replaced) on the variants of benchmarks/mutants_ch01.py
 and benchmarks/mutants_ch02.py: plausible wrong implementations, and correct alternatives the text
-allows. Prints, per exercise and overall:
+allows (with --heldout, those of benchmarks/mutants_heldout.py instead: a second set, written after the
+checks were fixed against the first and not used to change them). Prints, per exercise and overall:
 
 - caught: wrong implementations that fail their check;
 - named: caught ones whose message names the mistake: a hint, a named kind of difference, or a
@@ -36,6 +37,8 @@ from utils import build, course  # noqa: E402
 from utils.checks import CheckFailed  # noqa: E402
 
 CHAPTERS = {"01_latent_gradients": "benchmarks.mutants_ch01", "02_transcoders": "benchmarks.mutants_ch02"}
+HELD_OUT = {"01_latent_gradients": ("benchmarks.mutants_heldout", "VARIANTS_CH01"),
+            "02_transcoders": ("benchmarks.mutants_heldout", "VARIANTS_CH02")}
 
 
 def check_cells(chapter: str) -> dict[str, str]:
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only exercises whose name contains this")
     parser.add_argument("--json", help="write every result to this file")
     parser.add_argument("--verbose", action="store_true", help="print every message")
+    parser.add_argument("--heldout", action="store_true", help="run the held-out variants (mutants_heldout.py)")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
 
@@ -125,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         base = {**vars(solutions), "tests": checks}
         cells = check_cells(chapter)
         guard = WorldGuard(checks)
-        for variant in importlib.import_module(mutants_module).VARIANTS:
+        if args.heldout:
+            module_name, attribute = HELD_OUT[chapter]
+            variants = getattr(importlib.import_module(module_name), attribute)
+        else:
+            variants = importlib.import_module(mutants_module).VARIANTS
+        for variant in variants:
             if args.only not in variant.exercise:
                 continue
             t0 = time.perf_counter()
