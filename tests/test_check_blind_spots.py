@@ -16,7 +16,7 @@ import importlib
 
 import pytest
 
-from benchmarks import mutants_ch01, mutants_ch02
+from benchmarks import mutants_ch01, mutants_ch02, mutants_heldout
 from benchmarks.check_mutants import WorldGuard, check_cells, run_variant
 from utils import course
 
@@ -113,13 +113,22 @@ EXPECTED = {
     ("component_attribution", "heads of every layer"): "Hint: heads of layers after L come after the transcoder's input",
     ("component_attribution", "token and positional embedding swapped"): "Hint: row 0 starts with the token embedding",
     ("component_attribution", "document 0 instead of batch_idx"): "Hint: use document batch_idx of the cache",
+    # found by the held-out set (benchmarks/mutants_heldout.py)
+    ("get_k_largest_indices", "distance measured in the flattened tensor"):
+        "Hint: entries of different rows never block each other",
+    ("token_to_latent_gradients", "gradients summed over the batch"):
+        "Difference: every entry along dimension 0 equals the sum of the expected entries along it",
+    ("fetch_max_activating_examples", "encodes the output hook"):  # the check itself used to crash here
+        "returned 0 examples, but there are",
+    ("latent_acts_to_logits", "softmax"): "like probabilities: a softmax where none belongs?",
 }
 
-CHAPTERS = {"01_latent_gradients": mutants_ch01.VARIANTS, "02_transcoders": mutants_ch02.VARIANTS}
+CHAPTERS = {"01_latent_gradients": mutants_ch01.VARIANTS + mutants_heldout.VARIANTS_CH01,
+            "02_transcoders": mutants_ch02.VARIANTS + mutants_heldout.VARIANTS_CH02}
 CHAPTER_OF = {id(v): chapter for chapter, variants in CHAPTERS.items() for v in variants}
 ALL = [v for variants in CHAPTERS.values() for v in variants]
 WRONG = [v for v in ALL if (v.exercise, v.name) in EXPECTED]
-RIGHT = [v for v in ALL if v.correct]
+RIGHT = [v for v in mutants_ch01.VARIANTS + mutants_ch02.VARIANTS if v.correct]  # the held-out ones: the benchmark
 
 
 @pytest.fixture(scope="module")

@@ -230,3 +230,15 @@ def test_the_inner_exercise_is_found_where_the_outer_looks_it_up():
     assert checks.learner_function(namespace["quadruple"], "double") is namespace["double"]
     with pytest.raises(CheckFailed, match="it calls your double, which fails its own check"):
         test_quadruple(namespace["quadruple"], checks.learner_function(namespace["quadruple"], "double"))
+
+
+@pytest.mark.parametrize(
+    "actual, words",
+    [
+        (E.sum(0, keepdim=True).expand(3, 3), "equals the sum of the expected entries along it"),
+        (E.mean(1, keepdim=True).expand(3, 3), "equals the mean of the expected entries along it"),
+        (E.softmax(-1), "it sums to 1 along the last dimension, like probabilities"),
+    ],
+)
+def test_describe_difference_names_a_reduction_or_a_softmax(actual, words):
+    assert words in checks.describe_difference(actual, E)

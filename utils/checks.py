@@ -308,6 +308,15 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
         if bool((later_e != 0).any()) and close(earlier_a, later_e):
             return (f"it is the expected result shifted by one along dimension {d}: your index i holds the "
                     f"expected index i + 1 (off by one position or layer?).")
+    for d in range(a.ndim):
+        if a.shape[d] > 1:
+            for how, reduce in (("sum", e.sum(d, keepdim=True)), ("mean", e.mean(d, keepdim=True))):
+                if close(a, reduce.expand_as(e)):
+                    return (f"every entry along dimension {d} equals the {how} of the expected entries along it: "
+                            f"a {how} over dimension {d} (over the batch?) where none belongs.")
+    if a.ndim >= 1 and a.shape[-1] > 1 and bool((a >= 0).all()) and close(a.sum(-1), torch.ones_like(a.sum(-1))) \
+            and not close(e.sum(-1), torch.ones_like(e.sum(-1))):
+        return ("it sums to 1 along the last dimension, like probabilities: a softmax where none belongs?")
     if a.numel() > 1 and close(a.flatten().sort().values, e.flatten().sort().values):
         return "it holds the right values, in a different order."
     if a.ndim >= 2 and a.shape[-1] > 1:
