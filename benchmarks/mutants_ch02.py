@@ -269,7 +269,7 @@ def _e(**kw):
 E = "create_extended_embedding"
 wrong(E, "the whole block 0 (attention included)", "block", **{E: _e(whole_block=True)})
 wrong(E, "returns float64", "dtype", **{E: _e(double=True)})
-wrong(E, "standardised W_E added back", None, **{E: _e(standardise_first=True)})
+wrong(E, "standardised W_E added back", "add back W_E itself", **{E: _e(standardise_first=True)})
 wrong(E, "positional embedding of position 0 added", None, **{E: _e(pos=True)})
 wrong(E, "ln1", "ln2", **{E: _e(norm="ln1")})
 wrong(E, "MLP output only", "added", **{E: _e(add_back=False)})

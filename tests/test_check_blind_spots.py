@@ -97,6 +97,7 @@ EXPECTED = {
     ("show_top_deembeddings", "scores sorted"): "Hint: return the scores in token order",
     ("show_top_deembeddings", "ln2 of layer 0 applied (with its weight and bias)"): "Hint: ln2 also multiplies by its weight",
     ("create_extended_embedding", "the whole block 0 (attention included)"): "Hint: use only layer 0's ln2 and MLP",
+    ("create_extended_embedding", "standardised W_E added back"): "Hint: add back W_E itself, not standardise(W_E)",
     ("create_extended_embedding", "positional embedding of position 0 added"): "Hint: the extended embedding leaves out the positional",
     ("pullback", "reading vector normalised to unit length"): "Difference: it is the expected result scaled by a constant factor",
     ("pullback", "sign flipped (column minus its mean, reversed)"): "Difference: it is the expected result with its sign flipped",
