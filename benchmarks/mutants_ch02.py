@@ -201,7 +201,7 @@ wrong(FE, "window start clamped with model.cfg.n_ctx", "length", **{FE: _f(n_ctx
 wrong(FE, "examples as (str_tokens, activation, seq_pos)", "order", **{FE: _f(order="swapped")})
 wrong(FE, "seq_pos is a tensor", "int", **{FE: _f(tensor_pos=True)})
 wrong(FE, "last partial batch skipped", "batch", **{FE: _f(skip_last_batch=True)})
-wrong(FE, "pre-activations (no JumpReLU)", None, **{FE: _f(pre_acts=True)})
+wrong(FE, "pre-activations (no JumpReLU)", "JumpReLU", **{FE: _f(pre_acts=True)})
 wrong(FE, "uses a get_k_largest_indices that ignores rows", "get_k_largest_indices",
       get_k_largest_indices=_k(mod_rows=True), **{FE: _f(k_largest=_k(mod_rows=True))})
 wrong(FE, "uses an index_with_buffer that shifts only the left edge", "index_with_buffer",

@@ -75,6 +75,7 @@ EXPECTED = {
     ("direct_influence", "inner pullback: normalised reading vector"): "scaled by a constant factor",
     # hints that pointed at the wrong mistake, or no hint at all
     ("fetch_max_activating_examples", "no '> 0' filter"): "Keep only positive activations",
+    ("fetch_max_activating_examples", "pre-activations (no JumpReLU)"): "use the activations after the JumpReLU",
     ("fetch_max_activating_examples", "seq_pos is a tensor"): "is a tensor (tensor(3)); make it a Python int",
     ("fetch_max_activating_examples", "examples as (str_tokens, activation, seq_pos)"): "example 0 holds (list, float, int)",
     ("tokens_to_latent_acts", "only the positional embeddings scaled"): "Hint: only the positional embeddings were scaled",

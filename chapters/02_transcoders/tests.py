@@ -389,10 +389,15 @@ def _check_examples(actual, expected, model, k: int, buffer: int, where: str, sh
         expect(model.tokenizer.pad_token not in str_toks,
                f"{where}: a window contains padding tokens; drop them from str_tokens (they only follow a document).")
     expect(acts == sorted(acts, reverse=True), f"{where}: the examples should be sorted by activation, largest first.")
+    if len(actual) > k:
+        reason = "keep only the overall top k after going through all batches."
+    elif len(actual) > len(expected):
+        reason = (f"only {len(expected)} tokens (in windows that do not overlap) have a positive activation: use the "
+                  "activations after the JumpReLU (transcoder.encode, or hook_sae_acts_post), and keep only positive ones.")
+    else:
+        reason = "did you take the top k of one batch only, skip the last (shorter) batch, or drop too many?"
     expect(len(actual) == len(expected),
-           f"{where} returned {len(actual)} examples, but there are {len(expected)} (k={k}): "
-           + ("keep only the overall top k after going through all batches." if len(actual) > len(expected)
-              else "did you take the top k of one batch only, skip the last (shorter) batch, or drop too many?"))
+           f"{where} returned {len(actual)} examples, but there are {len(expected)} (k={k}): " + reason)
     assert_tensor(torch.tensor(acts), torch.tensor([a for a, _, _ in expected]), f"{where}: the activations",
                   rtol=1e-4, atol=1e-5)
     for i, ((_, toks, pos), (_, want_toks, want_pos)) in enumerate(zip(actual, expected)):
