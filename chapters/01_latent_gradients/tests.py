@@ -627,9 +627,9 @@ def _check_batch_of_two(fn, reference, world, early, late, where: str, recon_hin
     _error_term_restored(where, early, late)
     grads, prev, nxt, recon = _outputs(result, GRADIENT_OUTPUTS, where)
     prev = _as_sparse(prev, f"{where}: latent_acts_prev")
-    assert_tensor(prev.dense, reference(PAPER_BATCH, early, late, world.model)[1].dense, f"{where}: latent_acts_prev.dense",
-                  rtol=1e-4, atol=1e-4, mistakes=[BATCH_HINT])
     want = reference(PAPER_BATCH, early, late, world.model)
+    assert_tensor(prev.dense, want[1].dense, f"{where}: latent_acts_prev.dense", rtol=1e-4, atol=1e-4,
+                  mistakes=[BATCH_HINT])
     expected = {"grads": want[0].detach(), "prev": want[1].dense, "next": want[2].dense, "recon": want[3].dense}
     _check_gradient_outputs(result, expected, where, tuple(want[1].shape), recon_hint, inner)
 
