@@ -242,3 +242,18 @@ def test_the_inner_exercise_is_found_where_the_outer_looks_it_up():
 )
 def test_describe_difference_names_a_reduction_or_a_softmax(actual, words):
     assert words in checks.describe_difference(actual, E)
+
+
+@pytest.mark.parametrize(
+    "actual, words",
+    [
+        (torch.zeros(4, 1, 3), "x has shape (4, 1, 3) but should have shape (1, 3, 4). Difference: the right dimensions "
+                               "in another order"),
+        (torch.zeros(3, 4), "x has shape (3, 4) but should have shape (1, 3, 4). Difference: only dimensions of size 1 differ"),
+        (torch.zeros(2, 3, 4), "x has shape (2, 3, 4) but should have shape (1, 3, 4)."),
+    ],
+)
+def test_a_shape_difference_is_named_when_it_has_a_kind(actual, words):
+    with pytest.raises(CheckFailed) as failure:
+        assert_tensor(actual, torch.zeros(1, 3, 4), "x")
+    assert str(failure.value).startswith(words)

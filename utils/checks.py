@@ -189,7 +189,10 @@ def assert_tensor(
                               "(no .numpy()), or convert back with torch.from_numpy(...).")
         problem(f"should be a torch.Tensor, but is {_describe(actual)}")
     if actual.shape != expected.shape:
-        problem(f"has shape {tuple(actual.shape)} but should have shape {tuple(expected.shape)}")
+        message = f"has shape {tuple(actual.shape)} but should have shape {tuple(expected.shape)}"
+        if not hint_for(actual, mistakes):
+            message += _shape_difference(tuple(actual.shape), tuple(expected.shape))
+        problem(message)
     if check_dtype and actual.dtype != expected.dtype:
         message = f"has dtype {actual.dtype} but should have dtype {expected.dtype}"
         if not hint_for(actual, mistakes) and _first_mismatch(actual, expected, rtol, atol) is None:
@@ -204,6 +207,15 @@ def assert_tensor(
             raise CheckFailed(f"{name} {mismatch}. Hint: {hint}")
         kind = describe_difference(actual, expected, rtol=rtol, atol=atol)
         raise CheckFailed(f"{name} {mismatch}." + (f" Difference: {kind}" if kind else ""))
+
+
+def _shape_difference(got: tuple[int, ...], want: tuple[int, ...]) -> str:
+    """What kind of shape difference: dimensions reordered, an extra or missing dimension of size 1."""
+    if sorted(got) == sorted(want):
+        return ". Difference: the right dimensions in another order (a transpose or permute is missing or extra)"
+    if [d for d in got if d != 1] == [d for d in want if d != 1]:
+        return ". Difference: only dimensions of size 1 differ (a missing or extra squeeze, unsqueeze or [None])"
+    return ""
 
 
 def _tolerances(expected: torch.Tensor, rtol, atol) -> tuple[float, float]:
