@@ -162,7 +162,7 @@ WRONG_LOGITS = {
                        "Hint: return the logits of the last position only"),
     "logits[None]": (lambda *a: logits_fn(*a, none_index=True),
                      "token_ids=None): the selected logits has shape (1, 3) but should have shape (3,)",
-                     "Hint: logits[None] adds a dimension"),
+                     "Hint: your result has an extra leading dimension of size 1"),
 }
 
 

@@ -116,3 +116,144 @@ def test_an_error_inside_the_check_itself_is_reported_as_such(monkeypatch):
     monkeypatch.setattr(checks, "_OUR_DIRS", (*checks._OUR_DIRS, Path(__file__).parent))
     with pytest.raises(CheckFailed, match="^test_length failed: the check raised AttributeError"):
         test_length(lambda: "not a tensor")
+
+
+# -------------------------------------------------------------------------------------------------
+# What kind of difference: describe_difference on hand-made tensors
+
+E = torch.tensor([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0], [0.5, 1.5, 2.5]])
+
+
+@pytest.mark.parametrize(
+    "actual, words",
+    [
+        (-E, "with its sign flipped"),
+        (E.abs(), "the absolute value of the expected result"),
+        (E.clamp(min=0), "negative entries are zero"),
+        (2.5 * E, "scaled by a constant factor, 2.5."),
+        (E + 1, "plus a constant, +1."),
+        (E.T, "transposed (dimensions 0 and 1 swapped)"),
+        (torch.cat([torch.zeros(1, 3), E[:-1]]), "shifted by one along dimension 0: your index i + 1 holds the expected index i"),
+        (torch.cat([E[1:], torch.zeros(1, 3)]), "shifted by one along dimension 0: your index i holds the expected index i + 1"),
+        (E[:1].expand(3, 3), "every entry along dimension 0 equals the expected entry 0"),
+        (E.flatten().flip(0).reshape(3, 3), "the right values, in a different order"),
+        (torch.cat([E[:1], E[1:] * torch.tensor([[3.0], [-1.0]]) + 1]), "only some entries along dimension 0 are wrong: 2 of 3 (index 1, 2)"),
+        (E * torch.tensor([[1.0], [2.0], [3.0]]), "each row (along the last dimension) is the expected row times its own factor"),
+        (E - E.logsumexp(-1, keepdim=True), "each row (along the last dimension) is the expected row plus its own constant"),
+        (torch.zeros(3, 3), "your result is all zeros"),
+        (torch.full((3, 3), float("nan")), "your result contains NaN (9 entries)"),
+    ],
+)
+def test_describe_difference_names_the_kind(actual, words):
+    assert words in checks.describe_difference(actual, E)
+
+
+def test_describe_difference_stays_silent_when_nothing_fits():
+    generator = torch.Generator().manual_seed(0)
+    assert checks.describe_difference(torch.randn(3, 3, generator=generator), E) is None
+    assert checks.describe_difference(torch.zeros(2), E) is None  # another shape: the shape message says it
+
+
+def test_a_failure_without_a_hint_says_the_kind_of_difference():
+    with pytest.raises(CheckFailed) as failure:
+        assert_tensor(-E, E, "x")
+    assert str(failure.value) == ("x has wrong values: 9 of 9 elements differ, first at index (0, 0) (got -1, expected 1). "
+                                  "Difference: it is the expected result with its sign flipped (× -1).")
+
+
+def test_a_hint_replaces_the_kind_of_difference():
+    with pytest.raises(CheckFailed) as failure:
+        assert_tensor(-E, E, "x", mistakes=[Mistake.looks_like(-E, "mind the sign.")])
+    assert str(failure.value).endswith("(got -1, expected 1). Hint: mind the sign.")
+
+
+def test_another_dtype_is_compared_and_named_never_a_crash():
+    with pytest.raises(CheckFailed) as failure:
+        assert_tensor(E.double(), E, "x")
+    assert str(failure.value) == ("x has dtype torch.float64 but should have dtype torch.float32; its values are right, "
+                                  "only the dtype differs.")
+    assert_tensor(E.double(), E, "x", check_dtype=False)  # compared in a common dtype
+    with pytest.raises(CheckFailed, match=r"scaled by a constant factor, 2\."):
+        assert_tensor(2 * E.double(), E, "x", check_dtype=False)
+
+
+def test_a_numpy_array_is_named():
+    with pytest.raises(CheckFailed) as failure:
+        assert_tensor(E.numpy(), E, "x")
+    assert str(failure.value) == ("x should be a torch.Tensor, but is a numpy array of shape (3, 3). Hint: stay in torch "
+                                  "(no .numpy()), or convert back with torch.from_numpy(...).")
+
+
+# -------------------------------------------------------------------------------------------------
+# An exercise that calls another: the inner one is checked first
+
+
+@check
+def test_quadruple(quadruple, double=None):
+    """A toy nested check: quadruple calls double."""
+    with checks.inner_exercise_first("double", double, test_double):
+        assert_tensor(quadruple(torch.tensor([1.0, 2.0])), torch.tensor([4.0, 8.0]), "quadruple([1, 2])")
+
+
+test_quadruple.__test__ = False
+
+
+def test_a_wrong_inner_exercise_is_named_first(capsys):
+    def double(x):
+        return x + 1
+
+    with pytest.raises(CheckFailed) as failure:
+        test_quadruple(lambda x: double(double(x)), double)
+    assert str(failure.value).startswith("test_quadruple failed: it calls your double, which fails its own check: "
+                                         "fn([1, 2]) has wrong values")
+    assert str(failure.value).endswith("Fix double first.")
+    assert "✅" not in capsys.readouterr().out  # the inner check ran quietly
+
+
+def test_a_right_inner_exercise_leaves_the_outer_message():
+    def double(x):
+        return 2 * x
+
+    with pytest.raises(CheckFailed) as failure:
+        test_quadruple(lambda x: double(x) + 1, double)
+    assert str(failure.value).startswith("test_quadruple failed: quadruple([1, 2]) has wrong values")
+
+
+def test_a_wrong_inner_exercise_the_outer_does_not_use_is_not_blamed(capsys):
+    test_quadruple(lambda x: 4 * x, lambda x: x + 1)
+    assert capsys.readouterr().out == "✅ test_quadruple passed\n"
+
+
+def test_the_inner_exercise_is_found_where_the_outer_looks_it_up():
+    namespace = {}
+    exec("def double(x):\n    return x + 1\n\ndef quadruple(x):\n    return double(double(x))\n", namespace)
+    assert checks.learner_function(namespace["quadruple"], "double") is namespace["double"]
+    with pytest.raises(CheckFailed, match="it calls your double, which fails its own check"):
+        test_quadruple(namespace["quadruple"], checks.learner_function(namespace["quadruple"], "double"))
+
+
+@pytest.mark.parametrize(
+    "actual, words",
+    [
+        (E.sum(0, keepdim=True).expand(3, 3), "equals the sum of the expected entries along it"),
+        (E.mean(1, keepdim=True).expand(3, 3), "equals the mean of the expected entries along it"),
+        (E.softmax(-1), "it sums to 1 along the last dimension, like probabilities"),
+    ],
+)
+def test_describe_difference_names_a_reduction_or_a_softmax(actual, words):
+    assert words in checks.describe_difference(actual, E)
+
+
+@pytest.mark.parametrize(
+    "actual, words",
+    [
+        (torch.zeros(4, 1, 3), "x has shape (4, 1, 3) but should have shape (1, 3, 4). Difference: the right dimensions "
+                               "in another order"),
+        (torch.zeros(3, 4), "x has shape (3, 4) but should have shape (1, 3, 4). Difference: only dimensions of size 1 differ"),
+        (torch.zeros(2, 3, 4), "x has shape (2, 3, 4) but should have shape (1, 3, 4)."),
+    ],
+)
+def test_a_shape_difference_is_named_when_it_has_a_kind(actual, words):
+    with pytest.raises(CheckFailed) as failure:
+        assert_tensor(actual, torch.zeros(1, 3, 4), "x")
+    assert str(failure.value).startswith(words)

@@ -23,7 +23,9 @@ Inside a check, `fail`, `expect` and `assert_tensor` raise `CheckFailed`; give t
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import os
 import re
@@ -100,6 +102,54 @@ def expect(condition: bool, message: str, actual: Any = None, mistakes: Iterable
 
 
 # ---------------------------------------------------------------------------------------------
+# Exercises that call other exercises
+
+
+def learner_function(outer: Any, name: str) -> Callable | None:
+    """The function called `name` where the learner's `outer` function looks it up (a notebook's namespace)."""
+    found = getattr(outer, "__globals__", {}).get(name)
+    return found if callable(found) else None
+
+
+def inner_failure(name: str, fn: Callable | None, inner_check: Callable) -> str | None:
+    """The message with which the learner's own `fn` (exercise `name`) fails `inner_check`, quietly
+    (nothing printed or recorded); None if it passes, is missing or is still a stub."""
+    if fn is None:
+        return None
+    run = getattr(inner_check, "__wrapped__", inner_check)  # the check without @check's printing and recording
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            run(fn)
+    except CheckFailed as exc:
+        return str(exc)
+    except NotImplementedError:
+        return None
+    except Exception as exc:
+        return _explain_exception(f"test_{name}", exc)[1]
+    return None
+
+
+@contextlib.contextmanager
+def inner_exercise_first(name: str, fn: Callable | None, inner_check: Callable):
+    """For the check of an exercise that calls exercise `name`: if the body fails and the learner's own
+    `fn` fails `inner_check` too, report the inner failure, which is the cause, instead.
+
+        with inner_exercise_first("pullback", pullback, test_pullback):
+            ...  # the checks of direct_influence
+    """
+    try:
+        yield
+    except NotImplementedError:
+        raise
+    except Exception as outer:
+        message = inner_failure(name, fn, inner_check)
+        if message is None:
+            raise
+        raise CheckFailed(f"it calls your {name}, which fails its own check: {message.rstrip('.')}. "
+                          f"Fix {name} first.") from outer
+
+
+# ---------------------------------------------------------------------------------------------
 # Tensor comparison
 
 # The defaults of torch.testing.assert_close, per dtype.
@@ -124,7 +174,9 @@ def assert_tensor(
 ) -> None:
     """Compare `actual` with `expected`: type, shape, dtype, device, then values.
 
-    `name` says what is compared, e.g. "from_dense(x).dense"; it starts every message.
+    `name` says what is compared, e.g. "from_dense(x).dense"; it starts every message. When the values
+    differ and no mistake recognises `actual`, the message says what kind of difference it is (see
+    `describe_difference`).
     """
     mistakes = tuple(mistakes)
 
@@ -132,32 +184,57 @@ def assert_tensor(
         fail(f"{name} {message}.", actual, mistakes)
 
     if not isinstance(actual, torch.Tensor):
+        if type(actual).__module__ == "numpy":
+            raise CheckFailed(f"{name} should be a torch.Tensor, but is {_describe(actual)}. Hint: stay in torch "
+                              "(no .numpy()), or convert back with torch.from_numpy(...).")
         problem(f"should be a torch.Tensor, but is {_describe(actual)}")
     if actual.shape != expected.shape:
-        problem(f"has shape {tuple(actual.shape)} but should have shape {tuple(expected.shape)}")
+        message = f"has shape {tuple(actual.shape)} but should have shape {tuple(expected.shape)}"
+        if not hint_for(actual, mistakes):
+            message += _shape_difference(tuple(actual.shape), tuple(expected.shape))
+        problem(message)
     if check_dtype and actual.dtype != expected.dtype:
-        problem(f"has dtype {actual.dtype} but should have dtype {expected.dtype}")
+        message = f"has dtype {actual.dtype} but should have dtype {expected.dtype}"
+        if not hint_for(actual, mistakes) and _first_mismatch(actual, expected, rtol, atol) is None:
+            message += "; its values are right, only the dtype differs"
+        problem(message)
     if check_device and actual.device != expected.device:
         problem(f"is on device {actual.device} but should be on {expected.device}")
     mismatch = _first_mismatch(actual, expected, rtol, atol)
     if mismatch is not None:
-        problem(mismatch)
+        hint = hint_for(actual, mistakes)
+        if hint:
+            raise CheckFailed(f"{name} {mismatch}. Hint: {hint}")
+        kind = describe_difference(actual, expected, rtol=rtol, atol=atol)
+        raise CheckFailed(f"{name} {mismatch}." + (f" Difference: {kind}" if kind else ""))
+
+
+def _shape_difference(got: tuple[int, ...], want: tuple[int, ...]) -> str:
+    """What kind of shape difference: dimensions reordered, an extra or missing dimension of size 1."""
+    if sorted(got) == sorted(want):
+        return ". Difference: the right dimensions in another order (a transpose or permute is missing or extra)"
+    if [d for d in got if d != 1] == [d for d in want if d != 1]:
+        return ". Difference: only dimensions of size 1 differ (a missing or extra squeeze, unsqueeze or [None])"
+    return ""
+
+
+def _tolerances(expected: torch.Tensor, rtol, atol) -> tuple[float, float]:
+    default_rtol, default_atol = _TOLERANCES.get(expected.dtype, (1e-5, 1e-8))
+    return (default_rtol if rtol is None else rtol), (default_atol if atol is None else atol)
 
 
 def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, rtol, atol) -> str | None:
-    got = actual.detach().cpu().to(expected.dtype)
     want = expected.detach().cpu()
-    if want.is_floating_point() or want.is_complex():
-        default_rtol, default_atol = _TOLERANCES.get(want.dtype, (1e-5, 1e-8))
-        close = torch.isclose(
-            got,
-            want,
-            rtol=default_rtol if rtol is None else rtol,
-            atol=default_atol if atol is None else atol,
-            equal_nan=True,
-        )
+    got = actual.detach().cpu()
+    if want.is_floating_point() or want.is_complex() or got.is_floating_point():
+        # Compare in a common dtype, so that float64 against float32 compares values instead of crashing.
+        common = torch.promote_types(got.dtype, want.dtype)
+        if not (common.is_floating_point or common.is_complex):
+            common = torch.float64
+        rtol, atol = _tolerances(want if want.is_floating_point() else got, rtol, atol)
+        close = torch.isclose(got.to(common), want.to(common), rtol=rtol, atol=atol, equal_nan=True)
     else:
-        close = got == want
+        close = got.to(want.dtype) == want
     if bool(close.all()):
         return None
     wrong = (~close).nonzero()
@@ -168,7 +245,122 @@ def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, rtol, atol) ->
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# What kind of difference?
+
+
+def describe_difference(actual: Any, expected: torch.Tensor, *, rtol: float | None = None,
+                        atol: float | None = None) -> str | None:
+    """Say what kind of difference separates `actual` from `expected` (same shape), computed from the two
+    tensors alone: NaN, all zeros, sign flipped, absolute values, negatives dropped, scaled or shifted by a
+    constant (overall or per row), transposed, shifted by one along a dimension, every slice equal to the
+    first one, the right values in another order, or only some slices wrong. None if nothing fits."""
+    if not (isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor)) or actual.shape != expected.shape:
+        return None
+    if actual.is_complex() or expected.is_complex() or actual.numel() == 0:
+        return None
+    try:
+        return _difference(actual.detach().cpu().double(), expected.detach().cpu().double(),
+                           *_tolerances(expected if expected.is_floating_point() else actual, rtol, atol))
+    except Exception:  # a diagnosis must never hide the failure it explains
+        return None
+
+
+def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> str | None:
+    rtol = max(rtol, 1e-4)
+    atol = max(atol, 1e-6 * float(e.abs().max()) if e.numel() else 0.0)
+
+    def close(x: torch.Tensor, y: torch.Tensor) -> bool:
+        return x.shape == y.shape and bool(torch.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True).all())
+
+    nan = a.isnan() & ~e.isnan()
+    if nan.any():
+        return f"your result contains NaN ({int(nan.sum())} entries), where the expected one has numbers."
+    if not e.isfinite().all() or not a.isfinite().all():
+        return None
+    if bool((a == 0).all()) and bool((e != 0).any()):
+        return "your result is all zeros."
+    has_negative = bool((e < 0).any())
+    if close(a, -e):
+        return "it is the expected result with its sign flipped (× -1)."
+    if has_negative and close(a, e.abs()):
+        return "it is the absolute value of the expected result: negative entries came out positive."
+    if has_negative and close(a, e.clamp(min=0)):
+        return ("negative entries are zero: it equals the expected result with its negative entries dropped "
+                "(a test `> 0` where `!= 0` was meant, or a ReLU?).")
+    if has_negative and close(a, e.clamp(max=0)) and bool((e > 0).any()):
+        return "positive entries are zero: it equals the expected result with only its negative entries kept."
+    norm = float((e * e).sum())
+    if norm > 0:
+        c = float((a * e).sum()) / norm
+        if abs(c - 1) > 1e-3 and close(a, c * e):
+            return f"it is the expected result scaled by a constant factor, {c:.4g}" + (
+                " (a sign flip as well)." if c < 0 else ".")
+    offset = float((a - e).mean())
+    if abs(offset) > atol and close(a - offset, e):
+        return f"it is the expected result plus a constant, {offset:+.4g}."
+    for d1 in range(a.ndim):
+        for d2 in range(d1 + 1, a.ndim):
+            if a.shape[d1] == a.shape[d2] > 1 and close(a, e.transpose(d1, d2)) and not close(e, e.transpose(d1, d2)):
+                return f"it is the expected result transposed (dimensions {d1} and {d2} swapped)."
+    if a.ndim >= 1 and a.shape[0] > 1 and close(a, e[:1].expand_as(e)):
+        return ("every entry along dimension 0 equals the expected entry 0: was only the first row (or sequence "
+                "of the batch) used, then repeated?")
+    for d in range(a.ndim):
+        n = a.shape[d]
+        if n < 2:
+            continue
+        later_a, earlier_a = a.narrow(d, 1, n - 1), a.narrow(d, 0, n - 1)
+        later_e, earlier_e = e.narrow(d, 1, n - 1), e.narrow(d, 0, n - 1)
+        if close(later_e, earlier_e):
+            continue  # the expected result does not change along d: a shift would not show
+        if bool((earlier_e != 0).any()) and close(later_a, earlier_e):
+            return (f"it is the expected result shifted by one along dimension {d}: your index i + 1 holds the "
+                    f"expected index i (off by one position or layer?).")
+        if bool((later_e != 0).any()) and close(earlier_a, later_e):
+            return (f"it is the expected result shifted by one along dimension {d}: your index i holds the "
+                    f"expected index i + 1 (off by one position or layer?).")
+    for d in range(a.ndim):
+        if a.shape[d] > 1:
+            for how, reduce in (("sum", e.sum(d, keepdim=True)), ("mean", e.mean(d, keepdim=True))):
+                if close(a, reduce.expand_as(e)):
+                    return (f"every entry along dimension {d} equals the {how} of the expected entries along it: "
+                            f"a {how} over dimension {d} (over the batch?) where none belongs.")
+    if a.ndim >= 1 and a.shape[-1] > 1 and bool((a >= 0).all()) and close(a.sum(-1), torch.ones_like(a.sum(-1))) \
+            and not close(e.sum(-1), torch.ones_like(e.sum(-1))):
+        return ("it sums to 1 along the last dimension, like probabilities: a softmax where none belongs?")
+    if a.numel() > 1 and close(a.flatten().sort().values, e.flatten().sort().values):
+        return "it holds the right values, in a different order."
+    if a.ndim >= 2 and a.shape[-1] > 1:
+        row_norm = (e * e).sum(-1, keepdim=True)
+        if bool((row_norm > 0).any()):
+            factors = torch.where(row_norm > 0, (a * e).sum(-1, keepdim=True) / row_norm.clamp(min=1e-300), 1.0)
+            if close(a, factors * e) and not close(factors, torch.ones_like(factors)):
+                return ("each row (along the last dimension) is the expected row times its own factor: a "
+                        "normalisation or scale per row is missing, extra or the wrong one.")
+        offsets = (a - e).mean(-1, keepdim=True)
+        if close(a - offsets, e):
+            return ("each row (along the last dimension) is the expected row plus its own constant: a shift per "
+                    "row, such as a log_softmax or a missing centring.")
+    for d in range(a.ndim if a.ndim >= 2 else 0):  # for 1-D, "k of n elements differ" says it already
+        n = a.shape[d]
+        if n < 2:
+            continue
+        good = [close(a.select(d, i), e.select(d, i)) for i in range(n)]
+        informative = [bool((e.select(d, i) != 0).any()) for i in range(n)]  # an all-zero slice matches trivially
+        if any(g and i for g, i in zip(good, informative)) and not all(good):
+            bad = [i for i, ok in enumerate(good) if not ok]
+            shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
+            extra = (" Only index 0 is right: was only the first row (or sequence of the batch) computed?"
+                     if good[0] and sum(good) == 1 else "")
+            return (f"only some entries along dimension {d} are wrong: {len(bad)} of {n} (index {shown}); "
+                    f"the others match.{extra}")
+    return None
+
+
 def _describe(value: Any) -> str:
+    if type(value).__module__ == "numpy" and hasattr(value, "shape"):
+        return f"a numpy array of shape {tuple(value.shape)}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
     if value is None:

@@ -510,7 +510,7 @@ def latent_to_latent_gradients(tokens: Tensor, sae_from, sae_to, model):
 # wrap `dense_recon` with `SparseTensor.from_dense` for the fourth output.
 
 # %% [check]
-tests.test_latent_to_latent_gradients(latent_to_latent_gradients)
+tests.test_latent_to_latent_gradients(latent_to_latent_gradients, latent_acts_to_later_latent_acts)
 
 # %% [markdown]
 # Now the gradients between the layer-0 and the layer-3 SAE on our prompt. First, how close
@@ -720,7 +720,7 @@ def token_to_latent_gradients(tokens: Tensor, sae, model) -> tuple[Tensor, "Spar
 # of the aux for the activations.
 
 # %% [check]
-tests.test_token_to_latent_gradients(token_to_latent_gradients)
+tests.test_token_to_latent_gradients(token_to_latent_gradients, tokens_to_latent_acts)
 
 # %% [markdown]
 # The gradients from every input token of our prompt to the active latents of the layer-3 SAE:
@@ -852,7 +852,7 @@ def latent_to_logit_gradients(tokens: Tensor, sae, model, k: int | None = None):
 # `(logits_recon,)`.
 
 # %% [check]
-tests.test_latent_to_logit_gradients(latent_to_logit_gradients)
+tests.test_latent_to_logit_gradients(latent_to_logit_gradients, latent_acts_to_logits)
 
 # %% [markdown]
 # Before reading gradients from the replacement, check that it still does the task. Here is
@@ -1103,7 +1103,7 @@ def latent_to_latent_gradients_attn(tokens: Tensor, sae_from, sae_to, model):
 # takes as its last argument.
 
 # %% [check]
-tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn)
+tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, latent_acts_to_later_latent_acts_attn)
 
 # %% [markdown]
 # The gradients from the layer-0 to the layer-2 attention SAE on the repeated run. Each black

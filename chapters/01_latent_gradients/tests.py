@@ -13,7 +13,7 @@ from torch import Tensor
 
 from solutions import ch01_latent_gradients as solution
 from solutions.ch01_latent_gradients import SparseTensor as Reference
-from utils.checks import Mistake, assert_tensor, check, expect, fail
+from utils.checks import Mistake, assert_tensor, check, expect, fail, inner_exercise_first, learner_function
 
 # The hand-computable example of the notebook, with its sparse form written out.
 HAND_DENSE = torch.tensor([[0.0, 2.0, 0.0], [1.5, 0.0, 3.0]])
@@ -35,6 +35,7 @@ def _examples() -> dict[str, Tensor]:
         "a 1-D tensor": sparse_random(30),
         "a 2-D tensor": sparse_random(6, 7),
         "a 3-D float64 tensor": sparse_random(3, 4, 5, dtype=torch.float64),
+        "a tensor with negative entries": torch.tensor([[0.0, -1.5, 2.0, 0.0], [-0.5, 0.0, 0.0, 3.0], [0.0, 0.0, -2.0, 0.0]]),
         "an all-zero tensor": torch.zeros(4, 3),
         "an all-nonzero tensor": torch.rand(2, 3, generator=generator) + 0.1,
     }
@@ -49,6 +50,7 @@ def test_sparse_tensor(SparseTensor) -> None:
         _check_from_sparse(SparseTensor, dense, name)
     _check_device(SparseTensor)
     _check_gradient(SparseTensor)
+    _check_from_dense_gradient(SparseTensor)
 
 
 def _check_hand_example(SparseTensor) -> None:
@@ -125,6 +127,19 @@ def _check_gradient(SparseTensor) -> None:
     assert_tensor(values.grad, torch.ones(3), "the gradient of from_sparse(...).dense.sum() w.r.t. values")
 
 
+def _check_from_dense_gradient(SparseTensor) -> None:
+    """The later exercises differentiate through from_dense(...).values too (the later latents' values)."""
+    dense = HAND_DENSE.clone().requires_grad_(True)
+    with torch.enable_grad():
+        values = SparseTensor.from_dense(dense).sparse[0]
+    expect(
+        isinstance(values, Tensor) and values.requires_grad,
+        "SparseTensor.from_dense(dense).values does not depend on dense through autograd, so the later exercises "
+        "cannot differentiate through it. Take the values out of dense by indexing (dense[dense != 0]), without "
+        ".detach(), .tolist() or torch.tensor(...).",
+    )
+
+
 # -------------------------------------------------------------------------------------------------
 # Shared pieces
 
@@ -198,6 +213,10 @@ def _index_mistakes(dense: Tensor) -> list[Mistake]:
             lambda a: a.is_floating_point(),
             "indices are coordinates and must be integers (torch.long); torch.nonzero returns them so.",
         ),
+        Mistake(
+            lambda a: len(a) == int((dense > 0).sum()) != len(rows),
+            "nonzero means != 0: negative entries are nonzero too. Did you test dense > 0?",
+        ),
     ]
 
 
@@ -209,7 +228,7 @@ def _value_mistakes(dense: Tensor) -> list[Mistake]:
             "values should hold only the nonzero entries, but it holds every entry of the tensor.",
         ),
         Mistake(
-            lambda a: a.dtype != dense.dtype,
+            lambda a: isinstance(a, Tensor) and a.dtype != dense.dtype,
             f"values keeps the dtype of the dense tensor ({dense.dtype}). Take the entries out of "
             "the tensor by indexing rather than building a new tensor (torch.tensor(...), .float()).",
         ),
@@ -217,6 +236,14 @@ def _value_mistakes(dense: Tensor) -> list[Mistake]:
             lambda a: a.shape == values.shape and torch.equal(a.sort().values, values.sort().values),
             "values has the right entries in the wrong order: list them in row-major order, "
             "the order of the rows of indices (the order torch.nonzero uses).",
+        ),
+        Mistake(
+            lambda a: bool((values < 0).any()) and a.shape == values.shape and torch.equal(a, values.abs()),
+            "values keeps the sign of each entry: these are the absolute values.",
+        ),
+        Mistake(
+            lambda a: len(a) == int((dense > 0).sum()) != len(values),
+            "nonzero means != 0: negative entries are nonzero too. Did you test dense > 0?",
         ),
     ]
 
@@ -236,6 +263,11 @@ def _value_mistakes(dense: Tensor) -> list[Mistake]:
 # computed only when a check has already failed.
 
 PAPER_TOKENS = torch.tensor([[2, 0, 1]])
+# A batch of two sequences, to catch code that uses only the first one; compared with the reference
+# solution, which the one-sequence cases above check against hand-computed numbers.
+PAPER_BATCH = torch.tensor([[2, 0, 1], [1, 2, 2]])
+BATCH_HINT = Mistake(lambda a: isinstance(a, Tensor) and a.ndim >= 1 and a.shape[0] == 1,
+                     "the batch has 2 sequences, but your result has 1: keep the whole batch (no tokens[0] or [:1]).")
 PAPER_W_E = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 PAPER_W_POS = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [0.0, 0.0]])
 PAPER_W_U = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]])
@@ -246,6 +278,10 @@ LATE_W_ENC = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
 LATE_W_DEC = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
 
 COURSE_PROMPT = "The Eiffel tower is in the city of"
+
+
+def _paper_resid0(tokens: Tensor) -> Tensor:
+    return PAPER_W_E[tokens] + PAPER_W_POS[: tokens.shape[1]]
 
 
 @dataclass
@@ -476,6 +512,15 @@ def test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts) -> N
         assert_tensor(_jacobian(fn, args, where), expected_jacobian, f"{where}: its Jacobian", rtol=1e-4, atol=1e-5,
                       mistakes=[NOT_DIFFERENTIABLE])
 
+        batch_acts = Reference.from_dense(_encode(_paper_resid0(PAPER_BATCH), EARLY_W_ENC))
+        args = (*batch_acts.sparse, early, late, world.model)
+        where = "latent_acts_to_later_latent_acts(paper world, a batch of 2 sequences)"
+        values, dense = _sparse_and_aux(fn(*args), where)
+        want_values, (want_dense,) = solution.latent_acts_to_later_latent_acts(*args)
+        assert_tensor(dense, want_dense.detach(), f"{where}: the dense later activations", rtol=1e-4, atol=1e-5,
+                      mistakes=[BATCH_HINT])
+        assert_tensor(values, want_values.detach(), f"{where}: the values", rtol=1e-4, atol=1e-5)
+
     model, resid_saes, _ = _course_world()
     sae_from, sae_to = resid_saes[1], resid_saes[3]
     with _clean_state(sae_from, sae_to):
@@ -514,7 +559,7 @@ GRADIENT_OUTPUTS = ("latent_latent_gradients", "latent_acts_prev", "latent_acts_
 
 
 def _check_gradient_outputs(result, expected: dict[str, Tensor], where: str, sparse_input_shape: tuple[int, ...],
-                            recon_hint: str) -> None:
+                            recon_hint: str, inner: str = "latent_acts_to_later_latent_acts") -> None:
     """Compare the four outputs of a latent_to_latent_gradients function with the expected ones
     (expected: the gradients and the three dense activations)."""
     grads, prev, nxt, recon = _outputs(result, GRADIENT_OUTPUTS, where)
@@ -527,13 +572,24 @@ def _check_gradient_outputs(result, expected: dict[str, Tensor], where: str, spa
                 "run_with_cache_with_saes, so the model runs on its true activations."),
     ])
     assert_tensor(recon.dense, expected["recon"], f"{where}: latent_acts_next_recon.dense", rtol=1e-4, atol=1e-4,
-                  mistakes=[Mistake(lambda a: _close(a, expected["next"]), recon_hint)])
+                  mistakes=[Mistake(lambda a: _close(a, expected["next"]), recon_hint),
+                            Mistake(lambda a: isinstance(a, Tensor) and a.shape == expected["recon"].shape,
+                                    "the true activations are right, so look at what you pass to "
+                                    f"{inner}: the sparse form of latent_acts_prev"
+                                    + (" and resid_pre_clean, the clean blocks.ℓ1.hook_resid_pre of sae_from's layer."
+                                       if inner.endswith("_attn") else "."))])
     assert_tensor(grads, expected["grads"], f"{where}: latent_latent_gradients", rtol=1e-4, atol=1e-4,
                   mistakes=_jacobian_mistakes(expected["grads"], sparse_input_shape))
 
 
 @check
-def test_latent_to_latent_gradients(latent_to_latent_gradients) -> None:
+def test_latent_to_latent_gradients(latent_to_latent_gradients, latent_acts_to_later_latent_acts=None) -> None:
+    inner = latent_acts_to_later_latent_acts or learner_function(latent_to_latent_gradients, "latent_acts_to_later_latent_acts")
+    with inner_exercise_first("latent_acts_to_later_latent_acts", inner, test_latent_acts_to_later_latent_acts):
+        _latent_to_latent_gradients_cases(latent_to_latent_gradients)
+
+
+def _latent_to_latent_gradients_cases(latent_to_latent_gradients) -> None:
     recon_hint = ("latent_acts_next_recon equals the true later activations: it should be the aux output of "
                   "latent_acts_to_later_latent_acts, computed from the earlier SAE's reconstruction.")
     world = _paper_world()
@@ -549,6 +605,10 @@ def test_latent_to_latent_gradients(latent_to_latent_gradients) -> None:
                     "grads": grads}
         _check_gradient_outputs(result, expected, where, tuple(prev.shape), recon_hint)
 
+        where = "latent_to_latent_gradients(paper world, a batch of 2 sequences)"
+        _check_batch_of_two(latent_to_latent_gradients, solution.latent_to_latent_gradients, world, early, late, where,
+                            recon_hint)
+
     model, resid_saes, _ = _course_world()
     sae_from, sae_to = resid_saes[0], resid_saes[2]
     where = "latent_to_latent_gradients(course world, resid_pre_0 → resid_pre_2)"
@@ -561,13 +621,26 @@ def test_latent_to_latent_gradients(latent_to_latent_gradients) -> None:
         _check_gradient_outputs(result, expected, where, tuple(want[1].shape), recon_hint)
 
 
+def _check_batch_of_two(fn, reference, world, early, late, where: str, recon_hint: str,
+                        inner: str = "latent_acts_to_later_latent_acts") -> None:
+    result = fn(PAPER_BATCH, early, late, world.model)
+    _error_term_restored(where, early, late)
+    grads, prev, nxt, recon = _outputs(result, GRADIENT_OUTPUTS, where)
+    prev = _as_sparse(prev, f"{where}: latent_acts_prev")
+    want = reference(PAPER_BATCH, early, late, world.model)
+    assert_tensor(prev.dense, want[1].dense, f"{where}: latent_acts_prev.dense", rtol=1e-4, atol=1e-4,
+                  mistakes=[BATCH_HINT])
+    expected = {"grads": want[0].detach(), "prev": want[1].dense, "next": want[2].dense, "recon": want[3].dense}
+    _check_gradient_outputs(result, expected, where, tuple(want[1].shape), recon_hint, inner)
+
+
 # -------------------------------------------------------------------------------------------------
 # tokens_to_latent_acts and token_to_latent_gradients
 
 
-def _paper_token_acts(scales: Tensor, scale_positions: bool = True) -> Tensor:
+def _paper_token_acts(scales: Tensor, scale_positions: bool = True, scale_tokens: bool = True) -> Tensor:
     """The late SAE's activations at layer 1 when each position's input is scaled."""
-    tokens = PAPER_W_E[PAPER_TOKENS] * scales[..., None]
+    tokens = PAPER_W_E[PAPER_TOKENS] * (scales[..., None] if scale_tokens else 1)
     positions = PAPER_W_POS[:3] * (scales[..., None] if scale_positions else 1)
     return _encode(_paper_block(tokens + positions), LATE_W_ENC)
 
@@ -600,6 +673,15 @@ def test_tokens_to_latent_acts(tokens_to_latent_acts) -> None:
             Mistake(lambda a: _close(a, _paper_token_acts(scales, scale_positions=False)), TOKEN_ONLY_HINT),
             Mistake(lambda a: _close(a, _encode(_paper_block(_paper_block(_paper_token_acts_input(scales))), LATE_W_ENC)),
                     "one block too many: run the model up to stop_at_layer=hook_layer(sae)."),
+            Mistake(lambda a: _close(a, _paper_token_acts(scales, scale_tokens=False)),
+                    "only the positional embeddings were scaled: scale the whole input of block 0, token plus "
+                    "positional embedding, i.e. the output of model(tokens, stop_at_layer=0)."),
+            Mistake(lambda a: _close(a, _paper_token_acts(scales ** 2)),
+                    "the input was scaled twice (by token_scales squared): scale it once."),
+            Mistake(lambda a: _close(a, _encode(_paper_block(_paper_token_acts_input(torch.ones(1, 3))) * scales[..., None],
+                                                LATE_W_ENC)),
+                    "the scales were applied after block 0: scale the input of block 0, model(tokens, stop_at_layer=0), "
+                    "then run the blocks."),
         ])
         assert_tensor(values, expected[expected != 0], f"{where}: the values", rtol=1e-4, atol=1e-5, mistakes=[
             Mistake(lambda a: a.shape == expected.shape,
@@ -610,6 +692,18 @@ def test_tokens_to_latent_acts(tokens_to_latent_acts) -> None:
         expected_jacobian = _paper_token_gradients(_paper_token_acts(ones))[0].T[:, None, :]  # (n_active, batch, seq)
         assert_tensor(jacobian, expected_jacobian, f"{where}: its Jacobian with respect to token_scales",
                       rtol=1e-4, atol=1e-5, mistakes=[NOT_DIFFERENTIABLE])
+
+        batch_scales = torch.tensor([[1.0, 0.5, 2.0], [0.25, 1.5, 1.0]])
+        where = "tokens_to_latent_acts(paper world, a batch of 2 sequences with different token_scales)"
+        values, dense = _sparse_and_aux(tokens_to_latent_acts(batch_scales, PAPER_BATCH, late, world.model), where)
+        want_values, (want_dense,) = solution.tokens_to_latent_acts(batch_scales, PAPER_BATCH, late, world.model)
+        assert_tensor(dense, want_dense.detach(), f"{where}: the dense activations", rtol=1e-4, atol=1e-5, mistakes=[
+            BATCH_HINT,
+            Mistake(lambda a: _close(a, solution.tokens_to_latent_acts(batch_scales[:1].expand(2, 3), PAPER_BATCH, late,
+                                                                       world.model)[1][0]),
+                    "every sequence was scaled with the first sequence's scales: sequence b uses token_scales[b]."),
+        ])
+        assert_tensor(values, want_values.detach(), f"{where}: the values", rtol=1e-4, atol=1e-5)
 
     model, resid_saes, _ = _course_world()
     sae = resid_saes[2]
@@ -628,7 +722,13 @@ def _paper_token_acts_input(scales: Tensor) -> Tensor:
 
 
 @check
-def test_token_to_latent_gradients(token_to_latent_gradients) -> None:
+def test_token_to_latent_gradients(token_to_latent_gradients, tokens_to_latent_acts=None) -> None:
+    inner = tokens_to_latent_acts or learner_function(token_to_latent_gradients, "tokens_to_latent_acts")
+    with inner_exercise_first("tokens_to_latent_acts", inner, test_tokens_to_latent_acts):
+        _token_to_latent_gradients_cases(token_to_latent_gradients)
+
+
+def _token_to_latent_gradients_cases(token_to_latent_gradients) -> None:
     world = _paper_world()
     late = world.saes["resid_1"]
     where = "token_to_latent_gradients(paper world, SAE at layer 1)"
@@ -637,7 +737,10 @@ def test_token_to_latent_gradients(token_to_latent_gradients) -> None:
                                ("token_latent_gradients", "latent_acts"), where)
         acts = _as_sparse(acts, f"{where}: latent_acts")
         expected_acts = _paper_token_acts(torch.ones(1, 3))  # [[0, 4], [4.5, 1], [0, 4.667]]
-        assert_tensor(acts.dense, expected_acts, f"{where}: latent_acts.dense", rtol=1e-4, atol=1e-5)
+        assert_tensor(acts.dense, expected_acts, f"{where}: latent_acts.dense", rtol=1e-4, atol=1e-5, mistakes=[
+            Mistake(lambda a: _close(a, _paper_token_acts(torch.zeros(1, 3))),
+                    "these are the activations at token_scales = 0: differentiate at token_scales = torch.ones(tokens.shape)."),
+        ])
         expected = _paper_token_gradients(expected_acts)  # (1, 3, 4)
         assert_tensor(grads, expected, f"{where}: the gradients", rtol=1e-4, atol=1e-5, mistakes=[
             Mistake(lambda g: g.shape == (expected.shape[2], *expected.shape[:2]),
@@ -646,6 +749,15 @@ def test_token_to_latent_gradients(token_to_latent_gradients) -> None:
             Mistake(lambda g: _close(g, _token_only_gradients(expected_acts)), TOKEN_ONLY_HINT),
             NOT_DIFFERENTIABLE,
         ])
+
+        where = "token_to_latent_gradients(paper world, a batch of 2 sequences)"
+        grads, acts = _outputs(token_to_latent_gradients(PAPER_BATCH, late, world.model),
+                               ("token_latent_gradients", "latent_acts"), where)
+        acts = _as_sparse(acts, f"{where}: latent_acts")
+        want_grads, want_acts = solution.token_to_latent_gradients(PAPER_BATCH, late, world.model)
+        assert_tensor(acts.dense, want_acts.dense.detach(), f"{where}: latent_acts.dense", rtol=1e-4, atol=1e-5,
+                      mistakes=[BATCH_HINT])
+        assert_tensor(grads, want_grads.detach(), f"{where}: the gradients", rtol=1e-4, atol=1e-5, mistakes=[BATCH_HINT])
 
     model, resid_saes, _ = _course_world()
     sae = resid_saes[3]
@@ -697,7 +809,11 @@ def test_latent_acts_to_logits(latent_acts_to_logits) -> None:
                 Mistake(lambda a: a.shape == logits_all.shape, "return the logits of the last position only, logits[0, -1]."),
                 Mistake(lambda a: _close(a, logits_all[0]), "these are the logits of the first position: take logits[0, -1]."),
                 Mistake(lambda a: a.ndim == 2 and a.shape[0] == 1,
-                        "logits[None] adds a dimension: when token_ids is None, return all the last position's logits."),
+                        "your result has an extra leading dimension of size 1: index the first sequence as well, "
+                        "logits[0, -1] (not logits[:, -1], nor logits[None])."),
+                Mistake(lambda a: _close(a, (acts.dense @ LATE_W_DEC @ PAPER_W_U)[0, -1]),
+                        "these logits skip a block: run the model from start_at_layer=hook_layer(sae), the layer whose "
+                        "residual stream the SAE reconstructs."),
             ]
             assert_tensor(logits, logits_all[-1], f"{where}: the logits (aux)", rtol=1e-4, atol=1e-4,
                           mistakes=position_mistakes)
@@ -707,6 +823,19 @@ def test_latent_acts_to_logits(latent_acts_to_logits) -> None:
         jacobian = _jacobian(latent_acts_to_logits, (*acts.sparse, late, world.model, [2, 0]), where)
         assert_tensor(jacobian, _paper_logit_jacobian(acts.dense, [2, 0]), f"{where}: its Jacobian",
                       rtol=1e-4, atol=1e-4, mistakes=[NOT_DIFFERENTIABLE])
+
+        batch_acts = Reference.from_dense(_encode(_paper_block(_paper_resid0(PAPER_BATCH)), LATE_W_ENC))
+        batch_logits = _paper_logits(batch_acts.dense)  # (2, seq, d_vocab)
+        where = "latent_acts_to_logits(paper world, a batch of 2 sequences, token_ids=None)"
+        _, logits = _sparse_and_aux(latent_acts_to_logits(*batch_acts.sparse, late, world.model), where)
+        assert_tensor(logits, batch_logits[0, -1], f"{where}: the logits (aux)", rtol=1e-4, atol=1e-4, mistakes=[
+            Mistake(lambda a: _close(a, batch_logits[-1, -1]),
+                    "these are the logits of the last sequence of the batch: take the first, logits[0, -1]."),
+            Mistake(lambda a: a.shape == batch_logits[:, -1].shape,
+                    "these are the last position's logits of every sequence: take the first sequence, logits[0, -1]."),
+            Mistake(lambda a: a.shape == batch_logits[-1].shape,
+                    "return the logits of the first sequence's last position only, logits[0, -1]."),
+        ])
 
     model, resid_saes, _ = _course_world()
     sae = resid_saes[2]
@@ -721,6 +850,8 @@ def test_latent_acts_to_logits(latent_acts_to_logits) -> None:
             Mistake(lambda a: _close(a, model(tokens)[0, -1]),
                     "these are the model's true logits: compute them from the SAE's reconstruction, "
                     "model(sae.decode(...), start_at_layer=hook_layer(sae)), with no error term."),
+            Mistake(lambda a: _close(a, model(acts.dense @ sae.W_dec, start_at_layer=solution.hook_layer(sae))[0, -1]),
+                    "the decoder bias is missing: use sae.decode(...), which adds b_dec."),
         ])
         assert_tensor(selected, want_selected.detach(), f"{where}: the selected logits", rtol=1e-4, atol=1e-3)
 
@@ -756,7 +887,13 @@ def _check_logit_outputs(result, expected: dict, where: str, k: int) -> None:
 
 
 @check
-def test_latent_to_logit_gradients(latent_to_logit_gradients) -> None:
+def test_latent_to_logit_gradients(latent_to_logit_gradients, latent_acts_to_logits=None) -> None:
+    inner = latent_acts_to_logits or learner_function(latent_to_logit_gradients, "latent_acts_to_logits")
+    with inner_exercise_first("latent_acts_to_logits", inner, test_latent_acts_to_logits):
+        _latent_to_logit_gradients_cases(latent_to_logit_gradients)
+
+
+def _latent_to_logit_gradients_cases(latent_to_logit_gradients) -> None:
     world = _paper_world()
     late = world.saes["resid_1"]
     where = "latent_to_logit_gradients(paper world, SAE at layer 1, k=2)"
@@ -768,6 +905,7 @@ def test_latent_to_logit_gradients(latent_to_logit_gradients) -> None:
         expected = {"acts": acts, "logits": logits, "logits_recon": _paper_logits(acts)[0, -1], "token_ids": [2, 1]}
         expected["grads"] = _paper_logit_jacobian(acts, [2, 1])
         _check_logit_outputs(result, expected, where, k=2)
+        _check_k_none(latent_to_logit_gradients, world, late, expected)
 
     model, resid_saes, _ = _course_world()
     sae = resid_saes[2]
@@ -780,6 +918,29 @@ def test_latent_to_logit_gradients(latent_to_logit_gradients) -> None:
         expected = {"grads": grads.detach(), "logits": logits, "logits_recon": logits_recon.detach(),
                     "token_ids": token_ids, "acts": acts.dense}
         _check_logit_outputs(result, expected, where, k=5)
+
+
+def _check_k_none(latent_to_logit_gradients, world, late, expected: dict) -> None:
+    """k=None: every logit. token_ids is None (the docstring), or every id, in vocabulary or in logit order."""
+    where = "latent_to_logit_gradients(paper world, SAE at layer 1, k=None)"
+    try:
+        result = latent_to_logit_gradients(world.tokens, late, world.model, k=None)
+    except NotImplementedError:
+        raise
+    except Exception as err:
+        fail(f"{where} raised {type(err).__name__}: {str(err)[:120]}. With k=None, differentiate every logit: "
+             "token_ids = None (latent_acts_to_logits then returns all logits).")
+    _error_term_restored(where, late)
+    grads, logits, _, token_ids, _ = _outputs(result, LOGIT_OUTPUTS, where)
+    ids = token_ids.tolist() if isinstance(token_ids, Tensor) else token_ids
+    d_vocab = len(expected["logits"])
+    allowed = (None, list(range(d_vocab)), expected["logits"].argsort(descending=True).tolist())
+    expect(ids in allowed, f"{where}: token_ids is {ids!r}; with k=None it should be None (every logit, in vocabulary "
+                           "order).")
+    rows = list(range(d_vocab)) if ids is None else ids
+    assert_tensor(grads, _paper_logit_jacobian(expected["acts"], rows), f"{where}: latent_logit_gradients",
+                  rtol=1e-4, atol=1e-3, mistakes=_jacobian_mistakes(_paper_logit_jacobian(expected["acts"], rows),
+                                                                    tuple(expected["acts"].shape)))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -829,6 +990,16 @@ def test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_
         assert_tensor(_jacobian(fn, args, where), expected["grads"], f"{where}: its Jacobian", rtol=1e-4, atol=1e-5,
                       mistakes=[NOT_DIFFERENTIABLE])
 
+        x2 = _paper_resid0(PAPER_BATCH)
+        batch_acts = Reference.from_dense(_encode(_prefix_mean(x2), EARLY_W_ENC))
+        args = (*batch_acts.sparse, early, late, world.model, x2)
+        where = "latent_acts_to_later_latent_acts_attn(paper world, a batch of 2 sequences)"
+        values, dense = _sparse_and_aux(fn(*args), where)
+        want_values, (want_dense,) = solution.latent_acts_to_later_latent_acts_attn(*args)
+        assert_tensor(dense, want_dense.detach(), f"{where}: the dense later activations", rtol=1e-4, atol=1e-5,
+                      mistakes=[BATCH_HINT])
+        assert_tensor(values, want_values.detach(), f"{where}: the values", rtol=1e-4, atol=1e-5)
+
     model, _, attn_saes = _course_world()
     sae_from, sae_to = attn_saes[1], attn_saes[2]
     tokens = _repeated_tokens(model)
@@ -841,12 +1012,35 @@ def test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_
         want_values, (want_dense,) = solution.latent_acts_to_later_latent_acts_attn(*args)
         true_next = _true_acts(model, tokens, sae_to)[0]
         assert_tensor(dense, want_dense.detach(), f"{where}: the dense later activations", rtol=1e-4, atol=1e-4,
-                      mistakes=[Mistake(lambda a: _close(a, true_next), NOT_SPLICED_HINT)])
+                      mistakes=[Mistake(lambda a: _close(a, true_next), NOT_SPLICED_HINT),
+                                Mistake(lambda a: _close(a, _attn_variant(acts, sae_from, sae_to, model, args[-1], no_bias=True)),
+                                        "the decoder bias is missing: use sae_from.decode(...), which adds b_dec."),
+                                Mistake(lambda a: _close(a, _attn_variant(acts, sae_from, sae_to, model, args[-1], start=0)),
+                                        "the model ran from layer 0: resid_pre_clean is the residual stream before "
+                                        "sae_from's block, so start_at_layer=hook_layer(sae_from).")])
         assert_tensor(values, want_values.detach(), f"{where}: the values", rtol=1e-4, atol=1e-4)
 
 
+def _attn_variant(acts, sae_from, sae_to, model, resid, start=None, no_bias=False) -> Tensor:
+    """The later latents when the reconstruction replaces z, with a known mistake."""
+    z_recon = acts.dense @ sae_from.W_dec if no_bias else sae_from.decode(acts.dense)
+    stored = {}
+    layer_from, layer_to = solution.hook_layer(sae_from), solution.hook_layer(sae_to)
+    model.run_with_hooks(resid, start_at_layer=layer_from if start is None else start, stop_at_layer=layer_to + 1,
+                         fwd_hooks=[(sae_from.cfg.metadata.hook_name, lambda z, hook: z_recon.reshape(z.shape)),
+                                    (sae_to.cfg.metadata.hook_name, lambda z, hook: stored.update(z=z))])
+    return sae_to.encode(stored["z"])
+
+
 @check
-def test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn) -> None:
+def test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, latent_acts_to_later_latent_acts_attn=None) -> None:
+    inner = latent_acts_to_later_latent_acts_attn or learner_function(latent_to_latent_gradients_attn,
+                                                                      "latent_acts_to_later_latent_acts_attn")
+    with inner_exercise_first("latent_acts_to_later_latent_acts_attn", inner, test_latent_acts_to_later_latent_acts_attn):
+        _latent_to_latent_gradients_attn_cases(latent_to_latent_gradients_attn)
+
+
+def _latent_to_latent_gradients_attn_cases(latent_to_latent_gradients_attn) -> None:
     recon_hint = ("latent_acts_next_recon equals the true later activations: it should be the aux output of "
                   "latent_acts_to_later_latent_acts_attn, computed from the earlier SAE's reconstruction.")
     world = _paper_world()
@@ -858,7 +1052,11 @@ def test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn) -> Non
         x = PAPER_W_E[PAPER_TOKENS] + PAPER_W_POS[:3]
         prev = _encode(_prefix_mean(x), EARLY_W_ENC)
         expected = {"prev": prev, **_paper_attn_expected(prev)}
-        _check_gradient_outputs(result, expected, where, tuple(prev.shape), recon_hint)
+        _check_gradient_outputs(result, expected, where, tuple(prev.shape), recon_hint, ATTN_INNER)
+
+        where = "latent_to_latent_gradients_attn(paper world, a batch of 2 sequences)"
+        _check_batch_of_two(latent_to_latent_gradients_attn, solution.latent_to_latent_gradients_attn, world, early, late,
+                            where, recon_hint, ATTN_INNER)
 
     model, _, attn_saes = _course_world()
     sae_from, sae_to = attn_saes[0], attn_saes[2]
@@ -869,4 +1067,7 @@ def test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn) -> Non
         _error_term_restored(where, sae_from, sae_to)
         want = solution.latent_to_latent_gradients_attn(tokens, sae_from, sae_to, model)
         expected = {"grads": want[0].detach(), "prev": want[1].dense, "next": want[2].dense, "recon": want[3].dense}
-        _check_gradient_outputs(result, expected, where, tuple(want[1].shape), recon_hint)
+        _check_gradient_outputs(result, expected, where, tuple(want[1].shape), recon_hint, ATTN_INNER)
+
+
+ATTN_INNER = "latent_acts_to_later_latent_acts_attn"

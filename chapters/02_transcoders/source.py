@@ -409,7 +409,7 @@ def fetch_max_activating_examples(
 # its window is `col - window_start`.
 
 # %% [check]
-tests.test_fetch_max_activating_examples(fetch_max_activating_examples)
+tests.test_fetch_max_activating_examples(fetch_max_activating_examples, get_k_largest_indices, index_with_buffer)
 
 # %% [markdown]
 # Let's use it on a planted phenomenon. The sports documents of the course corpus (P4) use a
@@ -614,7 +614,7 @@ def show_top_deembeddings_extended(model, transcoder, latent_idx: int, k: int = 
 # mistakes.
 
 # %% [check]
-tests.test_show_top_deembeddings_extended(show_top_deembeddings_extended)
+tests.test_show_top_deembeddings_extended(show_top_deembeddings_extended, create_extended_embedding)
 
 # %%
 goal_scores = show_top_deembeddings_extended(model, goal_tc, goal_latent)
@@ -690,7 +690,7 @@ def direct_influence(cache, early, later, latent_idx: int) -> Tensor:
 tests.test_pullback(pullback)
 
 # %% [check]
-tests.test_direct_influence(direct_influence)
+tests.test_direct_influence(direct_influence, pullback)
 
 # %% [markdown]
 # Which earlier latents drive the goal latent where it fires hardest? We take the documents of its

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 import solutions.ch02_transcoders as ref
-from utils.checks import Mistake, assert_tensor, check, expect, fail
+from utils.checks import (Mistake, assert_tensor, check, describe_difference, expect, fail, hint_for,
+                          inner_exercise_first, learner_function)
 from utils.transcoders import acts_name, hook_names, run_with_cache_with_transcoder, standardise
 
 # -------------------------------------------------------------------------------------------------
@@ -173,7 +174,22 @@ def _k_largest_mistakes(x: Tensor, k: int, buffer: int) -> list[Mistake]:
                 EDGES_HINT),
         Mistake.looks_like(_row_blind(x, k, buffer),
                            "an entry only blocks entries of its own row: compare rows as well as columns."),
+        Mistake.looks_like(_by_batch(x, k, buffer), BY_BATCH_HINT),
+        Mistake.looks_like(_flat_blind(x, k, buffer),
+                           "entries of different rows never block each other, even when they are neighbours in the "
+                           "flattened tensor (the end of one row and the start of the next): compare rows and columns."),
     ]
+
+
+def _flat_blind(x: Tensor, k: int, buffer: int) -> Tensor:
+    """A version that measures the distance between entries in the flattened tensor."""
+    order = x.flatten().argsort(descending=True, stable=True)
+    chosen = []
+    while len(chosen) < k and len(order):
+        chosen.append(order[0])
+        order = order[(order - order[0]).abs() > buffer]
+    flat = torch.stack(chosen)
+    return torch.stack((flat // x.shape[1], flat % x.shape[1]), 1)
 
 
 def _row_blind(x: Tensor, k: int, buffer: int) -> Tensor:
@@ -188,29 +204,68 @@ def _row_blind(x: Tensor, k: int, buffer: int) -> Tensor:
     return torch.stack(chosen)
 
 
+def _by_batch(x: Tensor, k: int, buffer: int, no_overlap: bool = True) -> Tensor:
+    """A version that turns flat positions into (row, column) with the number of rows instead of columns."""
+    order = x.flatten().argsort(descending=True, stable=True)
+    rows, cols = order % x.shape[0], order // x.shape[0]
+    chosen = []
+    while len(chosen) < k and len(rows):
+        chosen.append(torch.stack((rows[0], cols[0])))
+        near = (rows == rows[0]) & ((cols - cols[0]).abs() <= (buffer if no_overlap else -1))
+        near[0] = True
+        rows, cols = rows[~near], cols[~near]
+    return torch.stack(chosen)
+
+
+def _call_unchanged(fn, x: Tensor, *args, where: str):
+    """Call fn on a copy of x and check that it did not edit it."""
+    given = x.clone()
+    result = fn(given, *args)
+    expect(torch.equal(given, x), f"{where} changed its input x in place. fetch_max_activating_examples reads the "
+                                  "activations again after choosing the indices: work on a copy (or on new tensors).")
+    return result
+
+
 def _check_k_largest(fn, x: Tensor, k: int, buffer: int, no_overlap: bool, where: str) -> None:
     expected = ref.get_k_largest_indices(x, k, buffer, no_overlap)
-    actual = fn(x.clone(), k, buffer, no_overlap)
-    assert_tensor(actual, expected, f"get_k_largest_indices({where})",
-                  mistakes=_k_largest_mistakes(x, k, buffer) if no_overlap else ())
+    name = f"get_k_largest_indices({where})"
+    actual = _call_unchanged(fn, x, k, buffer, no_overlap, where=name)
+    assert_tensor(actual, expected, name, mistakes=_k_largest_mistakes(x, k, buffer) if no_overlap
+                  else _k_largest_overlap_mistakes(x, k, buffer))
+
+
+def _k_largest_overlap_mistakes(x: Tensor, k: int, buffer: int) -> list[Mistake]:
+    return [
+        Mistake(lambda a: a.shape == (k, 2) and torch.equal(a, ref.get_k_largest_indices(x, k, buffer, False)[:, [1, 0]]),
+                "each row of the result is (row, column): you have them the other way round."),
+        Mistake.looks_like(ref.get_k_largest_indices(-x, k, buffer, False), "largest first: sort in descending order."),
+        Mistake.looks_like(_edges_cut(x, k, buffer, False), EDGES_HINT),
+        Mistake.looks_like(ref.get_k_largest_indices(x, k, buffer, True),
+                           "with no_overlap=False, return the k largest entries even when they are neighbours."),
+        Mistake.looks_like(_by_batch(x, k, buffer, False), BY_BATCH_HINT),
+    ]
+
+
+BY_BATCH_HINT = ("a flat position i of x (batch, seq) is row i // seq and column i % seq, with seq = x.shape[1], "
+                 "the length of a row.")
 
 
 @check
 def test_get_k_largest_indices(get_k_largest_indices) -> None:
     """The hand example, ties to edges and rows, short supply, then course-world activations."""
-    assert_tensor(get_k_largest_indices(HAND_X, 3, 1, False), torch.tensor([[0, 1], [0, 2], [1, 0]]),
-                  "get_k_largest_indices(hand example, k=3, buffer=1, no_overlap=False)",
-                  mistakes=[Mistake(lambda a: a.shape == (3, 2) and torch.equal(a, torch.tensor([[1, 0], [2, 0], [0, 1]])),
-                                    "each row of the result is (row, column): you have them the other way round."),
-                            Mistake.looks_like(ref.get_k_largest_indices(-HAND_X, 3, 1, False),
-                                               "largest first: sort in descending order."),
-                            Mistake.looks_like(_edges_cut(HAND_X, 3, 1, False), EDGES_HINT)])
+    where = "get_k_largest_indices(hand example, k=3, buffer=1, no_overlap=False)"
+    assert_tensor(_call_unchanged(get_k_largest_indices, HAND_X, 3, 1, False, where=where),
+                  torch.tensor([[0, 1], [0, 2], [1, 0]]), where, mistakes=_k_largest_overlap_mistakes(HAND_X, 3, 1))
     expected = torch.tensor([[0, 1], [1, 0], [1, 3]])
-    assert_tensor(get_k_largest_indices(HAND_X, 3, 1), expected, "get_k_largest_indices(hand example, k=3, buffer=1)",
+    where = "get_k_largest_indices(hand example, k=3, buffer=1)"
+    assert_tensor(_call_unchanged(get_k_largest_indices, HAND_X, 3, 1, where=where), expected, where,
                   mistakes=_k_largest_mistakes(HAND_X, 3, 1))
     # The same column in two rows: both count.
     _check_k_largest(get_k_largest_indices, torch.tensor([[0.0, 5.0, 0.0], [0.0, 4.0, 0.0]]), 2, 1, True,
                      "two rows with their maximum in the same column, k=2, buffer=1")
+    # Neighbours in the flattened tensor, but in different rows: they do not block each other.
+    _check_k_largest(get_k_largest_indices, torch.tensor([[0.0, 0.0, 0.0, 5.0], [4.0, 0.0, 0.0, 0.0]]), 2, 1, True,
+                     "the end of row 0 and the start of row 1, k=2, buffer=1")
     # Fewer than k entries qualify.
     _check_k_largest(get_k_largest_indices, torch.tensor([[1.0, 2.0, 3.0]]), 3, 2, True,
                      "a 1×3 row, k=3, buffer=2 (only one entry qualifies)")
@@ -234,7 +289,14 @@ def _window_mistakes(x: Tensor, indices: Tensor, buffer: int) -> list[Mistake]:
     rows, cols = indices[:, 0:1], indices[:, 1:2]
     wrapped = x[rows, (cols + offsets) % x.shape[1]]
     clamped_each = x[rows, (cols + offsets).clamp(0, x.shape[1] - 1)]
+    left_only = x[rows, ((cols - buffer).clamp(min=0) + offsets + buffer).clamp(max=x.shape[1] - 1)]
     return [
+        Mistake(lambda a: a.ndim == 2 and a.shape == (width, len(indices)) != (len(indices), width),
+                f"one row per index: the result has shape (k, 2 * buffer + 1) = ({len(indices)}, {width})."),
+        Mistake.looks_like(x[0][(cols[:, 0] - buffer).clamp(0, x.shape[1] - width)[:, None] + offsets + buffer],
+                           "take each window from its own row, indices[:, 0], not from row 0."),
+        Mistake.looks_like(left_only, "a window that would run past the end of the row must be shifted left, "
+                                      "as one that would start before column 0 is shifted right."),
         Mistake.looks_like(wrapped, "a window that would start before column 0 must be shifted right "
                                     "(and one past the end shifted left); negative indices wrap around instead."),
         Mistake.looks_like(clamped_each, "shift the whole window inwards, keeping 2 * buffer + 1 different "
@@ -261,6 +323,10 @@ def test_index_with_buffer(index_with_buffer) -> None:
         expect(torch.equal(given, idx), f"{where} changed its `indices` argument to {given.tolist()}: "
                                         "work on new tensors (e.g. clamp() returns one) instead of assigning into it.")
         assert_tensor(actual, torch.tensor(expected), where, mistakes=_window_mistakes(HAND_ROWS, idx, 1))
+    where = "index_with_buffer(hand rows, [[0, 2], [1, 5]], buffer=0)"
+    assert_tensor(index_with_buffer(HAND_ROWS, torch.tensor([[0, 2], [1, 5]]), 0), torch.tensor([[12], [25]]), where,
+                  mistakes=[Mistake(lambda a: a.shape == (2,), "buffer=0 asks for windows of one entry, shape (k, 1): "
+                                                              "test `buffer is None`, not `not buffer`.")])
     model, transcoders, tokens = _world()
     x = tokens[:20]
     generator = torch.Generator().manual_seed(2)
@@ -285,16 +351,34 @@ def _special_latent(layer: int, n_docs: int) -> int | None:
     return int(candidates[0]) if len(candidates) else None
 
 
-def _check_examples(actual, expected, model, k: int, buffer: int, where: str) -> None:
+def _describe_types(example) -> str:
+    return "(" + ", ".join(type(part).__name__ for part in example) + ")"
+
+
+def _check_examples(actual, expected, model, k: int, buffer: int, where: str, short: bool = False) -> None:
     expect(isinstance(actual, list), f"{where} should return a list of (activation, str_tokens, seq_pos) "
                                      f"tuples, but returned {type(actual).__name__}.")
-    for example in actual:
+    for i, example in enumerate(actual):
         expect(isinstance(example, (tuple, list)) and len(example) == 3,
                f"{where}: every example should be a tuple (activation, str_tokens, seq_pos), but one is {example!r:.80}.")
+        act, str_toks, seq_pos = example
+        number = isinstance(act, (int, float)) or (isinstance(act, Tensor) and act.numel() == 1)
+        expect(number and isinstance(str_toks, (list, tuple)) and all(isinstance(t, str) for t in str_toks),
+               f"{where}: every example should be (activation: float, str_tokens: list of str, seq_pos: int), in this "
+               f"order, but example {i} holds {_describe_types(example)}.")
+        if isinstance(seq_pos, Tensor):
+            fail(f"{where}: seq_pos of example {i} is a tensor ({seq_pos!r}); make it a Python int, e.g. int(...) or "
+                 ".item(), as the type annotation says.")
+        expect(isinstance(seq_pos, int), f"{where}: seq_pos of example {i} should be an int, but is "
+                                         f"{type(seq_pos).__name__}.")
+    acts = [float(a) for a, _, _ in actual]
+    if any(a <= 0 for a in acts):
+        fail(f"{where}: an example has activation {min(acts):g}. Keep only positive activations: where the latent "
+             "does not fire there is nothing to show (a latent can fire on fewer than k tokens of a batch).")
     specials = {model.tokenizer.pad_token, model.tokenizer.bos_token}
     for act, str_toks, seq_pos in actual:
-        dropped = isinstance(seq_pos, int) and seq_pos >= len(str_toks) and len(str_toks) < 2 * buffer + 1
-        expect(isinstance(seq_pos, int) and 0 <= seq_pos < len(str_toks),
+        dropped = seq_pos >= len(str_toks) and len(str_toks) < 2 * buffer + 1
+        expect(0 <= seq_pos < len(str_toks),
                f"{where}: seq_pos {seq_pos!r} is not a position in its window of {len(str_toks)} tokens."
                + (" Hint: was the max token padding, dropped from the window? BOS and padding are not examples of "
                   "anything: multiply the activations by a mask of the real tokens before taking the top k."
@@ -304,44 +388,71 @@ def _check_examples(actual, expected, model, k: int, buffer: int, where: str) ->
                "anything: multiply the activations by a mask of the real tokens before taking the top k.")
         expect(model.tokenizer.pad_token not in str_toks,
                f"{where}: a window contains padding tokens; drop them from str_tokens (they only follow a document).")
-    acts = [float(a) for a, _, _ in actual]
     expect(acts == sorted(acts, reverse=True), f"{where}: the examples should be sorted by activation, largest first.")
+    if len(actual) > k:
+        reason = "keep only the overall top k after going through all batches."
+    elif len(actual) > len(expected):
+        reason = (f"only {len(expected)} tokens (in windows that do not overlap) have a positive activation: use the "
+                  "activations after the JumpReLU (transcoder.encode, or hook_sae_acts_post), and keep only positive ones.")
+    else:
+        reason = "did you take the top k of one batch only, skip the last (shorter) batch, or drop too many?"
     expect(len(actual) == len(expected),
-           f"{where} returned {len(actual)} examples, but there are {len(expected)} (k={k}): "
-           + ("keep only the overall top k after going through all batches." if len(actual) > len(expected)
-              else "did you take the top k of one batch only, or drop too many?"))
+           f"{where} returned {len(actual)} examples, but there are {len(expected)} (k={k}): " + reason)
     assert_tensor(torch.tensor(acts), torch.tensor([a for a, _, _ in expected]), f"{where}: the activations",
                   rtol=1e-4, atol=1e-5)
     for i, ((_, toks, pos), (_, want_toks, want_pos)) in enumerate(zip(actual, expected)):
         expect(list(toks) == want_toks, f"{where}: example {i} has the window {toks!r}, expected {want_toks!r}.")
-        expect(pos == want_pos, f"{where}: example {i} has seq_pos {pos}, expected {want_pos}"
-               + (": seq_pos is the max token's position in its window, which is not `buffer` when the window was "
-                  "shifted at the start of a document." if pos == buffer else "."))
+        hint = ""
+        if short:  # the last case: one with seq_pos == buffer everywhere has failed an earlier case already
+            hint = (": these documents are shorter than the model's context; where a window is shifted depends on "
+                    "the length of the rows you were given (tokens.shape[1]), not on model.cfg.n_ctx.")
+        elif pos == buffer:
+            hint = (": seq_pos is the max token's position in its window, which is not `buffer` when the window was "
+                    "shifted at the start or the end of a document.")
+        expect(pos == want_pos, f"{where}: example {i} has seq_pos {pos}, expected {want_pos}" + (hint or "."))
 
 
 @check
-def test_fetch_max_activating_examples(fetch_max_activating_examples) -> None:
-    """Course-world examples (several batches) for an ordinary latent and, if any, one that likes BOS/padding.
-    (The hand-computable parts, get_k_largest_indices and index_with_buffer, have their own checks.)"""
+def test_fetch_max_activating_examples(fetch_max_activating_examples, get_k_largest_indices=None,
+                                       index_with_buffer=None) -> None:
+    """Course-world examples (several batches) for an ordinary latent, on documents cut short, and, if any, for
+    one that likes BOS/padding. (The hand-computable parts, get_k_largest_indices and index_with_buffer, have
+    their own checks, and run first if this one fails.)"""
+    fn = fetch_max_activating_examples
+    k_largest = get_k_largest_indices or learner_function(fn, "get_k_largest_indices")
+    windows = index_with_buffer or learner_function(fn, "index_with_buffer")
+    with inner_exercise_first("get_k_largest_indices", k_largest, test_get_k_largest_indices):
+        with inner_exercise_first("index_with_buffer", windows, test_index_with_buffer):
+            _fetch_cases(fn)
+
+
+SHORT_DOCS = (32, 8)  # documents cut to 32 tokens, buffer 8: top windows are shifted at both ends
+
+
+def _fetch_cases(fetch_max_activating_examples) -> None:
     model, transcoders, tokens = _world()
     n_docs = 40
     docs, tc = tokens[:n_docs], transcoders[1]
-    cases = [(_most_active_latent(1, n_docs), 6, _shifting_buffer(model, tc, docs, _most_active_latent(1, n_docs)))]
+    ordinary = _most_active_latent(1, n_docs)
+    cases = [(ordinary, 6, _shifting_buffer(model, tc, docs, ordinary), None)]
     special = _special_latent(1, n_docs)
     if special is not None:
-        cases.insert(0, (special, 6, 3))
-    for latent, k, buffer in cases:
-        where = (f"fetch_max_activating_examples(transcoder 1, latent {latent}, {n_docs} documents, k={k}, "
-                 f"buffer={buffer}, batch_size=15)")
-        expected = _reference_examples(latent, k, buffer)
-        actual, _ = _quiet(fetch_max_activating_examples, model, tc, docs, latent, k=k, buffer=buffer, batch_size=15)
-        _check_examples(actual, expected, model, k, buffer, where)
+        cases.insert(0, (special, 6, 3, None))
+    cases.append((ordinary, 6, SHORT_DOCS[1], SHORT_DOCS[0]))
+    for latent, k, buffer, length in cases:
+        where = (f"fetch_max_activating_examples(transcoder 1, latent {latent}, {n_docs} documents"
+                 + (f" cut to their first {length} tokens" if length else "") + f", k={k}, buffer={buffer}, batch_size=15)")
+        expected = _reference_examples(latent, k, buffer, length=length)
+        given = docs if length is None else docs[:, :length]
+        actual, _ = _quiet(fetch_max_activating_examples, model, tc, given, latent, k=k, buffer=buffer, batch_size=15)
+        _check_examples(actual, expected, model, k, buffer, where, short=length is not None)
 
 
 @lru_cache(maxsize=16)
-def _reference_examples(latent: int, k: int, buffer: int, n_docs: int = 40) -> list:
+def _reference_examples(latent: int, k: int, buffer: int, n_docs: int = 40, length: int | None = None) -> list:
     model, transcoders, tokens = _world()
-    examples, _ = _quiet(ref.fetch_max_activating_examples, model, transcoders[1], tokens[:n_docs], latent,
+    docs = tokens[:n_docs] if length is None else tokens[:n_docs, :length]
+    examples, _ = _quiet(ref.fetch_max_activating_examples, model, transcoders[1], docs, latent,
                          k=k, buffer=buffer, batch_size=15)
     return examples
 
@@ -366,8 +477,27 @@ def _scores_call(fn, model, tc, latent: int, where: str) -> Tensor:
     return result
 
 
+def _rms_no_eps(x: Tensor) -> Tensor:
+    """standardise without LayerNorm's eps: the root-mean-square of the text's definition."""
+    x = x - x.mean(-1, keepdim=True)
+    return x / x.pow(2).mean(-1, keepdim=True).sqrt()
+
+
+def _close_to_any(actual, candidates: list[Tensor]) -> bool:
+    """actual matches one of the versions the text allows (compared in float64)."""
+    return isinstance(actual, Tensor) and any(
+        actual.shape == c.shape and torch.allclose(actual.detach().double(), c.detach().double(), rtol=1e-4, atol=1e-5)
+        for c in candidates)
+
+
 def _deembedding_mistakes(model, tc, latent: int, W: Tensor) -> list[Mistake]:
+    scores = W @ tc.W_enc[:, latent]
     return [
+        Mistake.looks_like(scores.sort(descending=True).values,
+                           "return the scores in token order (scores[t] for token t), not sorted; show_top_tokens sorts "
+                           "them for the table."),
+        Mistake(lambda a: isinstance(a, Tensor) and a.ndim == 1 and len(a) < len(scores),
+                f"return every token's score, shape (d_vocab,) = ({len(scores)},), not only the top ones."),
         Mistake.looks_like(W @ tc.W_dec[latent], "a de-embedding uses the latent's *reading* vector, the "
                                                  "encoder column W_enc[:, latent], not its decoder row."),
         Mistake.looks_like(tc.W_dec[latent] @ model.W_U, "that is the logit lens (what the latent writes); the "
@@ -386,16 +516,33 @@ def test_show_top_deembeddings(show_top_deembeddings) -> None:
                   mistakes=[Mistake.looks_like(TOY_W_E @ toy_tc.W_enc[:, 0],
                                                "standardise W_E first: the transcoder reads LayerNorm's normalised "
                                                "residual stream, not the raw embedding."),
+                            *_plain_mistakes(toy, toy_tc, 0),
                             *_deembedding_mistakes(toy, toy_tc, 0, standardise(TOY_W_E))])
     for layer, latent in ((2, 0), (3, 5)):
         tc = transcoders[layer]
         where = f"show_top_deembeddings(course model, transcoder {layer}, latent {latent})"
         expected, _ = _quiet(ref.show_top_deembeddings, model, tc, latent)
-        assert_tensor(_scores_call(show_top_deembeddings, model, tc, latent, where), expected, where, rtol=1e-4, atol=1e-4,
+        actual = _scores_call(show_top_deembeddings, model, tc, latent, where)
+        if _close_to_any(actual, [_rms_no_eps(model.W_E) @ tc.W_enc[:, latent]]):
+            continue  # the root-mean-square without LayerNorm's eps: the text's own definition
+        assert_tensor(actual, expected, where, rtol=1e-4, atol=1e-4,
                       mistakes=[Mistake.looks_like(model.W_E @ tc.W_enc[:, latent],
                                                    "standardise W_E first: the transcoder reads LayerNorm's normalised "
                                                    "residual stream, not the raw embedding."),
+                                *_plain_mistakes(model, tc, latent),
                                 *_deembedding_mistakes(model, tc, latent, standardise(model.W_E))])
+
+
+def _plain_mistakes(model, tc, latent: int) -> list[Mistake]:
+    ln2 = model.blocks[0].ln2
+    return [
+        Mistake.looks_like(standardise(model.W_U.T) @ tc.W_enc[:, latent],
+                           "start from the embedding W_E (model.W_E), not the unembedding W_U (tied in the course "
+                           "model, but not in every model)."),
+        Mistake.looks_like(ln2(model.W_E[:, None])[:, 0] @ tc.W_enc[:, latent],
+                           "ln2 also multiplies by its weight and adds its bias; the transcoder reads "
+                           "ln2.hook_normalized, before them: use standardise(W_E)."),
+    ]
 
 
 def _extended_variants(model) -> dict[str, Tensor]:
@@ -414,10 +561,21 @@ def _extended_variants(model) -> dict[str, Tensor]:
         "used W_U instead of W_E": ext(model.W_U.T[:, None]),
         "forgot to standardise": ext(W_E, final=False),
         "used ln1 instead of ln2": ext(W_E, norm=block.ln1),
+        "the whole block 0": standardise(block(W_E)[:, 0]),
+        "standardised W_E added back": standardise((standardise(model.W_E)[:, None] + block.mlp(block.ln2(W_E)))[:, 0]),
+        "positional embedding added": ext(W_E + model.W_pos[0]),
+        "positional embedding added to the MLP's input": standardise(
+            (block.mlp(block.ln2(W_E + model.W_pos[0])) + W_E)[:, 0]),
     }
 
 
 EXTENDED_HINTS = {
+    "the whole block 0": "use only layer 0's ln2 and MLP (model.blocks[0].ln2, model.blocks[0].mlp), not the whole block: "
+                         "the extended embedding leaves out attention.",
+    "standardised W_E added back": "add back W_E itself, not standardise(W_E): standardise once, at the end.",
+    "positional embedding added": "the extended embedding leaves out the positional embedding: start from W_E alone.",
+    "positional embedding added to the MLP's input": "the extended embedding leaves out the positional embedding: "
+                                                     "start from W_E alone.",
     "only standardised W_E": "that is standardise(W_E) alone: put W_E through layer 0's ln2 and MLP and add the "
                              "MLP's output to W_E before standardising.",
     "skipped ln2": "the MLP reads ln2's output, not the raw embedding: apply model.blocks[0].ln2 before model.blocks[0].mlp.",
@@ -438,16 +596,24 @@ def _extended_expected(model) -> tuple[Tensor, Tensor]:
     return ref.create_extended_embedding(model), centred / raw.std(-1, keepdim=True)
 
 
-def _check_extended(create_extended_embedding, model, where: str) -> None:
+def _check_extended(create_extended_embedding, model, where: str, confirm=None) -> None:
+    """`confirm`: (another model, the learner's result on it). Some wrong variants coincide on the toy model (its ln2
+    and ReLU MLP commute with scaling), so a hint is given only if the same mistake explains the other model too."""
     actual = create_extended_embedding(model)
     rms_version, std_version = _extended_expected(model)
-    if isinstance(actual, Tensor) and actual.shape == std_version.shape and torch.allclose(actual, std_version, rtol=1e-4, atol=1e-5):
+    if _close_to_any(actual, [std_version]) and actual.dtype == std_version.dtype:
         return
     variants = _extended_variants(model)
+    other_variants = _extended_variants(confirm[0]) if confirm else None
+
+    def explains(a, name: str) -> bool:
+        if not _same_upto_std(a, variants[name]):
+            return False
+        return confirm is None or _same_upto_std(confirm[1], other_variants[name])
+
     squeeze_hint = Mistake(lambda a: a.ndim == 3 and a.shape[1] == 1,
                            "drop the length-1 position dimension at the end, e.g. with [:, 0] or .squeeze(1).")
-    mistakes = [squeeze_hint] + [Mistake(lambda a, w=w: _same_upto_std(a, w), EXTENDED_HINTS[name])
-                                 for name, w in variants.items()]
+    mistakes = [squeeze_hint] + [Mistake(lambda a, name=name: explains(a, name), EXTENDED_HINTS[name]) for name in variants]
     assert_tensor(actual, rms_version, where, rtol=1e-4, atol=1e-5, mistakes=mistakes)
 
 
@@ -455,10 +621,8 @@ def _same_upto_std(actual: Tensor, wrong: Tensor) -> bool:
     """actual equals `wrong`, or `wrong` with the other standard-deviation convention."""
     if actual.shape != wrong.shape:
         return False
-    if torch.allclose(actual, wrong, rtol=1e-4, atol=1e-5):
-        return True
     n = wrong.shape[-1]
-    return torch.allclose(actual, wrong * math.sqrt((n - 1) / n), rtol=1e-4, atol=1e-5)
+    return _close_to_any(actual, [wrong, wrong * math.sqrt((n - 1) / n)])
 
 
 @check
@@ -469,12 +633,19 @@ def test_create_extended_embedding(create_extended_embedding) -> None:
     # standardises back to (1,-1,1,-1). Rows 1 and 2 follow the same steps.
     rms_version, _ = _extended_expected(toy)
     assert torch.allclose(rms_version[0], torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-4)
-    _check_extended(create_extended_embedding, toy, "create_extended_embedding(toy model)")
+    course_result = create_extended_embedding(model)  # to tell apart mistakes that coincide on the toy model
+    _check_extended(create_extended_embedding, toy, "create_extended_embedding(toy model)", confirm=(model, course_result))
     _check_extended(create_extended_embedding, model, "create_extended_embedding(course model)")
 
 
 @check
-def test_show_top_deembeddings_extended(show_top_deembeddings_extended) -> None:
+def test_show_top_deembeddings_extended(show_top_deembeddings_extended, create_extended_embedding=None) -> None:
+    inner = create_extended_embedding or learner_function(show_top_deembeddings_extended, "create_extended_embedding")
+    with inner_exercise_first("create_extended_embedding", inner, test_create_extended_embedding):
+        _extended_deembedding_cases(show_top_deembeddings_extended)
+
+
+def _extended_deembedding_cases(show_top_deembeddings_extended) -> None:
     model, transcoders, _ = _world()
     toy, toy_tc = toy_model(), toy_transcoders()[1]
     for m, tc, latent, where in (
@@ -484,7 +655,11 @@ def test_show_top_deembeddings_extended(show_top_deembeddings_extended) -> None:
     ):
         extended = ref.create_extended_embedding(m)
         expected = extended @ tc.W_enc[:, latent]
-        assert_tensor(_scores_call(show_top_deembeddings_extended, m, tc, latent, where), expected, where,
+        actual = _scores_call(show_top_deembeddings_extended, m, tc, latent, where)
+        n = extended.shape[-1]
+        if _close_to_any(actual, [expected * math.sqrt((n - 1) / n)]):
+            continue  # an extended embedding standardised with (x - mean) / x.std(), which its check accepts too
+        assert_tensor(actual, expected, where,
                       rtol=1e-4, atol=1e-4,
                       mistakes=[Mistake.looks_like(standardise(m.W_E) @ tc.W_enc[:, latent],
                                                    "that is the plain de-embedding: use create_extended_embedding(model) "
@@ -507,8 +682,29 @@ def _pullback_mistakes(early, later, latent: int) -> list[Mistake]:
     ]
 
 
+@contextlib.contextmanager
+def _weights_kept(where: str, *transcoders):
+    """Fail if the learner's code edits a transcoder's weights in place (and put them back)."""
+    saved = [{name: p.detach().clone() for name, p in tc.named_parameters()} for tc in transcoders]
+    yield
+    for tc, weights in zip(transcoders, saved):
+        changed = [name for name, p in tc.named_parameters() if not torch.equal(p.detach(), weights[name])]
+        if changed:
+            with torch.no_grad():
+                for name, p in tc.named_parameters():
+                    p.copy_(weights[name])
+            fail(f"{where} changed the transcoder's {', '.join(changed)} in place (an in-place operation such as -= "
+                 "on a column of W_enc edits the weights themselves). Compute on new tensors: "
+                 "column - column.mean(), not column -= column.mean().")
+
+
 @check
 def test_pullback(pullback) -> None:
+    with _weights_kept("pullback", *toy_transcoders().values(), *_world()[1].values()):
+        _pullback_cases(pullback)
+
+
+def _pullback_cases(pullback) -> None:
     _, transcoders, _ = _world()
     early, later = toy_transcoders()[0], toy_transcoders()[1]
     # Later latent 0 reads (1.5, 0.5, 0.5, 0.5), centred (0.75, -0.25, -0.25, -0.25). Early latent j writes
@@ -523,8 +719,16 @@ def test_pullback(pullback) -> None:
 
 
 def _direct_mistakes(cache, early, later, latent: int, right: Tensor) -> list[Mistake]:
-    scale = cache[f"blocks.{int(hook_names(later)[0].split('.')[1])}.ln2.hook_scale"]
+    L = int(hook_names(later)[0].split('.')[1])
+    scale = cache[f"blocks.{L}.ln2.hook_scale"]
+    other_scales = [name for name in cache.keys() if name.endswith("hook_scale") and name != f"blocks.{L}.ln2.hook_scale"]
+    wrong_scale = [Mistake(lambda a, name=name: _close_to_any(a, [right * scale / cache[name]]),
+                           f"you divided by {name}: the later transcoder reads ln2 of its own layer, so divide by "
+                           f"blocks.{L}.ln2.hook_scale.") for name in other_scales]
     return [
+        *wrong_scale,
+        Mistake.looks_like(right * scale * scale, "multiply by the activations and the pullback, and *divide* by the "
+                                                  "LayerNorm scale."),
         Mistake.looks_like(right * scale, "divide by the later layer's LayerNorm scale (blocks.L.ln2.hook_scale): the "
                                           "transcoder reads the residual stream divided by it."),
         Mistake.looks_like(cache[acts_name(early, "hook_sae_acts_pre")] * ref.pullback(early, later, latent) / scale,
@@ -536,7 +740,13 @@ def _direct_mistakes(cache, early, later, latent: int, right: Tensor) -> list[Mi
 
 
 @check
-def test_direct_influence(direct_influence) -> None:
+def test_direct_influence(direct_influence, pullback=None) -> None:
+    inner = pullback or learner_function(direct_influence, "pullback")
+    with inner_exercise_first("pullback", inner, test_pullback):
+        _direct_influence_cases(direct_influence)
+
+
+def _direct_influence_cases(direct_influence) -> None:
     model, transcoders, tokens = _world()
     toy, toys = toy_model(), toy_transcoders()
     cache = run_with_cache_with_transcoder(toy, [toys[0]], torch.tensor([[0, 1, 2]]))
@@ -552,7 +762,9 @@ def test_direct_influence(direct_influence) -> None:
         expected = ref.direct_influence(cache, early, later, latent)
         assert_tensor(direct_influence(cache, early, later, latent), expected,
                       f"direct_influence(course world, transcoder {e} -> {l}, latent {latent})", rtol=1e-4, atol=1e-5,
-                      mistakes=_direct_mistakes(cache, early, later, latent, expected))
+                      mistakes=[Mistake(lambda a: a.ndim == 3 and a.shape[0] == 1 != expected.shape[0],
+                                        "keep every document of the cache: the result is (batch, pos, d_sae_early)."),
+                                *_direct_mistakes(cache, early, later, latent, expected)])
 
 
 def _head_mistakes(model, cache, early, later, latent, head_layer, head, b, d, right: Tensor) -> list[Mistake]:
@@ -570,7 +782,16 @@ def _head_mistakes(model, cache, early, later, latent, head_layer, head, b, d, r
 
     w = model.blocks[head_layer].ln1.w
     safe = pattern[d].clamp_min(1e-12)
+    base = pattern[d][:, None] * (early.W_dec @ ((w * through) - (w * through).mean()))
     return [
+        Mistake.looks_like(base * acts / s1[:, None],
+                           "divide by the later layer's ln2 scale at the destination as well as by ln1's at the sources."),
+        Mistake.looks_like(base * acts / s2, "divide by ln1's scale at each source position as well as by the later "
+                                             "ln2's scale at the destination."),
+        Mistake.looks_like(base * acts / (s1[d] * s2), "ln1's scale is taken at each source position "
+                                                       "(ln1.hook_scale[batch_idx, :, 0]), not at the destination."),
+        Mistake.looks_like(base * cache[acts_name(early)][0] / (s1[:, None] * s2),
+                           "take the earlier activations of document batch_idx, not of document 0."),
         Mistake.looks_like(variant(pattern[:, d], w * through),
                            "the pattern is indexed [batch, head, destination, source]: take pattern[batch_idx, head, dest_pos] "
                            "for the weights of every source position."),
@@ -612,7 +833,27 @@ def _attribution_mistakes(model, cache, later, latent, b, p, right: Tensor) -> l
     mlp_own[L + 1, -1] = cache[f"blocks.{L}.hook_mlp_out"][b, p] @ ref.reading_vector(later, latent) / s
     b_o = torch.zeros_like(right)
     b_o[0, 2] = right[0, 2]
+    read = ref.reading_vector(later, latent) / s
+    n_layers, n_heads = right.shape[0] - 1, right.shape[1] - 1
+    mlp_up = right.clone()
+    mlp_up[:, -1] = 0
+    for layer in range(L):
+        mlp_up[layer, -1] = cache[f"blocks.{layer}.hook_mlp_out"][b, p] @ read
+    b_o_last = right.clone()
+    b_o_last[0, 2] = model.b_O[L] @ read
+    all_heads = right.clone()
+    for layer in range(L + 1, n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"][b, p]
+        all_heads[layer + 1, :n_heads] = torch.einsum("hd,hdm->hm", z, model.W_O[layer]) @ read
+    swapped = right.clone()
+    swapped[0, [0, 1]] = right[0, [1, 0]]
     return [
+        Mistake.looks_like(mlp_up, "MLP l goes in row l + 1 (row 0 holds the embeddings and b_O)."),
+        Mistake.looks_like(b_o_last, "row 0, column 2 holds the b_O of every layer 0..L, summed, not only layer L's."),
+        Mistake.looks_like(all_heads, "heads of layers after L come after the transcoder's input: leave their rows "
+                                      "zero (only layers 0..L contribute)."),
+        Mistake.looks_like(swapped, "row 0 starts with the token embedding (column 0), then the positional "
+                                    "embedding (column 1)."),
         Mistake.looks_like(right * s, "divide by the LayerNorm scale blocks.L.ln2.hook_scale at this position."),
         Mistake.looks_like(right + mlp_own, "MLP L comes after the transcoder's input (it is what the transcoder replaces): "
                                             "only MLPs of earlier layers contribute."),
@@ -638,8 +879,14 @@ def test_component_attribution(component_attribution) -> None:
         actual = component_attribution(m, cache, later, latent, b, p)
         expected = ref.component_attribution(m, cache, later, latent, b, p)
         mistakes = _attribution_mistakes(m, cache, later, latent, b, p, expected)
+        if b != 0:
+            mistakes.append(Mistake.looks_like(ref.component_attribution(m, cache, later, latent, 0, p),
+                                               "use document batch_idx of the cache, not document 0."))
         pre = cache[acts_name(later, "hook_sae_acts_pre")][b, p, latent] - later.b_enc[latent]
-        if isinstance(actual, Tensor) and actual.shape == expected.shape and not torch.allclose(actual.sum(), pre, rtol=1e-3, atol=1e-4):
-            fail(f"{where}: the entries add up to {float(actual.sum()):.4f}, but the pre-activation minus b_enc is "
-                 f"{float(pre):.4f}; the split should be exact.", actual, mistakes)
+        if isinstance(actual, Tensor) and actual.shape == expected.shape and not torch.allclose(
+                actual.sum().double(), pre.double(), rtol=1e-3, atol=1e-4):
+            message = (f"{where}: the entries add up to {float(actual.sum()):.4f}, but the pre-activation minus b_enc is "
+                       f"{float(pre):.4f}; the split should be exact.")
+            kind = None if hint_for(actual, mistakes) else describe_difference(actual, expected, rtol=1e-4, atol=1e-5)
+            fail(message + (f" Difference: {kind}" if kind else ""), actual, mistakes)
         assert_tensor(actual, expected, where, rtol=1e-4, atol=1e-5, check_dtype=False, mistakes=mistakes)
