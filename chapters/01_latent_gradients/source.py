@@ -279,7 +279,9 @@ _ = profile_pytorch_memory(globals(), top=6)
 # > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵⚪⚪⚪⚪ · about 10 minutes
 #
 # - `from_dense(dense)` finds the nonzero entries of `dense` and returns a `SparseTensor`
-#   holding both forms. `values` keeps the dtype of `dense`.
+#   holding both forms. `values` keeps the dtype of `dense`, and gradients must flow from
+#   `values` back to `dense` (no `.detach()`, no rebuilding from Python numbers): the later
+#   exercises differentiate through it.
 # - `from_sparse((values, indices, shape))` rebuilds the dense tensor: zeros of the given shape,
 #   with the values written at their coordinates. It must have the dtype and device of
 #   `values` (float64 activations, or activations on a GPU, must stay so), and gradients must
