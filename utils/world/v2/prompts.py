@@ -60,7 +60,7 @@ def _ioi(gen: CorpusGenerator) -> Prompt | None:
     sent = gen.sentence("ioi", lead_space=False, probe_only=True)
     p = cut(sent, "ioi_io")
     s2 = next(t.text for t in sent if "ioi_s2" in t.labels)
-    names = {t.text for t in sent if "name" in t.labels}
+    names = {" " + t.text.strip() for t in sent if "name" in t.labels}  # as the model would say them
     # The answer token and the subject's token as spelled right there (both spaced).
     return Prompt(p.tokens, p.answer, wrong=" " + s2.strip(), meta=dict(p.meta, names=tuple(sorted(names))))
 
