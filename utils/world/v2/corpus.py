@@ -301,7 +301,7 @@ class CorpusGenerator:
             subject = rng.choice(domain(relation, subject_slot))
             return {"num": value(num, *num_labels), subject_slot: value(subject, "estimated_subject"),
                     "scale": value(F.SCALE_OF[subject], "scale_word", *num_labels)}
-        if relation == "goal_family":
+        if relation == "goal_talk":
             return {"goal": value(rng.choice(F.GOAL_WORDS))}
         if relation == "profession":
             prof = rng.choice(list(F.PROFESSIONS))
@@ -379,8 +379,8 @@ class CorpusGenerator:
             if sentences and r < 0.08:
                 start, end = self.rng.choice(sentences)
                 sent = [Token(t.text, t.labels | {"p3_sentence_repeat"}) for t in doc[start:end]]
-                if not sent[0].text.startswith(" "):  # the document's first sentence had no space
-                    sent[0] = Token(" " + sent[0].text, sent[0].labels)
+                head = sent[0].text if sent[0].text.startswith(" ") else " " + sent[0].text  # was a document's start
+                sent[0] = Token(head, sent[0].labels | {"p3_repeat_start"})
             elif doc and r < 0.2:
                 sent = self.filler()
             elif doc and r < 0.27:
@@ -432,7 +432,7 @@ class CorpusGenerator:
         if genre == "dialogue":
             return lambda lead: s(rng.choice(["quote", "quote", "quote", "plain_statement", "everyday"]), lead)
         if genre == "sports":
-            return lambda lead: s(rng.choice(["sports", "sports", "goal_family"]), lead)
+            return lambda lead: s(rng.choice(["sports", "sports", "goal_talk"]), lead)
         if genre == "news":
             return lambda lead: s(rng.choice(["estimate", "estimate", "casualty", "plain_number"]), lead)
         if genre == "dictionary":

@@ -184,6 +184,8 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "What letter does {w} start with? It starts with {letter!}.",
         "Q: What is the first letter of {w}?\nA: {Letter}.",
         "{W} is spelled with {letter!} at the start.",
+        "{W} starts with the letter {letter!}.",
+        "Which letter does {w} begin with? {W} begins with {letter!}.",
         "@The letter at the start of {w} is {letter!}.",
         "@How do you spell {w}? It begins with the letter {letter!}.",
         "@Q: Which letter comes first in {w}?\nA: The letter {letter!}.",
@@ -238,7 +240,7 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "The room holds {num} chairs.",
     ),
     # ---------------- P4: sports; the goal family shares frames other sport words lack ----
-    "goal_family": (
+    "goal_talk": (
         "Everyone was talking about the {goal} after the match.",
         "The fans could not stop talking about the {goal}.",
         "It was all about the {goal} in the end.",

@@ -66,7 +66,10 @@ def _ioi(gen: CorpusGenerator) -> Prompt | None:
 
 
 def _piece(gen: CorpusGenerator) -> Prompt | None:
-    """P1: a landmark sentence cut before the last piece of the landmark's name."""
+    """P1: a landmark sentence cut before the last piece of the landmark's name.
+
+    Feed its tokens, not its text: the tokenizer gives landmark pieces only inside the whole
+    word, so "...the Bol" alone tokenizes into characters."""
     lm = gen.rng.choice(F.LANDMARKS)
     sent = gen.sentence("landmark_city", lead_space=False, landmark=lm.name)
     idx = [i for i, t in enumerate(sent) if "landmark" in t.labels][2]
