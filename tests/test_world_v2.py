@@ -328,3 +328,25 @@ def test_top1_and_ioi_scores_by_hand(tokenizer):
     scores = ioi_scores(model, prompts)
     assert top1(model, prompts) == 0.0 and scores["p7_top1_in_prompt"] == 0.0
     assert scores["p7_logit_diff"] == -1.0 and scores["p7_io_beats_s"] == 0.0
+
+
+# -- training entry point (no training here) -------------------------------------------------
+
+
+def test_batches_are_packed_documents_after_bos():
+    from utils.world.v2.tokenizer import vocabulary
+    from utils.world.v2.train import make_batch
+
+    vocab = vocabulary()
+    a = make_batch(3, batch_size=4, n_ctx=64)
+    assert a.shape == (4, 64) and (a[:, 0] == vocab[BOS]).all()
+    assert torch.equal(a, make_batch(3, batch_size=4, n_ctx=64)) and not torch.equal(a, make_batch(4, batch_size=4, n_ctx=64))
+    assert vocab[UNK] not in a.tolist()[0] and int(a.max()) < len(vocab)
+
+
+def test_training_refuses_to_write_into_the_shipped_artifacts():
+    from utils.world.model import ARTIFACTS
+    from utils.world.v2.train import train
+
+    with pytest.raises(ValueError, match="inside the shipped artifacts"):
+        train(ARTIFACTS / "model_v2", steps=1)

@@ -10,7 +10,8 @@ How text becomes tokens (the tokenizer follows the same rules):
   of a document, right after an opening quote or a newline) is its own no-space token "What";
 - landmark names are written as their designed pieces (" E" "iff" "el");
 - '."', '!"', '?"' and ',"' are one token each; an opening quote after a space is ' "';
-- "'s", "'t" are suffix tokens (" Mary" "'s", " can" "'t"), every other mark is one token.
+- "'s", "'t" are suffix tokens (" Mary" "'s", " can" "'t"), every other mark is one token;
+- "a" before a slot value that starts with a vowel is written "an" ("an eagle").
 
 Every sentence comes from a frame of frames.py. The train split never uses a held-out frame;
 the held-out split uses one wherever a relation has them (at `heldout_frame_rate`). One fact
@@ -238,7 +239,7 @@ class CorpusGenerator:
             pron = F.NAMES[name.words[0]] if name else rng.choice(("he", "she"))
             return value(pron, f"pronoun:{pron}")
         taken = {v.words for v in values.values()}
-        options = [x for x in domain(relation, key) if (x,) not in taken and tuple(x.split()) not in taken]
+        options = [x for x in domain(relation, key) if tuple(x.split()) not in taken]  # name2 != name
         choice = rng.choice(options)
         if key in ("name", "name2", "io", "s"):
             return value(choice, "name", f"name:{choice}")
