@@ -130,6 +130,13 @@ def test_documents_tokenize_into_their_own_labelled_tokens(tokenizer, split):
         assert _tokens(tokenizer, doc_text(doc)) == [t.text for t in doc]
 
 
+def test_every_emitted_token_is_in_the_vocabulary(tokenizer):
+    vocab = tokenizer.get_vocab()
+    for split in ("train", "heldout"):
+        emitted = {t.text for d in CorpusGenerator(21, split=split).documents(1500) for t in d}
+        assert emitted <= set(vocab), sorted(emitted - set(vocab))[:10]
+
+
 def test_generator_is_deterministic():
     a = [doc_text(d) for d in CorpusGenerator(3).documents(30)]
     assert a == [doc_text(d) for d in CorpusGenerator(3).documents(30)]
@@ -172,6 +179,12 @@ def test_held_out_frames_never_appear_in_the_train_split():
             assert not leaked, f"train text matches held-out frame {frame!r}: {leaked[0]!r}"
     for doc in CorpusGenerator(12, split="train").documents(1500):
         assert not any("heldout_frame" in t.labels or "heldout_content" in t.labels for t in doc)
+
+
+def test_held_out_frames_are_made_of_tokens_the_train_split_has():
+    from utils.world.v2.corpus import token_inventory
+
+    assert set(token_inventory(heldout_frames=True)) == set(token_inventory(heldout_frames=False))
 
 
 def test_held_out_split_uses_held_out_frames():
