@@ -203,7 +203,7 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "The {w} and the {w2} are both {mids}.",
         "{Mids} such as the {w} and the {w2} are common here.",
         "@We saw that a {w} is a kind of {mid!}.",
-        "@Of all the {mids} we saw, the {w} was the biggest {mid!}.",
+        "@If you see a {w}, you are looking at a {mid!}.",
         "@Q: What sort of thing is a {w}?\nA: It is a {mid!}.",
     ),
     "category_parent": (
@@ -344,6 +344,7 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "The cake was made by {name}.",
         "Everyone comes here in the summer.",
         "{Name} took a photo of {name2}.",
+        "{Name} was looking at the {obj}.",
     ),
     "filler": (
         "It was a quiet morning.",
