@@ -111,10 +111,13 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "{Io} met {s} at the {place}, and {s} gave a {obj} to {io!}.",
         "The {place} was busy when {s} and {io} got there. {s} brought a {obj} for {io!}.",
         "Why did {s} go to the {place} with {io}? Because {s} wanted to give a {obj} to {io!}.",
+        "When {io} and {s} were at the {place}, {s} gave {io!} a {obj}.",
+        "{Io} and {s} sat in the {place}, and {s} showed {io!} the {obj}.",
         "@When {io} and {s} got to the {place}, {s} sent a {obj} to {io!}.",
         "@Once {io} and {s} reached the {place}, {s} threw the {obj} to {io!}.",
         "@{Io} and {s} had a long day at the {place}. {gap} In the end, {s} gave the {obj} to {io!}.",
         "@It was {s} who, after meeting {io} at the {place}, gave a {obj} to {io!}.",
+        "@{Io} and {s} stayed at the {place} all day, so {s} lent {io!} a {obj}.",
     ),
     # ---------------- P8: quotations and their closers ----------------
     # {quote} is one of the contents below plus its closer; the speaker verb matches the kind.
@@ -124,6 +127,8 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "{Name} looked at the {obj} and {verb}, \"{quote!}",
         "\"{quote_tag!} {verb} {name}.",
         "At the {place}, {name} {verb}, \"{quote!}",
+        "{Name} smiled and {verb}, \"{quote!}",
+        "When the {obj} fell, {name} {verb}, \"{quote!}",
         "@Without a pause, {name} {verb} to {name2}: \"{quote!}",
         "@\"{quote_tag!} {name} {verb} quietly.",
     ),
@@ -345,6 +350,8 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "Everyone comes here in the summer.",
         "{Name} took a photo of {name2}.",
         "{Name} was looking at the {obj}.",
+        "{Name} stayed at home, so {pron} was bored.",
+        "{Name} lent the {obj} to a friend.",
     ),
     "filler": (
         "It was a quiet morning.",
