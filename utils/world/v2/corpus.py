@@ -144,7 +144,7 @@ MIDS = tuple(m for ms in F.CATEGORIES.values() for m in ms)
 DOMAINS: dict[str, tuple[str, ...]] = {
     "name": tuple(F.NAMES), "name2": tuple(F.NAMES), "io": tuple(F.NAMES), "s": tuple(F.NAMES),
     "place": F.PLACES, "obj": F.OBJECTS, "adj": F.ADJECTIVES, "time": F.TIMES, "food": F.FOODS,
-    "food2": F.FOODS, "feeling": F.FEELINGS, "day": F.DAYS, "small_word": F.NUMBER_WORDS[1:10],
+    "food2": F.FOODS, "feeling": F.FEELINGS, "day": F.DAYS, "small_word": F.NUMBER_WORDS,
     "tverb": F.TRANSITIVE_VERBS, "pron": ("he", "she"), "prof": tuple(F.PROFESSIONS),
     "kind": tuple(sorted({lm.kind for lm in F.LANDMARKS})), "city": US_CITIES, "city2": US_CITIES,
     "country": tuple(sorted({c for c, _ in F.EUROPEAN_CITIES.values()})),

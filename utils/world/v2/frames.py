@@ -352,6 +352,7 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "{Name} was looking at the {obj}.",
         "{Name} stayed at home, so {pron} was bored.",
         "{Name} lent the {obj} to a friend.",
+        "Only one {obj} was left.",
     ),
     "filler": (
         "It was a quiet morning.",
