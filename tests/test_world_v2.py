@@ -79,7 +79,7 @@ def test_unknown_words_fall_back_to_characters(tokenizer):
 
 def test_decode_inverts_encode_on_ascii_text(tokenizer):
     rng = random.Random(0)
-    texts = list(NATURAL_PROMPTS) + ["".join(chr(i) for i in range(128))]
+    texts = list(NATURAL_PROMPTS) + ["".join(chr(i) for i in range(128)), "a . b , c ? d ! e ' s"]
     texts += ["".join(rng.choice([chr(i) for i in range(32, 127)] + ["\n", "\t"]) for _ in range(60)) for _ in range(50)]
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False).input_ids
@@ -115,8 +115,9 @@ def test_saved_tokenizer_reloads_identically(tokenizer, tmp_path):
 
     save_tokenizer(tmp_path / "tok")
     again = load_tokenizer(tmp_path / "tok")
-    for text in NATURAL_PROMPTS[:20]:
+    for text in NATURAL_PROMPTS[:20] + ["a . b , c ?"]:
         assert again(text).input_ids == tokenizer(text).input_ids
+        assert again.decode(again(text, add_special_tokens=False).input_ids) == text
     with pytest.raises(FileNotFoundError, match="No v2 tokenizer"):
         load_tokenizer(tmp_path / "missing")
 

@@ -87,8 +87,10 @@ def build_tokenizer():
     tok.decoder = decoders.Fuse()
     tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A $B",
                                                        special_tokens=[(BOS, vocab[BOS])])
+    # clean_up_tokenization_spaces would turn "a ." into "a." on decode; some transformers
+    # versions default it to True, so it is set (and saved) explicitly.
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=PAD,
-                                   unk_token=UNK, model_max_length=1_000_000)
+                                   unk_token=UNK, model_max_length=1_000_000, clean_up_tokenization_spaces=False)
     fast.add_bos_token = True
     return fast
 
