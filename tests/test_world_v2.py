@@ -308,6 +308,15 @@ def test_prompts_come_from_held_out_frames_and_tokenize_back(tokenizer):
                 assert FRAMES[relation][int(index)].startswith(HELD_OUT), (kind, p.text)
 
 
+def test_train_frame_prompts_use_train_frames():
+    from utils.world.v2.prompts import make_prompts
+
+    for kind in ("p2_landmark_city", "p6_two_hop", "p9_definition", "p11_category"):
+        for p in make_prompts(kind, n=30, train_frames=True):
+            relation, index = p.meta["frame"].removeprefix("frame:").split("/")
+            assert not is_heldout(FRAMES[relation][int(index)]), (kind, p.text)
+
+
 class _StandIn:
     """A 'model' whose last-position logits put `bonus` on chosen tokens (for checking bars)."""
 
@@ -364,3 +373,12 @@ def test_training_refuses_to_write_into_the_shipped_artifacts():
 
     with pytest.raises(ValueError, match="inside the shipped artifacts"):
         train(ARTIFACTS / "model_v2", steps=1)
+
+
+def test_bars_refuse_a_model_from_another_corpus_version(tokenizer):
+    from utils.world.v2.bars import top1
+    from utils.world.v2.prompts import Prompt
+
+    model = _StandIn(tokenizer, lambda row: {})
+    with pytest.raises(ValueError, match="another version of the v2 corpus"):
+        top1(model, [Prompt((BOS, "Where", " is"), " Atlantis")])

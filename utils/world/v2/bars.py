@@ -51,6 +51,11 @@ BARS: tuple[Bar, ...] = (
     Bar("p6_unseen_city", "P6 two-hop on cities never seen in a two-hop sentence", "info", "true composition"),
     Bar("p8_plain_period", "P8 '.' outside quotes top-1", "info", "contrast case for the closer"),
     Bar("p3_run_first_loss", "P3 loss on the first copy of a run (nats)", "info", "sanity: runs are unpredictable"),
+    # the same behaviours on TRAIN frames: a big gap to the held-out rows means template surface
+    Bar("p2_train_frames", "P2 top-1 on train frames", "info", "compare with the held-out P2 row"),
+    Bar("p6_two_hop_train_frames", "P6 two-hop top-1 on train frames", "info", "compare with the held-out row"),
+    Bar("p9_train_frames", "P9 top-1 on train frames", "info", "compare with the held-out row"),
+    Bar("p11_train_frames", "P11 top-1 on train frames", "info", "compare with the held-out row"),
 )
 _PROMPTS = {"p2": "p2_landmark_city", "p5": "p5_scale", "p6_two_hop": "p6_two_hop",
             "p6_two_hop_question": "p6_two_hop_question", "p8": "p8_closer", "p9": "p9_definition",
@@ -74,7 +79,17 @@ class Row:
 
 
 def _ids(model, tokens) -> list[int]:
-    return model.tokenizer.convert_tokens_to_ids(list(tokens))
+    """Token ids; a token the model's vocabulary lacks means the model was trained on another
+    version of the corpus (the vocabulary follows the frames), which would silently score
+    <|unk|> in its place."""
+    tokens = list(tokens)
+    ids = model.tokenizer.convert_tokens_to_ids(tokens)
+    unk = model.tokenizer.unk_token_id
+    missing = sorted({t for t, i in zip(tokens, ids) if i == unk and t != UNK})
+    if missing:
+        raise ValueError(f"tokens {missing[:5]} are not in the model's vocabulary: it was trained on another "
+                         "version of the v2 corpus; retrain it or evaluate with the matching code")
+    return ids
 
 
 @torch.no_grad()
@@ -147,6 +162,9 @@ def measure(model, n: int = 200) -> list[Row]:
     for key, kind in _PROMPTS.items():
         prompts = make_prompts(kind, n=n)
         values[key] = (top1(model, prompts), len(prompts))
+    for key in ("p2", "p6_two_hop", "p9", "p11"):
+        prompts = make_prompts(_PROMPTS[key], n=n, train_frames=True)
+        values[f"{key}_train_frames"] = (top1(model, prompts), len(prompts))
     ioi = make_prompts("p7_ioi", n=n)
     values.update({k: (v, len(ioi)) for k, v in ioi_scores(model, ioi).items()})
     values.update({k: (v, 64) for k, v in run_losses(model).items()})

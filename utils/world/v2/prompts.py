@@ -100,12 +100,15 @@ PROMPT_KINDS = {
 }
 
 
-def make_prompts(kind: str, n: int = 200, seed: int = 1234) -> list[Prompt]:
-    """Up to `n` distinct prompts of one kind (see `PROMPT_KINDS`)."""
+def make_prompts(kind: str, n: int = 200, seed: int = 1234, train_frames: bool = False) -> list[Prompt]:
+    """Up to `n` distinct prompts of one kind (see `PROMPT_KINDS`).
+
+    `train_frames=True` cuts the same kind from TRAIN frames instead: the gap between the two
+    accuracies is how much of a behaviour is template surface (issue 11)."""
     if kind not in PROMPT_KINDS:
         raise ValueError(f"unknown prompt kind {kind!r}; choose one of {sorted(PROMPT_KINDS)}")
     make, heldout = PROMPT_KINDS[kind]
-    gen = CorpusGenerator(seed=seed, split="heldout", heldout_frame_rate=1.0 if heldout else 0.0)
+    gen = CorpusGenerator(seed=seed, split="heldout", heldout_frame_rate=1.0 if heldout and not train_frames else 0.0)
     seen, out = set(), []
     for _ in range(30 * n):
         p = make(gen)
