@@ -359,6 +359,10 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "{Name} stayed at home, so {pron} was bored.",
         "{Name} lent the {obj} to a friend.",
         "Only one {obj} was left.",
+        "What a lovely day!",
+        "Yesterday, {name} went to the {place}.",
+        "Can you tell me the way to the {place}?",
+        "{Name} went home early.",
     ),
     "filler": (
         "It was a quiet morning.",
