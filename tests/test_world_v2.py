@@ -70,6 +70,12 @@ def test_issue_prompts_are_whole_words(tokenizer):
     assert _tokens(tokenizer, "He scored two goals") == ["He", " scored", " two", " goals"]
 
 
+def test_whole_word_fraction_by_hand(tokenizer):
+    from utils.world.v2.bars import whole_word_fraction
+
+    assert whole_word_fraction(tokenizer, ["Where is Paris?", "Zog ate", "the end", "He scored two goals"]) == 0.5
+
+
 def test_unknown_words_fall_back_to_characters(tokenizer):
     assert _tokens(tokenizer, "Zog ate") == ["Z", "o", "g", " a", "t", "e"]
     # a word that merely starts like a landmark does not get the landmark's pieces

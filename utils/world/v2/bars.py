@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .corpus import UNK
+from .corpus import UNK, token_inventory
 from .prompts import Prompt, make_prompts, natural_prompts, repeated_random_tokens, repeated_sentences
 
 
@@ -45,6 +45,8 @@ BARS: tuple[Bar, ...] = (
     Bar("p3_sentence_ratio", "P3 loss of a repeated sentence's 2nd copy / 1st copy", "<= 0.5",
         "induction on natural text, not only on the run pool"),
     Bar("unk_natural", "natural prompts containing <|unk|> (count)", "<= 0", "students type their own prompts"),
+    Bar("natural_whole_words", "natural prompts made only of corpus tokens (fraction)", "info",
+        "the rest fall back to characters somewhere (lower-case starts, unknown words)"),
     Bar("p1", "P1 last landmark piece top-1", "info", "01/02 bigram circuit"),
     Bar("p6_city_state", "P6 one hop city -> state top-1", "info", "the first hop"),
     Bar("p6_state_capital", "P6 one hop state -> capital top-1", "info", "the second hop"),
@@ -156,6 +158,14 @@ def unk_count(tokenizer, prompts=None) -> int:
     return sum(UNK in tokenizer.convert_ids_to_tokens(tokenizer(p).input_ids) for p in prompts)
 
 
+def whole_word_fraction(tokenizer, prompts=None) -> float:
+    """Share of prompts whose every token is one the corpus writes (no character fallback)."""
+    prompts = natural_prompts() if prompts is None else prompts
+    corpus = set(token_inventory())
+    return sum(all(t in corpus for t in tokenizer.convert_ids_to_tokens(tokenizer(p, add_special_tokens=False).input_ids))
+               for p in prompts) / len(prompts)
+
+
 def measure(model, n: int = 200) -> list[Row]:
     """Every bar of `BARS` measured on `model` (n prompts per behaviour)."""
     values: dict[str, tuple[float, int]] = {}
@@ -170,6 +180,7 @@ def measure(model, n: int = 200) -> list[Row]:
     values.update({k: (v, 64) for k, v in run_losses(model).items()})
     values["p3_sentence_ratio"] = (sentence_repeat_ratio(model), 64)
     values["unk_natural"] = (float(unk_count(model.tokenizer)), len(natural_prompts()))
+    values["natural_whole_words"] = (whole_word_fraction(model.tokenizer), len(natural_prompts()))
     return [Row(bar, *values[bar.key]) for bar in BARS]
 
 
