@@ -144,6 +144,13 @@ def test_every_emitted_token_is_in_the_vocabulary(tokenizer):
         assert emitted <= set(vocab), sorted(emitted - set(vocab))[:10]
 
 
+def test_short_documents_are_whole_sentences(tokenizer):
+    for doc in CorpusGenerator(8).documents(200, max_tokens=24):
+        assert len(doc) <= 24 and _tokens(tokenizer, doc_text(doc)) == [t.text for t in doc]
+    with pytest.raises(ValueError, match="too small"):
+        CorpusGenerator().document(genre="geography", max_tokens=2)
+
+
 def test_generator_is_deterministic():
     a = [doc_text(d) for d in CorpusGenerator(3).documents(30)]
     assert a == [doc_text(d) for d in CorpusGenerator(3).documents(30)]

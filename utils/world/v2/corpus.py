@@ -374,7 +374,7 @@ class CorpusGenerator:
         target = self.rng.randint(max_tokens // 3, max_tokens)
         doc: list[Token] = []
         sentences: list[tuple[int, int]] = []
-        while True:
+        for _ in range(1000):
             r = self.rng.random()
             lead = bool(doc)
             if sentences and r < 0.08:
@@ -389,13 +389,17 @@ class CorpusGenerator:
             else:
                 sent = make(lead)
             if len(doc) + len(sent) > max_tokens:
-                break
+                if doc:
+                    break
+                continue  # a first sentence longer than the document: draw another (never cut one)
             if "p3_sentence_repeat" not in sent[0].labels:
                 sentences.append((len(doc), len(doc) + len(sent)))
             doc.extend(sent)
             if len(doc) >= target:
                 break
-        return doc or make(False)[:max_tokens]
+        if not doc:
+            raise ValueError(f"max_tokens={max_tokens} is too small for any {genre} sentence")
+        return doc
 
     def documents(self, n: int, max_tokens: int = 127) -> Iterator[list[Token]]:
         for _ in range(n):
