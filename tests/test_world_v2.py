@@ -1,0 +1,397 @@
+"""Course world v2 (utils/world/v2): tokenizer, corpus, held-out frames, prompts and bars.
+
+No model is trained here; the bars' arithmetic is checked on a stand-in model whose logits
+are set by hand.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from utils.world.v2 import facts as F
+from utils.world.v2.corpus import BOS, PAD, UNK, CorpusGenerator, doc_text, run_words, sentence_text
+from utils.world.v2.frames import FRAMES, HELD_OUT, PROBED, frame_text, is_heldout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Typed the way people type: questions, statements, odd casing, typos, digits, symbols.
+NATURAL_PROMPTS = [
+    "What is the capital of Texas?", "Where is the Eiffel Tower?", "Mary and John went to the store",
+    "A robin is a type of", "He scored two goals", "what's the capital of california", "Where's the Louvre?",
+    "The Colosseum is in", "Is Dallas in Texas?", "Which state is Miami in?", "Austin is the capital of",
+    "When Anna and Tom went to the park, Tom gave a kite to", "Tom said, \"I like the red ball.\"",
+    "\"Where is my hat?\" asked Lucy.", "She shouted, \"Run!\"", "The word \"nut\" means",
+    "The first letter of elephant is", "What letter does tiger start with?", "A salmon is a kind of",
+    "Roses and tulips are flowers.", "The budget is estimated to exceed 500", "About 30 people were injured.",
+    "The goalie saved the shot!", "Everyone was talking about the goalkeeper.", "The pilot said he",
+    "teh capital of Texsa", "WHERE IS PARIS", "wHeRe Is ThE kReMlIn", "i dont know", "I don't know.",
+    "It's raining again...", "Can't we go home now?", "Q: Where is the Prado?\nA:", "Rome, Italy",
+    "Paris (the city) is big.", "The price is $300 - or maybe 350?", "50% of the fans left early",
+    "e-mail: anna@example.org", "#1 team in the league", "2 + 2 = 4", "Dallas; Houston; Austin",
+    "Hello, world!", "The meaning of life is 42.", "Sherlock Holmes lived in London.",
+    "My name is Zbigniew and I live in Wroclaw.", "The quick brown fox jumps over the lazy dog.",
+    "Tabs\tand\nnewlines", "   leading spaces", "trailing space ", "ALL CAPS SENTENCE.",
+    "Is a whale a fish?", "How many goals did the Rovers score?", "the eiffel tower",
+    "Why did the nurse call the doctor?", "{curly} [square] <angle> `tick` ~tilde^ |pipe|",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from utils.world.v2.tokenizer import build_tokenizer
+
+    return build_tokenizer()
+
+
+def _tokens(tokenizer, text: str) -> list[str]:
+    return tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+# -- tokenizer ----------------------------------------------------------------------------
+
+
+def test_natural_prompts_never_give_unk(tokenizer):
+    assert len(NATURAL_PROMPTS) >= 50
+    for text in NATURAL_PROMPTS:
+        assert UNK not in _tokens(tokenizer, text), text
+
+
+def test_issue_prompts_are_whole_words(tokenizer):
+    # The five prompts of issue 11 now tokenize into corpus words, not characters.
+    assert _tokens(tokenizer, "What is the capital of Texas?") == ["What", " is", " the", " capital", " of", " Texas", "?"]
+    assert _tokens(tokenizer, "Where is the Eiffel Tower?") == ["Where", " is", " the", " E", "iff", "el", " Tower", "?"]
+    assert _tokens(tokenizer, "Mary and John went to the store") == ["Mary", " and", " John", " went", " to", " the", " store"]
+    assert _tokens(tokenizer, "A robin is a type of") == ["A", " robin", " is", " a", " type", " of"]
+    assert _tokens(tokenizer, "He scored two goals") == ["He", " scored", " two", " goals"]
+
+
+def test_whole_word_fraction_by_hand(tokenizer):
+    from utils.world.v2.bars import whole_word_fraction
+
+    assert whole_word_fraction(tokenizer, ["Where is Paris?", "Zog ate", "the end", "He scored two goals"]) == 0.5
+
+
+def test_unknown_words_fall_back_to_characters(tokenizer):
+    assert _tokens(tokenizer, "Zog ate") == ["Z", "o", "g", " a", "t", "e"]
+    # a word that merely starts like a landmark does not get the landmark's pieces
+    assert _tokens(tokenizer, " Eiffelturm")[:3] == [" E", "i", "f"]
+    assert _tokens(tokenizer, "a  b") == ["a", " ", " b"]
+
+
+def test_decode_inverts_encode_on_ascii_text(tokenizer):
+    rng = random.Random(0)
+    texts = list(NATURAL_PROMPTS) + ["".join(chr(i) for i in range(128)), "a . b , c ? d ! e ' s"]
+    texts += ["".join(rng.choice([chr(i) for i in range(32, 127)] + ["\n", "\t"]) for _ in range(60)) for _ in range(50)]
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        assert UNK not in tokenizer.convert_ids_to_tokens(ids), repr(text)
+        assert tokenizer.decode(ids) == text, repr(text)
+
+
+def test_landmark_pieces_are_the_designed_ones(tokenizer):
+    for lm in F.LANDMARKS:
+        assert _tokens(tokenizer, f"The {lm.name} {lm.kind}") == ["The", *lm.pieces, f" {lm.kind}"], lm.name
+    # first pieces are shared, so the first piece alone does not say which landmark it is
+    assert _tokens(tokenizer, " Eiffel")[0] == _tokens(tokenizer, " Escorial")[0] == " E"
+    assert _tokens(tokenizer, " Prado")[0] == _tokens(tokenizer, " Pantheon")[0] == _tokens(tokenizer, " Parthenon")[0]
+
+
+def test_closing_quotes_are_single_tokens(tokenizer):
+    assert _tokens(tokenizer, 'Tom said, "I like it."') == ["Tom", " said", ",", ' "', "I", " like", " it", '."']
+    assert _tokens(tokenizer, 'Anna asked, "Where is it?"')[-1] == '?"'
+    assert _tokens(tokenizer, 'Sam shouted, "Run!"')[-1] == '!"'
+    assert _tokens(tokenizer, '"It is time to go home," said Tom.') == [
+        '"', "It", " is", " time", " to", " go", " home", ',"', " said", " Tom", "."]
+
+
+def test_special_ids(tokenizer):
+    assert tokenizer.convert_tokens_to_ids(PAD) == 0
+    bos = tokenizer.convert_tokens_to_ids(BOS)
+    assert bos != 0 and tokenizer.bos_token_id == bos and tokenizer.pad_token_id == 0
+    assert tokenizer("Where is Paris?").input_ids[0] == bos
+
+
+def test_saved_tokenizer_reloads_identically(tokenizer, tmp_path):
+    from utils.world.v2.tokenizer import load_tokenizer, save_tokenizer
+
+    save_tokenizer(tmp_path / "tok")
+    again = load_tokenizer(tmp_path / "tok")
+    for text in NATURAL_PROMPTS[:20] + ["a . b , c ?"]:
+        assert again(text).input_ids == tokenizer(text).input_ids
+        assert again.decode(again(text, add_special_tokens=False).input_ids) == text
+    with pytest.raises(FileNotFoundError, match="No v2 tokenizer"):
+        load_tokenizer(tmp_path / "missing")
+
+
+# -- corpus -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_documents_tokenize_into_their_own_labelled_tokens(tokenizer, split):
+    for doc in CorpusGenerator(7, split=split).documents(400):
+        assert _tokens(tokenizer, doc_text(doc)) == [t.text for t in doc]
+
+
+def test_every_emitted_token_is_in_the_vocabulary(tokenizer):
+    vocab = tokenizer.get_vocab()
+    for split in ("train", "heldout"):
+        emitted = {t.text for d in CorpusGenerator(21, split=split).documents(1500) for t in d}
+        assert emitted <= set(vocab), sorted(emitted - set(vocab))[:10]
+
+
+def test_short_documents_are_whole_sentences(tokenizer):
+    for doc in CorpusGenerator(8).documents(200, max_tokens=24):
+        assert len(doc) <= 24 and _tokens(tokenizer, doc_text(doc)) == [t.text for t in doc]
+    with pytest.raises(ValueError, match="too small"):
+        CorpusGenerator().document(genre="geography", max_tokens=2)
+
+
+def test_generator_is_deterministic():
+    a = [doc_text(d) for d in CorpusGenerator(3).documents(30)]
+    assert a == [doc_text(d) for d in CorpusGenerator(3).documents(30)]
+    assert a != [doc_text(d) for d in CorpusGenerator(4).documents(30)]
+
+
+def test_every_relation_has_many_frames_with_questions_and_held_out_ones():
+    fact_relations = ("landmark_city", "city_state", "state_capital", "two_hop", "definition", "first_letter",
+                      "category", "estimate")
+    for relation in PROBED:
+        frames = FRAMES[relation]
+        train = [f for f in frames if not is_heldout(f)]
+        held = [f for f in frames if is_heldout(f)]
+        assert len(train) >= 5 and len(held) >= 2, relation
+        assert all("!}" in f for f in held), f"{relation}: a held-out frame without an answer cannot be evaluated"
+        if relation in fact_relations:
+            assert sum("?" in f for f in train) >= 2, f"{relation}: too few question frames"
+            assert len(train) >= 7 and len(held) >= 3, relation
+
+
+def _frame_regex(frame: str) -> re.Pattern:
+    """A frame's fixed words with anything in the slots; matches whatever text it produced."""
+    parts = re.split(r"\{[A-Za-z_0-9]+!?\}", frame_text(frame))
+    return re.compile(".+?".join(re.escape(p) for p in parts), re.DOTALL)
+
+
+def test_held_out_frames_never_appear_in_the_train_split():
+    train, held = CorpusGenerator(11, split="train"), CorpusGenerator(11, split="heldout", heldout_frame_rate=1.0)
+    for relation in FRAMES:
+        held_frames = [f for f in FRAMES[relation] if is_heldout(f)]
+        if not held_frames:
+            continue
+        train_texts = [sentence_text(train.sentence(relation, lead_space=False)) for _ in range(300)]
+        held_texts = [sentence_text(held.sentence(relation, lead_space=False)) for _ in range(100)]
+        for frame in held_frames:
+            pattern = _frame_regex(frame)
+            if relation != "ioi":  # IOI swaps its first two names, which the fixed words straddle
+                assert any(pattern.fullmatch(t) for t in held_texts), f"check is blind to {frame!r}"
+            leaked = [t for t in train_texts if pattern.fullmatch(t)]
+            assert not leaked, f"train text matches held-out frame {frame!r}: {leaked[0]!r}"
+    for doc in CorpusGenerator(12, split="train").documents(1500):
+        assert not any("heldout_frame" in t.labels or "heldout_content" in t.labels for t in doc)
+
+
+def test_held_out_frames_are_made_of_tokens_the_train_split_has():
+    from utils.world.v2.corpus import token_inventory
+
+    assert set(token_inventory(heldout_frames=True)) == set(token_inventory(heldout_frames=False))
+
+
+def test_held_out_split_uses_held_out_frames():
+    labels = [lab for d in CorpusGenerator(1, split="heldout").documents(300) for t in d for lab in t.labels]
+    assert "heldout_frame" in labels and "heldout_content" in labels
+
+
+def test_answers_agree_with_the_fact_tables():
+    gen = CorpusGenerator(5)
+
+    def answer(sent):
+        return next(t.text.strip() for t in sent if "answer" in t.labels)
+
+    def label(sent, prefix):
+        return next(lab.split(":")[1] for t in sent for lab in t.labels if lab.startswith(prefix))
+
+    for _ in range(150):
+        s = gen.sentence("two_hop", probe_only=True)
+        assert answer(s) == F.STATES[F.CITY_TO_STATE[label(s, "city:")]]["capital"]
+        assert label(s, "city:") not in F.TWO_HOP_UNSEEN_CITIES  # held-out fact in training
+        s = gen.sentence("landmark_city", probe_only=True)
+        assert answer(s) == F.LANDMARK_BY_NAME[label(s, "landmark:")].city
+        s = gen.sentence("first_letter", probe_only=True)
+        word = next(t.text.strip().lower() for t in s if "spelled_word" in t.labels)
+        assert answer(s) == word[0].upper()
+        s = gen.sentence("category", probe_only=True)
+        word = next(t.text.strip().lower() for t in s if "category_member" in t.labels)
+        assert answer(s) == F.WORD_TO_CATEGORY[word][1]
+        s = gen.sentence("estimate", probe_only=True)
+        subject = next(t.text.strip() for t in s if "estimated_subject" in t.labels)
+        assert answer(s) == F.SCALE_OF[subject]
+        s = gen.sentence("ioi", probe_only=True)
+        io = next(t.text.strip() for t in s if "ioi_io" in t.labels)
+        s2 = next(t.text.strip() for t in s if "ioi_s2" in t.labels)
+        names = [t.text.strip() for t in s if "name" in t.labels]
+        assert io != s2 and names.count(io) == 2 and set(names) == {io, s2}
+
+
+def test_ioi_names_move_between_positions():
+    # The IO is first-mentioned in about half the sentences, so no slot holds the answer.
+    gen = CorpusGenerator(2)
+    first_is_io = []
+    for _ in range(400):
+        s = gen.sentence("ioi", probe_only=True)
+        names = [t.text.strip() for t in s if "name" in t.labels]
+        first_is_io.append(names[0] == names[-1])
+    assert 0.35 < sum(first_is_io) / len(first_is_io) < 0.65
+
+
+def test_known_v1_bugs_are_gone():
+    gen = CorpusGenerator(0)
+    genres = [g for g in gen.GENRES if g != "repeat"]  # random runs may put any word after "a"
+    docs = [gen.document(genre=genres[i % len(genres)]) for i in range(2000)]
+    text = " ".join(doc_text(d) for d in docs)
+    assert not re.search(r"\b[Tt]he the\b", text)
+    assert "tickets live" not in text and "tickets are thought to live" not in text
+    for doc in docs:  # "a apple" -> "an apple" (the letter A, as in "starts with A", is fine)
+        for x, y in zip(doc, doc[1:]):
+            article = x.text.strip() in ("a", "A") and not any(lab.startswith("letter:") for lab in x.labels)
+            assert not (article and y.text.strip()[:1] in "aeiouAEIOU"), doc_text(doc)
+
+
+def test_runs_draw_from_the_whole_vocabulary():
+    pool = set(run_words())
+    for needed in (" Paris", " Dallas", " 300", " nurse", " goalkeeper", " million", " What", " sparrow"):
+        assert needed in pool
+    gen = CorpusGenerator(0)
+    drawn = {w for _ in range(2000) for w in gen.random_run(20)}
+    assert drawn <= pool and len(drawn) > 0.95 * len(pool)
+
+
+def test_documents_repeat_natural_sentences():
+    repeats = 0
+    for doc in CorpusGenerator(3).documents(500):
+        starts = [i for i, t in enumerate(doc) if "p3_repeat_start" in t.labels]
+        for start, nxt in zip(starts, starts[1:] + [len(doc)]):
+            end = next((j for j in range(start, nxt) if "p3_sentence_repeat" not in doc[j].labels), nxt)
+            assert doc_text(doc[start:end]).strip() in doc_text(doc[:start])
+            repeats += 1
+    assert repeats > 50
+
+
+def test_goal_words_share_frames():
+    gen = CorpusGenerator(4)
+    by_frame: dict[str, set[str]] = {}
+    for _ in range(600):
+        s = gen.sentence("goal_talk")
+        frame = next(lab for lab in s[0].labels if lab.startswith("frame:"))
+        by_frame.setdefault(frame, set()).update(t.text.strip() for t in s if "goal_family" in t.labels)
+    assert by_frame and all(words == set(F.GOAL_WORDS) for words in by_frame.values())
+
+
+def test_v1_does_not_import_v2():
+    for path in (ROOT / "utils" / "world").glob("*.py"):
+        assert not re.search(r"\bv2\b", path.read_text()), path
+
+
+def test_bad_split_and_genre_are_one_line_errors():
+    with pytest.raises(ValueError, match="split must be"):
+        CorpusGenerator(split="test")
+    with pytest.raises(ValueError, match="unknown genre"):
+        CorpusGenerator().document(genre="poetry")
+
+
+# -- prompts and bars ----------------------------------------------------------------------
+
+
+def test_prompts_come_from_held_out_frames_and_tokenize_back(tokenizer):
+    from utils.world.v2.prompts import PROMPT_KINDS, make_prompts
+
+    for kind, (_, heldout) in PROMPT_KINDS.items():
+        prompts = make_prompts(kind, n=60)
+        assert len(prompts) >= 40, kind
+        for p in prompts[:20]:
+            if kind != "p1_piece":  # cut inside a landmark word: only its tokens are meaningful
+                assert _tokens(tokenizer, p.text) == list(p.tokens[1:]), kind
+            assert tokenizer.convert_tokens_to_ids(p.answer) != tokenizer.unk_token_id
+            if heldout and p.meta.get("frame"):
+                relation, index = p.meta["frame"].removeprefix("frame:").split("/")
+                assert FRAMES[relation][int(index)].startswith(HELD_OUT), (kind, p.text)
+
+
+def test_train_frame_prompts_use_train_frames():
+    from utils.world.v2.prompts import make_prompts
+
+    for kind in ("p2_landmark_city", "p6_two_hop", "p9_definition", "p11_category"):
+        for p in make_prompts(kind, n=30, train_frames=True):
+            relation, index = p.meta["frame"].removeprefix("frame:").split("/")
+            assert not is_heldout(FRAMES[relation][int(index)]), (kind, p.text)
+
+
+class _StandIn:
+    """A 'model' whose last-position logits put `bonus` on chosen tokens (for checking bars)."""
+
+    def __init__(self, tokenizer, favour):
+        self.tokenizer, self.favour = tokenizer, favour
+        self.cfg = type("cfg", (), {"device": "cpu"})()
+
+    def __call__(self, tokens):
+        logits = torch.zeros(*tokens.shape, len(self.tokenizer))
+        for row in range(tokens.shape[0]):
+            for tok, bonus in self.favour(tokens[row]).items():
+                logits[row, :, self.tokenizer.convert_tokens_to_ids(tok)] = bonus
+        return logits
+
+
+def test_top1_and_ioi_scores_by_hand(tokenizer):
+    from utils.world.v2.bars import ioi_scores, top1
+    from utils.world.v2.prompts import make_prompts
+
+    prompts = make_prompts("p7_ioi", n=20)
+    by_ids = {tuple(tokenizer.convert_tokens_to_ids(list(p.tokens))): p for p in prompts}
+
+    def favour_io(row):
+        p = by_ids[tuple(i for i in row.tolist() if i != 0)]
+        return {p.answer: 3.0, p.wrong: 1.0}
+
+    model = _StandIn(tokenizer, favour_io)
+    assert top1(model, prompts) == 1.0
+    assert ioi_scores(model, prompts) == {"p7_logit_diff": 2.0, "p7_io_beats_s": 1.0, "p7_top1_in_prompt": 1.0}
+    outsider = next(n for n in F.NAMES if all(f" {n}" not in p.tokens for p in prompts))
+    model = _StandIn(tokenizer, lambda row: {f" {outsider}": 5.0, by_ids[tuple(i for i in row.tolist() if i != 0)].wrong: 1.0})
+    scores = ioi_scores(model, prompts)
+    assert top1(model, prompts) == 0.0 and scores["p7_top1_in_prompt"] == 0.0
+    assert scores["p7_logit_diff"] == -1.0 and scores["p7_io_beats_s"] == 0.0
+
+
+# -- training entry point (no training here) -------------------------------------------------
+
+
+def test_batches_are_packed_documents_after_bos():
+    from utils.world.v2.tokenizer import vocabulary
+    from utils.world.v2.train import make_batch
+
+    vocab = vocabulary()
+    a = make_batch(3, batch_size=4, n_ctx=64)
+    assert a.shape == (4, 64) and (a[:, 0] == vocab[BOS]).all()
+    assert torch.equal(a, make_batch(3, batch_size=4, n_ctx=64)) and not torch.equal(a, make_batch(4, batch_size=4, n_ctx=64))
+    assert vocab[UNK] not in a.tolist()[0] and int(a.max()) < len(vocab)
+
+
+def test_training_refuses_to_write_into_the_shipped_artifacts():
+    from utils.world.model import ARTIFACTS
+    from utils.world.v2.train import train
+
+    with pytest.raises(ValueError, match="inside the shipped artifacts"):
+        train(ARTIFACTS / "model_v2", steps=1)
+
+
+def test_bars_refuse_a_model_from_another_corpus_version(tokenizer):
+    from utils.world.v2.bars import top1
+    from utils.world.v2.prompts import Prompt
+
+    model = _StandIn(tokenizer, lambda row: {})
+    with pytest.raises(ValueError, match="another version of the v2 corpus"):
+        top1(model, [Prompt((BOS, "Where", " is"), " Atlantis")])
