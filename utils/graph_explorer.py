@@ -128,7 +128,7 @@ class GraphView:
                 chips = "".join(
                     f'<div class="node" title="{html.escape(_plain(n.hover))}" style="margin:1px 0;padding:0 3px;'
                     f'border-radius:3px;background:{KIND_STYLE[n.kind][1]};color:#fff;white-space:nowrap">'
-                    f'{html.escape(n.label)}</div>'
+                    f'{_pe(n.label)}</div>'
                     for n in sorted(chosen, key=lambda n: -n.influence) if n.pos == p)
                 cells.append(f'<td style="{cell}">{chips}</td>')
             body.append(f'<tr><th style="{cell};text-align:left">{name}</th>{"".join(cells)}</tr>')
@@ -301,7 +301,13 @@ def _example(model, data, acts: torch.Tensor, doc: int, p: int) -> str:
     real = data.mask[doc].nonzero().flatten()
     lo, hi = max(p - WINDOW[0], int(real[0])), min(p + WINDOW[1], int(real[-1]))
     toks = model.tokenizer.convert_ids_to_tokens(data.tokens[doc, lo:hi + 1].tolist())
-    return "".join(f"<b>[{html.escape(t)}]</b>" if lo + i == p else html.escape(t) for i, t in enumerate(toks))
+    return "".join(f"<b>[{_pe(t)}]</b>" if lo + i == p else _pe(t)
+                   for i, t in enumerate(toks))
+
+
+def _pe(text: str) -> str:
+    """Escape text for plotly's markup, which decodes &lt; &gt; &amp; but shows &quot; literally."""
+    return html.escape(text, quote=False)
 
 
 def _concept_text(n: Node) -> str:
@@ -317,7 +323,7 @@ def _plain(text: str) -> str:
 
 
 def _details_html(n: Node) -> str:
-    return f"<b>{html.escape(n.label)}</b> <code>{html.escape(n.id)}</code><br>{n.hover}"
+    return n.hover
 
 
 # -- building the view --------------------------------------------------------------------------
@@ -451,7 +457,7 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
 
 
 def _hover(n: Node, toks: list[str]) -> str:
-    lines = [f"<b>{html.escape(n.label)}</b>  ({n.kind}, id {n.id})"]
+    lines = [f"<b>{_pe(n.label)}</b>  ({n.kind}, id {n.id})"]
     if n.kind == "logit":
         lines.append(f"probability {n.activation:.3f}")
     elif n.activation is not None:
@@ -459,10 +465,10 @@ def _hover(n: Node, toks: list[str]) -> str:
     if n.kind != "logit":
         lines.append(f"influence on the logits {n.influence:.3f}")
     if n.kind == "supernode":
-        lines.append("members: " + ", ".join(html.escape(m) for m in n.members))
+        lines.append("members: " + ", ".join(_pe(m) for m in n.members))
     if n.latent:
         i = n.latent
-        lines.append(f"best planted concept: <b>{html.escape(i['concept'])}</b> "
+        lines.append(f"best planted concept: <b>{_pe(i['concept'])}</b> "
                      f"(precision {i['precision']:.2f}, recall {i['recall']:.2f}, F1 {i['f1']:.2f})")
         lines.append(f"top examples ({i['n_docs']} held-out documents; density {i['density']:.2%}):")
         lines += [f"  {a:.3g}: {ex}" for a, ex in i["examples"]] or ["  (never fires on them)"]
@@ -493,7 +499,7 @@ def _group(nodes, edges, supernodes, toks, n_layers):
                              round(sum(m.pos for m in ms) / len(ms)), name,
                              influence=sum(m.influence for m in ms), members=list(members))
         grouped[name].hover = _hover(grouped[name], toks) + "<br>" + "<br>".join(
-            f"  {html.escape(m.label)}" + (f": {html.escape(m.latent['concept'])}" if m.latent else "") for m in ms)
+            f"  {_pe(m.label)}" + (f": {_pe(m.latent['concept'])}" if m.latent else "") for m in ms)
         grouped[name].member_rows = [_row(m, n_layers) for m in ms]
     summed: dict[tuple[str, str], float] = {}
     for s, t, w in edges:
@@ -558,7 +564,7 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
         x=[(nodes[s].x + nodes[t].x) / 2 for s, t, _ in edges], y=[(nodes[s].y + nodes[t].y) / 2 for s, t, _ in edges],
         mode="markers", marker=dict(size=7, color="rgba(0,0,0,0)"), showlegend=False, name="edges",
         hovertemplate="%{text}<extra></extra>",
-        text=[f"{html.escape(nodes[s].label)} → {html.escape(nodes[t].label)}: {w:+.4g}" for s, t, w in edges]))
+        text=[f"{_pe(nodes[s].label)} → {_pe(nodes[t].label)}: {w:+.4g}" for s, t, w in edges]))
     for kind, (symbol, colour, size) in KIND_STYLE.items():
         chosen = [n for n in nodes.values() if n.kind == kind]
         if not chosen:
@@ -585,13 +591,13 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
                      args=[{"visible": [j == i for j in overlays]}, overlays]) for n, i in ranked]
     n_pos = len(toks)
     fig.update_layout(
-        title=dict(text=html.escape(title), font=dict(size=14), y=0.985, yanchor="top", x=0.01, xanchor="left"), template="plotly_white",
+        title=dict(text=_pe(title), font=dict(size=14), y=0.985, yanchor="top", x=0.01, xanchor="left"), template="plotly_white",
         height=170 + 95 * (n_layers + 2), width=max(700, int(90 * total)), hovermode="closest", clickmode="event",
         hoverlabel=dict(align="left", font=dict(size=11, family="monospace")), margin=dict(l=70, r=20, t=110, b=40),
         legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
         updatemenus=[dict(buttons=buttons, direction="down", x=0, xanchor="left", y=1.02, yanchor="bottom",
                           showactive=True, font=dict(size=11))],
-        xaxis=dict(tickmode="array", tickvals=centres, ticktext=[f"{t}<br>{i}" for i, t in enumerate(map(html.escape, toks))],
+        xaxis=dict(tickmode="array", tickvals=centres, ticktext=[f"{t}<br>{i}" for i, t in enumerate(map(_pe, toks))],
                    range=[0, total], showgrid=False,
                    zeroline=False, title="token position"),
         yaxis=dict(tickmode="array", tickvals=list(range(n_layers + 2)),
@@ -605,5 +611,5 @@ def _short(n: Node) -> str:
     if n.kind == "token":
         return ""  # the axis already names each position's token
     if n.kind == "logit":
-        return html.escape(n.label.removeprefix("logit "))
-    return html.escape(n.label if n.kind == "supernode" else "err")
+        return _pe(n.label.removeprefix("logit "))
+    return _pe(n.label if n.kind == "supernode" else "err")
