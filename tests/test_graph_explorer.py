@@ -43,6 +43,8 @@ def node_index(graph, node_id: str) -> int:
     """Row/column of a circuit_tracer node id in the adjacency matrix, decoded from the id alone."""
     n_feat, n_pos, n_layers = len(graph.selected_features), graph.n_pos, graph.cfg.n_layers
     a, b, c = node_id.split("_")
+    if a == "error":  # renamed error node (see test_colliding_ids_are_told_apart)
+        return n_feat + int(b) * n_pos + int(c)
     if a == "E":
         return n_feat + n_layers * n_pos + int(c)
     if a == str(n_layers + 1):
@@ -240,3 +242,13 @@ def test_saved_page_renders_offline_hover_and_click(view, tmp_path):
     assert highlighted == top.id and visible == [top.id]
     assert top.label in details and "best planted concept" in details
     assert requests and not non_local(requests), non_local(requests)
+
+
+def test_colliding_ids_are_told_apart():
+    from circuit_tracer.frontend.graph_models import Node
+
+    from utils.graph_explorer import _unique_ids
+
+    feature, error = Node.feature_node(0, 8, 1), Node.error_node(1, 8)  # layer-0 feature 1, error of layer 1
+    assert feature.node_id == error.node_id == "0_1_8"  # circuit_tracer gives both the same id
+    assert _unique_ids({0: feature, 1: error}) == {0: "0_1_8", 1: "error_1_8"}

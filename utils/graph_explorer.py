@@ -7,10 +7,11 @@
     view.save("graph.html")                     # a standalone page: hover, click, details panel
     view.export_circuit_tracer_json("graphs", "dallas")   # the JSON circuit_tracer's viewer reads
 
-The graph is pruned with circuit_tracer's own `prune_graph`, and its nodes and edges are made by
-circuit_tracer's own `create_nodes` / `create_used_nodes_and_edges`, so node ids are those of
-circuit_tracer's graph files: feature `"{layer}_{feature}_{pos}"`, error `"0_{layer}_{pos}"`,
-token `"E_{token_id}_{pos}"`, logit `"{n_layers + 1}_{token_id}_{pos}"`. `view.nodes` lists them.
+The graph is pruned with circuit_tracer's own `prune_graph` and its nodes are made by
+circuit_tracer's own `create_nodes`, so node ids are those of circuit_tracer's graph files:
+feature `"{layer}_{feature}_{pos}"`, error `"0_{layer}_{pos}"`, token `"E_{token_id}_{pos}"`,
+logit `"{n_layers + 1}_{token_id}_{pos}"` (an error node whose id would repeat a feature's is
+called `"error_{layer}_{pos}"`). `view.nodes` lists them.
 
 Nodes sit in a grid: one column per token position, one row per layer (token embeddings at the
 bottom, logits on top). An edge's width grows with |weight|; blue edges excite, red ones inhibit.
@@ -398,7 +399,7 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
         held-out text; by default on for graphs of the course transcoders (scan "course-world").
     """
     from circuit_tracer.graph import Graph, compute_node_influence, prune_graph
-    from circuit_tracer.utils.create_graph_files import create_nodes, create_used_nodes_and_edges
+    from circuit_tracer.utils.create_graph_files import create_nodes
 
     if not isinstance(graph, Graph):
         raise TypeError(f"explore_graph needs a circuit_tracer Graph (from circuit_tracer.attribute), "
@@ -409,29 +410,34 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
     graph.to("cpu")
     node_mask, edge_mask, _ = prune_graph(graph, node_threshold, edge_threshold)
     ct_nodes = create_nodes(graph, node_mask, None, torch.zeros(len(node_mask)))  # (tokenizer is unused)
-    used, links = create_used_nodes_and_edges(graph, ct_nodes, edge_mask)
+    ids = _unique_ids(ct_nodes)
+    # Edges by matrix index, as circuit_tracer's create_used_nodes_and_edges keeps them (both ends
+    # kept), but without going through node ids, which can collide (see _unique_ids).
+    edges = [(ids[s], ids[t], float(graph.adjacency_matrix[t, s])) for t, s in edge_mask.nonzero().tolist()
+             if s in ct_nodes and t in ct_nodes]
+    connected = {i for s, t, _ in edges for i in (s, t)}
     logit_weights = torch.zeros(len(graph.adjacency_matrix))
     logit_weights[-len(graph.logit_targets):] = graph.logit_probabilities
     influence = compute_node_influence(graph.adjacency_matrix, logit_weights)
-    index = {node.node_id: i for i, node in ct_nodes.items()}
     toks = _token_strings(graph)
 
     nodes: dict[str, Node] = {}
-    for ct in used:
-        i, pos = index[ct.node_id], ct.ctx_idx
+    for i, ct in ct_nodes.items():
         kind = {"embedding": "token", "logit": "logit", "mlp reconstruction error": "error"}.get(ct.feature_type,
                                                                                                "feature")
+        if ids[i] not in connected and kind not in ("token", "logit"):
+            continue  # left without edges by the edge threshold (circuit_tracer drops these too)
+        pos = ct.ctx_idx
         layer = int(ct.layer) if kind in ("feature", "error") else None
-        feature = int(ct.node_id.split("_")[1]) if kind == "feature" else None
+        feature = int(graph.active_features[graph.selected_features[i], 2]) if kind == "feature" else None
         label = {"token": f"{toks[pos]!r}@{pos}", "feature": f"L{layer}#{feature}@{pos}",
                  "error": f"error L{layer}@{pos}"}.get(kind)
         if kind == "logit":
             target = graph.logit_targets[i - (len(graph.adjacency_matrix) - len(graph.logit_targets))]
             label = f"logit {target.token_str!r}"
-        nodes[ct.node_id] = Node(ct.node_id, kind, layer, pos, label,
-                                 activation=ct.token_prob if kind == "logit" else ct.activation,
-                                 influence=float(influence[i]), feature=feature)
-    edges = [(e["source"], e["target"], float(e["weight"])) for e in links]
+        nodes[ids[i]] = Node(ids[i], kind, layer, pos, label,
+                             activation=ct.token_prob if kind == "logit" else ct.activation,
+                             influence=float(influence[i]), feature=feature)
 
     if latent_details is None:
         latent_details = graph.scan == "course-world"
@@ -454,6 +460,18 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
         title = f"Attribution graph: {graph.input_string!r} → {top.token_str!r} (p={float(graph.logit_probabilities[0]):.2f})"
     figure = _figure(nodes, edges, paths, toks, centres, graph.cfg.n_layers, title)
     return GraphView(graph, title, nodes, edges, paths, figure, node_threshold, edge_threshold, supernodes)
+
+
+def _unique_ids(ct_nodes: dict) -> dict[int, str]:
+    """circuit_tracer's node id of each kept node, except where two collide: an error node's id
+    "0_{layer}_{pos}" equals that of layer-0 feature number `layer` at the same position (circuit_tracer
+    0.5 bug), and then the error node is called "error_{layer}_{pos}" here."""
+    ids = {i: ct.node_id for i, ct in ct_nodes.items()}
+    taken = [ct.node_id for ct in ct_nodes.values() if ct.feature_type != "mlp reconstruction error"]
+    for i, ct in ct_nodes.items():
+        if ct.feature_type == "mlp reconstruction error" and ct.node_id in taken:
+            ids[i] = f"error_{ct.layer}_{ct.ctx_idx}"
+    return ids
 
 
 def _hover(n: Node, toks: list[str]) -> str:
