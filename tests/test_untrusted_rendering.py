@@ -48,7 +48,8 @@ CELLS = {  # name -> source; each cell displays one thing
     "explorer": "import circuit_tracer\nfrom utils.graph_explorer import explore_graph\n"
                 "from utils.world.dictionaries import replacement_model\n"
                 "graph = circuit_tracer.attribute('The capital of the state containing Dallas is', "
-                "replacement_model(model), verbose=False)\nexplore_graph(graph, n_docs=30)",
+                "replacement_model(model), verbose=False)\nview = explore_graph(graph, n_docs=30)\nview",
+    "explorer_table": "display(HTML(view.html_table()))  # what front ends without the plotly extension show",
     # probes: what JupyterLab does with each mimetype (asserted in test_untrusted_mimetype_behaviour)
     "html_svg": f"display(HTML('{SVG}'))",
     "html_styles": "display(HTML('<div style=\"display:flex;align-items:flex-end;height:60px\">"
@@ -84,6 +85,7 @@ MEASURE = """() => Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell.j
     bars: heights('.histogram .bar'), probe: heights('.probe'), titled: cell.querySelectorAll('[title="tip"]').length,
     attn_cells: cell.querySelectorAll('.attention-static td.attn').length, attn_coloured: coloured('.attention-static td.attn'),
     circuitsvis: heights('[id^="circuits-vis-"]'), circuitsvis_children: cell.querySelectorAll('[id^="circuits-vis-"] *').length,
+    node_chips: coloured('.graph-explorer-table .node'), node_chip_heights: heights('.graph-explorer-table .node'),
     plotly_points: cell.querySelectorAll('.jp-RenderedPlotly .scatterlayer path.point').length,
     plotly_svg: heights('.jp-RenderedPlotly .main-svg'),
     plotly_heatmap: cell.querySelectorAll('.jp-RenderedPlotly .heatmaplayer image, .jp-RenderedPlotly .hm image').length,
@@ -225,6 +227,13 @@ def test_graph_explorer_is_drawn(lab, trust):
     assert _mimes(cell) == ["plotly"]
     assert cell["plotly_points"] >= 20 and max(cell["plotly_svg"]) > 400  # nodes of the Dallas graph
     assert "layer 0" in cell["outputs"][0]["text"] and "logits" in cell["outputs"][0]["text"]
+
+
+def test_graph_explorer_static_table_survives_sanitising(lab):
+    cell = lab["untrusted"]["explorer_table"]
+    assert _mimes(cell) == ["text/html"]
+    assert cell["node_chips"] >= 30 and min(cell["node_chip_heights"]) > 5  # one coloured chip per node
+    assert "layer 3" in cell["outputs"][0]["text"] and "tokens" in cell["outputs"][0]["text"]
 
 
 def test_untrusted_mimetype_behaviour(lab):

@@ -94,11 +94,12 @@ class GraphView:
         lines = [self.title,
                  f"{len(self.nodes)} nodes ({counts}) and {len(self.edges)} edges "
                  f"(node_threshold={self.node_threshold}, edge_threshold={self.edge_threshold}).",
-                 "Most influential nodes (influence on the logits):"]
+                 "Most influential nodes (label, id, influence on the logits):"]
         ranked = sorted((n for n in self.nodes.values() if n.kind in ("feature", "error", "supernode")),
                         key=lambda n: -n.influence)
         for n in ranked[:8]:
-            lines.append(f"  {n.label:<28} influence {n.influence:.3f}" + (f"  {_concept_text(n)}" if n.latent else ""))
+            lines.append(f"  {n.label:<16} {n.id:<12} influence {n.influence:.3f}"
+                         + (f"  {_concept_text(n)}" if n.latent else ""))
         best = next((p for n in ranked[:1] for p in self.paths.get(n.id, [])[:1]), None)
         if best:
             lines.append("Strongest path from it: " + " → ".join(self.nodes[i].label for i in best))
@@ -551,7 +552,7 @@ def _layout(nodes: dict[str, Node], n_pos: int, n_layers: int) -> list[float]:
         widths[pos] = max(widths[pos], NODE_GAP * (len(members) + 1))
     centres = [sum(widths[:p]) + widths[p] / 2 for p in range(n_pos)]
     for (row, pos), members in cells.items():
-        members.sort(key=lambda n: (n.kind != "feature", -n.influence))
+        members.sort(key=lambda n: ({"supernode": 0, "feature": 1}.get(n.kind, 2), -n.influence))
         k = len(members)
         for i, n in enumerate(members):
             n.x = centres[pos] + (i - (k - 1) / 2) * NODE_GAP
