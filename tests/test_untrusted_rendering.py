@@ -137,6 +137,9 @@ def lab(tmp_path_factory):
     settings = Path(env["JUPYTERLAB_SETTINGS_DIR"], "@jupyterlab", "notebook-extension")
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    news = Path(env["JUPYTERLAB_SETTINGS_DIR"], "@jupyterlab", "apputils-extension")
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news pop-up
     nbformat.write(notebook, folder / "untrusted.ipynb")  # executed, never signed: untrusted
     # A signature trusts any notebook with the same content: make the signed copy differ.
     notebook.metadata["course_test_copy"] = "trusted"
@@ -167,7 +170,10 @@ def lab(tmp_path_factory):
                                            ".some(e => e.getBoundingClientRect().height > 100)", timeout=30_000)
                 page.wait_for_timeout(500)
                 result[name] = {cell["name"]: cell for cell in page.evaluate(MEASURE)}
-                page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+                cells = page.locator(".jp-Notebook .jp-Cell.jp-CodeCell")
+                for i, cell in enumerate(CELLS):  # a picture of each view, for a person to look at
+                    if cell in ("dashboard", "attention", "plotly", "explorer", "explorer_table"):
+                        cells.nth(i).locator(".jp-OutputArea").screenshot(path=str(folder / f"{name}-{cell}.png"))
                 page.close()
             result["requests"] = list(requests)
         (folder / "measured.json").write_text(json.dumps(result, indent=1, default=str))  # for a failing run

@@ -144,8 +144,10 @@ class GraphView:
     # -- Jupyter ------------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, include=None, exclude=None):
+        figure = self.figure.to_plotly_json()
+        figure["layout"].pop("width", None)  # fill the notebook's width (a saved page keeps its own)
         bundle = {
-            "application/vnd.plotly.v1+json": self.figure.to_plotly_json() | {"config": _CONFIG},
+            "application/vnd.plotly.v1+json": figure | {"config": _CONFIG},
             "text/html": self.html_table(),
             "text/plain": self.summary(),
         }
