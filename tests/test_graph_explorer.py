@@ -203,6 +203,9 @@ def test_export_is_circuit_tracers_graph_json(graph, view, tmp_path):
     grouped = explore_graph(graph, supernodes={"a": list(view.nodes)[:2]}, n_docs=N_DOCS)
     path = grouped.export_circuit_tracer_json(tmp_path, "dallas")
     data = json.loads(path.read_text())
+    from circuit_tracer.frontend.graph_models import Model
+
+    Model.model_validate(data)  # the schema circuit_tracer's viewer is served from
     assert {n["node_id"] for n in data["nodes"]} == set(view.nodes)
     assert {(e["source"], e["target"]) for e in data["links"]} == {(s, t) for s, t, _ in view.edges}
     assert data["metadata"]["slug"] == "dallas" and data["metadata"]["prompt"] == graph.input_string

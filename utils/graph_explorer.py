@@ -478,7 +478,8 @@ def _unique_ids(ct_nodes: dict) -> dict[int, str]:
 
 
 def _hover(n: Node, toks: list[str]) -> str:
-    lines = [f"<b>{_pe(n.label)}</b>  ({n.kind}, id {n.id})"]
+    where = f" at {_pe(repr(toks[n.pos]))}" if n.kind in ("feature", "error") else ""
+    lines = [f"<b>{_pe(n.label)}</b>  ({n.kind}{where}, id {n.id})"]
     if n.kind == "logit":
         lines.append(f"probability {n.activation:.3f}")
     elif n.activation is not None:
