@@ -255,3 +255,17 @@ def test_colliding_ids_are_told_apart():
     feature, error = Node.feature_node(0, 8, 1), Node.error_node(1, 8)  # layer-0 feature 1, error of layer 1
     assert feature.node_id == error.node_id == "0_1_8"  # circuit_tracer gives both the same id
     assert _unique_ids({0: feature, 1: error}) == {0: "0_1_8", 1: "error_1_8"}
+
+
+def test_influence_is_the_total_normalised_effect_on_the_logits(graph, view):
+    # w^T (Â + Â² + ...) = w^T ((I - Â)^-1 - I), Â = |A| with rows scaled to sum to 1, w = logit probabilities
+    a = graph.adjacency_matrix.abs().double()
+    a = a / a.sum(1, keepdim=True).clamp_min(1e-10)
+    w = torch.zeros(len(a), dtype=torch.double)
+    w[-len(graph.logit_targets):] = graph.logit_probabilities.double()
+    eye = torch.eye(len(a), dtype=torch.double)
+    expected = torch.linalg.solve((eye - a).T, w) - w
+    for nid, n in view.nodes.items():
+        if n.kind != "logit":
+            assert n.influence == pytest.approx(expected[node_index(graph, nid)].item(), rel=1e-4, abs=1e-7), nid
+    assert f"{max(n.influence for n in view.nodes.values() if n.kind in ('feature', 'error')):.3f}" in view.summary()

@@ -100,9 +100,10 @@ class GraphView:
         for n in ranked[:8]:
             lines.append(f"  {n.label:<16} {n.id:<12} influence {n.influence:.3f}"
                          + (f"  {_concept_text(n)}" if n.latent else ""))
-        best = next((p for n in ranked[:1] for p in self.paths.get(n.id, [])[:1]), None)
-        if best:
-            lines.append("Strongest path from it: " + " → ".join(self.nodes[i].label for i in best))
+        top = next((n for n in ranked if n.kind != "error"), None)
+        if top is not None and self.paths.get(top.id):
+            lines.append(f"Strongest path from {top.label} to a logit: "
+                         + " → ".join(self.nodes[i].label for i in self.paths[top.id][0]))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -453,6 +454,8 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
     for n in nodes.values():
         n.hover = _hover(n, toks)
 
+    if supernodes is not None and not isinstance(supernodes, dict):
+        raise TypeError(f"supernodes must be a dict {{name: [node ids]}}, not {type(supernodes).__name__}.")
     supernodes = {str(k): list(v) for k, v in (supernodes or {}).items()}
     if supernodes:
         nodes, edges = _group(nodes, edges, supernodes, toks, graph.cfg.n_layers)
@@ -609,7 +612,8 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
     ranked = sorted(((nodes[fig.data[i].meta["paths_from"]], i) for i in overlays), key=lambda ni: -ni[0].influence)
     ranked = [(n, i) for n, i in ranked if n.kind != "logit"][:60]  # the menu lists the 60 most influential
     buttons = [dict(label="highlight: none", method="restyle", args=[{"visible": [False] * len(overlays)}, overlays])]
-    buttons += [dict(label=f"paths from {n.label}", method="restyle",
+    buttons += [dict(label=f"paths from {n.label}" + (f" ({_pe(n.latent['concept'])})" if n.latent else ""),
+                     method="restyle",
                      args=[{"visible": [j == i for j in overlays]}, overlays]) for n, i in ranked]
     n_pos = len(toks)
     fig.update_layout(
