@@ -113,6 +113,27 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 90
     raise RuntimeError(f"JupyterLab did not answer within {seconds} s:\n{log.read_text()[-3000:]}")
 
 
+def _use_explorer(page, picture: Path) -> dict:
+    """Hover a feature node of the explorer in the notebook, then pick the first node of its
+    "highlight" menu; report the hover text and which path overlays are then visible."""
+    cell = page.locator(".jp-Notebook .jp-Cell.jp-CodeCell").nth(list(CELLS).index("explorer"))
+    plot = cell.locator(".jp-RenderedPlotly")
+    plot.scroll_into_view_if_needed()
+    features = plot.evaluate("el => el.data.findIndex(t => t.name === 'features')")
+    box = plot.locator(".scatterlayer .trace").nth(features).locator("path.point").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector(".jp-RenderedPlotly .hoverlayer .hovertext", timeout=5_000)
+    hover = plot.evaluate("el => el.querySelector('.hoverlayer').textContent")
+    plot.locator(".updatemenu-header-group").click()
+    plot.locator(".updatemenu-dropdown-button").nth(1).click()  # 0 is "highlight: none"
+    page.wait_for_timeout(300)
+    plot.screenshot(path=str(picture))
+    shown = plot.evaluate("el => el.data.filter(t => t.meta && t.meta.paths_from && t.visible === true)"
+                          ".map(t => [t.meta.paths_from, t.x.filter(x => x !== null).length])")
+    height = plot.evaluate("el => el.getBoundingClientRect().height")
+    return {"hover": hover, "shown": shown, "height": height, "menu": plot.evaluate("el => el.layout.updatemenus[0].buttons[1].label")}
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """The probe notebook executed headlessly, served by one JupyterLab on localhost, measured in
@@ -170,9 +191,11 @@ def lab(tmp_path_factory):
                                            ".some(e => e.getBoundingClientRect().height > 100)", timeout=30_000)
                 page.wait_for_timeout(500)
                 result[name] = {cell["name"]: cell for cell in page.evaluate(MEASURE)}
+                if name == "untrusted":
+                    result["explorer_use"] = _use_explorer(page, folder / "untrusted-explorer-highlighted.png")
                 cells = page.locator(".jp-Notebook .jp-Cell.jp-CodeCell")
                 for i, cell in enumerate(CELLS):  # a picture of each view, for a person to look at
-                    if cell in ("dashboard", "attention", "plotly", "explorer", "explorer_table"):
+                    if cell in ("dashboard", "attention", "plotly", "explorer_table") or (cell, name) == ("explorer", "trusted"):
                         cells.nth(i).locator(".jp-OutputArea").screenshot(path=str(folder / f"{name}-{cell}.png"))
                 page.close()
             result["requests"] = list(requests)
@@ -240,6 +263,15 @@ def test_graph_explorer_static_table_survives_sanitising(lab):
     assert _mimes(cell) == ["text/html"]
     assert cell["node_chips"] >= 30 and min(cell["node_chip_heights"]) > 5  # one coloured chip per node
     assert "layer 3" in cell["outputs"][0]["text"] and "tokens" in cell["outputs"][0]["text"]
+
+
+def test_graph_explorer_hover_and_highlight_menu_work_untrusted(lab):
+    use = lab["explorer_use"]
+    assert "activation" in use["hover"] and "influence on the logits" in use["hover"]
+    assert "best planted concept" in use["hover"]  # course-world latent details
+    assert len(use["shown"]) == 1 and use["shown"][0][1] >= 2  # one node's paths, at least one edge long
+    assert use["menu"].startswith("paths from ")
+    assert use["height"] > 400  # still drawn after the restyle (a "responsive" figure collapsed to its title)
 
 
 def test_untrusted_mimetype_behaviour(lab):

@@ -231,7 +231,8 @@ class _PlotlyJSON(json.JSONEncoder):
         return json.loads(json.dumps(o, cls=plotly.utils.PlotlyJSONEncoder))
 
 
-_CONFIG = {"displaylogo": False, "responsive": True, "scrollZoom": False}
+# Not "responsive": in JupyterLab a responsive figure collapses to its title after a menu restyle.
+_CONFIG = {"displaylogo": False, "scrollZoom": False}
 
 # Runs after plotly has drawn the figure in a saved page (plotly substitutes {plot_id}).
 _CLICK_JS = """
