@@ -3,7 +3,7 @@
     from utils.graph_explorer import explore_graph
     view = explore_graph(graph, node_threshold=0.8, edge_threshold=0.98,
                          supernodes={"Texas": ["2_17_7", "3_40_7"]})
-    view                                        # shows inline in Jupyter
+    view                                        # shows inline in Jupyter (print(view): a summary)
     view.save("graph.html")                     # a standalone page: hover, click, details panel
     view.export_circuit_tracer_json("graphs", "dallas")   # the JSON circuit_tracer's viewer reads
 
@@ -17,8 +17,12 @@ Nodes sit in a grid: one column per token position, one row per layer (token emb
 bottom, logits on top). An edge's width grows with |weight|; blue edges excite, red ones inhibit.
 Hovering over a node shows its activation and influence on the logits and, for a transcoder
 latent of the course world, the planted concept it matches best and its top activating contexts
-on held-out text (computed for the shown latents only, and cached). Clicking a node (or picking
-it in the "highlight" menu) draws its strongest paths to the logits.
+on held-out text (computed for the shown latents only, and cached). Picking a node in the
+"highlight" menu draws its strongest paths to the logits (a path's strength: the product of each
+edge's share of its target's input, times the logit's probability); on a saved page, clicking
+the node does the same and fills a details panel. (In a notebook a click cannot: the figure is
+drawn by plotly's renderer, which runs no code of ours, so the menu is pure figure data.)
+The text summary (`print(view)`) lists the most influential nodes with their ids.
 
 Where it renders: Jupyter gets plotly's own mimetype (`application/vnd.plotly.v1+json`), drawn by
 the JupyterLab extension that ships inside the `plotly` package, so no plotly.js is stored in the
