@@ -468,7 +468,9 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
     centres = _layout(nodes, graph.n_pos, graph.cfg.n_layers)
     if title is None:
         top = graph.logit_targets[0]
-        title = f"Attribution graph: {graph.input_string!r} → {top.token_str!r} (p={float(graph.logit_probabilities[0]):.2f})"
+        more = len(graph.logit_targets) - 1
+        title = (f"Attribution graph: {graph.input_string!r} → {top.token_str!r} (p={float(graph.logit_probabilities[0]):.2f})"
+                 + (f" and {more} other logit{'s' if more > 1 else ''}" if more else ""))
     figure = _figure(nodes, edges, paths, toks, centres, graph.cfg.n_layers, title)
     return GraphView(graph, title, nodes, edges, paths, figure, node_threshold, edge_threshold, supernodes)
 
