@@ -65,8 +65,9 @@ class Node:
     layer: int | None  # transcoder layer of features and errors, else None
     pos: int  # token position (a supernode: its members' rounded mean)
     label: str  # short name shown in tables
-    activation: float | None = None
-    influence: float = 0.0  # this node's influence on the logits (circuit_tracer's node influence)
+    activation: float | None = None  # a feature's activation; a logit's probability
+    influence: float = 0.0  # influence on the logits (circuit_tracer's node influence); a supernode:
+    #                         the sum of its members' (a path through two members counts twice)
     feature: int | None = None  # transcoder latent of a feature node
     latent: dict | None = None  # course-world feature: best concept and top examples (see latent_info)
     hover: str = ""  # plotly hover text
@@ -158,15 +159,17 @@ class GraphView:
         }
         if "google.colab" in sys.modules:  # Colab draws no plotly mimetype: give it the whole page
             bundle["text/html"] = self.to_html()
-        return json.loads(json.dumps(bundle, cls=_PlotlyJSON))
+        import plotly.utils
+
+        return json.loads(json.dumps(bundle, cls=plotly.utils.PlotlyJSONEncoder))  # numpy arrays to lists
 
     # -- standalone page ----------------------------------------------------------------------
 
     def to_html(self) -> str:
         """A standalone HTML page, plotly.js inline (from the plotly package: no network)."""
-        overlay = {nid: i for nid, i in self._overlay_index().items()}
-        details = {nid: _details_html(n) for nid, n in self.nodes.items()}
-        script = _CLICK_JS.replace("__OVERLAY__", json.dumps(overlay)).replace("__DETAILS__", json.dumps(details))
+        details = {nid: n.hover for nid, n in self.nodes.items()}  # plotly's hover markup is plain HTML too
+        script = (_CLICK_JS.replace("__OVERLAY__", json.dumps(self._overlay_index()))
+                  .replace("__DETAILS__", json.dumps(details)))
         div = self.figure.to_html(full_html=False, include_plotlyjs=True, config=_CONFIG, post_script=script,
                                   div_id="attribution-graph")
         return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'
@@ -226,13 +229,6 @@ class _tokenizer_name_for:
 
     def __exit__(self, *exc):
         self.cfg.tokenizer_name = self.old
-
-
-class _PlotlyJSON(json.JSONEncoder):
-    def default(self, o):
-        import plotly.utils
-
-        return json.loads(json.dumps(o, cls=plotly.utils.PlotlyJSONEncoder))
 
 
 # Not "responsive": in JupyterLab a responsive figure collapses to its title after a menu restyle.
@@ -298,7 +294,7 @@ def latent_info(layer: int, latents: list[int], n_docs: int = N_DOCS) -> dict[in
             c = int(scores.f1[:, j].argmax())
             a = acts[..., j]
             per_doc, where = a.max(1)
-            examples = [(float(per_doc[d]), _example(model, data, a[d], int(d), int(where[d])))
+            examples = [(float(per_doc[d]), _example(model, data, int(d), int(where[d])))
                         for d in per_doc.argsort(descending=True, stable=True)[:N_EXAMPLES].tolist() if per_doc[d] > 0]
             _LATENT_INFO[n_docs, layer, k] = dict(
                 concept=scores.concepts[c], precision=float(scores.precision[c, j]),
@@ -307,7 +303,8 @@ def latent_info(layer: int, latents: list[int], n_docs: int = N_DOCS) -> dict[in
     return {k: _LATENT_INFO[n_docs, layer, k] for k in latents}
 
 
-def _example(model, data, acts: torch.Tensor, doc: int, p: int) -> str:
+def _example(model, data, doc: int, p: int) -> str:
+    """Tokens around position p of document doc, the max-activating one bracketed and bold."""
     real = data.mask[doc].nonzero().flatten()
     lo, hi = max(p - WINDOW[0], int(real[0])), min(p + WINDOW[1], int(real[-1]))
     toks = model.tokenizer.convert_ids_to_tokens(data.tokens[doc, lo:hi + 1].tolist())
@@ -330,10 +327,6 @@ def _plain(text: str) -> str:
     import re
 
     return html.unescape(re.sub(r"<[^>]+>", "", text.replace("<br>", "\n")))
-
-
-def _details_html(n: Node) -> str:
-    return n.hover
 
 
 # -- building the view --------------------------------------------------------------------------
