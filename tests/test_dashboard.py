@@ -211,3 +211,45 @@ def test_attention_patterns_static_copy_is_the_pattern():
     assert page.count('id="cv-static-') == 1 and "e.remove()" in page  # gone wherever scripts run
     with pytest.raises(ValueError, match=r"shape \(n_heads, 3, 3\)"):
         attention_patterns(pattern[0], ["A", " b", "<c>"])
+
+
+def _png_pixels(data: bytes) -> torch.Tensor:
+    """(h, w, 3) pixels of an 8-bit RGB PNG whose rows all use filter 0 (what the dashboard writes)."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, i = {}, 8
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i:i + 4])
+        kind = data[i + 4:i + 8]
+        chunks[kind] = chunks.get(kind, b"") + data[i + 8:i + 8 + length]
+        assert struct.unpack(">I", data[i + 8 + length:i + 12 + length])[0] == zlib.crc32(kind + data[i + 8:i + 8 + length])
+        i += 12 + length
+    w, h, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, colour) == (8, 2)
+    raw = zlib.decompress(chunks[b"IDAT"])
+    rows = [raw[r * (3 * w + 1):(r + 1) * (3 * w + 1)] for r in range(h)]
+    assert all(row[0] == 0 for row in rows)
+    return torch.tensor([list(row[1:]) for row in rows], dtype=torch.uint8).reshape(h, w, 3)
+
+
+def test_attention_patterns_of_long_sequences_are_a_png():
+    import base64
+
+    from utils.dashboard import MAX_TABLE_TOKENS, attention_patterns
+
+    n = MAX_TABLE_TOKENS + 2
+    pattern = torch.softmax(torch.randn(1, n, n, generator=torch.Generator().manual_seed(0)), -1).tril()
+    view = attention_patterns(pattern, [f" t{i}" for i in range(n)], ["1.0"])
+    page = view.static_html
+    assert 'class="attn"' not in page  # no n² table
+    (data,) = re.findall(r'<img class="attn-image"[^>]*src="data:image/png;base64,([^"]+)"', page)
+    pixels = _png_pixels(base64.b64decode(data))
+    assert pixels.shape == (n, n, 3)
+    # white for 0, (31, 119, 180) for the largest weight, linear in between
+    share = pattern[0] / pattern[0].max()
+    expected_blue_channel = 255 - share * (255 - 180)
+    assert (pixels[..., 2].float() - expected_blue_channel).abs().max() <= 0.5
+    assert tuple(pixels[0, n - 1].tolist()) == (255, 255, 255)  # masked upper triangle
+    assert html.escape(f"{n - 1}:' t{n - 1}'") in page  # the token list under the images

@@ -326,6 +326,38 @@ def _heatmap(pattern: torch.Tensor, tokens: list[str], name: str, cell: int = 13
             f'<tr><th></th>{head}</tr>{"".join(rows)}</table></div>')
 
 
+MAX_TABLE_TOKENS = 48  # longer sequences get a PNG heatmap: a table of n² cells grows too big
+
+
+def _png(rgb: torch.Tensor) -> bytes:
+    """A PNG file of an (h, w, 3) uint8 image (zlib only: no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\x00" + bytes(row.flatten().tolist()) for row in rgb)  # filter type 0 per row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+def _heatmap_image(pattern: torch.Tensor, tokens: list[str], name: str) -> str:
+    """The pattern as a PNG in an <img> (data: URIs survive sanitisation), white to blue."""
+    import base64
+
+    weight = (pattern / (pattern.max().item() or 1.0)).clamp(0, 1)[..., None]
+    rgb = (255 - weight * (255 - torch.tensor([31.0, 119.0, 180.0]))).round().to(torch.uint8)
+    n, size = len(tokens), max(240, min(4 * len(tokens), 600))
+    data = base64.b64encode(_png(rgb)).decode()
+    return (f'<div style="display:inline-block;vertical-align:top;margin:0 16px 8px 0"><div style="font-weight:600">'
+            f'head {html.escape(name)}</div><img class="attn-image" alt="attention pattern of head {html.escape(name)}" '
+            f'width="{size}" height="{size}" style="image-rendering:pixelated;border:1px solid #ddd" '
+            f'src="data:image/png;base64,{data}"><div style="color:#777;font-size:10px">{n} × {n}: row i attends to '
+            f'column j (positions as in the token list below)</div></div>')
+
+
 def attention_patterns(attention, tokens: list[str], head_names: list[str] | None = None,
                        **circuitsvis_kwargs) -> AttentionPatterns:
     """circuitsvis's `attention_heads` view of `attention` (n_heads, dest, src), from the JavaScript
@@ -340,8 +372,14 @@ def attention_patterns(attention, tokens: list[str], head_names: list[str] | Non
     names = list(head_names) if head_names is not None else [str(h) for h in range(len(attention))]
     view = cv.attention.attention_heads(attention=attention, tokens=list(tokens), attention_head_names=names,
                                         **circuitsvis_kwargs)
+    table = len(tokens) <= MAX_TABLE_TOKENS
     static = (f'<div class="attention-static" style="font-family:system-ui,sans-serif;font-size:12px">'
               f'<div style="color:#555;margin:4px 0">Attention patterns (a static copy; circuitsvis\'s interactive '
-              f'view needs a trusted notebook). Rows attend to columns; hover a cell for its value.</div>'
-              f'{"".join(_heatmap(p, list(tokens), n) for p, n in zip(attention, names))}</div>')
+              f'view needs a trusted notebook). Rows attend to columns'
+              f'{"; hover a cell for its value" if table else ""}.</div>'
+              + "".join((_heatmap if table else _heatmap_image)(p, list(tokens), n) for p, n in zip(attention, names))
+              + ("" if table else
+                 '<div style="font-size:10px;color:#555;white-space:pre-wrap;font-family:ui-monospace,monospace">'
+                 + html.escape(" ".join(f"{i}:{t!r}" for i, t in enumerate(tokens))) + "</div>")
+              + "</div>")
     return AttentionPatterns(view.local_src, static, names)
