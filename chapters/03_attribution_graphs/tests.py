@@ -61,7 +61,7 @@ def _ct_graph(name: str):
 
     _, _, rm = _world()
     tokens, _, _ = _prompt(name)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.enable_grad():  # the notebook turns gradients off; attribute needs them
         warnings.simplefilter("ignore")  # circuit_tracer's backward warns about a non-leaf .grad it never reads
         return attribute(tokens, rm, batch_size=256)
 
@@ -123,7 +123,7 @@ def _check_hooks_shape(hooks, where: str) -> None:
            f"{where} should return a list of (hook_name, function) pairs.")
 
 
-def _diagnose_probes(store: dict, run, latent_acts: Tensor, where: str) -> None:
+def _diagnose_probes(store: dict, run, latent_acts: Tensor, where: str, gradient_through_mlp: bool) -> None:
     """With latents that differ from the prompt's, every frozen quantity must keep its value."""
     model, transcoders, _ = _world()
     n_layers = model.cfg.n_layers
@@ -141,27 +141,59 @@ def _diagnose_probes(store: dict, run, latent_acts: Tensor, where: str) -> None:
     expect(torch.allclose(final, run.final_scale.expand_as(final), rtol=1e-6),
            f"{where}: ln_final's scale changed when the latents changed. Hint: the LayerNorm scale is not frozen: "
            "ln_final.hook_scale must return run.final_scale.")
+    ambiguous = []
     for layer in range(n_layers):
         tc = transcoders[layer]
         got = store[f"blocks.{layer}.hook_mlp_out"][0]
         decoded = (latent_acts[layer] @ tc.W_dec + tc.b_dec).detach()
-        want = decoded + run.errors[layer]
-        if torch.allclose(got, want, atol=1e-4):
+        if torch.allclose(got, decoded + run.errors[layer], atol=1e-4):
             continue
         if torch.allclose(got, decoded, atol=1e-4):
             fail(f"{where}: MLP {layer}'s output is the transcoder's output alone. Hint: the error term is missing: "
                  f"add run.errors[{layer}], which makes the local replacement model exact.")
         block = model.blocks[layer]
         normalized = store[f"blocks.{layer}.ln2.hook_normalized"][0]
-        real = block.mlp(normalized * block.ln2.w + block.ln2.b)
-        if torch.allclose(got, real, atol=1e-4):
+        is_real = torch.allclose(got, block.mlp(normalized * block.ln2.w + block.ln2.b), atol=1e-4)
+        is_clean = torch.allclose(got, run.mlp_out[layer], atol=1e-4)
+        if is_real and is_clean:  # layer 0 sees no change of its input: look at a later layer
+            ambiguous.append(layer)
+            continue
+        if is_real:
             fail(f"{where}: MLP {layer}'s output is the real MLP's output on the current input. Hint: the error "
                  "term is not detached: `activation - reconstruction` brings the real MLP back (and its gradients); "
                  f"use the constant run.errors[{layer}].")
-        if torch.allclose(got, run.mlp_out[layer], atol=1e-4):
+        if is_clean:
             fail(f"{where}: MLP {layer}'s output did not change when the latents changed. Hint: build it from "
                  f"latent_acts[{layer}], not from run.latents or run.mlp_out.")
         fail(f"{where}: MLP {layer}'s output is not latent_acts[{layer}] @ W_dec + b_dec + run.errors[{layer}].")
+    if ambiguous:
+        layer = ambiguous[0]
+        if gradient_through_mlp:
+            fail(f"{where}: MLP {layer}'s output is the real MLP's output, with its gradients. Hint: the error term "
+                 "is not detached: `activation - reconstruction` brings the real MLP back; use the constant "
+                 f"run.errors[{layer}].")
+        fail(f"{where}: MLP {layer}'s output did not change when the latents changed. Hint: build it from "
+             f"latent_acts[{layer}], not from run.latents or run.mlp_out.")
+
+
+def _gradient_through_mlp(local_replacement_hooks, tokens: Tensor, run) -> bool:
+    """Whether MLP 0's output, under the learner's hooks, has a gradient with respect to its own input."""
+    model, transcoders, _ = _world()
+    store = {}
+
+    def make_leaf(activation, hook):
+        store["x"] = x = activation.detach().requires_grad_(True)
+        return x
+
+    with torch.enable_grad():
+        hooks = local_replacement_hooks(model, transcoders, run, run.latents.clone())
+        _run_hooks(hooks, tokens, probes=[("blocks.0.hook_resid_pre", make_leaf), ("blocks.0.hook_mlp_out", _recorder(store))],
+                   grad=True)
+        out = store["blocks.0.hook_mlp_out"]
+        if not out.requires_grad:
+            return False
+        grad = torch.autograd.grad(out.sum(), store["x"], allow_unused=True)[0]
+    return grad is not None and bool(grad.abs().sum() > 0)
 
 
 def _vjp(hooks_fn, tokens: Tensor, run, latent_acts: Tensor, vectors: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
@@ -212,7 +244,8 @@ def test_local_replacement_hooks(local_replacement_hooks) -> None:
         store = {}
         probes = [(name, _recorder(store)) for name in _probe_names(model.cfg.n_layers)]
         _run_hooks(local_replacement_hooks(model, transcoders, run, latent_acts.clone()), tokens, probes=probes)
-        _diagnose_probes(store, run, latent_acts, f"{where} with the latents × {scale}")
+        _diagnose_probes(store, run, latent_acts, f"{where} with the latents × {scale}",
+                         _gradient_through_mlp(local_replacement_hooks, tokens, run))
 
     vectors = (torch.randn(model.cfg.d_vocab, generator=generator),
                torch.randn(len(tokens), transcoders[0].cfg.d_sae, generator=generator) / 30)
@@ -298,25 +331,27 @@ HAND_PROBS = torch.tensor([0.08, 0.5, 0.12, 0.3])  # sorted: 0.5, 0.3, 0.12, 0.0
 HAND_W_U = torch.tensor([[1.0, 2.0, 3.0, 6.0], [0.0, -4.0, 4.0, 4.0]])  # column means (3, 1)
 
 
-def _salient_mistakes(logits: Tensor, W_U: Tensor, max_n: int, p: float) -> list[Mistake]:
-    ids, probs, vecs = ref.compute_salient_logits(logits, W_U, max_n, p)
+def _salient_mistakes(result, logits: Tensor, W_U: Tensor, expected) -> list[Mistake]:
+    """Mistakes recognised on the whole result (each field's comparison gets the same hints)."""
+    ids = expected[0]
+    n = len(result[0]) if isinstance(result[0], Tensor) else -1
     return [
-        Mistake(lambda a: len(a[0]) == len(ids) - 1,
+        Mistake(lambda _: n == len(ids) - 1,
                 "keep logits until the cumulative probability *reaches* desired_logit_prob: the last one kept is "
                 "the one that crosses it."),
-        Mistake(lambda a: len(a[0]) == len(ids) + 1,
+        Mistake(lambda _: n == len(ids) + 1,
                 "one logit too many: stop at the first one whose cumulative probability reaches desired_logit_prob."),
-        Mistake(lambda a: _close(a[2], W_U[:, ids].T), "demean the unembedding columns: subtract W_U.mean(dim=1)."),
-        Mistake(lambda a: _close(a[1], logits[ids]), "return the probabilities (softmax of the logits), not the logits."),
+        Mistake(lambda _: _close(result[2], W_U[:, ids].T), "demean the unembedding columns: subtract W_U.mean(dim=1)."),
+        Mistake(lambda _: _close(result[1], logits[ids]), "return the probabilities (softmax of the logits), not the logits."),
     ]
 
 
-def _check_salient(fn, logits, W_U, max_n, p, where, expected=None) -> None:
+def _check_salient(fn, logits, W_U, max_n, p, where, expected) -> None:
     result = fn(logits, W_U, max_n, p)
     expect(isinstance(result, (tuple, list)) and len(result) == 3,
            f"{where} should return (token_ids, probabilities, reading_vectors).")
-    ids, probs, vecs = expected or ref.compute_salient_logits(logits, W_U, max_n, p)
-    mistakes = _salient_mistakes(logits, W_U, max_n, p)
+    ids, probs, vecs = expected
+    mistakes = _salient_mistakes(result, logits, W_U, expected)
     assert_tensor(result[0], ids, f"{where}: token ids", check_dtype=False, mistakes=mistakes)
     assert_tensor(result[1], probs, f"{where}: probabilities", rtol=1e-5, atol=1e-7, mistakes=mistakes)
     assert_tensor(result[2], vecs, f"{where}: reading vectors", rtol=1e-5, atol=1e-6, mistakes=mistakes)
@@ -598,6 +633,12 @@ def _check_prune(result, want_nodes: Tensor, want_edges: Tensor, want_scores: Te
            f"{where}: node_mask should be a bool tensor of shape {tuple(want_nodes.shape)}.")
     expect(bool(node_mask[always].all()), f"{where}: some embeddings or logits were dropped. Hint: embeddings and "
                                           "logits are always kept.")
+    logit_rows = nodes.kind == LOGIT
+    edge_mask = result.edge_mask
+    if (isinstance(edge_mask, Tensor) and edge_mask.shape == want_edges.shape and not bool(edge_mask[logit_rows].any())
+            and bool(want_edges[logit_rows].any())):
+        fail(f"{where}: no edge into a logit is kept. Hint: an edge's score is Â[t, s] · (influence[t] + w[t]): "
+             "without w, edges into the logits score 0.")
     if not torch.equal(node_mask.bool(), want_nodes):
         extra = node_mask.bool() & ~want_nodes
         orphan = extra & ((want_edges.any(0) == 0) | (nodes.kind == LATENT) & (want_edges.any(1) == 0))
@@ -606,7 +647,6 @@ def _check_prune(result, want_nodes: Tensor, want_edges: Tensor, want_scores: Te
         fail(f"{where}: node_mask keeps {int(node_mask.sum())} nodes, expected {int(want_nodes.sum())} "
              f"({int(extra.sum())} kept that should go, {int((want_nodes & ~node_mask.bool()).sum())} dropped that "
              f"should stay).{hint}")
-    edge_mask = result.edge_mask
     expect(isinstance(edge_mask, Tensor) and edge_mask.shape == want_edges.shape,
            f"{where}: edge_mask should be a bool tensor of shape {tuple(want_edges.shape)}.")
     if not torch.equal(edge_mask.bool(), want_edges):
@@ -629,7 +669,7 @@ def test_prune_graph(prune_graph) -> None:
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(len(perm))
         adjacency = _ct_adjacency_ours(prompt)
-        for node_threshold, edge_threshold in ((0.8, 0.98), (0.5, 0.9)):
+        for node_threshold, edge_threshold in ((0.8, 0.98), (0.9, 0.8)):
             want = ct_prune(graph, node_threshold, edge_threshold)
             result = prune_graph(adjacency.clone(), nodes, node_threshold, edge_threshold)
             _check_prune(result, want.node_mask[inverse], want.edge_mask[inverse][:, inverse], want.cumulative_scores[inverse],
@@ -657,7 +697,7 @@ def test_attribute(attribute) -> None:
     result = attribute(model, transcoders, tokens)
     for field in ("tokens", "nodes", "adjacency"):
         expect(hasattr(result, field), f"attribute(...) should return an AttributionGraph with .{field}.")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.enable_grad():
         warnings.simplefilter("ignore")
         graph = ct_attribute(tokens, rm, batch_size=256, max_n_logits=10, desired_logit_prob=0.95)
     nodes = result.nodes
@@ -667,7 +707,7 @@ def test_attribute(attribute) -> None:
     assert_tensor(result.adjacency[perm][:, perm], graph.adjacency_matrix,
                   "attribute(' Dallas is a city in the state of'): the adjacency matrix (in circuit_tracer's order)",
                   check_dtype=False, **_edge_tolerance(graph.adjacency_matrix))
-    few = attribute(model, transcoders, tokens, max_n_logits=1)
+    few = attribute(model, transcoders, _prompt("the Dallas prompt")[0], max_n_logits=1)  # 2 salient logits by default
     expect(int((few.nodes.kind == LOGIT).sum()) == 1, "attribute(..., max_n_logits=1) should have one logit node: pass "
                                                        "max_n_logits and desired_logit_prob on.")
 
