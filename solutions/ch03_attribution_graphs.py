@@ -121,11 +121,12 @@ def compute_attribution_matrix(model, transcoders: dict, run: PromptRun, nodes: 
 
     for start in range(0, len(targets), batch):
         rows = targets[start : start + batch]
-        objective = 0.0
-        for layer in nodes.layer[rows].unique().tolist():
-            b = (nodes.layer[rows] == layer).nonzero()[:, 0]
-            objective = objective + (points[layer][b, nodes.pos[rows[b]]] * reading[rows[b]]).sum()
-        grads = torch.autograd.grad(objective, leaf_list, retain_graph=True, allow_unused=True)
+        with torch.enable_grad():
+            objective = 0.0
+            for layer in nodes.layer[rows].unique().tolist():
+                b = (nodes.layer[rows] == layer).nonzero()[:, 0]
+                objective = objective + (points[layer][b, nodes.pos[rows[b]]] * reading[rows[b]]).sum()
+            grads = torch.autograd.grad(objective, leaf_list, retain_graph=True, allow_unused=True)
         for grad, (ids, pos, vectors) in zip(grads, sources):
             if grad is not None and len(ids):
                 adjacency[rows[:, None], ids] = torch.einsum("bsd,sd->bs", grad[: len(rows), pos], vectors)

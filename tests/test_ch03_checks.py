@@ -283,8 +283,9 @@ def _slow_attribution(model, transcoders, run, nodes, *, raw_logits=False, one_c
         points[n_layers] = model.ln_final(model(run.tokens[None], stop_at_layer=n_layers))
     targets = ((nodes.kind == LATENT) | (nodes.kind == LOGIT)).nonzero()[:, 0].tolist()
     for t in targets:
-        objective = points[int(nodes.layer[t])][0, nodes.pos[t]] @ reading[t]
-        grads = torch.autograd.grad(objective, [leaves[w] for w in writers], retain_graph=True, allow_unused=True)
+        with torch.enable_grad():
+            objective = points[int(nodes.layer[t])][0, nodes.pos[t]] @ reading[t]
+            grads = torch.autograd.grad(objective, [leaves[w] for w in writers], retain_graph=True, allow_unused=True)
         for layer, grad in zip(range(-1, n_layers), grads):
             if grad is None:
                 continue

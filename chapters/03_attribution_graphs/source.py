@@ -374,8 +374,8 @@ for kind, name in attribution.KIND_NAMES.items():
 print("logits:", [nodes.describe(i, model.tokenizer) for i in (nodes.kind == LOGIT).nonzero()[:, 0].tolist()])
 
 # %% [markdown]
-# Expected output: 9 embeddings, {{488}} active latents (about 14 per layer and position), 36
-# error nodes and 2 logits, ' Austin' and ' Texas': together they pass 0.95.
+# Expected output: 9 embeddings, {{508}} active latents (about 16 per layer and position, BOS
+# excluded), 36 error nodes and 2 logits, ' Austin' and ' Texas': together they pass 0.95.
 #
 # ## 6 · Edges by backward passes
 #
@@ -406,8 +406,8 @@ print("logits:", [nodes.describe(i, model.tokenizer) for i in (nodes.kind == LOG
 # which read nothing). The plan:
 #
 # 1. Forward **once** under your `local_replacement_hooks` on `run.tokens.expand(B, -1)`, with
-#    `B = min(batch_size, n_targets)`, `torch.enable_grad()` on, and extra hooks added *after*
-#    them that:
+#    `B = min(batch_size, n_targets)`, under `torch.enable_grad()` (this notebook switches gradients
+#    off globally, so the backward passes need it too), with extra hooks added *after* them that:
 #    - at `hook_embed` and each `blocks.{L}.hook_mlp_out`, replace the activation by a leaf,
 #      `activation.detach().requires_grad_(True)`, and keep it: the gradients are read there;
 #    - at each `blocks.{L}.ln2.hook_normalized`, keep the activation: the latents read there.
@@ -461,11 +461,12 @@ def compute_attribution_matrix(model, transcoders: dict, run: PromptRun, nodes: 
 
     for start in range(0, len(targets), batch):
         rows = targets[start : start + batch]
-        objective = 0.0
-        for layer in nodes.layer[rows].unique().tolist():
-            b = (nodes.layer[rows] == layer).nonzero()[:, 0]
-            objective = objective + (points[layer][b, nodes.pos[rows[b]]] * reading[rows[b]]).sum()
-        grads = torch.autograd.grad(objective, leaf_list, retain_graph=True, allow_unused=True)
+        with torch.enable_grad():
+            objective = 0.0
+            for layer in nodes.layer[rows].unique().tolist():
+                b = (nodes.layer[rows] == layer).nonzero()[:, 0]
+                objective = objective + (points[layer][b, nodes.pos[rows[b]]] * reading[rows[b]]).sum()
+            grads = torch.autograd.grad(objective, leaf_list, retain_graph=True, allow_unused=True)
         for grad, (ids, pos, vectors) in zip(grads, sources):
             if grad is not None and len(ids):
                 adjacency[rows[:, None], ids] = torch.einsum("bsd,sd->bs", grad[: len(rows), pos], vectors)
@@ -502,7 +503,8 @@ ours_s = time.perf_counter() - start
 from circuit_tracer import attribute as ct_attribute  # noqa: E402
 
 start = time.perf_counter()
-ct_graph = ct_attribute(tokens, reference_model, batch_size=256)
+with torch.enable_grad():  # circuit_tracer's backward passes need gradients on
+    ct_graph = ct_attribute(tokens, reference_model, batch_size=256)
 ct_s = time.perf_counter() - start
 perm = circuit_tracer_order(nodes)
 difference = (adjacency[perm][:, perm] - ct_graph.adjacency_matrix).abs().max()
@@ -554,7 +556,7 @@ for s in strongest.tolist():
 # A hand example, with nodes `[embedding, latent f, latent g, logit]` (probability 1) and edges
 # embedding→f = 2, embedding→g = −1, f→g = 3, f→logit = 1, g→logit = −3. Normalised rows: f gets
 # everything from the embedding; g gets ¼ from the embedding and ¾ from f; the logit gets ¼ from f
-# and ¾ from g. Then `w @ Â = [0, ¼, ¾, 0]`, `w @ Â² = [¼ + ¾·¼, ¾, 0, 0]·`... written out:
+# and ¾ from g. The terms of the series, written out:
 #
 # | term | embedding | f | g | logit |
 # |---|---|---|---|---|
@@ -727,7 +729,8 @@ for kind, name in attribution.KIND_NAMES.items():
     print(f"{name:>9}: {int((kept.kind == kind).sum())}")
 
 # %% [markdown]
-# Expected output: the pruned graph keeps {{60}} nodes, of which {{29}} latents, and {{269}} edges.
+# Expected output: the pruned graph keeps {{42}} of the 555 nodes, of which {{27}} latents, and {{386}}
+# of the 51901 nonzero edges.
 #
 # ## 8 · How much do the latents explain?
 #
@@ -773,65 +776,104 @@ replacement, completeness = compute_graph_scores(graph.adjacency, graph.nodes)
 print(f"replacement score {replacement:.3f}, completeness score {completeness:.3f}")
 
 # %% [markdown]
-# On this prompt the replacement score is {{0.759}}: about three quarters of the influence reaches
-# the tokens through latents, a quarter stops at error nodes. The completeness score, {{0.921}}, is
+# On this prompt the replacement score is {{0.793}}: about four fifths of the influence reaches
+# the tokens through latents, a fifth stops at error nodes. The completeness score, {{0.936}}, is
 # higher, because most nodes get only a small part of their input from errors. These are
 # the numbers of a small world's transcoders; the report (`python -m utils.world report`) tracks
 # them on held-out prompts.
 #
 # ## 9 · Reading a real graph
 #
-# Now the payoff. Which latents does the pruned graph keep, and what are they? We name each kept
-# latent by the planted concept it matches best on the labelled corpus (precision and recall
-# against the ground-truth labels, as in chapter 02), and list the kept latents by influence.
+# Now the payoff. Which nodes does the pruned graph keep, and what are they? We have three ways to
+# name a latent without running anything new: its **logit lens** (the tokens its writing vector
+# pushes up, `W_dec[i] @ W_U`), its **dashboard** (chapter 02: where it fires in the corpus), and,
+# in the course world, the **ground-truth concept** it matches best on the labelled corpus
+# (precision: how often it fires on the concept; recall: how much of the concept it covers). The
+# planted concepts include the template of the two-hop question (`p6`) and entities such as
+# `city:Dallas`, `in_state:Texas` (tokens of a sentence about a place in Texas), `state:Texas`,
+# `capital:Austin`; we show the best concept overall and the best *entity* concept.
 
 # %%
 from utils.world.concepts import labelled_corpus, streamed_concept_scores  # noqa: E402
 
-concept_scores = streamed_concept_scores(model, transcoders, labelled_corpus(n_docs=100), progress=False)
+corpus = labelled_corpus(n_docs=100)
+concept_scores = streamed_concept_scores(model, transcoders, corpus, progress=False)
+concepts = concept_scores[0].concepts
+entity = torch.tensor([c.split(":")[0] in ("city", "state", "capital", "in_state") for c in concepts])
 influence = compute_influence(normalize_matrix(graph.adjacency), graph.nodes.logit_weights)
+
+
+def name_latent(i: int) -> str:
+    """Logit lens, best concept and best entity concept of latent node i, as one line."""
+    layer, latent = int(graph.nodes.layer[i]), int(graph.nodes.index[i])
+    scores = concept_scores[layer]
+    lens = model.to_str_tokens((transcoders[layer].W_dec[latent] @ model.W_U).topk(3).indices)
+    best = int(scores.f1[:, latent].argmax())
+    best_entity = int(torch.where(entity, scores.f1[:, latent], torch.tensor(-1.0)).argmax())
+    return (f"lens {lens}; {concepts[best]} ({scores.precision[best, latent]:.2f}, {scores.recall[best, latent]:.2f}); "
+            f"{concepts[best_entity]} ({scores.precision[best_entity, latent]:.2f}, {scores.recall[best_entity, latent]:.2f})")
+
+
 kept_latents = (pruned.node_mask & (graph.nodes.kind == LATENT)).nonzero()[:, 0]
 kept_latents = kept_latents[influence[kept_latents].argsort(descending=True)]
-print(f"{'node':<16} {'token':<12} {'influence':>9}  best concept (precision, recall)")
-for i in kept_latents[:15].tolist():
-    layer, pos, latent = int(graph.nodes.layer[i]), int(graph.nodes.pos[i]), int(graph.nodes.index[i])
-    concept, precision, recall, _ = concept_scores[layer].best_concept(latent)
-    token = model.tokenizer.decode([int(tokens[pos])])
-    print(f"{graph.nodes.describe(i):<16} {token!r:<12} {float(influence[i]):9.3f}  "
-          f"{concept} ({precision:.2f}, {recall:.2f})")
+print(f"kept latents by position: {torch.bincount(graph.nodes.pos[kept_latents], minlength=len(tokens)).tolist()}")
+print(f"kept latents by layer: {torch.bincount(graph.nodes.layer[kept_latents], minlength=4).tolist()}")
+print("\nthe 8 most influential kept latents (influence; logit lens; best concept and best entity (precision, recall)):")
+for i in kept_latents[:8].tolist():
+    print(f"{graph.nodes.describe(i):<12} {float(influence[i]):.3f}  {name_latent(i)}")
+print("\ninfluence of the embeddings:")
+for i in (graph.nodes.kind == EMBEDDING).nonzero()[:, 0].tolist():
+    print(f"  {graph.nodes.describe(i, model.tokenizer):<22} {float(influence[i]):.3f}")
 
 # %% [markdown]
-# Look for three groups as you read the table:
+# Expected output: all {{27}} kept latents sit at the last position (' in'), {{14}} of them in
+# layer 0; the rest of the graph is embeddings and the error nodes of the last position. Of the
+# inputs, ' Dallas' has by far the largest influence ({{0.247}}), then ' in' and ' capital'.
 #
-# - latents at the **city** position (' Dallas', position 4) whose best concept is the city or its
-#   state (`city:Dallas`, `in_state:Texas`): the first hop, computed where the city is read;
-# - latents at the **last position** (' in') matching the state (`state:Texas`, `in_state:Texas`)
-#   or the capital (`capital:Austin`): the state moved to the end of the prompt and turned into its
-#   capital;
-# - latents that match a *kind* of token rather than an entity (`p6`, the two-hop frame): the
-#   question's template, which says that a capital is wanted.
-#
-# The edges tell how they connect. Below: for the most influential kept latents at the last
-# position, their strongest kept incoming edges.
+# The top latent, {{L0 #206 @8}}, has a logit lens of ' Austin', ' palace', ' Texas', and its best
+# entity concept is `in_state:Texas` with recall {{0.84}}: it fires on most tokens about places in
+# Texas, though with low precision (0.10). Most of the others match the question's template (`p6`)
+# better than any entity. So the graph already suggests a shallow circuit: nothing is computed at
+# the city's position; the last position reads the city directly. The edges say how:
 
 # %%
-last_pos = [i for i in kept_latents.tolist() if int(graph.nodes.pos[i]) == len(tokens) - 1][:4]
-for t in last_pos:
-    sources = (pruned.edge_mask[t]).nonzero()[:, 0]
-    sources = sources[graph.adjacency[t, sources].abs().argsort(descending=True)][:4]
-    incoming = ", ".join(f"{graph.nodes.describe(s, model.tokenizer)} ({float(graph.adjacency[t, s]):+.2f})"
-                         for s in sources.tolist())
-    print(f"{graph.nodes.describe(t)} <- {incoming}")
+def strongest_inputs(t: int, k: int = 4) -> str:
+    sources = pruned.edge_mask[t].nonzero()[:, 0]
+    sources = sources[graph.adjacency[t, sources].abs().argsort(descending=True)][:k]
+    return ", ".join(f"{graph.nodes.describe(s, model.tokenizer)} ({float(graph.adjacency[t, s]):+.2f})"
+                     for s in sources.tolist())
+
+
+for t in kept_latents[:3].tolist() + (graph.nodes.kind == LOGIT).nonzero()[:, 0].tolist():
+    print(f"{graph.nodes.describe(t, model.tokenizer)} <- {strongest_inputs(t)}")
+
+# %% [markdown]
+# Expected output: {{L0 #206 @8}} gets {{+3.33}} from the ' Dallas' embedding four positions
+# back, through layer 0's attention, and less from ' in' itself; the logit ' Austin' gets its
+# largest edge from that same latent ({{+1.69}}), then from the error nodes of layers 3 and 2 at the
+# last position. ' Texas' draws on the same latent ({{+1.50}}). Error nodes carry a real share here:
+# the transcoders of this small world do not explain everything.
+#
+# The dashboard of the top latent shows where it fires in the corpus:
+
+# %%
+from utils.dashboard import display_dashboard  # noqa: E402
+
+top = int(kept_latents[0])
+display_dashboard(transcoders[int(graph.nodes.layer[top])], int(graph.nodes.index[top]), model=model, data=corpus)
 
 # %% [markdown]
 # ### Your hypothesis
 #
-# Write down, in a few lines, the circuit you believe the graph shows: which latents carry the
-# city, which carry the state, where the state is moved to the last position, and what produces
-# ' Austin' rather than ' Texas'. Name the latents by their `L{layer} #{id} @{pos}` labels.
-# Chapter 04 tests such a hypothesis with interventions: if a group of latents really carries
-# "Texas", removing it should lower ' Austin', and putting California's latents in its place should
-# make the model say ' Sacramento'.
+# Write down, in a few lines, the circuit you believe the graph shows. Some questions to answer:
+# where is the city read from (which position, which layer's attention)? Which latents carry "a
+# place in Texas", and do they push ' Austin' and ' Texas' alike? What, if anything, in the graph
+# prefers the capital (' Austin') to the state (' Texas')? Which part is left to error nodes? Name
+# latents by their `L{layer} #{id} @{pos}` labels.
+#
+# Chapter 04 tests such hypotheses with interventions: if a group of latents really carries
+# "Texas", switching it off should lower ' Austin', and putting a California prompt's latents in its
+# place should make the model say ' Sacramento'.
 #
 # *Hypothesis (yours):* ...
 #
