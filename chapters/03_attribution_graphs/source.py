@@ -585,6 +585,13 @@ def normalize_matrix(adjacency: Tensor) -> Tensor:
     # END SOLUTION
 
 
+# %% [hint]
+# # `adjacency.abs()` and `.sum(dim=1, keepdim=True)`: row sums, shaped to divide each row.
+
+# %% [check]
+tests.test_normalize_matrix(normalize_matrix)
+
+# %% [exercise]
 def compute_influence(normalized: Tensor, logit_weights: Tensor, max_iter: int = 1000) -> Tensor:
     """w @ (Â + Â² + ...) for a nilpotent Â, summed until the terms vanish."""
     # BEGIN SOLUTION
@@ -604,7 +611,6 @@ def compute_influence(normalized: Tensor, logit_weights: Tensor, max_iter: int =
 # # work per step instead of n_nodes³.
 
 # %% [check]
-tests.test_normalize_matrix(normalize_matrix)
 tests.test_compute_influence(compute_influence)
 
 # %% [markdown]
@@ -680,6 +686,11 @@ def prune_graph(adjacency: Tensor, nodes: GraphNodes, node_threshold: float = 0.
 # # `edge_mask.any(dim=0)[s]` says whether source `s` keeps an outgoing edge, `.any(dim=1)[t]`
 # # whether target `t` keeps an incoming one.
 
+# %% [hint]
+# # The orphan loop: `before = keep.clone()`; drop the edges of dropped nodes
+# # (`edge_mask &= keep[:, None] & keep[None, :]`); drop latents and errors without an outgoing edge and
+# # latents without an incoming one; stop when `torch.equal(before, keep)`.
+
 # %% [check]
 tests.test_prune_graph(prune_graph)
 
@@ -714,6 +725,11 @@ def attribute(model, transcoders: dict, tokens: Tensor, max_n_logits: int = 10, 
     adjacency = compute_attribution_matrix(model, transcoders, run, nodes, batch_size)
     return AttributionGraph(run.tokens, nodes, adjacency, run)
     # END SOLUTION
+
+
+# %% [hint]
+# # Three calls, `run_prompt`, `build_graph_nodes`, `compute_attribution_matrix`, passing
+# # `max_n_logits`, `desired_logit_prob` and `batch_size` on.
 
 
 # %% [check]
@@ -766,6 +782,15 @@ def compute_graph_scores(adjacency: Tensor, nodes: GraphNodes) -> tuple[float, f
     completeness = (not_from_errors * output_weight).sum() / output_weight.sum()
     return float(replacement), float(completeness)
     # END SOLUTION
+
+
+# %% [hint]
+# # Reuse `normalize_matrix` and `compute_influence` with `nodes.logit_weights`; the masks
+# # `nodes.kind == EMBEDDING` and `nodes.kind == ERROR` pick the influences to sum.
+
+# %% [hint]
+# # Completeness: each node's non-error fraction is `1 - normalized[:, errors].sum(dim=1)`; average it
+# # with weights `influence + nodes.logit_weights`.
 
 
 # %% [check]
@@ -946,6 +971,16 @@ def edge_by_hand(model, transcoders: dict, run: PromptRun, nodes: GraphNodes, ta
         read = map_through_ln(v[pos], run.ln2_scale[tgt_layer, pos], torch.ones(()))
     return float(read @ reading[target])
     # END SOLUTION
+
+
+# %% [hint]
+# # Start from `v = zeros(n_pos, d_model)` with `activation × writing vector` at the source's position;
+# # an embedding starts before layer 0 (its layer is -1), so the loop over layers starts at
+# # `source layer + 1` in every case.
+
+# %% [hint]
+# # With `x = map_through_ln(v, run.ln1_scale[layer], block.ln1.w)`: values `einsum("pd,hde->hpe", x, W_V)`,
+# # moved `einsum("hqp,hpe->hqe", run.patterns[layer], values)`, output `einsum("hqe,hed->qd", moved, W_O)`.
 
 
 # %% [check]
