@@ -452,13 +452,19 @@ def compute_attribution_matrix(model, transcoders: dict, run: PromptRun, nodes: 
         residual = model(run.tokens.expand(batch, -1), stop_at_layer=n_layers)
         points[n_layers] = model.ln_final(residual)  # where the logits read
 
-    # the sources that write at each leaf: embeddings (layer -1) at hook_embed, layer L at hook_mlp_out
+    # The sources that write at each leaf: embeddings (layer -1) at hook_embed, layer L's latents and
+    # errors at its hook_mlp_out. Within a leaf they come in runs of equal position; one small matrix
+    # product per run gives the edges of all its sources for the whole batch of targets.
     sources = []
     for layer in range(-1, n_layers):
         ids = ((nodes.layer == layer) & (nodes.kind != LOGIT)).nonzero()[:, 0]
-        sources.append((ids, nodes.pos[ids], writing[ids]))
+        positions, counts = torch.unique_consecutive(nodes.pos[ids], return_counts=True)
+        ends = counts.cumsum(0).tolist()
+        runs = [(p, ids[end - n : end]) for p, n, end in zip(positions.tolist(), counts.tolist(), ends)]
+        sources.append([(p, run, writing[run].T) for p, run in runs])
     leaf_list = [leaves[name] for name in writers]
 
+    edges = torch.zeros(len(targets), len(nodes))  # one row per target
     for start in range(0, len(targets), batch):
         rows = targets[start : start + batch]
         with torch.enable_grad():
@@ -467,9 +473,13 @@ def compute_attribution_matrix(model, transcoders: dict, run: PromptRun, nodes: 
                 b = (nodes.layer[rows] == layer).nonzero()[:, 0]
                 objective = objective + (points[layer][b, nodes.pos[rows[b]]] * reading[rows[b]]).sum()
             grads = torch.autograd.grad(objective, leaf_list, retain_graph=True, allow_unused=True)
-        for grad, (ids, pos, vectors) in zip(grads, sources):
-            if grad is not None and len(ids):
-                adjacency[rows[:, None], ids] = torch.einsum("bsd,sd->bs", grad[: len(rows), pos], vectors)
+        for grad, runs in zip(grads, sources):
+            if grad is None:
+                continue
+            grad = grad[: len(rows)]
+            for p, run, vectors in runs:
+                edges[start : start + len(rows), run] = grad[:, p] @ vectors
+    adjacency[targets] = edges
     return adjacency
     # END SOLUTION
 
@@ -482,6 +492,8 @@ def compute_attribution_matrix(model, transcoders: dict, run: PromptRun, nodes: 
 # %% [hint]
 # # For the sources writing at one leaf, `grad[:len(rows), pos]` has shape `(rows, sources, d_model)`;
 # # `torch.einsum("bsd,sd->bs", grad[:len(rows), pos], writing_times_activation)` gives their edges.
+# # (The solution does the same with one matrix product per position, which avoids copying that big
+# # `(rows, sources, d_model)` tensor on long prompts.)
 
 # %% [check]
 tests.test_compute_attribution_matrix(compute_attribution_matrix)
