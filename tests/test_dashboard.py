@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import copy
 import html
-import os
 import re
-import shutil
 
 import pytest
 import torch
 
+from browser import chromium, non_local
 from utils.dashboard import dashboard_data, display_dashboard
 from utils.world import load_model
 from utils.world.concepts import labelled_corpus
@@ -23,9 +22,6 @@ from utils.world.dictionaries import load_dictionary
 
 DICTIONARIES = ("resid_pre_2", "attn_z_1", "transcoder_2")  # a residual SAE, an attention SAE, a transcoder
 N_DOCS = 80  # a slice of the held-out corpus keeps the tests quick
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -160,38 +156,58 @@ def test_defaults_caching_and_outputs(tmp_path):
     assert path.read_text(encoding="utf-8") == board.html
 
 
-def _need(ok: bool, reason: str) -> None:
-    """Skip locally when a browser tool is missing; in CI (which installs it) that is a failure."""
-    if not ok:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(reason)
-
-
 def test_renders_offline_in_headless_chromium(model, data, tmp_path):
-    _need(CHROMIUM is not None, "chromium is not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need(False, "playwright is not installed (pip install playwright; no browser download needed)")
     sae = load_dictionary(DICTIONARIES[0])
     k = int(dashboard_data(sae, model, data).scores.density.argmax())
     path = display_dashboard(sae, k, model=model, data=data).save(tmp_path / "latent.html")
-    requests = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1000, "height": 800},
-        )
-        try:
-            browser.on("request", lambda request: requests.append(request.url))
-            page = browser.new_page()
-            page.goto(path.as_uri(), wait_until="load")
-            text = page.inner_text("body")
-            svg = page.locator("svg").first.bounding_box()
-            shot = page.screenshot(path=str(tmp_path / "latent.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium(tmp_path, width=1000, height=800) as (context, requests):
+        page = context.new_page()
+        page.goto(path.as_uri(), wait_until="load")
+        text = page.inner_text("body")
+        bars = page.evaluate("Array.from(document.querySelectorAll('.histogram .bar'))"
+                             ".map(b => b.getBoundingClientRect().height)")
+        shot = page.screenshot(path=str(tmp_path / "latent.png"), full_page=True)
     assert f"Latent {k}" in text and "Logit lens" in text and "Top activating contexts" in text
-    assert svg and svg["width"] > 100 and svg["height"] > 50
+    assert len(bars) == 40 and max(bars) == pytest.approx(80, abs=1) and sum(h > 0 for h in bars) >= 2
     assert len(shot) > 10_000  # a real picture, not a blank page
-    # file:/// only: a protocol-relative "//host/x" on a file page resolves to file://host/x, a remote share.
-    assert requests and all(url.startswith(("file:///", "data:", "about:")) for url in requests), requests
+    assert requests and not non_local(requests), requests
+
+
+def test_histogram_bars_are_the_counts_of_the_nonzero_activations(model, data):
+    sae = load_dictionary(DICTIONARIES[0])
+    acts = reference_acts(model, sae, data)
+    k = int((acts > 0).sum((0, 1)).argmax())  # the densest latent: many bins filled
+    values = acts[..., k][acts[..., k] > 0]
+    page = display_dashboard(sae, k, model=model, data=data).html
+    shown = [(float(lo), float(hi), int(n)) for lo, hi, n in
+             re.findall(r'<div class="bar" title="([\d.e+-]+)–([\d.e+-]+): (\d+)"', page)]
+    assert len(shown) == 40 and sum(n for *_, n in shown) == len(values)
+    edges = torch.linspace(0, values.max().item(), 41)
+    for i, (lo, hi, n) in enumerate(shown):  # bin i holds the values in [edge i, edge i+1)
+        assert (lo, hi) == (pytest.approx(edges[i].item(), rel=6e-3, abs=1e-3),
+                            pytest.approx(edges[i + 1].item(), rel=6e-3, abs=1e-3))  # 3 digits
+        inside = int(((values >= edges[i]) & (values < edges[i + 1])).sum()) + (i == 39) * int((values == edges[-1]).sum())
+        assert abs(n - inside) <= 1, (i, n, inside)  # ±1: a value on a bin edge may round either way
+    heights = [float(h) for h in re.findall(r'class="bar"[^>]*height:([\d.]+)px', page)]
+    peak = max(n for *_, n in shown)
+    assert heights == [pytest.approx(max(n / peak * 80, 1 if n else 0), abs=0.06) for *_, n in shown]
+    assert "<svg" not in page  # an untrusted notebook strips inline SVG (tests/test_untrusted_rendering.py)
+
+
+def test_attention_patterns_static_copy_is_the_pattern():
+    from utils.dashboard import attention_patterns
+
+    pattern = torch.tensor([[[1.0, 0.0, 0.0], [0.25, 0.75, 0.0], [0.2, 0.3, 0.5]],
+                            [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    view = attention_patterns(pattern, ["A", " b", "<c>"], ["0.1", "2.3"])
+    page = view._repr_html_()
+    assert "circuits-vis-" in page and "http" not in view.circuitsvis_html.split("<script")[0]
+    cells = re.findall(r'<td class="attn" title="([^"]*)" style="[^"]*background:rgba\(31,119,180,([\d.]+)\)"', page)
+    assert len(cells) == 18
+    # head 0, row " b" (1), column "A" (0): 0.25 of a maximum of 1
+    assert cells[3] == (f" b (1) → A (0): 0.250", "0.25")
+    assert [float(a) for _, a in cells[9:]] == pattern[1].flatten().tolist()
+    assert "&lt;c&gt;" in page and "<c>" not in page.split("<script")[0] + page.split("</script>")[-1]
+    assert page.count('id="cv-static-') == 1 and "e.remove()" in page  # gone wherever scripts run
+    with pytest.raises(ValueError, match=r"shape \(n_heads, 3, 3\)"):
+        attention_patterns(pattern[0], ["A", " b", "<c>"])

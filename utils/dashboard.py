@@ -7,8 +7,15 @@
 A dashboard shows the latent's density and max activation, the planted concept it matches best
 (our edge over a real model: we know the ground truth), its top activating contexts in the
 held-out course corpus, a histogram of its non-zero activations, and a logit lens of its
-decoder direction. Everything is plain HTML with inline styles and an inline SVG: no
-JavaScript, no external URL, so it works offline, in static renderers and keeps notebooks small.
+decoder direction. Everything is plain HTML with inline styles: no SVG, no JavaScript, no
+external URL, so it works offline, in static renderers, in untrusted notebooks, and keeps
+notebooks small.
+
+    from utils.dashboard import attention_patterns
+    attention_patterns(pattern, str_tokens, ["0.2", "2.3"])      # circuitsvis, plus a static copy
+
+`attention_patterns` shows circuitsvis's interactive view from the JavaScript bundled with the
+package, and a plain HTML heatmap of the same patterns that stays when scripts cannot run.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import html
 import operator
 import re
+import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +32,17 @@ import torch
 
 from utils.world.concepts import ConceptScores, LabelledCorpus, concept_scores, dictionary_activations, labelled_corpus
 
+# What JupyterLab 4 shows for an output of an *untrusted* notebook (one executed headlessly, by
+# the grader or nbconvert, then opened), measured in tests/test_untrusted_rendering.py:
+#   text/html        sanitised: <script> removed (never run), <svg> removed (its <title> text
+#                    stays), <iframe> removed, id="x" renamed data-jupyter-id="x"; divs, tables,
+#                    classes, inline styles (display:flex, height, background), title attributes
+#                    and <img> with data: URIs stay
+#   image/svg+xml    nothing is shown (an unsafe renderer), or its text/plain if the bundle has one
+#   application/javascript  not run: its text/plain is shown
+#   image/png, text/markdown, text/plain  shown
+#   application/vnd.plotly.v1+json  drawn by the plotly extension shipped in the plotly package
+#                    (a "safe" renderer, ranked above text/html): plotly figures render untrusted
 WINDOW = (10, 3)  # tokens shown before and after the max-activating token of an example
 N_LOGITS = 10
 
@@ -142,24 +161,26 @@ def _window(d: DashboardData, acts: torch.Tensor, doc: int, p: int, top: float) 
             f'{dots if hi < last else ""}</span></div>')
 
 
-def _histogram(values: torch.Tensor, n_bins: int = 40, width: int = 360, height: int = 110) -> str:
-    """Histogram of the non-zero activations as an inline SVG (no plotting library needed)."""
+def _histogram(values: torch.Tensor, n_bins: int = 40, width: int = 360, height: int = 80) -> str:
+    """Histogram of the non-zero activations as HTML bars (divs with inline styles).
+
+    Not SVG: an untrusted notebook (executed headlessly, then opened) strips inline SVG, while
+    plain divs with heights and background colours survive sanitisation (see the note on untrusted outputs above)."""
     top = values.max().item()
     counts = torch.histc(values, bins=n_bins, min=0, max=top).tolist()
-    peak, bar_w, base, plot_h = max(counts), width / n_bins, height - 18, height - 32  # room for labels
+    peak, bar_w = max(counts), width / n_bins
     bars = "".join(
-        f'<rect x="{i * bar_w:.1f}" y="{base - c / peak * plot_h:.1f}" width="{bar_w - 1:.1f}" '
-        f'height="{c / peak * plot_h:.1f}" fill="#f08c00">'
-        f"<title>{i * top / n_bins:.3g}–{(i + 1) * top / n_bins:.3g}: {int(c)}</title></rect>"
-        for i, c in enumerate(counts) if c
+        f'<div class="bar" title="{i * top / n_bins:.3g}–{(i + 1) * top / n_bins:.3g}: {int(c)}" '
+        f'style="flex:0 0 {bar_w - 1:.1f}px;margin-right:1px;height:{max(c / peak * height, 1 if c else 0):.1f}px;'
+        f'background:#f08c00"></div>'
+        for i, c in enumerate(counts)
     )
-    axis = (f'<line x1="0" y1="{base}" x2="{width}" y2="{base}" stroke="#999"/>'
-            f'<text x="0" y="{height - 4}" font-size="10" fill="#666">0</text>'
-            f'<text x="{width}" y="{height - 4}" font-size="10" fill="#666" text-anchor="end">{top:.3g}</text>'
-            f'<text x="{width / 2}" y="{height - 4}" font-size="10" fill="#666" text-anchor="middle">activation</text>'
-            f'<text x="2" y="10" font-size="10" fill="#666">tallest bar: {int(peak)} tokens</text>')
-    return (f'<svg width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="activation histogram">{bars}{axis}</svg>')
+    label = "color:#666;font-size:10px"
+    return (f'<div class="histogram" role="img" aria-label="activation histogram" style="width:{width}px;margin-top:4px">'
+            f'<div style="{label}">tallest bar: {int(peak)} tokens</div>'
+            f'<div style="display:flex;align-items:flex-end;height:{height}px;border-bottom:1px solid #999">{bars}</div>'
+            f'<div style="display:flex;justify-content:space-between;{label}"><span>0</span><span>activation</span>'
+            f'<span>{top:.3g}</span></div></div>')
 
 
 def _logit_list(cls: str, values: torch.return_types.topk, tokenizer, rgb: str) -> str:
@@ -264,3 +285,63 @@ def display_dashboard(dictionary, latent_idx: int, model=None, data: LabelledCor
     body = (f'<div class="latent-dashboard" style="font-family:system-ui,sans-serif;font-size:14px;color:#222;'
             f'max-width:900px">{header}{"".join(sections)}</div>')
     return Dashboard(f"Latent {k} · {dictionary.cfg.metadata.hook_name}", body)
+
+
+# -- attention patterns (circuitsvis, with a static copy) -------------------------------------
+
+
+@dataclass
+class AttentionPatterns:
+    """circuitsvis attention heads followed by a static HTML heatmap of the same patterns; a
+    script removes the static copy wherever scripts run (so a trusted notebook shows circuitsvis
+    only), and where they do not (an untrusted notebook) the heatmap is what is left."""
+
+    circuitsvis_html: str = field(repr=False)
+    static_html: str = field(repr=False)
+    names: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        uid = f"cv-static-{uuid.uuid4().hex[:12]}"
+        return (f'{self.circuitsvis_html}<div id="{uid}">{self.static_html}</div>'
+                f'<script>(function () {{ var e = document.getElementById("{uid}"); if (e) e.remove(); }})();</script>')
+
+    def __repr__(self) -> str:
+        return f"AttentionPatterns(heads={self.names})"
+
+
+def _heatmap(pattern: torch.Tensor, tokens: list[str], name: str, cell: int = 13) -> str:
+    top = pattern.max().item() or 1.0
+    head = "".join(f'<th title="{html.escape(t)}" style="width:{cell}px;font-weight:400;color:#888;font-size:8px;padding:0">'
+                   f'{j}</th>' for j, t in enumerate(tokens))
+    rows = []
+    for i, t in enumerate(tokens):
+        cells = "".join(
+            f'<td class="attn" title="{html.escape(t)} ({i}) → {html.escape(tokens[j])} ({j}): {v:.3f}" style="width:{cell}px;'
+            f'height:{cell}px;padding:0;border:1px solid #fff;background:rgba(31,119,180,{v / top:.2f})"></td>'
+            for j, v in enumerate(pattern[i].tolist()))
+        rows.append(f'<tr><th style="text-align:right;font-weight:400;padding:0 4px;white-space:pre;font-size:10px">'
+                    f'{html.escape(t)} {i}</th>{cells}</tr>')
+    return (f'<div style="display:inline-block;vertical-align:top;margin:0 16px 8px 0"><div style="font-weight:600">'
+            f'head {html.escape(name)}</div><table style="border-collapse:collapse;font-family:ui-monospace,monospace">'
+            f'<tr><th></th>{head}</tr>{"".join(rows)}</table></div>')
+
+
+def attention_patterns(attention, tokens: list[str], head_names: list[str] | None = None,
+                       **circuitsvis_kwargs) -> AttentionPatterns:
+    """circuitsvis's `attention_heads` view of `attention` (n_heads, dest, src), from the JavaScript
+    bundled with circuitsvis (no CDN), plus a static heatmap for notebooks that cannot run scripts
+    (rows: the attending token, columns: the attended one; hover a cell for its value)."""
+    import circuitsvis as cv
+
+    attention = torch.as_tensor(attention).detach().float().cpu()
+    if attention.ndim != 3 or attention.shape[1:] != (len(tokens), len(tokens)):
+        raise ValueError(f"attention must have shape (n_heads, {len(tokens)}, {len(tokens)}) for {len(tokens)} "
+                         f"tokens, got {tuple(attention.shape)}.")
+    names = list(head_names) if head_names is not None else [str(h) for h in range(len(attention))]
+    view = cv.attention.attention_heads(attention=attention, tokens=list(tokens), attention_head_names=names,
+                                        **circuitsvis_kwargs)
+    static = (f'<div class="attention-static" style="font-family:system-ui,sans-serif;font-size:12px">'
+              f'<div style="color:#555;margin:4px 0">Attention patterns (a static copy; circuitsvis\'s interactive '
+              f'view needs a trusted notebook). Rows attend to columns; hover a cell for its value.</div>'
+              f'{"".join(_heatmap(p, list(tokens), n) for p, n in zip(attention, names))}</div>')
+    return AttentionPatterns(view.local_src, static, names)

@@ -843,8 +843,6 @@ print("   its best concepts:", "; ".join(str(m) for m in best_concepts(layer_cor
 # an induction head. Let's see them on a run of random words repeated once.
 
 # %%
-import circuitsvis as cv
-
 from utils.world.prompts import repeated_random_tokens
 
 half = 10
@@ -863,18 +861,17 @@ for layer in range(cfg.n_layers):
 
 # %% [markdown]
 # The two heads' attention patterns (hover over a token to see where it attends). circuitsvis
-# usually fetches its JavaScript from a CDN; we show the copy bundled with the package, so the
-# pattern renders offline too.
+# usually fetches its JavaScript from a CDN; `attention_patterns` shows it from the copy bundled
+# with the package, so the pattern renders offline too, and adds a static heatmap that is what
+# you see where scripts cannot run (a notebook executed elsewhere and opened untrusted).
 
 # %%
+from utils.dashboard import attention_patterns
+
 heads = [(0, 2), (2, 3)]
 try:
-    patterns = cv.attention.attention_heads(
-        attention=torch.stack([rep_cache["pattern", layer][0, head] for layer, head in heads]),
-        tokens=rep_str,
-        attention_head_names=[f"{layer}.{head}" for layer, head in heads],
-    )
-    display(HTML(patterns.local_src))  # the bundled JavaScript: no network needed
+    display(attention_patterns(torch.stack([rep_cache["pattern", layer][0, head] for layer, head in heads]),
+                               rep_str, [f"{layer}.{head}" for layer, head in heads]))
 except Exception as err:  # circuitsvis is optional for the rest of the chapter
     print(f"circuitsvis could not render ({err}); here is the same as a heatmap.")
     for layer, head in heads:
