@@ -900,6 +900,32 @@ top = int(kept_latents[0])
 display_dashboard(transcoders[int(graph.nodes.layer[top])], int(graph.nodes.index[top]), model=model, data=corpus)
 
 # %% [markdown]
+# ### The graph, to explore
+#
+# `explore_graph` (in `utils/graph_explorer.py`) draws a pruned graph offline: one column per
+# position, one row per layer, edges blue (excite) or red (inhibit) with width growing with the
+# weight. Hover over a latent for its activation, influence, best concept and top examples; click
+# it to highlight its strongest paths to the logits. It takes a circuit_tracer `Graph`, so we convert
+# ours (`AttributionGraph.to_circuit_tracer`, which permutes our nodes into circuit_tracer's order):
+# the explorer then prunes it with circuit_tracer's own `prune_graph`, which keeps exactly the nodes
+# yours kept. A **supernode** groups latents that you believe play one role; its edges are the sums
+# of its members' edges. Here we group the kept latents whose best entity concept is about Texas.
+
+# %%
+from utils.graph_explorer import explore_graph  # noqa: E402
+
+ct_view_graph = graph.to_circuit_tracer(model)
+texas = [f"{int(graph.nodes.layer[i])}_{int(graph.nodes.index[i])}_{int(graph.nodes.pos[i])}"
+         for i in kept_latents.tolist() if "Texas" in name_latent(i).rsplit(";", 1)[1]]
+print(f"Texas supernode: {texas}")
+view = explore_graph(ct_view_graph, node_threshold=0.8, edge_threshold=0.98, supernodes={"Texas": texas},
+                     title="The state containing Dallas has its capital in")
+view
+
+# %% [markdown]
+# `view.save("dallas_graph.html")` writes a standalone page you can open in any browser, and
+# `view.export_circuit_tracer_json(folder, "dallas")` the JSON files circuit_tracer's own viewer reads.
+#
 # ### Your hypothesis
 #
 # Write down, in a few lines, the circuit you believe the graph shows. Some questions to answer:
