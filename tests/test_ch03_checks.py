@@ -481,9 +481,22 @@ def edge_variant(*, attention=True, ln_scale=True):
     return edge_by_hand
 
 
-@pytest.mark.parametrize("variant", [edge_variant(attention=False), edge_variant(ln_scale=False)])
-def test_wrong_edge_by_hand(checks03, variant):
-    fails_with(checks03.test_edge_by_hand, variant, "circuit_tracer's edge is")
+@pytest.mark.parametrize("variant, message", [
+    (edge_variant(attention=False), "Hint: the source is at another position, and only attention moves it there"),
+    (edge_variant(ln_scale=False), "Hint: divide by the frozen LayerNorm scale"),
+])
+def test_wrong_edge_by_hand(checks03, variant, message):
+    fails_with(checks03.test_edge_by_hand, variant, "circuit_tracer's edge is", message)
+
+
+def test_edge_by_hand_alternative(checks03, capsys):
+    """Following the edge with autograd on a single source (no batching) is another right answer."""
+
+    def edge_by_hand(model, transcoders, run, nodes, target, source):
+        return float(ref.compute_attribution_matrix(model, transcoders, run, nodes[torch.tensor(sorted({source, target}))])[-1, 0]) \
+            if source < target else 0.0
+
+    passes(checks03.test_edge_by_hand, edge_by_hand, capsys)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -919,7 +919,7 @@ texas = [f"{int(graph.nodes.layer[i])}_{int(graph.nodes.index[i])}_{int(graph.no
          for i in kept_latents.tolist() if "Texas" in name_latent(i).rsplit(";", 1)[1]]
 print(f"Texas supernode: {texas}")
 view = explore_graph(ct_view_graph, node_threshold=0.8, edge_threshold=0.98, supernodes={"Texas": texas},
-                     title="The state containing Dallas has its capital in")
+                     title="The state containing Dallas has its capital in", n_docs=len(corpus.tokens))
 view
 
 # %% [markdown]

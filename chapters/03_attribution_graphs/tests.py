@@ -782,8 +782,19 @@ def test_edge_by_hand(edge_by_hand) -> None:
             flat = int(candidates.abs().argmax())
             pairs.append((int(t_mask.nonzero()[flat // block.shape[1], 0]), int(s_mask.nonzero()[flat % block.shape[1], 0])))
     for t, s in pairs:
-        got = edge_by_hand(model, transcoders, run, nodes, t, s)
+        got = float(edge_by_hand(model, transcoders, run, nodes, t, s))
         want = float(adjacency[t, s])
-        expect(abs(float(got) - want) <= 1e-4 * abs(want) + 1e-5,
-               f"edge_by_hand(Dallas prompt, target {nodes.describe(t)}, source {nodes.describe(s)}) = {float(got):.6f}, "
-               f"circuit_tracer's edge is {want:.6f}.")
+        if abs(got - want) <= 1e-4 * abs(want) + 1e-5:
+            continue
+        layer, pos = int(nodes.layer[t]), int(nodes.pos[t])
+        scale = float(run.final_scale[pos] if layer == model.cfg.n_layers else run.ln2_scale[layer, pos])
+        hint = ""
+        if got == 0 and int(nodes.pos[s]) != pos:
+            hint = (" Hint: the source is at another position, and only attention moves it there: apply "
+                    "map_through_attn at every layer from the source's layer + 1 to the target's layer.")
+        elif abs(got - want * scale) <= 1e-3 * abs(want * scale):
+            hint = " Hint: divide by the frozen LayerNorm scale at the target's reading point (ln2, or ln_final for a logit)."
+        elif abs(got + want) <= 1e-4 * abs(want):
+            hint = " Hint: the sign is wrong."
+        fail(f"edge_by_hand(Dallas prompt, target {nodes.describe(t)}, source {nodes.describe(s)}) = {got:.6f}, "
+             f"circuit_tracer's edge is {want:.6f}.{hint}")
