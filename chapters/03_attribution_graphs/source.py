@@ -170,13 +170,13 @@ def local_replacement_hooks(model, transcoders: dict, run: PromptRun, latent_act
 
 
 # %% [hint]
-# # A frozen value is a hook that ignores its input: `lambda activation, hook: value.expand_as(activation)`.
-# # Beware of closures in a loop over layers: bind the layer as a default argument (`layer=layer`)
-# # or build each hook in a small function, or every hook will see the last layer.
+# A frozen value is a hook that ignores its input: `lambda activation, hook: value.expand_as(activation)`.
+# Beware of closures in a loop over layers: bind the layer as a default argument (`layer=layer`)
+# or build each hook in a small function, or every hook will see the last layer.
 
 # %% [hint]
-# # The MLP hook must not use `activation` (the real MLP's output on the current input) at all:
-# # its output is `(latent_acts[layer] @ tc.W_dec + tc.b_dec + run.errors[layer]).expand_as(activation)`.
+# The MLP hook must not use `activation` (the real MLP's output on the current input) at all:
+# its output is `(latent_acts[layer] @ tc.W_dec + tc.b_dec + run.errors[layer]).expand_as(activation)`.
 
 # %% [check]
 tests.test_local_replacement_hooks(local_replacement_hooks)
@@ -269,12 +269,12 @@ def node_vectors(model, transcoders: dict, run: PromptRun, nodes: GraphNodes) ->
 
 
 # %% [hint]
-# # Latent `i` of `transcoders[L]` reads column `i` of `W_enc` (shape `(d_model, d_sae)`) and writes
-# # row `i` of `W_dec` (shape `(d_sae, d_model)`): `tc.W_enc[:, ids].T` and `tc.W_dec[ids]`.
+# Latent `i` of `transcoders[L]` reads column `i` of `W_enc` (shape `(d_model, d_sae)`) and writes
+# row `i` of `W_dec` (shape `(d_sae, d_model)`): `tc.W_enc[:, ids].T` and `tc.W_dec[ids]`.
 
 # %% [hint]
-# # The mean to subtract from a logit's unembedding column is over the vocabulary:
-# # `model.W_U.mean(dim=1, keepdim=True)` has shape `(d_model, 1)`.
+# The mean to subtract from a logit's unembedding column is over the vocabulary:
+# `model.W_U.mean(dim=1, keepdim=True)` has shape `(d_model, 1)`.
 
 # %% [check]
 tests.test_node_vectors(node_vectors)
@@ -310,8 +310,8 @@ def compute_salient_logits(logits: Tensor, W_U: Tensor, max_n_logits: int = 10,
 
 
 # %% [hint]
-# # `logits.softmax(-1).topk(max_n_logits)` gives the candidates in order; the number to keep is one
-# # more than the number of cumulative sums that are still *below* the target.
+# `logits.softmax(-1).topk(max_n_logits)` gives the candidates in order; the number to keep is one
+# more than the number of cumulative sums that are still *below* the target.
 
 # %% [check]
 tests.test_compute_salient_logits(compute_salient_logits)
@@ -361,8 +361,8 @@ def build_graph_nodes(model, run: PromptRun, max_n_logits: int = 10, desired_log
 
 
 # %% [hint]
-# # Build each block (embeddings; each layer's latents; each layer's errors; logits) as five small
-# # tensors and `torch.cat` them field by field at the end. The error at BOS has activation 0.
+# Build each block (embeddings; each layer's latents; each layer's errors; logits) as five small
+# tensors and `torch.cat` them field by field at the end. The error at BOS has activation 0.
 
 # %% [check]
 tests.test_build_graph_nodes(build_graph_nodes)
@@ -485,15 +485,15 @@ def compute_attribution_matrix(model, transcoders: dict, run: PromptRun, nodes: 
 
 
 # %% [hint]
-# # Keep the leaves in a dict filled by the hook (`leaves[hook.name] = leaf`), and the reading points
-# # in another keyed by layer (`hook.layer()`), with `points[n_layers] = model.ln_final(residual)`.
-# # Targets of different layers can share a batch: add one term to the objective per layer present.
+# Keep the leaves in a dict filled by the hook (`leaves[hook.name] = leaf`), and the reading points
+# in another keyed by layer (`hook.layer()`), with `points[n_layers] = model.ln_final(residual)`.
+# Targets of different layers can share a batch: add one term to the objective per layer present.
 
 # %% [hint]
-# # For the sources writing at one leaf, `grad[:len(rows), pos]` has shape `(rows, sources, d_model)`;
-# # `torch.einsum("bsd,sd->bs", grad[:len(rows), pos], writing_times_activation)` gives their edges.
-# # (The solution does the same with one matrix product per position, which avoids copying that big
-# # `(rows, sources, d_model)` tensor on long prompts.)
+# For the sources writing at one leaf, `grad[:len(rows), pos]` has shape `(rows, sources, d_model)`;
+# `torch.einsum("bsd,sd->bs", grad[:len(rows), pos], writing_times_activation)` gives their edges.
+# (The solution does the same with one matrix product per position, which avoids copying that big
+# `(rows, sources, d_model)` tensor on long prompts.)
 
 # %% [check]
 tests.test_compute_attribution_matrix(compute_attribution_matrix)
@@ -598,7 +598,7 @@ def normalize_matrix(adjacency: Tensor) -> Tensor:
 
 
 # %% [hint]
-# # `adjacency.abs()` and `.sum(dim=1, keepdim=True)`: row sums, shaped to divide each row.
+# `adjacency.abs()` and `.sum(dim=1, keepdim=True)`: row sums, shaped to divide each row.
 
 # %% [check]
 tests.test_normalize_matrix(normalize_matrix)
@@ -619,8 +619,8 @@ def compute_influence(normalized: Tensor, logit_weights: Tensor, max_iter: int =
 
 
 # %% [hint]
-# # Multiply a *row vector* by the matrix (`term = term @ normalized`), never form `Â²`: n_nodes²
-# # work per step instead of n_nodes³.
+# Multiply a *row vector* by the matrix (`term = term @ normalized`), never form `Â²`: n_nodes²
+# work per step instead of n_nodes³.
 
 # %% [check]
 tests.test_compute_influence(compute_influence)
@@ -694,14 +694,14 @@ def prune_graph(adjacency: Tensor, nodes: GraphNodes, node_threshold: float = 0.
 
 
 # %% [hint]
-# # Masks broadcast: `adjacency * keep[:, None] * keep[None, :]` zeroes dropped rows and columns.
-# # `edge_mask.any(dim=0)[s]` says whether source `s` keeps an outgoing edge, `.any(dim=1)[t]`
-# # whether target `t` keeps an incoming one.
+# Masks broadcast: `adjacency * keep[:, None] * keep[None, :]` zeroes dropped rows and columns.
+# `edge_mask.any(dim=0)[s]` says whether source `s` keeps an outgoing edge, `.any(dim=1)[t]`
+# whether target `t` keeps an incoming one.
 
 # %% [hint]
-# # The orphan loop: `before = keep.clone()`; drop the edges of dropped nodes
-# # (`edge_mask &= keep[:, None] & keep[None, :]`); drop latents and errors without an outgoing edge and
-# # latents without an incoming one; stop when `torch.equal(before, keep)`.
+# The orphan loop: `before = keep.clone()`; drop the edges of dropped nodes
+# (`edge_mask &= keep[:, None] & keep[None, :]`); drop latents and errors without an outgoing edge and
+# latents without an incoming one; stop when `torch.equal(before, keep)`.
 
 # %% [check]
 tests.test_prune_graph(prune_graph)
@@ -740,8 +740,8 @@ def attribute(model, transcoders: dict, tokens: Tensor, max_n_logits: int = 10, 
 
 
 # %% [hint]
-# # Three calls, `run_prompt`, `build_graph_nodes`, `compute_attribution_matrix`, passing
-# # `max_n_logits`, `desired_logit_prob` and `batch_size` on.
+# Three calls, `run_prompt`, `build_graph_nodes`, `compute_attribution_matrix`, passing
+# `max_n_logits`, `desired_logit_prob` and `batch_size` on.
 
 
 # %% [check]
@@ -797,12 +797,12 @@ def compute_graph_scores(adjacency: Tensor, nodes: GraphNodes) -> tuple[float, f
 
 
 # %% [hint]
-# # Reuse `normalize_matrix` and `compute_influence` with `nodes.logit_weights`; the masks
-# # `nodes.kind == EMBEDDING` and `nodes.kind == ERROR` pick the influences to sum.
+# Reuse `normalize_matrix` and `compute_influence` with `nodes.logit_weights`; the masks
+# `nodes.kind == EMBEDDING` and `nodes.kind == ERROR` pick the influences to sum.
 
 # %% [hint]
-# # Completeness: each node's non-error fraction is `1 - normalized[:, errors].sum(dim=1)`; average it
-# # with weights `influence + nodes.logit_weights`.
+# Completeness: each node's non-error fraction is `1 - normalized[:, errors].sum(dim=1)`; average it
+# with weights `influence + nodes.logit_weights`.
 
 
 # %% [check]
@@ -1012,13 +1012,13 @@ def edge_by_hand(model, transcoders: dict, run: PromptRun, nodes: GraphNodes, ta
 
 
 # %% [hint]
-# # Start from `v = zeros(n_pos, d_model)` with `activation × writing vector` at the source's position;
-# # an embedding starts before layer 0 (its layer is -1), so the loop over layers starts at
-# # `source layer + 1` in every case.
+# Start from `v = zeros(n_pos, d_model)` with `activation × writing vector` at the source's position;
+# an embedding starts before layer 0 (its layer is -1), so the loop over layers starts at
+# `source layer + 1` in every case.
 
 # %% [hint]
-# # With `x = map_through_ln(v, run.ln1_scale[layer], block.ln1.w)`: values `einsum("pd,hde->hpe", x, W_V)`,
-# # moved `einsum("hqp,hpe->hqe", run.patterns[layer], values)`, output `einsum("hqe,hed->qd", moved, W_O)`.
+# With `x = map_through_ln(v, run.ln1_scale[layer], block.ln1.w)`: values `einsum("pd,hde->hpe", x, W_V)`,
+# moved `einsum("hqp,hpe->hqe", run.patterns[layer], values)`, output `einsum("hqe,hed->qd", moved, W_O)`.
 
 
 # %% [check]
