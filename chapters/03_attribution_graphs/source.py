@@ -382,10 +382,11 @@ print("logits:", [nodes.describe(i, model.tokenizer) for i in (nodes.kind == LOG
 # The **edge** from a source node `s` to a target node `t` is the direct effect of `s` on `t` in
 # the local replacement model:
 #
-# $$A[t, s] = a_s \; \big(\text{writing}_s\big)^\top \, J_{s \to t} \; \text{reading}_t,$$
+# $$A[t, s] = a_s \; \text{reading}_t^\top \, J_{s \to t} \, \text{writing}_s,$$
 #
 # where `a_s` is the source's activation and `J` the (constant) Jacobian of the residual stream at
-# the target's reading point with respect to the residual stream where `s` writes. For a latent
+# the target's reading point with respect to the residual stream where `s` writes (at the source's
+# position). For a latent
 # target, `A[t, s]` is the part of its pre-activation that `s` puts there; the pre-activation is
 # the sum of its edges plus constants (biases, positional embeddings, BOS).
 #
@@ -561,7 +562,8 @@ for s in strongest.tolist():
 # 2. compute each node's **influence** on the logits: with `w` the logits' probabilities (zero on
 #    other nodes), the direct influence is `w @ Â`, through one intermediate node `w @ Â²`, and so
 #    on: `influence = w @ (Â + Â² + Â³ + ...)`. Because `Â` is strictly lower-triangular it is
-#    *nilpotent*, `Â^k = 0` for some `k` (at most the length of the longest path, here `n_layers + 1`),
+#    *nilpotent*: `Â^k = 0` as soon as `k` exceeds the longest path (here `n_layers + 1` edges:
+#    embedding, a latent in each layer, logit),
 #    so this Neumann series is a finite sum, `w @ ((I − Â)⁻¹ − I)`, computed by multiplying until
 #    the term is zero.
 #
