@@ -161,3 +161,67 @@ def test_the_report_reads_well(hostile, hostile_folder):
     assert str(hostile_folder) not in printed.split("Chapter ", 1)[1].rsplit("Details", 1)[0]
     assert "Exercises: 1 sparse_tensor" in printed
     assert "Not graded" in printed and "For review" in printed
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts that need no kernel.
+
+
+def test_restoring_puts_every_check_cell_of_the_source_back_in_place():
+    import nbformat
+    from nbformat.v4 import new_code_cell
+
+    from utils import course
+    from utils.grading.restore import chapter_source, restore
+
+    notebook = nbformat.read(course.exercise_notebook_path(CHAPTER), as_version=4)
+    cells = notebook.cells
+    next(c for c in cells if "tests.test_sparse_tensor(" in c.source).source = "tests.test_sparse_tensor(tests.Reference)"
+    cells.remove(next(c for c in cells if "tests.test_latent_acts_to_logits(" in c.source))
+    cells.remove(next(c for c in cells if c.get("id") == "setup"))
+    cells.append(new_code_cell("tests.test_sparse_tensor(SparseTensor)", metadata={"tags": ["check"]}))  # a copy
+
+    restored = restore(notebook, CHAPTER, "/course")
+    source = chapter_source(CHAPTER)
+    assert restored.notebook.cells[0].source == source.by_id()["setup"].source
+    assert [names for _, names in sorted(restored.checks.items())] == [(e,) for e in source.exercises]
+    assert restored.dropped == 1
+    assert restored.edited == [
+        "check cell `tests.test_sparse_tensor(SparseTensor)` was edited",
+        "check cell `tests.test_latent_acts_to_logits(latent_acts_to_logits)` was deleted",
+    ]
+    for index, (exercise,) in restored.checks.items():
+        # Each check cell comes right after its exercise's cell, runs the source's call and
+        # prints its outcome after its own marker.
+        assert f"def {exercise}" in restored.notebook.cells[index - 1].source or exercise == "sparse_tensor"
+        assert restored.source_of(index) == f"tests.test_{exercise}({'SparseTensor' if exercise == 'sparse_tensor' else exercise})"
+        assert restored.nonces[index] in restored.notebook.cells[index].source
+    assert len(set(restored.nonces.values())) == len(restored.nonces)
+
+
+def test_the_review_scan_flags_reaching_around_the_checks_but_not_honest_code():
+    from utils import course
+    from utils.grading.restore import chapter_source
+    from utils.grading.review import scan_source, similarity
+
+    for chapter in course.chapter_names():
+        for cell in chapter_source(chapter).cells:
+            if cell.kind == "exercise":
+                assert scan_source(cell.solution) == [], (chapter, cell.id)
+                assert similarity(cell.source, cell.source, cell.solution) == 0.0  # the stub copies nothing
+    assert scan_source("%time x = 1\nfrom IPython.display import display") == []
+    assert scan_source(
+        "!cat /etc/passwd\nimport builtins\nfrom tests import solution\nimport tests as t\nt.test_x = print\n"
+        "x = In[-1]\nopen('f', 'w')"
+    ) == [
+        "runs a magic or shell command (`!cat /etc/passwd`)",
+        "changes or reads builtins (`builtins`)",
+        "uses the checks' internals (`from tests import ...`)",
+        "changes a module or library object (`t.test_x`)",
+        "reads the kernel's history (`In`)",
+        "opens files (`open`)",
+    ]
+    # A copy with every name changed is still a copy.
+    sparse = next(c for c in chapter_source(CHAPTER).cells if c.id == "cell-19")
+    renamed = sparse.solution.replace("is_nonzero", "mask").replace("values", "vals")
+    assert similarity(renamed, sparse.source, sparse.solution) > 0.9
