@@ -152,6 +152,7 @@ def main() -> int:
         error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"it ran longer than {job['timeout']} s and was interrupted",
                           "traceback": []},
         kernel_name=job["kernel"],
+        startup_timeout=300,  # a busy machine can take minutes to start a kernel
         resources={"metadata": {"path": job["cwd"]}},
     )
     log = Path(job["kernel_log"])
