@@ -34,6 +34,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def grade_notebook(path: Path, short: str, args, snapshot: Snapshot, expected: s
     if expected is not None and found != expected:
         return Grade(short, expected, "wrong chapter", f"it is a notebook of chapter {found}, not {expected}", path=str(path))
     chapter = found
+    if args.exercises and not set(args.exercises) & set(chapter_source(chapter).exercises):
+        return Grade(short, chapter, "wrong chapter", f"none of the exercises to grade is in chapter {chapter}", path=str(path))
     grade = Grade(short, chapter, "crashed", path=str(path))
     claimed = claimed_chapter(notebook, path.name)
     if claimed is not None and claimed != chapter:
@@ -215,10 +218,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def grade_one(number: int) -> Grade:
         path, short = notebooks[number]
+        started = time.monotonic()
         try:
-            return grade_notebook(path, short, args, snapshot, expected)
+            grade = grade_notebook(path, short, args, snapshot, expected)
         except Exception as err:  # a bug of ours must not cost the other notebooks their grades
-            return Grade(short, expected, "grader error", f"{type(err).__name__}: {err}"[:300], path=str(path))
+            grade = Grade(short, expected, "grader error", f"{type(err).__name__}: {err}"[:300], path=str(path))
+        grade.seconds = round(time.monotonic() - started, 1)
+        return grade
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(grade_one, number): number for number in range(len(notebooks))}

@@ -41,6 +41,7 @@ class Grade:
     review: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     path: str = ""
+    seconds: float = 0.0  # wall time spent grading it
 
     @property
     def score(self) -> str:
