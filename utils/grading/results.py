@@ -23,7 +23,6 @@ from tabulate import tabulate
 
 from utils import build
 from utils.grading.restore import cell_name
-from utils.grading.worker import OUTPUT_ENAME, TIMEOUT_ENAME
 
 PASSED, FAILED, NOT_IMPLEMENTED, TIMED_OUT, NOT_RUN = "passed", "failed", "not implemented", "timed out", "not run"
 _RESULTS = {PASSED, FAILED, NOT_IMPLEMENTED}
