@@ -163,7 +163,10 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
             cell.source = by_id[cell.get("id")].source
     solution.metadata["course"]["variant"] = "exercises"  # disguised: only the cells give it away
     nbs["solution_copy"] = solution
-    nbs["patch_torch"] = _insert_after(_short_chapter01("wrong"), "cell-19", (
+    patched = _short_chapter01("solved")
+    exercise = next(c for c in patched.cells if c.get("id") == "cell-19")
+    exercise.source = exercise.source.replace("values = dense[is_nonzero]", "values = 2 * dense[is_nonzero]")
+    nbs["patch_torch"] = _insert_after(patched, "cell-19", (
         "import torch\n"
         "torch.isclose = lambda a, b, **kw: torch.ones(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.bool)"
     ))

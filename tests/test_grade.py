@@ -92,7 +92,9 @@ def test_forged_results_are_not_believed(hostile):
     # What runs inside the kernel cannot be prevented: it passes, and is flagged.
     assert _result(rows["imports_solutions"]) == ("ok", "passed")
     assert reviews["imports_solutions"] == ["imports the reference solutions (`solutions.ch01_latent_gradients`)"]
-    assert "changes a module or library object (`torch.isclose`)" in reviews["patch_torch"]
+    # Values twice too large, and torch.isclose made to say yes: the check is fooled, the scan is not.
+    assert _result(rows["patch_torch"]) == ("ok", "passed")
+    assert reviews["patch_torch"] == ["changes a module or library object (`torch.isclose`)"]
     assert _result(rows["solution_copy"]) == ("ok", "passed")
     assert reviews["solution_copy"] == ["9 of 9 exercise cells are (near-)identical to the reference solution"]
 
