@@ -76,3 +76,159 @@ def run(args: list[str], cwd: Path = course.REPO_ROOT, **env: str) -> subprocess
 @pytest.fixture(scope="session")
 def run_python():
     return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile and broken submissions for the grader (tests/test_grade.py). To keep them fast they are
+# the chapter 01 exercise notebook without its demo cells (every check cell is kept, so nothing
+# counts as deleted): SparseTensor is solved or wrong, the other exercises are stubs.
+
+SPOILED_CHECKS = '''from utils.checks import check
+
+@check
+def test_sparse_tensor(SparseTensor):
+    pass  # spoiled: passes everything
+'''
+
+
+def _short_chapter01(sparse_tensor: str) -> nbformat.NotebookNode:
+    """The exercise notebook without demo cells, with SparseTensor "solved", "wrong" or "stub"."""
+    notebook = nbformat.read(course.exercise_notebook_path(CHAPTER), as_version=4)
+    solved = nbformat.read(course.solution_notebook_path(CHAPTER), as_version=4)
+    solution = next(c.source for c in solved.cells if c.get("id") == "cell-19")
+    keep = []
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "code" and not tags and cell.id != "cell-01":
+            continue  # a demo
+        if cell.get("id") == "cell-19" and sparse_tensor != "stub":
+            cell.source = solution
+            if sparse_tensor == "wrong":
+                cell.source = solution.replace("indices = is_nonzero.nonzero()", "indices = is_nonzero.nonzero().T")
+                assert cell.source != solution
+        keep.append(cell)
+        if cell.get("id") == "cell-01":  # the checks are imported by a demo cell that is left out
+            keep.append(nbformat.v4.new_code_cell("import tests"))
+    notebook.cells = keep
+    return notebook
+
+
+def _insert_after(notebook, cell_id: str, *sources: str) -> nbformat.NotebookNode:
+    at = next(i for i, c in enumerate(notebook.cells) if c.get("id") == cell_id) + 1
+    notebook.cells[at:at] = [nbformat.v4.new_code_cell(s) for s in sources]
+    return notebook
+
+
+def _check_cell(notebook, exercise: str = "sparse_tensor"):
+    return next(c for c in notebook.cells if f"tests.test_{exercise}(" in c.source)
+
+
+def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
+    """name -> notebook (or raw text) of every hostile or broken submission class."""
+    nbs: dict[str, nbformat.NotebookNode | str] = {}
+    # Forged results.
+    nbs["forge_log"] = _insert_after(_short_chapter01("wrong"), "cell-20", (
+        "import json, os\n"
+        "for name in tests.__dict__:\n"
+        "    if name.startswith('test_') and os.environ.get('COURSE_CHECK_LOG'):\n"
+        "        with open(os.environ['COURSE_CHECK_LOG'], 'a') as log:\n"
+        "            log.write(json.dumps({'exercise': name[5:], 'passed': True, 'status': 'passed', 'message': 'ok'}) + '\\n')"
+    ))
+    nbs["patch_check"] = _insert_after(_short_chapter01("wrong"), "cell-19", (
+        "from utils.checks import _record\n"
+        "tests.test_sparse_tensor = lambda *a, **k: _record('sparse_tensor', 'passed', 'test_sparse_tensor passed')"
+    ))
+    nbs["patch_checks_module"] = _insert_after(_short_chapter01("wrong"), "cell-19", (
+        "import utils.checks as uc\n"
+        "_real_record = uc._record\n"
+        "uc._record = lambda exercise, status, message: _real_record(exercise, 'passed', 'passed')"
+    ))
+    edited = _short_chapter01("wrong")
+    _check_cell(edited).source = "tests.test_sparse_tensor(tests.Reference)"
+    nbs["edited_check"] = edited
+    deleted = _short_chapter01("wrong")
+    deleted.cells = [c for c in deleted.cells if "check" not in c.metadata.get("tags", [])]
+    deleted.metadata.pop("course")
+    nbs["deleted_checks"] = deleted
+    imports = _short_chapter01("stub")
+    next(c for c in imports.cells if c.get("id") == "cell-19").source = (
+        "from solutions.ch01_latent_gradients import SparseTensor"
+    )
+    nbs["imports_solutions"] = imports
+    solution = _short_chapter01("solved")
+    reference = nbformat.read(course.solution_notebook_path(CHAPTER), as_version=4)
+    by_id = {c.get("id"): c for c in reference.cells}
+    for cell in solution.cells:  # every exercise cell as the reference has it
+        if cell.get("id") in by_id:
+            cell.source = by_id[cell.get("id")].source
+    solution.metadata["course"]["variant"] = "exercises"  # disguised: only the cells give it away
+    nbs["solution_copy"] = solution
+    patched = _short_chapter01("solved")
+    exercise = next(c for c in patched.cells if c.get("id") == "cell-19")
+    exercise.source = exercise.source.replace("values = dense[is_nonzero]", "values = 2 * dense[is_nonzero]")
+    nbs["patch_torch"] = _insert_after(patched, "cell-19", (
+        "import torch\n"
+        "torch.isclose = lambda a, b, **kw: torch.ones(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.bool)"
+    ))
+    # Isolation: the first tries to spoil the checks and the folders, and leaves a process behind;
+    # the second must not notice.
+    nbs["a_spoiler"] = _insert_after(_short_chapter01("wrong"), "cell-19", (
+        "import os, subprocess, sys\n"
+        "from pathlib import Path\n"
+        "root = Path(os.environ['COURSE_ROOT'])\n"
+        f"for path in [root / 'chapters' / '{CHAPTER}' / 'tests.py', Path.cwd() / 'planted.txt', root.parent / 'planted.txt']:\n"
+        "    os.chmod(path.parent, 0o755)\n"
+        f"    path.write_text({SPOILED_CHECKS!r})\n"
+        "subprocess.Popen(['sleep', '313'], start_new_session=True)"
+    ))
+    nbs["b_victim"] = _insert_after(_short_chapter01("wrong"), "cell-01", (
+        "import os\n"
+        "from pathlib import Path\n"
+        "root = Path(os.environ['COURSE_ROOT'])\n"
+        "seen = {\n"
+        "    'grader variables': [k for k in os.environ if k.startswith('GRADER_TEST') or k == 'COURSE_CHECK_LOG'],\n"
+        "    'files in the working directory': os.listdir('.'),\n"
+        "    'planted files': [str(p) for p in [root.parent / 'planted.txt'] if p.exists()],\n"
+        "    'other chapters': sorted(set(os.listdir(root / 'chapters')) - {'" + CHAPTER + "'}),\n"
+        "    'spoiled checks': 'spoiled' in (root / 'chapters' / '" + CHAPTER + "' / 'tests.py').read_text(),\n"
+        "}\n"
+        "assert not any(seen.values()), seen"
+    ))
+    # Robustness.
+    nbs["kills_parent"] = _insert_after(_short_chapter01("solved"), "cell-20", (
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+    ))
+    malformed = _short_chapter01("solved")
+    malformed.metadata["course"] = "01"
+    malformed.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": 3}
+    malformed.cells[2].metadata["tags"] = 5
+    nbs["malformed_metadata"] = malformed
+    nbs["endless_output"] = _insert_after(_short_chapter01("solved"), "cell-19", "while True:\n    print('x' * 10000)")
+    nbs["slow_cell"] = _insert_after(_short_chapter01("solved"), "cell-19", "import time\ntime.sleep(600)")
+    nbs["memory_hog"] = _insert_after(_short_chapter01("solved"), "cell-19", (
+        "import torch\nhog = torch.empty(5 * 2**30, dtype=torch.uint8)  # lazily mapped: harmless without a cap"
+    ))
+    # Wrong chapter, not a course notebook, not a notebook.
+    nbs["other_chapter"] = nbformat.read(course.exercise_notebook_path("02_transcoders"), as_version=4)
+    nbs["unrelated"] = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('hello')")])
+    nbs["not_json"] = '{"cells": [ this is not JSON'
+    # Readable output: every check fails.
+    all_failed = _short_chapter01("wrong")
+    for cell in all_failed.cells:
+        if "exercise" in cell.metadata.get("tags", []) and cell.get("id") != "cell-19":
+            cell.source = cell.source.replace("raise NotImplementedError(", "return None  # (")
+    nbs["all_failed"] = all_failed
+    return nbs
+
+
+@pytest.fixture(scope="session")
+def hostile_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile") / "submissions"
+    folder.mkdir()
+    for name, notebook in hostile_notebooks().items():
+        path = folder / f"{name}.ipynb"
+        if isinstance(notebook, str):
+            path.write_text(notebook)
+        else:
+            nbformat.write(notebook, path)
+    return folder

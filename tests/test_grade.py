@@ -1,28 +1,32 @@
-"""The grader, run as an instructor would, on submissions with known outcomes."""
+"""The grader, run as an instructor would, on submissions with known outcomes: honest ones of
+chapter 01, and hostile or broken ones (tests/conftest.py, `hostile_notebooks`), one per class of
+the ways a submission could forge or spoil a result."""
 
 import csv
 import json
+from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_notebook
+import pytest
 
 CHAPTER = "01_latent_gradients"
+WRONG_SPARSE_TENSOR = "test_sparse_tensor failed: SparseTensor.from_dense(the 2×3 example): indices has shape (2, 3)"
 
 
-def grade(run_python, out, *paths, timeout=60):
-    result = run_python(["-m", "utils.grade", *map(str, paths), "--out", str(out), "--timeout", str(timeout)])
+def grade(run_python, out, *paths, options=(), **env):
+    result = run_python(["-m", "utils.grade", *map(str, paths), "--out", str(out), *options], **env)
     assert result.returncode == 0, result.stdout
     with open(out / "grades.csv", newline="") as f:
-        rows = {row["notebook"].rsplit("/", 1)[-1]: row for row in csv.DictReader(f)}
-    report = {g["notebook"].rsplit("/", 1)[-1]: g for g in json.loads((out / "grades.json").read_text())}
+        rows = {row["notebook"].rsplit("/", 1)[-1].removesuffix(".ipynb"): row for row in csv.DictReader(f)}
+    report = {g["notebook"].rsplit("/", 1)[-1].removesuffix(".ipynb"): g for g in json.loads((out / "grades.json").read_text())}
     return result.stdout, rows, report
 
 
 def test_grading_the_chapter_01_submissions(student_notebooks, run_python, tmp_path):
     folder = student_notebooks["solved"].parent
-    printed, rows, report = grade(run_python, tmp_path / "grades", folder)
+    printed, rows, report = grade(run_python, tmp_path / "grades", folder, options=["--timeout", "120", "--jobs", "2"])
 
-    results = {name.removeprefix(f"{CHAPTER}_").removesuffix(".ipynb"): row for name, row in rows.items()}
+    results = {name.removeprefix(f"{CHAPTER}_"): row for name, row in rows.items()}
+    details = {name: g["detail"] for name, g in report.items()}
     assert {name: (row["status"], row["sparse_tensor"], row["score"]) for name, row in results.items()} == {
         "solved": ("ok", "passed", "9/9"),
         # The demo cell after the check calls the stub: the notebook is incomplete, not broken.
@@ -31,22 +35,22 @@ def test_grading_the_chapter_01_submissions(student_notebooks, run_python, tmp_p
         "wrong": ("error", "failed", "5/9"),
         "crashing": ("error", "not run", "0/9"),
         "raising": ("error", "failed", "1/9"),
-    }
-    assert "sparse_tensor" in printed and "not implemented" in printed  # the table
+    }, details
+    assert "sparse_tensor" in printed and "todo" in printed  # the table
+    # All but the stub are the solution notebook (with one edit): flagged as such.
+    assert results["stub"]["review"] == ""
+    for name in ("solved", "wrong", "crashing", "raising"):
+        assert results[name]["review"].startswith("it is the solution notebook (its metadata says so)"), name
 
-    messages = {
-        name.removeprefix(f"{CHAPTER}_").removesuffix(".ipynb"): g["exercises"]["sparse_tensor"]["message"]
-        for name, g in report.items()
-    }
+    messages = {name.removeprefix(f"{CHAPTER}_"): g["exercises"]["sparse_tensor"]["message"] for name, g in report.items()}
     assert messages["solved"] == "test_sparse_tensor passed"
     assert messages["stub"].startswith("test_sparse_tensor: not implemented yet")
-    assert messages["wrong"].startswith(
-        "test_sparse_tensor failed: SparseTensor.from_dense(the 2×3 example): indices has shape (2, 3) "
-        "but should have shape (3, 2). Hint:"
-    )
-    assert messages["crashing"] == (
-        "its check did not run to the end (error: code cell 11 raised ZeroDivisionError: division by zero)"
-    )
+    assert messages["wrong"].startswith(WRONG_SPARSE_TENSOR + " but should have shape (3, 2). Hint:")
+    # Cells are named as Jupyter shows them.
+    assert report[f"{CHAPTER}_crashing"]["detail"].startswith("In [")
+    assert report[f"{CHAPTER}_crashing"]["detail"].endswith("raised ZeroDivisionError: division by zero")
+    assert messages["crashing"].startswith("its check did not run: In [")
+    assert "(`tests.test_sparse_tensor(SparseTensor)`) raised NameError: name 'SparseTensor' is not defined" in messages["crashing"]
     # In a notebook, the learner's line is named by its cell.
     assert messages["raising"].startswith(
         "test_sparse_tensor failed: your function raised AttributeError: "
@@ -55,58 +59,172 @@ def test_grading_the_chapter_01_submissions(student_notebooks, run_python, tmp_p
     assert messages["raising"].endswith("`is_nonzero = dense.nonzero_mask()`)")
 
 
-def write_notebook(folder, name, *sources):
-    path = folder / name
-    nbformat.write(new_notebook(cells=[new_code_cell(s) for s in sources]), path)
-    return path
+# ---------------------------------------------------------------------------------------------
+# Hostile and broken submissions, graded in one run (only the first exercise, to keep it short).
+
+OPTIONS = ["--chapter", "01", "--exercises", "sparse_tensor", "--timeout", "20", "--memory-gb", "4",
+           "--output-mb", "1", "--jobs", "2"]
 
 
-# A stand-in for a chapter's tests.py, found by `import tests` from the notebook's own folder.
-TOY_CHECKS = """
-import os, sys
-sys.path.insert(0, os.environ["COURSE_ROOT"])
-from utils.checks import check, expect
-
-@check
-def test_one(x):
-    expect(x == 1, "x should be 1.")
-
-@check
-def test_two(x):
-    expect(x == 2, "x should be 2.")
-
-@check
-def test_three(x):
-    expect(x == 3, "x should be 3.")
-"""
+@pytest.fixture(scope="module")
+def hostile(hostile_folder, run_python, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hostile-grades")
+    # A variable of the grader's own environment, which no notebook may see.
+    return grade(run_python, out, hostile_folder, options=OPTIONS, GRADER_TEST_SECRET="1")
 
 
-def test_one_broken_exercise_does_not_stop_the_next_and_timeouts_are_reported(tmp_path, run_python):
-    (tmp_path / "tests.py").write_text(TOY_CHECKS)
-    write_notebook(
-        tmp_path,
-        "keeps_going.ipynb",
-        "import tests",
-        "tests.test_one(0)",  # fails
-        "tests.test_two(undefined_name)",  # the cell raises before the check runs
-        "tests.test_three(3)",  # still graded
-    )
-    write_notebook(tmp_path, "too_slow.ipynb", "import tests", "tests.test_one(1)", "import time; time.sleep(60)", "tests.test_two(2)")
+def _result(row):
+    return row["status"], row["sparse_tensor"]
 
-    _, rows, report = grade(run_python, tmp_path / "grades", tmp_path, timeout=10)
 
-    assert rows["keeps_going.ipynb"] == {
-        "notebook": rows["keeps_going.ipynb"]["notebook"],
-        "chapter": "",
-        "status": "error",
-        "one": "failed",
-        "two": "not run",
-        "three": "passed",
-        "score": "1/3",
+def test_forged_results_are_not_believed(hostile):
+    _, rows, report = hostile
+    # Each of these would have passed with the old grader; the restored check finds the wrong answer.
+    for name in ("forge_log", "patch_check", "patch_checks_module", "edited_check", "deleted_checks"):
+        assert _result(rows[name]) == ("failed", "failed"), name
+        assert report[name]["exercises"]["sparse_tensor"]["message"].startswith(WRONG_SPARSE_TENSOR), name
+    reviews = {name: report[name]["review"] for name in report}
+    assert "names the check log" in reviews["forge_log"]
+    assert "changes a module or library object (`tests.test_sparse_tensor`)" in reviews["patch_check"]
+    assert "changes a module or library object (`uc._record`)" in reviews["patch_checks_module"]
+    assert reviews["edited_check"] == ["check cell `tests.test_sparse_tensor(SparseTensor)` was edited"]
+    assert reviews["deleted_checks"] == ["check cell `tests.test_sparse_tensor(SparseTensor)` was deleted"]
+    # What runs inside the kernel cannot be prevented: it passes, and is flagged.
+    assert _result(rows["imports_solutions"]) == ("ok", "passed")
+    assert reviews["imports_solutions"] == ["imports the reference solutions (`solutions.ch01_latent_gradients`)"]
+    # Values twice too large, and torch.isclose made to say yes: the check is fooled, the scan is not.
+    assert _result(rows["patch_torch"]) == ("ok", "passed")
+    assert reviews["patch_torch"] == ["changes a module or library object (`torch.isclose`)"]
+    assert _result(rows["solution_copy"]) == ("ok", "passed")
+    assert reviews["solution_copy"] == ["9 of 9 exercise cells are (near-)identical to the reference solution"]
+
+
+def test_notebooks_are_isolated(hostile):
+    _, rows, report = hostile
+    # The spoiler rewrote tests.py in its copy of the course: it was put back before the check.
+    assert _result(rows["a_spoiler"]) == ("failed", "failed")
+    assert "it changed course files (put back before each check): chapters/01_latent_gradients/tests.py" in report["a_spoiler"]["review"]
+    # The next notebook sees a clean copy, an empty working folder, no other chapter and none of
+    # the grader's variables (its own cell asserts so), and gets its own result.
+    assert _result(rows["b_victim"]) == ("failed", "failed"), report["b_victim"]["detail"]
+    # The process the spoiler left behind was ended with it.
+    leftovers = [p for p in Path("/proc").glob("[0-9]*") if _read(p / "cmdline") == "sleep\x00313\x00"]
+    assert [p for p in leftovers if "COURSE_GRADE_RUN=" in _read(p / "environ")] == []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_one_bad_notebook_does_not_cost_the_others(hostile, hostile_folder, run_python, tmp_path):
+    _, rows, report = hostile
+    assert len(rows) == len(list(hostile_folder.glob("*.ipynb")))  # every notebook has its grade
+    # A kernel that kills its worker: what was checked before counts.
+    assert _result(rows["kills_parent"]) == ("crashed", "passed")
+    assert report["kills_parent"]["detail"] == "the kernel's worker process was killed"
+    assert _result(rows["malformed_metadata"]) == ("ok", "passed")
+    # Endless output is stopped, a slow cell interrupted, a memory hog refused; the check after runs.
+    assert _result(rows["endless_output"]) == ("error", "passed")
+    assert report["endless_output"]["detail"] == (
+        "In [5] (`while True:`) raised OutputLimit: it printed more than 1048576 bytes and was interrupted")
+    assert _result(rows["slow_cell"]) == ("timeout", "passed")
+    assert report["slow_cell"]["detail"] == "In [5] (`import time`) it ran longer than 20 s and was interrupted"
+    assert _result(rows["memory_hog"]) == ("error", "passed")
+    assert "can't allocate memory" in report["memory_hog"]["detail"]
+
+    # The whole notebook has a time budget too.
+    _, rows, report = grade(run_python, tmp_path / "budget", hostile_folder / "slow_cell.ipynb",
+                            options=["--exercises", "sparse_tensor", "--budget", "15", "--timeout", "600"])
+    assert _result(rows["slow_cell"]) == ("timeout", "not run")
+    assert report["slow_cell"]["detail"] == "the notebook ran longer than its budget of 15 s"
+
+
+def test_notebooks_of_another_chapter_or_none_are_not_graded(hostile):
+    _, rows, report = hostile
+    assert {name: (rows[name]["status"], rows[name]["score"]) for name in ("other_chapter", "unrelated", "not_json")} == {
+        "other_chapter": ("wrong chapter", ""),
+        "unrelated": ("not a course notebook", ""),
+        "not_json": ("unreadable", ""),
     }
-    assert report["keeps_going.ipynb"]["detail"] == "code cell 3 raised NameError: name 'undefined_name' is not defined"
-    assert report["keeps_going.ipynb"]["exercises"]["one"]["message"] == "test_one failed: x should be 1."
+    assert report["other_chapter"]["detail"] == "it is a notebook of chapter 02_transcoders, not 01_latent_gradients"
 
-    slow = rows["too_slow.ipynb"]
-    assert (slow["status"], slow["one"], slow["two"], slow["three"]) == ("timeout", "passed", "not run", "")
-    assert report["too_slow.ipynb"]["detail"] == "a cell ran longer than 10 s"
+
+def test_the_report_reads_well(hostile, hostile_folder):
+    printed, rows, report = hostile
+    # Every check failed: not plain "ok".
+    assert _result(rows["all_failed"]) == ("failed", "failed")
+    assert report["all_failed"]["detail"] == "no check passed"
+    table = printed.split("Chapter 01_latent_gradients\n", 1)[1].split("\n\n", 1)[0]
+    assert table.splitlines()[0].split() == ["notebook", "status", "1", "score", "review"]
+    row = next(line for line in table.splitlines() if line.startswith("all_failed"))
+    assert row.split() == ["all_failed.ipynb", "failed", "FAIL", "0/1"]  # a short name
+    assert str(hostile_folder) not in printed.split("Chapter ", 1)[1].rsplit("Details", 1)[0]
+    assert "Exercises: 1 sparse_tensor" in printed
+    assert "Not graded" in printed and "For review" in printed
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts that need no kernel.
+
+
+def test_restoring_puts_every_check_cell_of_the_source_back_in_place():
+    import nbformat
+    from nbformat.v4 import new_code_cell
+
+    from utils import course
+    from utils.grading.restore import chapter_source, restore
+
+    notebook = nbformat.read(course.exercise_notebook_path(CHAPTER), as_version=4)
+    cells = notebook.cells
+    next(c for c in cells if "tests.test_sparse_tensor(" in c.source).source = "tests.test_sparse_tensor(tests.Reference)"
+    cells.remove(next(c for c in cells if "tests.test_latent_acts_to_logits(" in c.source))
+    cells.remove(next(c for c in cells if c.get("id") == "setup"))
+    cells.append(new_code_cell("tests.test_sparse_tensor(SparseTensor)", metadata={"tags": ["check"]}))  # a copy
+
+    restored = restore(notebook, CHAPTER, "/course")
+    source = chapter_source(CHAPTER)
+    assert restored.notebook.cells[0].source == source.by_id()["setup"].source
+    assert [names for _, names in sorted(restored.checks.items())] == [(e,) for e in source.exercises]
+    assert restored.dropped == 1
+    assert restored.edited == [
+        "check cell `tests.test_sparse_tensor(SparseTensor)` was edited",
+        "check cell `tests.test_latent_acts_to_logits(latent_acts_to_logits)` was deleted",
+    ]
+    for index, (exercise,) in restored.checks.items():
+        # Each check cell comes right after its exercise's cell, runs the source's call and
+        # prints its outcome after its own marker.
+        assert f"def {exercise}" in restored.notebook.cells[index - 1].source or exercise == "sparse_tensor"
+        assert restored.source_of(index) == f"tests.test_{exercise}({'SparseTensor' if exercise == 'sparse_tensor' else exercise})"
+        assert restored.nonces[index] in restored.notebook.cells[index].source
+    assert len(set(restored.nonces.values())) == len(restored.nonces)
+
+
+def test_the_review_scan_flags_reaching_around_the_checks_but_not_honest_code():
+    from utils import course
+    from utils.grading.restore import chapter_source
+    from utils.grading.review import scan_source, similarity
+
+    for chapter in course.chapter_names():
+        for cell in chapter_source(chapter).cells:
+            if cell.kind == "exercise":
+                assert scan_source(cell.solution) == [], (chapter, cell.id)
+                assert similarity(cell.source, cell.source, cell.solution) == 0.0  # the stub copies nothing
+    assert scan_source("%time x = 1\nfrom IPython.display import display") == []
+    assert scan_source(
+        "!cat /etc/passwd\nimport builtins\nfrom tests import solution\nimport tests as t\nt.test_x = print\n"
+        "x = In[-1]\nopen('f', 'w')"
+    ) == [
+        "runs a magic or shell command (`!cat /etc/passwd`)",
+        "changes or reads builtins (`builtins`)",
+        "uses the checks' internals (`from tests import ...`)",
+        "changes a module or library object (`t.test_x`)",
+        "reads the kernel's history (`In`)",
+        "opens files (`open`)",
+    ]
+    # A copy with every name changed is still a copy.
+    sparse = next(c for c in chapter_source(CHAPTER).cells if c.id == "cell-19")
+    renamed = sparse.solution.replace("is_nonzero", "mask").replace("values", "vals")
+    assert similarity(renamed, sparse.source, sparse.solution) > 0.9
