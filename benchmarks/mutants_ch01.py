@@ -10,7 +10,7 @@ gives it: both names are replaced, and the outer one calls the inner one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import einops

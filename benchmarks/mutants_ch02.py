@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 
 import einops
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -14,8 +14,9 @@ The decorator gives every check the same behaviour:
 - a `NotImplementedError` from the learner's code becomes "not implemented yet";
 - any other exception from the learner's code becomes "your function raised X: message",
   pointing at the learner's own line rather than at our code;
-- every outcome is appended as a JSON line to the file named by $COURSE_CHECK_LOG (the grader
-  sets it; when it is unset nothing is written).
+- every outcome is passed to `_record(exercise, status, message)`, which does nothing here: the
+  grader's restored check cells replace it with their own collector (utils/grading/restore.py), so
+  nothing the student's kernel writes is ever read back as a result.
 
 Inside a check, `fail`, `expect` and `assert_tensor` raise `CheckFailed`; give them `mistakes`
 (see `Mistake`) to turn a recognised wrong answer into a hint.
@@ -26,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
-import os
 import re
 import sysconfig
 import traceback
@@ -38,8 +37,6 @@ from typing import Any, Callable, Iterable, NoReturn
 import torch
 
 from utils.course import REPO_ROOT, SOLUTIONS_DIR, UTILS_DIR, is_chapter_checks_file
-
-RECORD_ENV = "COURSE_CHECK_LOG"
 
 PASSED, FAILED, NOT_IMPLEMENTED = "passed", "failed", "not implemented"
 
@@ -482,24 +479,8 @@ def check(fn: Callable[..., Any]) -> Callable[..., None]:
 
 
 def _record(exercise: str, status: str, message: str) -> None:
-    path = os.environ.get(RECORD_ENV)
-    if not path:
-        return
-    line = {"exercise": exercise, "passed": status == PASSED, "status": status, "message": message}
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(json.dumps(line, ensure_ascii=False) + "\n")
-
-
-def read_records(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The last recorded outcome of each exercise in a check log (re-runs overwrite)."""
-    records: dict[str, dict[str, Any]] = {}
-    path = Path(path)
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                record = json.loads(line)
-                records[record["exercise"]] = record
-    return records
+    """Where every check outcome goes. A no-op in a notebook; the grader swaps in a collector, so keep
+    this name and signature (utils/grading/restore.py relies on them)."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -615,7 +615,6 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
     buttons += [dict(label=f"paths from {n.label}" + (f" ({_pe(n.latent['concept'])})" if n.latent else ""),
                      method="restyle",
                      args=[{"visible": [j == i for j in overlays]}, overlays]) for n, i in ranked]
-    n_pos = len(toks)
     fig.update_layout(
         title=dict(text=_pe(title), font=dict(size=14), y=0.985, yanchor="top", x=0.01, xanchor="left"), template="plotly_white",
         height=170 + 95 * (n_layers + 2), width=max(700, int(90 * total)), hovermode="closest", clickmode="event",
