@@ -91,23 +91,34 @@ def test_sparse_tensor(SparseTensor):
 '''
 
 
+def _cell_id(notebook: nbformat.NotebookNode, predicate) -> str:
+    """The id of the first cell for which `predicate(cell)` holds (ids shift when the source grows)."""
+    return next(c.id for c in notebook.cells if predicate(c))
+
+
+_EXERCISE_NOTEBOOK = nbformat.read(course.exercise_notebook_path(CHAPTER), as_version=4)
+SPARSE_ID = _cell_id(_EXERCISE_NOTEBOOK, lambda c: c.source.startswith("class SparseTensor"))  # its exercise cell
+SPARSE_CHECK_ID = _cell_id(_EXERCISE_NOTEBOOK, lambda c: "tests.test_sparse_tensor(" in c.source)  # its check cell
+IMPORTS_ID = _cell_id(_EXERCISE_NOTEBOOK, lambda c: c.cell_type == "code" and c.id != "setup")  # the chapter's imports
+
+
 def _short_chapter01(sparse_tensor: str) -> nbformat.NotebookNode:
     """The exercise notebook without demo cells, with SparseTensor "solved", "wrong" or "stub"."""
     notebook = nbformat.read(course.exercise_notebook_path(CHAPTER), as_version=4)
     solved = nbformat.read(course.solution_notebook_path(CHAPTER), as_version=4)
-    solution = next(c.source for c in solved.cells if c.get("id") == "cell-19")
+    solution = next(c.source for c in solved.cells if c.get("id") == SPARSE_ID)
     keep = []
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
-        if cell.cell_type == "code" and not tags and cell.id != "cell-01":
+        if cell.cell_type == "code" and not tags and cell.id != IMPORTS_ID:
             continue  # a demo
-        if cell.get("id") == "cell-19" and sparse_tensor != "stub":
+        if cell.get("id") == SPARSE_ID and sparse_tensor != "stub":
             cell.source = solution
             if sparse_tensor == "wrong":
                 cell.source = solution.replace("indices = is_nonzero.nonzero()", "indices = is_nonzero.nonzero().T")
                 assert cell.source != solution
         keep.append(cell)
-        if cell.get("id") == "cell-01":  # the checks are imported by a demo cell that is left out
+        if cell.get("id") == IMPORTS_ID:  # the checks are imported by a demo cell that is left out
             keep.append(nbformat.v4.new_code_cell("import tests"))
     notebook.cells = keep
     return notebook
@@ -127,18 +138,18 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
     """name -> notebook (or raw text) of every hostile or broken submission class."""
     nbs: dict[str, nbformat.NotebookNode | str] = {}
     # Forged results.
-    nbs["forge_log"] = _insert_after(_short_chapter01("wrong"), "cell-20", (
+    nbs["forge_log"] = _insert_after(_short_chapter01("wrong"), SPARSE_CHECK_ID, (
         "import json, os\n"
         "for name in tests.__dict__:\n"
         "    if name.startswith('test_') and os.environ.get('COURSE_CHECK_LOG'):\n"
         "        with open(os.environ['COURSE_CHECK_LOG'], 'a') as log:\n"
         "            log.write(json.dumps({'exercise': name[5:], 'passed': True, 'status': 'passed', 'message': 'ok'}) + '\\n')"
     ))
-    nbs["patch_check"] = _insert_after(_short_chapter01("wrong"), "cell-19", (
+    nbs["patch_check"] = _insert_after(_short_chapter01("wrong"), SPARSE_ID, (
         "from utils.checks import _record\n"
         "tests.test_sparse_tensor = lambda *a, **k: _record('sparse_tensor', 'passed', 'test_sparse_tensor passed')"
     ))
-    nbs["patch_checks_module"] = _insert_after(_short_chapter01("wrong"), "cell-19", (
+    nbs["patch_checks_module"] = _insert_after(_short_chapter01("wrong"), SPARSE_ID, (
         "import utils.checks as uc\n"
         "_real_record = uc._record\n"
         "uc._record = lambda exercise, status, message: _real_record(exercise, 'passed', 'passed')"
@@ -151,7 +162,7 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
     deleted.metadata.pop("course")
     nbs["deleted_checks"] = deleted
     imports = _short_chapter01("stub")
-    next(c for c in imports.cells if c.get("id") == "cell-19").source = (
+    next(c for c in imports.cells if c.get("id") == SPARSE_ID).source = (
         "from solutions.ch01_latent_gradients import SparseTensor"
     )
     nbs["imports_solutions"] = imports
@@ -164,15 +175,15 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
     solution.metadata["course"]["variant"] = "exercises"  # disguised: only the cells give it away
     nbs["solution_copy"] = solution
     patched = _short_chapter01("solved")
-    exercise = next(c for c in patched.cells if c.get("id") == "cell-19")
+    exercise = next(c for c in patched.cells if c.get("id") == SPARSE_ID)
     exercise.source = exercise.source.replace("values = dense[is_nonzero]", "values = 2 * dense[is_nonzero]")
-    nbs["patch_torch"] = _insert_after(patched, "cell-19", (
+    nbs["patch_torch"] = _insert_after(patched, SPARSE_ID, (
         "import torch\n"
         "torch.isclose = lambda a, b, **kw: torch.ones(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.bool)"
     ))
     # Isolation: the first tries to spoil the checks and the folders, and leaves a process behind;
     # the second must not notice.
-    nbs["a_spoiler"] = _insert_after(_short_chapter01("wrong"), "cell-19", (
+    nbs["a_spoiler"] = _insert_after(_short_chapter01("wrong"), SPARSE_ID, (
         "import os, subprocess, sys\n"
         "from pathlib import Path\n"
         "root = Path(os.environ['COURSE_ROOT'])\n"
@@ -181,7 +192,7 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
         f"    path.write_text({SPOILED_CHECKS!r})\n"
         "subprocess.Popen(['sleep', '313'], start_new_session=True)"
     ))
-    nbs["b_victim"] = _insert_after(_short_chapter01("wrong"), "cell-01", (
+    nbs["b_victim"] = _insert_after(_short_chapter01("wrong"), IMPORTS_ID, (
         "import os\n"
         "from pathlib import Path\n"
         "root = Path(os.environ['COURSE_ROOT'])\n"
@@ -195,7 +206,7 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
         "assert not any(seen.values()), seen"
     ))
     # Robustness.
-    nbs["kills_parent"] = _insert_after(_short_chapter01("solved"), "cell-20", (
+    nbs["kills_parent"] = _insert_after(_short_chapter01("solved"), SPARSE_CHECK_ID, (
         "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
     ))
     malformed = _short_chapter01("solved")
@@ -203,9 +214,9 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
     malformed.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": 3}
     malformed.cells[2].metadata["tags"] = 5
     nbs["malformed_metadata"] = malformed
-    nbs["endless_output"] = _insert_after(_short_chapter01("solved"), "cell-19", "while True:\n    print('x' * 10000)")
-    nbs["slow_cell"] = _insert_after(_short_chapter01("solved"), "cell-19", "import time\ntime.sleep(600)")
-    nbs["memory_hog"] = _insert_after(_short_chapter01("solved"), "cell-19", (
+    nbs["endless_output"] = _insert_after(_short_chapter01("solved"), SPARSE_ID, "while True:\n    print('x' * 10000)")
+    nbs["slow_cell"] = _insert_after(_short_chapter01("solved"), SPARSE_ID, "import time\ntime.sleep(600)")
+    nbs["memory_hog"] = _insert_after(_short_chapter01("solved"), SPARSE_ID, (
         "import torch\nhog = torch.empty(5 * 2**30, dtype=torch.uint8)  # lazily mapped: harmless without a cap"
     ))
     # Wrong chapter, not a course notebook, not a notebook.
@@ -215,7 +226,7 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
     # Readable output: every check fails.
     all_failed = _short_chapter01("wrong")
     for cell in all_failed.cells:
-        if "exercise" in cell.metadata.get("tags", []) and cell.get("id") != "cell-19":
+        if "exercise" in cell.metadata.get("tags", []) and cell.get("id") != SPARSE_ID:
             cell.source = cell.source.replace("raise NotImplementedError(", "return None  # (")
     nbs["all_failed"] = all_failed
     return nbs

@@ -229,6 +229,15 @@ def _enclosing_name(lines: list[str], position: int) -> str | None:
 # Rendering
 
 
+def rendered_markdown(chapter: Chapter, cell: Cell) -> str:
+    """A markdown or hint cell as both notebooks show it: quoted values plain, hints collapsed."""
+    if cell.kind == "hint":
+        # Blank lines around the body let Jupyter render it as markdown inside the HTML block.
+        return (f"<details><summary><b>Hint {hint_number(chapter, cell)}</b> (click to open)</summary>\n\n"
+                f"{markdown_text(cell)}\n\n</details>")
+    return _QUOTED.sub(lambda m: m["value"], markdown_text(cell))
+
+
 def render_notebook(chapter: Chapter, variant: str) -> str:
     """The exercise ("exercises") or solution ("solutions") notebook as JSON text."""
     cells = [nbformat.v4.new_code_cell(setup_cell_source(chapter.name), id="setup", metadata={"tags": ["setup"]})]
@@ -240,14 +249,10 @@ def render_notebook(chapter: Chapter, variant: str) -> str:
         if cell.kind == "markdown":
             quoted = quoted_values(cell)
             metadata = {"course": {"quoted": quoted}} if quoted else {}
-            text = _QUOTED.sub(lambda m: m["value"], markdown_text(cell))
-            cells.append(nbformat.v4.new_markdown_cell(text, id=cell_id, metadata=metadata))
+            cells.append(nbformat.v4.new_markdown_cell(rendered_markdown(chapter, cell), id=cell_id, metadata=metadata))
             continue
         if cell.kind == "hint":
-            # Blank lines around the body let Jupyter render it as markdown inside the HTML block.
-            text = (f"<details><summary><b>Hint {hint_number(chapter, cell)}</b> (click to open)</summary>\n\n"
-                    f"{markdown_text(cell)}\n\n</details>")
-            cells.append(nbformat.v4.new_markdown_cell(text, id=cell_id, metadata={"tags": ["hint"]}))
+            cells.append(nbformat.v4.new_markdown_cell(rendered_markdown(chapter, cell), id=cell_id, metadata={"tags": ["hint"]}))
             continue
         if cell.kind == "exercise":
             text = stub_code(chapter, cell) if variant == "exercises" else solution_code(chapter, cell)

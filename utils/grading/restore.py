@@ -47,8 +47,8 @@ def chapter_source(chapter: str) -> ChapterSource:
     parsed = build.parse(chapter)
     cells = [SourceCell("setup", "setup", setup_cell_source(chapter), setup_cell_source(chapter))]
     for cell in parsed.cells:
-        if cell.kind == "markdown":
-            text = "\n".join(line[2:] if line.startswith("# ") else line[1:] for line in cell.lines).strip("\n")
+        if cell.kind in build.TEXT_KINDS:  # markdown and hints, as the notebooks show them
+            text = build.rendered_markdown(parsed, cell)
             cells.append(SourceCell(f"cell-{cell.index:02d}", "markdown", text, text))
         elif cell.kind == "exercise":
             cells.append(SourceCell(f"cell-{cell.index:02d}", "exercise", build.stub_code(parsed, cell),
