@@ -1,12 +1,14 @@
 """How well do the exercise checks of chapters 01 and 02 tell right from wrong?
 
-    python -m benchmarks.check_mutants [--heldout] [--only EXERCISE_SUBSTRING] [--json out.json] [--verbose]
+    python -m benchmarks.check_mutants [--heldout | --heldout2] [--only EXERCISE_SUBSTRING] [--json out.json] [--verbose]
 
 Runs every check cell (as the notebook does: the cell text of chapters/NN/source.py, in a namespace
 holding the solutions module with some names replaced) on the variants of benchmarks/mutants_ch01.py
 and benchmarks/mutants_ch02.py: plausible wrong implementations, and correct alternatives the text
 allows (with --heldout, those of benchmarks/mutants_heldout.py instead: a second set, written after the
-checks were fixed against the first and not used to change them). Prints, per exercise and overall:
+checks were fixed against the first and not used to change them; with --heldout2, those of
+benchmarks/mutants_heldout2.py: a third set, written blind, without reading the checks or the other
+sets). Prints, per exercise and overall:
 
 - caught: wrong implementations that fail their check;
 - named: caught ones whose message names the mistake: a hint, a named kind of difference, or a
@@ -37,8 +39,7 @@ from utils import build, course  # noqa: E402
 from utils.checks import CheckFailed  # noqa: E402
 
 CHAPTERS = {"01_latent_gradients": "benchmarks.mutants_ch01", "02_transcoders": "benchmarks.mutants_ch02"}
-HELD_OUT = {"01_latent_gradients": ("benchmarks.mutants_heldout", "VARIANTS_CH01"),
-            "02_transcoders": ("benchmarks.mutants_heldout", "VARIANTS_CH02")}
+HELD_OUT_ATTRIBUTES = {"01_latent_gradients": "VARIANTS_CH01", "02_transcoders": "VARIANTS_CH02"}
 
 
 def check_cells(chapter: str) -> dict[str, str]:
@@ -117,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only exercises whose name contains this")
     parser.add_argument("--json", help="write every result to this file")
     parser.add_argument("--verbose", action="store_true", help="print every message")
-    parser.add_argument("--heldout", action="store_true", help="run the held-out variants (mutants_heldout.py)")
+    held_out = parser.add_mutually_exclusive_group()
+    held_out.add_argument("--heldout", action="store_const", dest="held_out", const="benchmarks.mutants_heldout",
+                          help="run the held-out variants (mutants_heldout.py)")
+    held_out.add_argument("--heldout2", action="store_const", dest="held_out", const="benchmarks.mutants_heldout2",
+                          help="run the second, blind held-out set (mutants_heldout2.py)")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
 
@@ -129,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         base = {**vars(solutions), "tests": checks}
         cells = check_cells(chapter)
         guard = WorldGuard(checks)
-        if args.heldout:
-            module_name, attribute = HELD_OUT[chapter]
-            variants = getattr(importlib.import_module(module_name), attribute)
+        if args.held_out:
+            variants = getattr(importlib.import_module(args.held_out), HELD_OUT_ATTRIBUTES[chapter])
         else:
             variants = importlib.import_module(mutants_module).VARIANTS
         for variant in variants:
