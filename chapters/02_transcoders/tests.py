@@ -8,6 +8,7 @@ d_model 4 and 3 tokens, and transcoders with 3 latents, built below).
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import math
 import os
@@ -351,6 +352,29 @@ def _special_latent(layer: int, n_docs: int) -> int | None:
     return int(candidates[0]) if len(candidates) else None
 
 
+@lru_cache(maxsize=1)
+def _bos_loving_transcoder(n_docs: int):
+    """(a copy of transcoder 1, latent) whose latent fires most on BOS and also on some real tokens, so that a
+    missing BOS mask always shows (the shipped transcoders may have no such latent). The latent's encoder reads
+    the direction of BOS's input; its bias lets the top 5% of real tokens through the threshold."""
+    model, transcoders, tokens = _world()
+    tc = copy.deepcopy(transcoders[1])
+    latent = _most_active_latent(1, n_docs)
+    with torch.no_grad():
+        hook = hook_names(tc)[0]
+        _, cache = model.run_with_cache(tokens[:n_docs], names_filter=[hook], stop_at_layer=2)
+        x = cache[hook] - tc.b_dec  # (doc, pos, d_model): what the encoder reads
+        direction = x[0, 0] / x[0, 0].norm()  # BOS is position 0 of every document
+        projection = x @ direction
+        real = _real(n_docs)
+        cut = projection[real].quantile(0.95)
+        if not projection[:, 0].min() > projection[real].max():
+            return None  # BOS does not stand out along its own direction: no such latent can be built
+        tc.W_enc[:, latent] = direction
+        tc.b_enc[latent] = float(tc.threshold[latent]) - float(cut)
+    return tc, latent
+
+
 def _describe_types(example) -> str:
     return "(" + ", ".join(type(part).__name__ for part in example) + ")"
 
@@ -446,6 +470,14 @@ def _fetch_cases(fetch_max_activating_examples) -> None:
         given = docs if length is None else docs[:, :length]
         actual, _ = _quiet(fetch_max_activating_examples, model, tc, given, latent, k=k, buffer=buffer, batch_size=15)
         _check_examples(actual, expected, model, k, buffer, where, short=length is not None)
+    bos_loving = _bos_loving_transcoder(n_docs)
+    if bos_loving is not None:  # a latent whose largest activations are all on BOS
+        bos_tc, latent = bos_loving
+        where = (f"fetch_max_activating_examples(a transcoder whose latent {latent} fires most on BOS, {n_docs} documents, "
+                 "k=6, buffer=3, batch_size=15)")
+        expected, _ = _quiet(ref.fetch_max_activating_examples, model, bos_tc, docs, latent, k=6, buffer=3, batch_size=15)
+        actual, _ = _quiet(fetch_max_activating_examples, model, bos_tc, docs, latent, k=6, buffer=3, batch_size=15)
+        _check_examples(actual, expected, model, 6, 3, where)
 
 
 @lru_cache(maxsize=16)
