@@ -473,10 +473,11 @@ def _fetch_cases(fetch_max_activating_examples) -> None:
     bos_loving = _bos_loving_transcoder(n_docs)
     if bos_loving is not None:  # a latent whose largest activations are all on BOS
         bos_tc, latent = bos_loving
-        where = (f"fetch_max_activating_examples(a transcoder whose latent {latent} fires most on BOS, {n_docs} documents, "
+        few = docs[:15]  # one batch is enough: every document starts with BOS
+        where = (f"fetch_max_activating_examples(a transcoder whose latent {latent} fires most on BOS, {len(few)} documents, "
                  "k=6, buffer=3, batch_size=15)")
-        expected, _ = _quiet(ref.fetch_max_activating_examples, model, bos_tc, docs, latent, k=6, buffer=3, batch_size=15)
-        actual, _ = _quiet(fetch_max_activating_examples, model, bos_tc, docs, latent, k=6, buffer=3, batch_size=15)
+        expected, _ = _quiet(ref.fetch_max_activating_examples, model, bos_tc, few, latent, k=6, buffer=3, batch_size=15)
+        actual, _ = _quiet(fetch_max_activating_examples, model, bos_tc, few, latent, k=6, buffer=3, batch_size=15)
         _check_examples(actual, expected, model, 6, 3, where)
 
 
