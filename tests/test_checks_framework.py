@@ -225,6 +225,48 @@ def test_describe_difference_names_a_reduction_or_a_softmax(actual, words):
     assert words in checks.describe_difference(actual, E)
 
 
+def _standardise(x, dim):
+    x = x - x.mean(dim, keepdim=True)
+    return x / x.pow(2).mean(dim, keepdim=True).sqrt()
+
+
+M = torch.tensor([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0], [0.5, 1.5, 2.5], [2.0, 0.0, -1.0]])  # (4, 3): not square
+
+
+@pytest.mark.parametrize(
+    "actual, expected, words",
+    [
+        (_standardise(M, 0), _standardise(M, 1), "standardised (mean 0, variance 1) along dimension 0, where the "
+                                                 "expected result is so along dimension 1"),
+        (M / M.norm(dim=1, keepdim=True), M / M.norm(dim=0, keepdim=True), "scaled to unit norm along dimension 1"),
+        (M.softmax(0), M.softmax(1), "a probability distribution (non-negative, summing to 1) along dimension 0"),
+    ],
+)
+def test_describe_difference_names_a_normalisation_along_another_dimension(actual, expected, words):
+    assert words in checks.describe_difference(actual, expected)
+
+
+def test_a_normalisation_along_another_dimension_is_named_only_when_it_holds():
+    expected = _standardise(M, 1)
+    # Standardised along the right dimension but wrong, or not normalised at all: not this diagnosis.
+    for actual in (_standardise(M.flip(1), 1), M, 2 * expected[torch.tensor([1, 0, 2, 3])]):
+        assert "wrong dimension" not in (checks.describe_difference(actual, expected) or "")
+    # The expected result is not normalised: an actual one that is tells nothing about a dimension.
+    assert "wrong dimension" not in (checks.describe_difference(_standardise(M, 0), M) or "")
+
+
+def test_describe_difference_names_a_total_split_differently():
+    moved = E.clone()
+    moved[0, 0] += 1.0
+    moved[1, 1] -= 1.5
+    moved[2, 2] += 0.5
+    assert "add up to the right total, but it is split differently" in checks.describe_difference(moved, E)
+    # A different total, or an expected total of zero (a centred result): no such claim.
+    assert "right total" not in (checks.describe_difference(moved + torch.eye(3) * 0.3, E) or "")
+    centred = E - E.mean()
+    assert "right total" not in (checks.describe_difference(moved - E.mean(), centred) or "")
+
+
 @pytest.mark.parametrize(
     "actual, words",
     [

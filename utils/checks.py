@@ -323,6 +323,9 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                 if close(a, reduce.expand_as(e)):
                     return (f"every entry along dimension {d} equals the {how} of the expected entries along it: "
                             f"a {how} over dimension {d} (over the batch?) where none belongs.")
+    wrong_dim = _normalised_along_another_dim(a, e)
+    if wrong_dim:
+        return wrong_dim
     if a.ndim >= 1 and a.shape[-1] > 1 and bool((a >= 0).all()) and close(a.sum(-1), torch.ones_like(a.sum(-1))) \
             and not close(e.sum(-1), torch.ones_like(e.sum(-1))):
         return ("it sums to 1 along the last dimension, like probabilities: a softmax where none belongs?")
@@ -352,6 +355,38 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                      if good[0] and sum(good) == 1 else "")
             return (f"only some entries along dimension {d} are wrong: {len(bad)} of {n} (index {shown}); "
                     f"the others match.{extra}")
+    total = float(e.sum())
+    if a.numel() >= 3 and abs(total) > 1e-3 * float(e.abs().sum()) + atol and close(a.sum(), e.sum()):
+        return ("the entries add up to the right total, but it is split differently among them: part of it is "
+                "counted in the wrong entries.")
+    return None
+
+
+_NORMALISATIONS = {
+    # name: test that x (float64) is normalised this way along dimension d
+    "standardised (mean 0, variance 1)": lambda x, d: _near(x.mean(d), 0.0) and (
+        _near(x.pow(2).mean(d), 1.0, 1e-2) or _near(x.var(d), 1.0, 1e-2)),
+    "scaled to unit norm": lambda x, d: _near(x.pow(2).sum(d), 1.0, 1e-3),
+    "a probability distribution (non-negative, summing to 1)": lambda x, d: bool((x >= 0).all()) and _near(
+        x.sum(d), 1.0, 1e-3),
+}
+
+
+def _near(x: torch.Tensor, value: float, tol: float = 1e-3) -> bool:
+    return bool(((x - value).abs() <= tol * max(1.0, abs(value))).all())
+
+
+def _normalised_along_another_dim(a: torch.Tensor, e: torch.Tensor) -> str | None:
+    """The expected result is normalised along one dimension; yours is normalised the same way along another."""
+    dims = [d for d in range(a.ndim) if a.shape[d] > 2]
+    for how, test in _NORMALISATIONS.items():
+        for d_e in dims:
+            if not test(e, d_e) or test(a, d_e):
+                continue
+            for d_a in dims:
+                if d_a != d_e and test(a, d_a):
+                    return (f"it is {how} along dimension {d_a}, where the expected result is so along dimension "
+                            f"{d_e}: normalised along the wrong dimension.")
     return None
 
 
