@@ -255,6 +255,34 @@ def test_a_normalisation_along_another_dimension_is_named_only_when_it_holds():
     assert "wrong dimension" not in (checks.describe_difference(_standardise(M, 0), M) or "")
 
 
+def test_describe_difference_names_a_factor_per_feature_and_a_vector_added_to_every_row():
+    per_feature = E * torch.tensor([2.0, 0.5, -1.0])
+    assert "each entry along the last dimension has its own factor, the same in every row" in \
+        checks.describe_difference(per_feature, E)
+    with_bias = E + torch.tensor([0.5, -1.0, 2.0])
+    assert "every row differs from the expected one by the same vector" in checks.describe_difference(with_bias, E)
+    # Rows with different differences: neither diagnosis.
+    other = E + torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, 0.0], [1.0, 0.0, 3.0]])
+    message = checks.describe_difference(other, E) or ""
+    assert "same vector" not in message and "its own factor, the same in every row" not in message
+
+
+def test_describe_difference_names_entries_wrong_only_where_one_side_is_zero():
+    causal = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    unmasked = causal + torch.triu(torch.full((3, 3), 0.25), 1)
+    assert "right wherever the expected result is nonzero, but has nonzero entries (3) where it should be zero" in \
+        checks.describe_difference(unmasked, causal)
+    dropped = causal.clone()
+    dropped[1, 0] = dropped[2, 1] = 0.0
+    assert "right except for 2 entries that are zero where the expected ones are not" in \
+        checks.describe_difference(dropped, causal)
+    # Wrong on both zero and nonzero entries: no such claim.
+    both = unmasked.clone()
+    both[2, 2] = 0.9
+    message = checks.describe_difference(both, causal) or ""
+    assert "where it should be zero" not in message and "where the expected ones are not" not in message
+
+
 def test_describe_difference_names_a_total_split_differently():
     moved = E.clone()
     moved[0, 0] += 1.0

@@ -342,6 +342,28 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
         if close(a - offsets, e):
             return ("each row (along the last dimension) is the expected row plus its own constant: a shift per "
                     "row, such as a log_softmax or a missing centring.")
+        rows_a, rows_e = a.reshape(-1, a.shape[-1]), e.reshape(-1, e.shape[-1])
+        if rows_a.shape[0] > 1:
+            lead = tuple(range(a.ndim - 1))
+            col_norm = (e * e).sum(lead, keepdim=True)
+            if bool((col_norm > 0).all()):
+                col_factors = (a * e).sum(lead, keepdim=True) / col_norm
+                if close(a, col_factors * e):
+                    return ("each entry along the last dimension has its own factor, the same in every row: a "
+                            "weight or scale per feature (such as LayerNorm's w, or a norm per latent) is missing, "
+                            "extra or the wrong one.")
+            shift = (rows_a - rows_e).mean(0, keepdim=True)
+            if close(rows_a - shift, rows_e):
+                return ("every row differs from the expected one by the same vector: a term added to every row "
+                        "(a bias?) is missing, extra or the wrong one.")
+    differs = ~torch.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if bool((e == 0).any()) and bool((e != 0).any()):
+        if bool((e[differs] == 0).all()):
+            return (f"it is right wherever the expected result is nonzero, but has nonzero entries "
+                    f"({int(differs.sum())}) where it should be zero: a mask, threshold or ReLU is missing?")
+        if bool((a[differs] == 0).all()):
+            return (f"it is right except for {int(differs.sum())} entries that are zero where the expected ones are "
+                    "not: an extra mask, threshold or ReLU, or entries never filled in?")
     for d in range(a.ndim if a.ndim >= 2 else 0):  # for 1-D, "k of n elements differ" says it already
         n = a.shape[d]
         if n < 2:
