@@ -283,6 +283,23 @@ def test_describe_difference_names_entries_wrong_only_where_one_side_is_zero():
     assert "where it should be zero" not in message and "where the expected ones are not" not in message
 
 
+@pytest.mark.parametrize(
+    "actual, words",
+    [
+        (E * torch.tensor([[1.0, -1.0, 1.0], [1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]]),
+         "the magnitudes are right, but 2 entries have the wrong sign"),
+        (E * E, "it is the square of the expected result"),
+    ],
+)
+def test_describe_difference_names_a_partial_sign_flip_or_a_square(actual, words):
+    assert words in checks.describe_difference(actual, E)
+
+
+def test_describe_difference_names_a_square_root():
+    positive = E.abs() + 1
+    assert "it is the square root of the expected result" in checks.describe_difference(positive.sqrt(), positive)
+
+
 def test_describe_difference_names_a_total_split_differently():
     moved = E.clone()
     moved[0, 0] += 1.0

@@ -287,6 +287,14 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                 "(a test `> 0` where `!= 0` was meant, or a ReLU?).")
     if has_negative and close(a, e.clamp(max=0)) and bool((e > 0).any()):
         return "positive entries are zero: it equals the expected result with only its negative entries kept."
+    if close(a.abs(), e.abs()):
+        flipped = int((~torch.isclose(a, e, rtol=rtol, atol=atol)).sum())
+        return (f"the magnitudes are right, but {flipped} entries have the wrong sign: a sign flipped on part of the "
+                "result (a subtraction where an addition belongs, or the reverse?).")
+    if close(a, e * e):
+        return "it is the square of the expected result (squared twice, or a square root missing?)."
+    if bool((e >= 0).all()) and bool((a >= 0).all()) and close(a * a, e):
+        return "it is the square root of the expected result (a norm where its square belongs, or a square missing?)."
     norm = float((e * e).sum())
     if norm > 0:
         c = float((a * e).sum()) / norm
