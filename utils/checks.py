@@ -249,9 +249,11 @@ def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, rtol, atol) ->
 def describe_difference(actual: Any, expected: torch.Tensor, *, rtol: float | None = None,
                         atol: float | None = None) -> str | None:
     """Say what kind of difference separates `actual` from `expected` (same shape), computed from the two
-    tensors alone: NaN, all zeros, sign flipped, absolute values, negatives dropped, scaled or shifted by a
-    constant (overall or per row), transposed, shifted by one along a dimension, every slice equal to the
-    first one, the right values in another order, or only some slices wrong. None if nothing fits."""
+    tensors alone: NaN, all zeros, sign flipped (wholly or in part), absolute values, negatives dropped, squared
+    or square-rooted, scaled or shifted by a constant (overall, per row, or per feature: a factor per column or
+    the same vector added to every row), transposed, shifted by one along a dimension, every slice equal to the
+    first one, normalised along another dimension, the right values in another order, wrong only where one
+    side is zero (a mask), only some slices wrong, or the right total split differently. None if nothing fits."""
     if not (isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor)) or actual.shape != expected.shape:
         return None
     if actual.is_complex() or expected.is_complex() or actual.numel() == 0:
