@@ -40,6 +40,13 @@ def _residual_twice(values, inds, shape, sae_from, sae_to, model):
     return nxt.sparse[0], (nxt.dense,)
 
 
+def _encoded_with_sae_from(values, inds, shape, sae_from, sae_to, model):
+    resid = sae_from.decode(SparseTensor.from_sparse((values, inds, shape)).dense)
+    out = model(resid, start_at_layer=hook_layer(sae_from), stop_at_layer=hook_layer(sae_to))
+    nxt = SparseTensor.from_dense(sae_from.encode(out))
+    return nxt.sparse[0], (nxt.dense,)
+
+
 def _recon_encoded(*args):
     sae_to = args[4]
     _, (dense,) = ref.latent_acts_to_later_latent_acts(*args)
@@ -87,6 +94,12 @@ WRONG_LATER = {
         _residual_twice,
         "(paper world, layer 0 → layer 1): the dense later activations has wrong values",
         "Hint: the blocks' output already contains their input",
+    ),
+    "encoded with sae_from": (
+        _encoded_with_sae_from,  # the SAEs of the paper world differ in size: the shape gives it away
+        "(paper world, layer 0 → layer 1): the dense later activations has shape (1, 3, 3) but should have shape "
+        "(1, 3, 2)",
+        "Hint: your result has sae_from's number of latents (3), not sae_to's (2)",
     ),
     "sae_to's reconstruction encoded": (
         lambda *a: _recon_encoded(*a),

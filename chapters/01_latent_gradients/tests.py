@@ -515,7 +515,10 @@ def test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts) -> N
         assert_tensor(dense, expected, f"{where}: the dense later activations", rtol=1e-4, atol=1e-5,
                       mistakes=[layer_hint,
                                 Mistake(lambda a: _close(a, _encode(recon + _paper_block(recon), LATE_W_ENC)),
-                                        RESIDUAL_TWICE_HINT)])
+                                        RESIDUAL_TWICE_HINT),
+                                Mistake(lambda a: a.shape[-1] == EARLY_W_ENC.shape[1] != expected.shape[-1],
+                                        f"your result has sae_from's number of latents ({EARLY_W_ENC.shape[1]}), not "
+                                        f"sae_to's ({expected.shape[-1]}): encode with sae_to, the later SAE.")])
         assert_tensor(values, expected[expected != 0], f"{where}: the values", rtol=1e-4, atol=1e-5, mistakes=[
             Mistake(lambda a: a.shape == expected.shape,
                     "the first output should be the nonzero values (SparseTensor.sparse[0]), not the dense tensor."),
