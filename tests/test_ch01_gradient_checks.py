@@ -31,6 +31,29 @@ def later_acts(values, inds, shape, sae_from, sae_to, model, start=None, extra_b
     return nxt.sparse[0], (nxt.dense,)
 
 
+def _residual_twice(values, inds, shape, sae_from, sae_to, model):
+    resid = sae_from.decode(SparseTensor.from_sparse((values, inds, shape)).dense)
+    out = resid
+    for block in model.blocks[hook_layer(sae_from):hook_layer(sae_to)]:
+        out = block(out)
+    nxt = SparseTensor.from_dense(sae_to.encode(resid + out))
+    return nxt.sparse[0], (nxt.dense,)
+
+
+def _encoded_with_sae_from(values, inds, shape, sae_from, sae_to, model):
+    resid = sae_from.decode(SparseTensor.from_sparse((values, inds, shape)).dense)
+    out = model(resid, start_at_layer=hook_layer(sae_from), stop_at_layer=hook_layer(sae_to))
+    nxt = SparseTensor.from_dense(sae_from.encode(out))
+    return nxt.sparse[0], (nxt.dense,)
+
+
+def _recon_encoded(*args):
+    sae_to = args[4]
+    _, (dense,) = ref.latent_acts_to_later_latent_acts(*args)
+    nxt = SparseTensor.from_dense(sae_to.encode(sae_to.decode(dense)))
+    return nxt.sparse[0], (nxt.dense,)
+
+
 WRONG_LATER = {
     "one block too many": (
         lambda *a: later_acts(*a, extra_blocks=1),
@@ -61,6 +84,27 @@ WRONG_LATER = {
         lambda *a: later_acts(*a, decode=lambda sae, x: x @ sae.W_dec),
         "(course world, resid_pre_1 → resid_pre_3)",
         "Hint: the decoder bias is missing",
+    ),
+    "decoder bias added twice": (
+        lambda *a: later_acts(*a, decode=lambda sae, x: sae.decode(x) + sae.b_dec),
+        "(course world, resid_pre_1 → resid_pre_3)",
+        "Hint: the decoder bias is added twice",
+    ),
+    "the blocks' input added to their output": (
+        _residual_twice,
+        "(paper world, layer 0 → layer 1): the dense later activations has wrong values",
+        "Hint: the blocks' output already contains their input",
+    ),
+    "encoded with sae_from": (
+        _encoded_with_sae_from,  # the SAEs of the paper world differ in size: the shape gives it away
+        "(paper world, layer 0 → layer 1): the dense later activations has shape (1, 3, 3) but should have shape "
+        "(1, 3, 2)",
+        "Hint: your result has sae_from's number of latents (3), not sae_to's (2)",
+    ),
+    "sae_to's reconstruction encoded": (
+        lambda *a: _recon_encoded(*a),
+        "(course world, resid_pre_1 → resid_pre_3)",
+        "Hint: these are sae_to's activations on its own reconstruction",
     ),
 }
 
@@ -126,7 +170,14 @@ WRONG_TOKEN_ACTS = {
     "token embeddings only": (lambda *a: token_acts(*a, token_only=True), TOKEN_ONLY_HINT),
     "scales ignored": (lambda *a: token_acts(*a, ignore_scales=True), "Hint: the activations do not depend on token_scales"),
     "one block too many": (lambda *a: token_acts(*a, extra_blocks=1), "Hint: one block too many"),
+    "scales added": (lambda *a: _scales_added(*a), "Hint: the scales were added to the input"),
 }
+
+
+def _scales_added(token_scales, tokens, sae, model):
+    resid = model(tokens, stop_at_layer=0) + token_scales.unsqueeze(-1)
+    acts = SparseTensor.from_dense(sae.encode(model(resid, start_at_layer=0, stop_at_layer=hook_layer(sae))))
+    return acts.sparse[0], (acts.dense,)
 
 
 def token_gradients(tokens, sae, model, rearrange=True, acts_fn=ref.tokens_to_latent_acts):
@@ -192,7 +243,16 @@ WRONG_LOGIT_GRADIENTS = {
                    "latent_logit_gradients has shape (4, 2) but should have shape (2, 4). " + TRANSPOSED_HINT),
     "error term left on": (lambda *a, **k: logit_gradients(*a, **k, set_attribute=True),
                            "left sae.use_error_term = True on the SAE at blocks.1.hook_resid_pre"),
+    "logits of the middle position": (lambda *a, **k: _middle_logits(*a, **k),
+                                      "Hint: these are the true logits of position 1"),
 }
+
+
+def _middle_logits(tokens, sae, model, k=None):
+    grads, _, recon, token_ids, acts = ref.latent_to_logit_gradients(tokens, sae, model, k)
+    with torch.no_grad():
+        logits = model(tokens)[0, 1]
+    return grads, logits, recon, token_ids, acts
 
 
 def later_acts_attn(values, inds, shape, sae_from, sae_to, model, resid_pre, mistake=None):
@@ -204,6 +264,8 @@ def later_acts_attn(values, inds, shape, sae_from, sae_to, model, resid_pre, mis
         if mistake == "hook returns nothing":
             z = z_recon.reshape(z.shape)  # rebinding a name does not change what the model sees
             return None
+        if mistake == "added":
+            return z + z_recon.reshape(z.shape)
         if mistake == "error term kept":
             with torch.no_grad():
                 clean = sae_from.decode(sae_from.encode(z))
@@ -228,6 +290,8 @@ WRONG_LATER_ATTN = {
     "error term kept": (lambda *a: later_acts_attn(*a, mistake="error term kept"), NOT_SPLICED_HINT),
     "no MLP": (lambda *a: later_acts_attn(*a, mistake="no MLP"),
                "Hint: the MLP of the earlier SAE's block is missing"),
+    "reconstruction added to z": (lambda *a: later_acts_attn(*a, mistake="added"),
+                                  "Hint: the reconstruction was added to z"),
 }
 
 

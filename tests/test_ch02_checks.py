@@ -190,6 +190,8 @@ def deembedding(make_scores, show=True):
     (deembedding(lambda m, tc, j: m.W_E @ tc.W_enc[:, j]), "Hint: standardise W_E first"),
     (deembedding(lambda m, tc, j: tc.W_dec[j] @ m.W_U), "Hint: that is the logit lens"),
     (deembedding(lambda m, tc, j: standardise(m.W_E) @ tc.W_enc[:, j], show=False), "printed nothing"),
+    (deembedding(lambda m, tc, j: ((m.W_E - m.W_E.mean(0)) / m.W_E.std(0)) @ tc.W_enc[:, j]),
+     "Hint: W_E was standardised along the vocabulary (each column)"),
 ])
 def test_wrong_show_top_deembeddings(checks02, variant, message):
     fails_with(checks02.test_show_top_deembeddings, variant, "show_top_deembeddings(toy model, toy transcoder, latent 0)", message)
@@ -241,6 +243,8 @@ def test_either_std_convention_passes_create_extended_embedding(checks02, std, c
 @pytest.mark.parametrize("variant, message", [
     (deembedding(lambda m, tc, j: standardise(m.W_E) @ tc.W_enc[:, j]), "Hint: that is the plain de-embedding"),
     (deembedding(lambda m, tc, j: ref.create_extended_embedding(m) @ tc.W_dec[j]), "Hint: a de-embedding uses the latent's *reading* vector"),
+    (deembedding(lambda m, tc, j: (m.W_E + m.blocks[0].mlp(m.blocks[0].ln2(m.W_E[None]))[0]) @ tc.W_enc[:, j]),
+     "Hint: the extended embedding is not standardised"),
 ])
 def test_wrong_show_top_deembeddings_extended(checks02, variant, message):
     fails_with(checks02.test_show_top_deembeddings_extended, variant, "show_top_deembeddings_extended(toy model", message)
@@ -256,6 +260,7 @@ def test_wrong_show_top_deembeddings_extended(checks02, variant, message):
      "(got 2, expected 0.5). Hint: centre the later latent's encoder column first"),
     (lambda early, later, j: early.W_enc.T @ reading_vector(later, j), "Hint: the earlier latents *write* into the residual stream"),
     (lambda early, later, j: later.W_dec[j], "has shape (4,) but should have shape (3,)"),
+    (lambda early, later, j: early.W_dec @ reading_vector(early, j), "Hint: the two transcoders' roles are mixed up"),
 ])
 def test_wrong_pullback(checks02, variant, message):
     fails_with(checks02.test_pullback, variant, message)

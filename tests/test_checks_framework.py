@@ -225,6 +225,93 @@ def test_describe_difference_names_a_reduction_or_a_softmax(actual, words):
     assert words in checks.describe_difference(actual, E)
 
 
+def _standardise(x, dim):
+    x = x - x.mean(dim, keepdim=True)
+    return x / x.pow(2).mean(dim, keepdim=True).sqrt()
+
+
+M = torch.tensor([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0], [0.5, 1.5, 2.5], [2.0, 0.0, -1.0]])  # (4, 3): not square
+
+
+@pytest.mark.parametrize(
+    "actual, expected, words",
+    [
+        (_standardise(M, 0), _standardise(M, 1), "standardised (mean 0, variance 1) along dimension 0, where the "
+                                                 "expected result is so along dimension 1"),
+        (M / M.norm(dim=1, keepdim=True), M / M.norm(dim=0, keepdim=True), "scaled to unit norm along dimension 1"),
+        (M.softmax(0), M.softmax(1), "a probability distribution (non-negative, summing to 1) along dimension 0"),
+    ],
+)
+def test_describe_difference_names_a_normalisation_along_another_dimension(actual, expected, words):
+    assert words in checks.describe_difference(actual, expected)
+
+
+def test_a_normalisation_along_another_dimension_is_named_only_when_it_holds():
+    expected = _standardise(M, 1)
+    # Standardised along the right dimension but wrong, or not normalised at all: not this diagnosis.
+    for actual in (_standardise(M.flip(1), 1), M, 2 * expected[torch.tensor([1, 0, 2, 3])]):
+        assert "wrong dimension" not in (checks.describe_difference(actual, expected) or "")
+    # The expected result is not normalised: an actual one that is tells nothing about a dimension.
+    assert "wrong dimension" not in (checks.describe_difference(_standardise(M, 0), M) or "")
+
+
+def test_describe_difference_names_a_factor_per_feature_and_a_vector_added_to_every_row():
+    per_feature = E * torch.tensor([2.0, 0.5, -1.0])
+    assert "each entry along the last dimension has its own factor, the same in every row" in \
+        checks.describe_difference(per_feature, E)
+    with_bias = E + torch.tensor([0.5, -1.0, 2.0])
+    assert "every row differs from the expected one by the same vector" in checks.describe_difference(with_bias, E)
+    # Rows with different differences: neither diagnosis.
+    other = E + torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, 0.0], [1.0, 0.0, 3.0]])
+    message = checks.describe_difference(other, E) or ""
+    assert "same vector" not in message and "its own factor, the same in every row" not in message
+
+
+def test_describe_difference_names_entries_wrong_only_where_one_side_is_zero():
+    causal = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    unmasked = causal + torch.triu(torch.full((3, 3), 0.25), 1)
+    assert "right wherever the expected result is nonzero, but has nonzero entries (3) where it should be zero" in \
+        checks.describe_difference(unmasked, causal)
+    dropped = causal.clone()
+    dropped[1, 0] = dropped[2, 1] = 0.0
+    assert "right except for 2 entries that are zero where the expected ones are not" in \
+        checks.describe_difference(dropped, causal)
+    # Wrong on both zero and nonzero entries: no such claim.
+    both = unmasked.clone()
+    both[2, 2] = 0.9
+    message = checks.describe_difference(both, causal) or ""
+    assert "where it should be zero" not in message and "where the expected ones are not" not in message
+
+
+@pytest.mark.parametrize(
+    "actual, words",
+    [
+        (E * torch.tensor([[1.0, -1.0, 1.0], [1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]]),
+         "the magnitudes are right, but 2 entries have the wrong sign"),
+        (E * E, "it is the square of the expected result"),
+    ],
+)
+def test_describe_difference_names_a_partial_sign_flip_or_a_square(actual, words):
+    assert words in checks.describe_difference(actual, E)
+
+
+def test_describe_difference_names_a_square_root():
+    positive = E.abs() + 1
+    assert "it is the square root of the expected result" in checks.describe_difference(positive.sqrt(), positive)
+
+
+def test_describe_difference_names_a_total_split_differently():
+    moved = E.clone()
+    moved[0, 0] += 1.0
+    moved[1, 1] -= 1.5
+    moved[2, 2] += 0.5
+    assert "add up to the right total, but it is split differently" in checks.describe_difference(moved, E)
+    # A different total, or an expected total of zero (a centred result): no such claim.
+    assert "right total" not in (checks.describe_difference(moved + torch.eye(3) * 0.3, E) or "")
+    centred = E - E.mean()
+    assert "right total" not in (checks.describe_difference(moved - E.mean(), centred) or "")
+
+
 @pytest.mark.parametrize(
     "actual, words",
     [

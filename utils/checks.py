@@ -249,9 +249,11 @@ def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, rtol, atol) ->
 def describe_difference(actual: Any, expected: torch.Tensor, *, rtol: float | None = None,
                         atol: float | None = None) -> str | None:
     """Say what kind of difference separates `actual` from `expected` (same shape), computed from the two
-    tensors alone: NaN, all zeros, sign flipped, absolute values, negatives dropped, scaled or shifted by a
-    constant (overall or per row), transposed, shifted by one along a dimension, every slice equal to the
-    first one, the right values in another order, or only some slices wrong. None if nothing fits."""
+    tensors alone: NaN, all zeros, sign flipped (wholly or in part), absolute values, negatives dropped, squared
+    or square-rooted, scaled or shifted by a constant (overall, per row, or per feature: a factor per column or
+    the same vector added to every row), transposed, shifted by one along a dimension, every slice equal to the
+    first one, normalised along another dimension, the right values in another order, wrong only where one
+    side is zero (a mask), only some slices wrong, or the right total split differently. None if nothing fits."""
     if not (isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor)) or actual.shape != expected.shape:
         return None
     if actual.is_complex() or expected.is_complex() or actual.numel() == 0:
@@ -287,6 +289,14 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                 "(a test `> 0` where `!= 0` was meant, or a ReLU?).")
     if has_negative and close(a, e.clamp(max=0)) and bool((e > 0).any()):
         return "positive entries are zero: it equals the expected result with only its negative entries kept."
+    if close(a.abs(), e.abs()):
+        flipped = int((~torch.isclose(a, e, rtol=rtol, atol=atol)).sum())
+        return (f"the magnitudes are right, but {flipped} entries have the wrong sign: a sign flipped on part of the "
+                "result (a subtraction where an addition belongs, or the reverse?).")
+    if close(a, e * e):
+        return "it is the square of the expected result (squared twice, or a square root missing?)."
+    if bool((e >= 0).all()) and bool((a >= 0).all()) and close(a * a, e):
+        return "it is the square root of the expected result (a norm where its square belongs, or a square missing?)."
     norm = float((e * e).sum())
     if norm > 0:
         c = float((a * e).sum()) / norm
@@ -323,6 +333,9 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                 if close(a, reduce.expand_as(e)):
                     return (f"every entry along dimension {d} equals the {how} of the expected entries along it: "
                             f"a {how} over dimension {d} (over the batch?) where none belongs.")
+    wrong_dim = _normalised_along_another_dim(a, e)
+    if wrong_dim:
+        return wrong_dim
     if a.ndim >= 1 and a.shape[-1] > 1 and bool((a >= 0).all()) and close(a.sum(-1), torch.ones_like(a.sum(-1))) \
             and not close(e.sum(-1), torch.ones_like(e.sum(-1))):
         return ("it sums to 1 along the last dimension, like probabilities: a softmax where none belongs?")
@@ -339,6 +352,28 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
         if close(a - offsets, e):
             return ("each row (along the last dimension) is the expected row plus its own constant: a shift per "
                     "row, such as a log_softmax or a missing centring.")
+        rows_a, rows_e = a.reshape(-1, a.shape[-1]), e.reshape(-1, e.shape[-1])
+        if rows_a.shape[0] > 1:
+            lead = tuple(range(a.ndim - 1))
+            col_norm = (e * e).sum(lead, keepdim=True)
+            if bool((col_norm > 0).all()):
+                col_factors = (a * e).sum(lead, keepdim=True) / col_norm
+                if close(a, col_factors * e):
+                    return ("each entry along the last dimension has its own factor, the same in every row: a "
+                            "weight or scale per feature (such as LayerNorm's w, or a norm per latent) is missing, "
+                            "extra or the wrong one.")
+            shift = (rows_a - rows_e).mean(0, keepdim=True)
+            if close(rows_a - shift, rows_e):
+                return ("every row differs from the expected one by the same vector: a term added to every row "
+                        "(a bias?) is missing, extra or the wrong one.")
+    differs = ~torch.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if bool((e == 0).any()) and bool((e != 0).any()):
+        if bool((e[differs] == 0).all()):
+            return (f"it is right wherever the expected result is nonzero, but has nonzero entries "
+                    f"({int(differs.sum())}) where it should be zero: a mask, threshold or ReLU is missing?")
+        if bool((a[differs] == 0).all()):
+            return (f"it is right except for {int(differs.sum())} entries that are zero where the expected ones are "
+                    "not: an extra mask, threshold or ReLU, or entries never filled in?")
     for d in range(a.ndim if a.ndim >= 2 else 0):  # for 1-D, "k of n elements differ" says it already
         n = a.shape[d]
         if n < 2:
@@ -352,6 +387,38 @@ def _difference(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> s
                      if good[0] and sum(good) == 1 else "")
             return (f"only some entries along dimension {d} are wrong: {len(bad)} of {n} (index {shown}); "
                     f"the others match.{extra}")
+    total = float(e.sum())
+    if a.numel() >= 3 and abs(total) > 1e-3 * float(e.abs().sum()) + atol and close(a.sum(), e.sum()):
+        return ("the entries add up to the right total, but it is split differently among them: part of it is "
+                "counted in the wrong entries.")
+    return None
+
+
+_NORMALISATIONS = {
+    # name: test that x (float64) is normalised this way along dimension d
+    "standardised (mean 0, variance 1)": lambda x, d: _near(x.mean(d), 0.0) and (
+        _near(x.pow(2).mean(d), 1.0, 1e-2) or _near(x.var(d), 1.0, 1e-2)),
+    "scaled to unit norm": lambda x, d: _near(x.pow(2).sum(d), 1.0, 1e-3),
+    "a probability distribution (non-negative, summing to 1)": lambda x, d: bool((x >= 0).all()) and _near(
+        x.sum(d), 1.0, 1e-3),
+}
+
+
+def _near(x: torch.Tensor, value: float, tol: float = 1e-3) -> bool:
+    return bool(((x - value).abs() <= tol * max(1.0, abs(value))).all())
+
+
+def _normalised_along_another_dim(a: torch.Tensor, e: torch.Tensor) -> str | None:
+    """The expected result is normalised along one dimension; yours is normalised the same way along another."""
+    dims = [d for d in range(a.ndim) if a.shape[d] > 2]
+    for how, test in _NORMALISATIONS.items():
+        for d_e in dims:
+            if not test(e, d_e) or test(a, d_e):
+                continue
+            for d_a in dims:
+                if d_a != d_e and test(a, d_a):
+                    return (f"it is {how} along dimension {d_a}, where the expected result is so along dimension "
+                            f"{d_e}: normalised along the wrong dimension.")
     return None
 
 

@@ -479,6 +479,17 @@ def _jacobian_mistakes(expected: Tensor, input_shape: tuple[int, ...]) -> list[M
 # latent_acts_to_later_latent_acts
 
 
+RESIDUAL_TWICE_HINT = ("the blocks' output already contains their input (each block adds to the residual stream): "
+                       "use it as it is, without adding the residual stream again.")
+
+
+def _decoder_bias_mistakes(variant, sae) -> list[Mistake]:
+    """The reconstruction's decoder bias missing, subtracted or added twice; variant(decode) -> the result."""
+    return [Mistake(lambda a, f=f: _close(a, variant(lambda x: x @ sae.W_dec + f * sae.b_dec)),
+                    f"the decoder bias is {how}: use sae_from.decode(...), which adds b_dec once.")
+            for f, how in ((0, "missing"), (-1, "subtracted"), (2, "added twice"))]
+
+
 @check
 def test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts) -> None:
     fn = latent_acts_to_later_latent_acts
@@ -502,7 +513,12 @@ def test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts) -> N
             "stop_at_layer=hook_layer(sae_to) (stop_at_layer is exclusive).",
         )
         assert_tensor(dense, expected, f"{where}: the dense later activations", rtol=1e-4, atol=1e-5,
-                      mistakes=[layer_hint])
+                      mistakes=[layer_hint,
+                                Mistake(lambda a: _close(a, _encode(recon + _paper_block(recon), LATE_W_ENC)),
+                                        RESIDUAL_TWICE_HINT),
+                                Mistake(lambda a: a.shape[-1] == EARLY_W_ENC.shape[1] != expected.shape[-1],
+                                        f"your result has sae_from's number of latents ({EARLY_W_ENC.shape[1]}), not "
+                                        f"sae_to's ({expected.shape[-1]}): encode with sae_to, the later SAE.")])
         assert_tensor(values, expected[expected != 0], f"{where}: the values", rtol=1e-4, atol=1e-5, mistakes=[
             Mistake(lambda a: a.shape == expected.shape,
                     "the first output should be the nonzero values (SparseTensor.sparse[0]), not the dense tensor."),
@@ -530,16 +546,20 @@ def test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts) -> N
         values, dense = _sparse_and_aux(fn(*args), where)
         want_values, (want_dense,) = solution.latent_acts_to_later_latent_acts(*args)
 
-        def variant(start: int, stop: int, decode=None) -> Tensor:
+        def variant(start: int, stop: int, decode=None, residual_twice: bool = False) -> Tensor:
             resid = (decode or sae_from.decode)(acts.dense)
-            return sae_to.encode(model(resid, start_at_layer=start, stop_at_layer=stop))
+            out = model(resid, start_at_layer=start, stop_at_layer=stop)
+            return sae_to.encode(out + resid if residual_twice else out)
 
         mistakes = [
             Mistake(lambda a: _close(a, variant(0, 3)),
                     "the blocks ran from layer 0: start at the earlier SAE's layer, start_at_layer=hook_layer(sae_from)."),
             Mistake(lambda a: _close(a, variant(1, 4)), "one block too many: stop_at_layer=hook_layer(sae_to)."),
-            Mistake(lambda a: _close(a, variant(1, 3, lambda x: x @ sae_from.W_dec)),
-                    "the decoder bias is missing: use sae_from.decode(...), which adds b_dec."),
+            *_decoder_bias_mistakes(lambda decode: variant(1, 3, decode), sae_from),
+            Mistake(lambda a: _close(a, variant(1, 3, residual_twice=True)), RESIDUAL_TWICE_HINT),
+            Mistake(lambda a: _close(a, sae_to.encode(sae_to.decode(want_dense.detach()))),
+                    "these are sae_to's activations on its own reconstruction: encode the residual stream itself, "
+                    "sae_to.encode(resid), once."),
         ]
         assert_tensor(dense, want_dense.detach(), f"{where}: the dense later activations", rtol=1e-4, atol=1e-4,
                       mistakes=mistakes)
@@ -676,6 +696,10 @@ def test_tokens_to_latent_acts(tokens_to_latent_acts) -> None:
             Mistake(lambda a: _close(a, _paper_token_acts(scales, scale_tokens=False)),
                     "only the positional embeddings were scaled: scale the whole input of block 0, token plus "
                     "positional embedding, i.e. the output of model(tokens, stop_at_layer=0)."),
+            Mistake(lambda a: _close(a, _encode(_paper_block(_paper_token_acts_input(torch.ones(1, 3)) + scales[..., None]),
+                                                LATE_W_ENC)),
+                    "the scales were added to the input: multiply each position's input by its scale, "
+                    "x * token_scales[..., None]."),
             Mistake(lambda a: _close(a, _paper_token_acts(scales ** 2)),
                     "the input was scaled twice (by token_scales squared): scale it once."),
             Mistake(lambda a: _close(a, _encode(_paper_block(_paper_token_acts_input(torch.ones(1, 3))) * scales[..., None],
@@ -868,6 +892,9 @@ def _check_logit_outputs(result, expected: dict, where: str, k: int) -> None:
                 "logits equals the reconstructed logits: the SAE replaced the model's activations. Pass "
                 "use_error_term=True to the run that gives the true logits and activations."),
         Mistake(lambda a: a.ndim > 1, "return the logits of the last position only, shape (d_vocab,)."),
+        *[Mistake(lambda a, p=p: _close(a, expected["logits_per_position"][p]),
+                  f"these are the true logits of position {p}: take the last position, logits[0, -1].")
+          for p in range(len(expected.get("logits_per_position", ())) - 1)],
     ])
     assert_tensor(logits_recon, expected["logits_recon"], f"{where}: logits_recon", rtol=1e-4, atol=1e-3, mistakes=[
         Mistake(lambda a: _close(a, expected["logits"]),
@@ -902,7 +929,8 @@ def _latent_to_logit_gradients_cases(latent_to_logit_gradients) -> None:
         _error_term_restored(where, late)
         acts = _encode(_paper_block(world.resid0), LATE_W_ENC)
         logits = (_paper_block(_paper_block(world.resid0)) @ PAPER_W_U)[0, -1]  # [10.78, 15.78, 37.33]
-        expected = {"acts": acts, "logits": logits, "logits_recon": _paper_logits(acts)[0, -1], "token_ids": [2, 1]}
+        expected = {"acts": acts, "logits": logits, "logits_recon": _paper_logits(acts)[0, -1], "token_ids": [2, 1],
+                    "logits_per_position": (_paper_block(_paper_block(world.resid0)) @ PAPER_W_U)[0]}
         expected["grads"] = _paper_logit_jacobian(acts, [2, 1])
         _check_logit_outputs(result, expected, where, k=2)
         _check_k_none(latent_to_logit_gradients, world, late, expected)
@@ -916,7 +944,7 @@ def _latent_to_logit_gradients_cases(latent_to_logit_gradients) -> None:
         _error_term_restored(where, sae)
         grads, logits, logits_recon, token_ids, acts = solution.latent_to_logit_gradients(tokens, sae, model, k=5)
         expected = {"grads": grads.detach(), "logits": logits, "logits_recon": logits_recon.detach(),
-                    "token_ids": token_ids, "acts": acts.dense}
+                    "token_ids": token_ids, "acts": acts.dense, "logits_per_position": model(tokens)[0].detach()}
         _check_logit_outputs(result, expected, where, k=5)
 
 
@@ -968,6 +996,10 @@ NOT_SPLICED_HINT = ("the later latents are those of the clean run: the reconstru
                     "added back.")
 
 
+ADDED_TO_Z_HINT = ("the reconstruction was added to z: the hook must return the reconstruction in place of z "
+                   "(reshaped like it), not z plus the reconstruction.")
+
+
 @check
 def test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_attn) -> None:
     fn = latent_acts_to_later_latent_acts_attn
@@ -982,6 +1014,8 @@ def test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_
         values, dense = _sparse_and_aux(fn(*args), where)
         assert_tensor(dense, expected["recon"], f"{where}: the dense later activations", rtol=1e-4, atol=1e-5, mistakes=[
             Mistake(lambda a: _close(a, expected["next"]), NOT_SPLICED_HINT),
+            Mistake(lambda a: _close(a, _encode(_prefix_mean(2 * (x + _prefix_mean(x) + acts.dense @ EARLY_W_DEC)),
+                                                LATE_W_ENC)), ADDED_TO_Z_HINT),
             Mistake(lambda a: _close(a, _encode(_prefix_mean(x + acts.dense @ EARLY_W_DEC), LATE_W_ENC)),
                     "the MLP of the earlier SAE's block is missing: run the model from resid_pre of sae_from's layer "
                     "so that the rest of that block (its MLP) runs too."),
@@ -1015,19 +1049,22 @@ def test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_
                       mistakes=[Mistake(lambda a: _close(a, true_next), NOT_SPLICED_HINT),
                                 Mistake(lambda a: _close(a, _attn_variant(acts, sae_from, sae_to, model, args[-1], no_bias=True)),
                                         "the decoder bias is missing: use sae_from.decode(...), which adds b_dec."),
+                                Mistake(lambda a: _close(a, _attn_variant(acts, sae_from, sae_to, model, args[-1], added=True)),
+                                        ADDED_TO_Z_HINT),
                                 Mistake(lambda a: _close(a, _attn_variant(acts, sae_from, sae_to, model, args[-1], start=0)),
                                         "the model ran from layer 0: resid_pre_clean is the residual stream before "
                                         "sae_from's block, so start_at_layer=hook_layer(sae_from).")])
         assert_tensor(values, want_values.detach(), f"{where}: the values", rtol=1e-4, atol=1e-4)
 
 
-def _attn_variant(acts, sae_from, sae_to, model, resid, start=None, no_bias=False) -> Tensor:
+def _attn_variant(acts, sae_from, sae_to, model, resid, start=None, no_bias=False, added=False) -> Tensor:
     """The later latents when the reconstruction replaces z, with a known mistake."""
     z_recon = acts.dense @ sae_from.W_dec if no_bias else sae_from.decode(acts.dense)
     stored = {}
     layer_from, layer_to = solution.hook_layer(sae_from), solution.hook_layer(sae_to)
     model.run_with_hooks(resid, start_at_layer=layer_from if start is None else start, stop_at_layer=layer_to + 1,
-                         fwd_hooks=[(sae_from.cfg.metadata.hook_name, lambda z, hook: z_recon.reshape(z.shape)),
+                         fwd_hooks=[(sae_from.cfg.metadata.hook_name,
+                                     lambda z, hook: z_recon.reshape(z.shape) + (z if added else 0)),
                                     (sae_to.cfg.metadata.hook_name, lambda z, hook: stored.update(z=z))])
     return sae_to.encode(stored["z"])
 

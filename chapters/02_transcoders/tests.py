@@ -20,7 +20,7 @@ from torch import Tensor
 import solutions.ch02_transcoders as ref
 from utils.checks import (Mistake, assert_tensor, check, describe_difference, expect, fail, hint_for,
                           inner_exercise_first, learner_function)
-from utils.transcoders import acts_name, hook_names, run_with_cache_with_transcoder, standardise
+from utils.transcoders import acts_name, hook_names, reading_vector, run_with_cache_with_transcoder, standardise
 
 # -------------------------------------------------------------------------------------------------
 # The toy world
@@ -538,6 +538,25 @@ def _deembedding_mistakes(model, tc, latent: int, W: Tensor) -> list[Mistake]:
     ]
 
 
+def _normalisation_mistakes(raw: Tensor, reading: Tensor, what: str) -> list[Mistake]:
+    """The scores `embedding @ reading` with the embedding `raw` normalised wrongly: not at all, only centred,
+    only scaled, or standardised along the vocabulary (per column) instead of per token (per row)."""
+    centred = raw - raw.mean(-1, keepdim=True)
+    per_column = [standardise(raw.T).T, (raw - raw.mean(0)) / raw.std(0)]
+    return [
+        Mistake(lambda a: _close_to_any(a, [raw @ reading]),
+                f"{what} is not standardised: the transcoder reads LayerNorm's normalised residual stream, so "
+                "standardise each token's row first."),
+        Mistake(lambda a: _close_to_any(a, [centred @ reading]),
+                f"{what} was only centred: standardising also divides each row by its root-mean-square."),
+        Mistake(lambda a: _close_to_any(a, [raw / raw.pow(2).mean(-1, keepdim=True).sqrt() @ reading]),
+                f"{what} was only scaled: standardising also centres each row (subtracts its mean) first."),
+        Mistake(lambda a: _close_to_any(a, [w @ reading for w in per_column]),
+                f"{what} was standardised along the vocabulary (each column): standardise each token's row, "
+                "over d_model (the last dimension)."),
+    ]
+
+
 @check
 def test_show_top_deembeddings(show_top_deembeddings) -> None:
     model, transcoders, _ = _world()
@@ -550,7 +569,8 @@ def test_show_top_deembeddings(show_top_deembeddings) -> None:
                                                "standardise W_E first: the transcoder reads LayerNorm's normalised "
                                                "residual stream, not the raw embedding."),
                             *_plain_mistakes(toy, toy_tc, 0),
-                            *_deembedding_mistakes(toy, toy_tc, 0, standardise(TOY_W_E))])
+                            *_deembedding_mistakes(toy, toy_tc, 0, standardise(TOY_W_E)),
+                            *_normalisation_mistakes(TOY_W_E, toy_tc.W_enc[:, 0], "W_E")])
     for layer, latent in ((2, 0), (3, 5)):
         tc = transcoders[layer]
         where = f"show_top_deembeddings(course model, transcoder {layer}, latent {latent})"
@@ -563,7 +583,8 @@ def test_show_top_deembeddings(show_top_deembeddings) -> None:
                                                    "standardise W_E first: the transcoder reads LayerNorm's normalised "
                                                    "residual stream, not the raw embedding."),
                                 *_plain_mistakes(model, tc, latent),
-                                *_deembedding_mistakes(model, tc, latent, standardise(model.W_E))])
+                                *_deembedding_mistakes(model, tc, latent, standardise(model.W_E)),
+                                *_normalisation_mistakes(model.W_E, tc.W_enc[:, latent], "W_E")])
 
 
 def _plain_mistakes(model, tc, latent: int) -> list[Mistake]:
@@ -697,7 +718,14 @@ def _extended_deembedding_cases(show_top_deembeddings_extended) -> None:
                       mistakes=[Mistake.looks_like(standardise(m.W_E) @ tc.W_enc[:, latent],
                                                    "that is the plain de-embedding: use create_extended_embedding(model) "
                                                    "instead of standardise(W_E)."),
-                                *_deembedding_mistakes(m, tc, latent, extended)])
+                                *_deembedding_mistakes(m, tc, latent, extended),
+                                *_normalisation_mistakes(_extended_raw(m), tc.W_enc[:, latent], "the extended embedding")])
+
+
+def _extended_raw(model) -> Tensor:
+    """The extended embedding before its final standardisation: W_E + MLP0(ln2(W_E))."""
+    W_E = model.W_E[:, None]
+    return (W_E + model.blocks[0].mlp(model.blocks[0].ln2(W_E)))[:, 0]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -705,7 +733,12 @@ def _extended_deembedding_cases(show_top_deembeddings_extended) -> None:
 
 
 def _pullback_mistakes(early, later, latent: int) -> list[Mistake]:
+    swapped = [early.W_dec @ reading_vector(early, latent), later.W_dec @ reading_vector(later, latent),
+               later.W_dec @ reading_vector(early, latent)] if latent < min(early.W_enc.shape[1], later.W_enc.shape[1]) else []
     return [
+        Mistake(lambda a: _close_to_any(a, swapped),
+                "the two transcoders' roles are mixed up: the earlier one writes (use early.W_dec), the later one "
+                "reads (use reading_vector(later, latent_idx))."),
         Mistake.looks_like(early.W_dec @ later.W_enc[:, latent],
                            "centre the later latent's encoder column first (reading_vector does): the transcoder "
                            "reads a centred residual stream, so the column's mean does not count."),
