@@ -5,8 +5,9 @@
     python -m benchmarks.notebooks --json out.json
 
 Each notebook runs in a fresh Jupyter kernel (nbclient). Peak memory is the largest resident set
-size of the kernel process and its children, sampled every 50 ms. Targets (COURSE.md §8): each
-solution notebook ≤ 3 minutes on 2 CPU cores, the whole course ≤ 15 minutes, peak ≤ 4 GB.
+size of the kernel process and its children, sampled every 50 ms. Targets (the course design):
+each solution notebook ≤ 60 s on 2 CPU cores (chapter 05: ≤ 90 s), the whole course ≤ 8 minutes,
+peak ≤ 4 GB. The load average is printed first: on a busy machine the times mean little.
 The repository's size (weights included, the .git folder excluded) is printed too: target ≤ 100 MB.
 """
 
@@ -27,7 +28,12 @@ from tabulate import tabulate
 
 from utils import course
 
-NOTEBOOK_MINUTES, COURSE_MINUTES, PEAK_GB, REPO_MB = 3.0, 15.0, 4.0, 100.0
+NOTEBOOK_SECONDS, COURSE_MINUTES, PEAK_GB, REPO_MB = 60.0, 8.0, 4.0, 100.0
+SLOWER_CHAPTERS = {"05": 90.0}  # chapter prefix -> its own limit in seconds
+
+
+def seconds_allowed(chapter: str) -> float:
+    return next((limit for prefix, limit in SLOWER_CHAPTERS.items() if chapter.startswith(prefix)), NOTEBOOK_SECONDS)
 
 
 class PeakMemory:
@@ -91,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for chapter in chapters:
         row = run_notebook(course.solution_notebook_path(chapter))
-        row["ok"] = not row["error"] and row["seconds"] <= 60 * NOTEBOOK_MINUTES and row["peak_gb"] <= PEAK_GB
+        row["limit"] = seconds_allowed(chapter)
+        row["ok"] = not row["error"] and row["seconds"] <= row["limit"] and row["peak_gb"] <= PEAK_GB
         rows.append(row)
         print(f"  {row['notebook']}: {row['seconds']} s, {row['peak_gb']} GB {row['error']}", flush=True)
     total = sum(r["seconds"] for r in rows)
-    print(tabulate([[r["notebook"], r["seconds"], r["peak_gb"], "yes" if r["ok"] else "NO", r["error"]] for r in rows],
-                   headers=["solution notebook", f"seconds (≤ {60 * NOTEBOOK_MINUTES:.0f})",
+    print(tabulate([[r["notebook"], f'{r["seconds"]} (≤ {r["limit"]:.0f})', r["peak_gb"], "yes" if r["ok"] else "NO",
+                     r["error"]] for r in rows],
+                   headers=["solution notebook", "seconds",
                             f"peak GB (≤ {PEAK_GB})", "ok", "error"]))
     size = repository_mb()
     print(f"whole course: {total / 60:.1f} min (≤ {COURSE_MINUTES:.0f}); repository: {size:.1f} MB (≤ {REPO_MB:.0f})")
