@@ -379,7 +379,10 @@ def _describe_types(example) -> str:
     return "(" + ", ".join(type(part).__name__ for part in example) + ")"
 
 
-def _check_examples(actual, expected, model, k: int, buffer: int, where: str, short: bool = False) -> None:
+def _check_examples(actual, expected, model, k: int, buffer: int, where: str, short: bool = False,
+                    windows: bool = True) -> None:
+    """windows=False skips comparing windows one by one: where activations tie, any order of the tied
+    examples is right."""
     expect(isinstance(actual, list), f"{where} should return a list of (activation, str_tokens, seq_pos) "
                                      f"tuples, but returned {type(actual).__name__}.")
     for i, example in enumerate(actual):
@@ -424,6 +427,8 @@ def _check_examples(actual, expected, model, k: int, buffer: int, where: str, sh
            f"{where} returned {len(actual)} examples, but there are {len(expected)} (k={k}): " + reason)
     assert_tensor(torch.tensor(acts), torch.tensor([a for a, _, _ in expected]), f"{where}: the activations",
                   rtol=1e-4, atol=1e-5)
+    if not windows:
+        return
     for i, ((_, toks, pos), (_, want_toks, want_pos)) in enumerate(zip(actual, expected)):
         expect(list(toks) == want_toks, f"{where}: example {i} has the window {toks!r}, expected {want_toks!r}.")
         hint = ""
@@ -478,7 +483,7 @@ def _fetch_cases(fetch_max_activating_examples) -> None:
                  "k=6, buffer=3, batch_size=15)")
         expected, _ = _quiet(ref.fetch_max_activating_examples, model, bos_tc, few, latent, k=6, buffer=3, batch_size=15)
         actual, _ = _quiet(fetch_max_activating_examples, model, bos_tc, few, latent, k=6, buffer=3, batch_size=15)
-        _check_examples(actual, expected, model, 6, 3, where)
+        _check_examples(actual, expected, model, 6, 3, where, windows=False)  # its top real tokens tie (' The' after BOS)
 
 
 @lru_cache(maxsize=16)
