@@ -10,6 +10,7 @@ import torch
 
 import solutions.ch02_transcoders as ref
 from utils import course
+from check_helpers import fails_with
 from utils.checks import CheckFailed
 from utils.transcoders import acts_name, layer_of, reading_vector, show_top_tokens, standardise
 
@@ -17,16 +18,6 @@ from utils.transcoders import acts_name, layer_of, reading_vector, show_top_toke
 @pytest.fixture(scope="module")
 def checks02():
     return course.load_checks("02_transcoders")
-
-
-def fails_with(check, fn, *messages: str) -> str:
-    with pytest.raises(CheckFailed) as failure:
-        check(fn)
-    text = str(failure.value)
-    assert text.startswith(f"{check.__name__} failed: "), text
-    for message in messages:
-        assert message in text, text
-    return text
 
 
 # -------------------------------------------------------------------------------------------------

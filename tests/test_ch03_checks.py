@@ -12,22 +12,12 @@ import torch
 import solutions.ch03_attribution_graphs as ref
 from utils import course
 from utils.attribution import EMBEDDING, ERROR, LATENT, LOGIT, GraphNodes, circuit_tracer_order
-from utils.checks import CheckFailed
+from check_helpers import fails_with
 
 
 @pytest.fixture(scope="module")
 def checks03():
     return course.load_checks("03_attribution_graphs")
-
-
-def fails_with(check, fn, *messages: str) -> str:
-    with pytest.raises(CheckFailed) as failure:
-        check(fn)
-    text = str(failure.value)
-    assert text.startswith(f"{check.__name__} failed: "), text
-    for message in messages:
-        assert message in text, text
-    return text
 
 
 def passes(check, fn, capsys) -> None:
