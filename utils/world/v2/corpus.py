@@ -187,7 +187,7 @@ class CorpusGenerator:
     """
 
     GENRES = {  # genre -> weight in the mix
-        "travel": 2.0, "geography": 2.5, "story": 2.5, "dialogue": 2.0, "sports": 1.0, "news": 1.0,
+        "travel": 2.0, "geography": 3.5, "story": 2.5, "dialogue": 2.0, "sports": 1.0, "news": 1.0,
         "dictionary": 2.0, "nature": 1.0, "everyday": 1.5, "repeat": 2.5,
     }
 

@@ -1,6 +1,6 @@
 """Train a model on course world v2, and load what a run wrote.
 
-    python -m utils.world.v2.train --out /tmp/v2run --steps 4000           # the recommended size
+    python -m utils.world.v2.train --out /tmp/v2run                         # the shipped run (8000 steps)
     python -m utils.world.v2.train --out /tmp/v2pilot --steps 300 --eval   # a pilot, then the bars
 
 It reuses v1's machinery (utils/world/model.py: GPT-2-style config, tied embeddings, plain
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m utils.world.v2.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder (outside the repository's artifacts)")
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=8000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--size", choices=sorted(SIZES), default="full")
