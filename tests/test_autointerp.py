@@ -471,6 +471,12 @@ def test_openai_client_request_and_reply():
     assert request.get_header("Content-type") == "application/json"
     assert json.loads(request.data) == {"model": "gpt-test", "messages": MESSAGES, "max_tokens": 50, "temperature": 0.0}
     assert timeout == 7
+    # Settings set to None are left out, `extra` goes in (newer OpenAI models want other fields).
+    client = OpenAIClient("o-test", "k", max_tokens=None, temperature=None, extra={"max_completion_tokens": 9},
+                          opener=opener)
+    client.complete(MESSAGES)
+    assert json.loads(opener.requests[-1][0].data) == {"model": "o-test", "messages": MESSAGES,
+                                                       "max_completion_tokens": 9}
 
 
 def test_anthropic_client_request_and_reply():

@@ -440,26 +440,33 @@ def _post_json(url: str, headers: dict[str, str], body: dict, opener, timeout: f
         raise LLMError(_one_line(f"{name} at {url} did not answer with JSON: {raw[:100]!r}", 300)) from None
 
 
+def _body(client, body: dict) -> dict:
+    settings = {"max_tokens": client.max_tokens, "temperature": client.temperature}
+    return {**body, **{k: v for k, v in settings.items() if v is not None}, **client.extra}
+
+
 @dataclass
 class OpenAIClient:
     """An OpenAI-compatible chat-completions API (OpenAI, or a local server such as vLLM or Ollama).
 
     POSTs {"model", "messages", "max_tokens", "temperature"} to `{base_url}/chat/completions` with
-    `Authorization: Bearer <api_key>` and returns `choices[0].message.content`. `opener` is
+    `Authorization: Bearer <api_key>` and returns `choices[0].message.content`. A field set to None
+    is left out of the body, and `extra` is added to it (some newer OpenAI models refuse
+    "max_tokens" and want e.g. `max_tokens=None, extra={"max_completion_tokens": 200}`). `opener` is
     `urllib.request.urlopen` unless a test passes a fake one.
     """
 
     model: str
     api_key: str = field(repr=False)
     base_url: str = "https://api.openai.com/v1"
-    max_tokens: int = 200
-    temperature: float = 0.0
+    max_tokens: int | None = 200
+    temperature: float | None = 0.0
     timeout: float = 60.0
     opener: Callable = field(default=urllib.request.urlopen, repr=False)
+    extra: dict = field(default_factory=dict)
 
     def complete(self, messages: Messages) -> str:
-        body = {"model": self.model, "messages": check_messages(messages), "max_tokens": self.max_tokens,
-                "temperature": self.temperature}
+        body = _body(self, {"model": self.model, "messages": check_messages(messages)})
         url = self.base_url.rstrip("/") + "/chat/completions"
         reply = _post_json(url, {"Authorization": f"Bearer {self.api_key}"}, body, self.opener, self.timeout,
                            "the OpenAI-compatible API")
@@ -476,22 +483,23 @@ class AnthropicClient:
 
     POSTs {"model", "max_tokens", "temperature", "system", "messages"} to `{base_url}/v1/messages`
     with the headers `x-api-key` and `anthropic-version`; system messages go to the "system"
-    field. Returns the text blocks of the reply's content, joined.
+    field. Returns the text blocks of the reply's content, joined. The API requires max_tokens;
+    `extra` is added to the body as for `OpenAIClient`.
     """
 
     model: str
     api_key: str = field(repr=False)
     base_url: str = "https://api.anthropic.com"
-    max_tokens: int = 200
-    temperature: float = 0.0
+    max_tokens: int | None = 200
+    temperature: float | None = 0.0
     timeout: float = 60.0
     opener: Callable = field(default=urllib.request.urlopen, repr=False)
+    extra: dict = field(default_factory=dict)
     version: str = "2023-06-01"
 
     def complete(self, messages: Messages) -> str:
         messages = check_messages(messages)
-        body = {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
-                "messages": [m for m in messages if m["role"] != "system"]}
+        body = _body(self, {"model": self.model, "messages": [m for m in messages if m["role"] != "system"]})
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         if system:
             body["system"] = system
