@@ -220,6 +220,14 @@ def test_offline_explains_a_previous_token_latent():
     assert offline_explanation(examples) == 'Fires on the token right after " the" (3 of 3 highlighted tokens).'
 
 
+def test_offline_previous_word_stops_at_punctuation():
+    # After " red,", " big,", " one,": the previous token is "," each time, which covers 3 of 3
+    # with one item, while the tokens " blue", " small", " two" need three.
+    examples = [Example([" red", ",", " blue"], [0, 0, 1]), Example([" big", ",", " small"], [0, 0, 2]),
+                Example([" one", ",", " two"], [0, 0, 3])]
+    assert offline_explanation(examples) == 'Fires on the token right after "," (3 of 3 highlighted tokens).'
+
+
 def test_offline_explanation_names_tokens_until_they_cover_most_highlights():
     # " Paris" 3 of 5 = 0.6 < 0.8, with " Lyon" 4 of 5 = 0.8: two tokens; the words before vary.
     examples = [ex("in Paris", {1: 3}), ex("to Paris", {1: 3}), ex("from Paris", {1: 3}), ex("at Lyon", {1: 2}),

@@ -528,8 +528,9 @@ def _unquote(body: str) -> str:
 class OfflineClient:
     """A stand-in for an LLM that needs no network and answers the two prompts of this module.
 
-    Explanation prompt: it reads the highlighted tokens of the examples and, for each, the word just
-    before it (the text from the last space). It ranks both by how often they occur (ties: first
+    Explanation prompt: it reads the highlighted tokens of the examples and, for each, the word or
+    run of punctuation just before it (in word-level tokens such as the course world's, the previous
+    token: " the", ","). It ranks both by how often they occur (ties: first
     seen) and takes the most frequent, up to `max_items`, until they cover at least `coverage` of the
     highlighted tokens. If the preceding words cover more of them (or as many with fewer items), it
     says 'Fires on the token right after " the" (9 of 10 highlighted tokens).', otherwise
@@ -576,7 +577,7 @@ class OfflineClient:
             for h in _HIGHLIGHT.finditer(text):
                 tokens[h.group(1)] += 1
                 plain = _HIGHLIGHT.sub(r"\1", text[:h.start()])
-                if word := re.search(r"\s?\S+$", plain):
+                if word := re.search(r"\s?(?:\w+|[^\w\s]+)$", plain):
                     before[word.group(0)] += 1
         total = sum(tokens.values())
         if total == 0:
