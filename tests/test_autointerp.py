@@ -77,6 +77,8 @@ def test_example_rejects_token_ids_and_mismatched_concepts():
         Example([101, 102], [0, 1])
     with pytest.raises(ValueError, match="2 tokens and 1 concept sets"):
         Example([" a", " b"], [0, 1], [{"x"}])
+    with pytest.raises(TypeError, match="one \\*set\\* of concept names per token"):
+        Example([" a", " b"], [0, 1], ["x", "y"])
     with pytest.raises(ValueError, match="no concept labels"):
         concept_truth([ex("a b")], "x")
 
@@ -524,6 +526,9 @@ def test_other_api_failures_are_clear():
     unreachable = AnthropicClient("c", "k", opener=FakeOpener(error=urllib.error.URLError("Name or service not known")))
     with pytest.raises(LLMError, match="could not reach the Anthropic API at https://api.anthropic.com/v1/messages"):
         unreachable.complete(MESSAGES)
+    reset = OpenAIClient("m", "k", opener=FakeOpener(error=ConnectionResetError(104, "Connection reset by peer")))
+    with pytest.raises(LLMError, match="connection to the OpenAI-compatible API at .* failed: ConnectionResetError"):
+        reset.complete(MESSAGES)
     with pytest.raises(LLMError, match="did not answer with JSON"):
         OpenAIClient("m", "k", opener=FakeOpener(b"<html>gateway</html>")).complete(MESSAGES)
     with pytest.raises(LLMError, match="no choices"):

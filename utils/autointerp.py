@@ -36,6 +36,7 @@ the network until an API client's `complete` is called.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -101,6 +102,9 @@ class Example:
         object.__setattr__(self, "tokens", tokens)
         object.__setattr__(self, "acts", acts)
         if self.concepts is not None:
+            if any(isinstance(c, str) for c in self.concepts):
+                raise TypeError("Example concepts need one *set* of concept names per token, e.g. "
+                                "[set(), {'city:Paris'}], not one string per token.")
             concepts = tuple(frozenset(c) for c in self.concepts)
             if len(concepts) != len(tokens):
                 raise ValueError(f"an Example needs one set of concepts per token: got {len(tokens)} tokens "
@@ -434,6 +438,8 @@ def _post_json(url: str, headers: dict[str, str], body: dict, opener, timeout: f
         raise LLMError(_one_line(f"could not reach {name} at {url}: {e.reason}", 300)) from None
     except TimeoutError:
         raise LLMError(f"{name} at {url} did not answer within {timeout} s.") from None
+    except (OSError, http.client.HTTPException) as e:  # e.g. the connection was reset or cut short
+        raise LLMError(_one_line(f"the connection to {name} at {url} failed: {type(e).__name__} {e}", 300)) from None
     try:
         return json.loads(raw)
     except ValueError:
