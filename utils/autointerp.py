@@ -535,21 +535,20 @@ class OfflineClient:
     """A stand-in for an LLM that needs no network and answers the two prompts of this module.
 
     Explanation prompt: it reads the highlighted tokens of the examples and, for each, the word or
-    run of punctuation just before it (in word-level tokens such as the course world's, the previous
-    token: " the", ","). It ranks both by how often they occur (ties: first
-    seen) and takes the most frequent, up to `max_items`, until they cover at least `coverage` of the
-    highlighted tokens. If the preceding words cover more of them (or as many with fewer items), it
-    says 'Fires on the token right after " the" (9 of 10 highlighted tokens).', otherwise
-    'Fires on the token " Paris" (10 of 10 highlighted tokens).' (several tokens: 'the tokens
-    " Paris" or " Lyon"').
+    run of punctuation just before it (with word-level tokens such as the course world's, the
+    previous token: " the", ","). It ranks both by how often they occur (ties: first seen) and takes
+    the most frequent, up to `max_items`, until they cover at least `coverage` of the highlighted
+    tokens. If the preceding words cover more of them (or as many with fewer items), it says
+    'Fires on the token right after " the" (9 of 10 highlighted tokens).', otherwise
+    'Fires on the token " Paris" (10 of 10 highlighted tokens).' or, with several,
+    'Fires on the tokens " Paris", " Lyon" or " Rome" (...)'. It ignores the boosted logit tokens.
 
-    Detection prompt: it simulates the explanation literally. It takes the double-quoted strings
-    of the explanation and says a sequence fires if one of them occurs in it as text; when an
-    explicit word boundary exists (the quoted text starts or ends with a letter or digit) the match
-    must start or end at a word boundary, so " the" does not match " there". If the explanation
-    says "after", the quoted text must be followed by more text. An explanation that quotes
-    nothing predicts None. It reads text like a person, not token ids: a quoted word piece such as
-    " E" (of " E" "iff" "el") does not match inside the word "Eiffel".
+    Detection prompt: it takes the explanation literally. It reads the double-quoted strings of
+    the explanation and says a sequence fires if one of them occurs in its text. A quoted string
+    that starts (ends) with a letter or digit must start (end) at a word boundary, so " the" does
+    not match " there". If the explanation says "after", the quoted string must be followed by
+    more text. An explanation that quotes nothing predicts None. It reads text like a person, not
+    token ids: a quoted word piece such as " E" (of " E" "iff" "el") does not match inside "Eiffel".
     """
 
     max_items: int = 3
@@ -654,7 +653,9 @@ def explain(top_examples: Sequence[Example], client: LLMClient, top_logits: Sequ
 
 
 def detect(explanation: str, sequences: Sequence[Example | str], client: LLMClient, strict: bool = True) -> set[int]:
-    """The sequence numbers on which `client` predicts the latent fires, from the explanation alone."""
+    """The sequence numbers on which `client` predicts the latent fires, from the explanation alone.
+    A reply that cannot be read raises ValueError; with `strict=False` it counts as predicting
+    nothing (see `parse_detection_answer`)."""
     return parse_detection_answer(client.complete(detection_prompt(explanation, sequences)), len(sequences), strict)
 
 
