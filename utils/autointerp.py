@@ -235,7 +235,7 @@ _EXPLAIN_SYSTEM = (
 
 _DETECT_SYSTEM = (
     "You are given an explanation of what one latent of a language model's sparse dictionary fires on, "
-    "and {n} numbered text sequences. The latent fires on some of them and not on the others. "
+    "and {n} numbered text sequences. It may fire on any number of them, none or all included. "
     "Reply with the numbers of the sequences on which it fires, separated by commas (for example: 2, 5), "
     "or with None if it fires on none of them. Reply with nothing else."
 )
