@@ -672,6 +672,7 @@ def score_against_concept(explanation: str, sequences: Sequence[Example], concep
     `concept`. The latent's activations play no part: this scores the words of the explanation
     against the truth, so a fluent explanation of the wrong thing scores low, and comparing it
     with `detection_scores` against the activations shows whether the explanation or the latent
-    misses the concept."""
+    misses the concept. Use sequences of which some contain the concept: if none does, an
+    explanation that predicts nothing scores 1.0 (see `DetectionScores`)."""
     truth = concept_truth(sequences, concept)
     return detection_scores(detect(explanation, sequences, client), truth, len(sequences))
