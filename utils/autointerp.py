@@ -452,7 +452,21 @@ def _body(client, body: dict) -> dict:
 
 
 @dataclass
-class OpenAIClient:
+class _HTTPClient:
+    """The settings both API clients share; `base_url` gets its default in each client."""
+
+    model: str
+    api_key: str = field(repr=False)
+    base_url: str = ""
+    max_tokens: int | None = 200
+    temperature: float | None = 0.0
+    timeout: float = 60.0
+    opener: Callable = field(default=urllib.request.urlopen, repr=False)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class OpenAIClient(_HTTPClient):
     """An OpenAI-compatible chat-completions API (OpenAI, or a local server such as vLLM or Ollama).
 
     POSTs {"model", "messages", "max_tokens", "temperature"} to `{base_url}/chat/completions` with
@@ -462,14 +476,7 @@ class OpenAIClient:
     `urllib.request.urlopen` unless a test passes a fake one.
     """
 
-    model: str
-    api_key: str = field(repr=False)
     base_url: str = "https://api.openai.com/v1"
-    max_tokens: int | None = 200
-    temperature: float | None = 0.0
-    timeout: float = 60.0
-    opener: Callable = field(default=urllib.request.urlopen, repr=False)
-    extra: dict = field(default_factory=dict)
 
     def complete(self, messages: Messages) -> str:
         body = _body(self, {"model": self.model, "messages": check_messages(messages)})
@@ -484,7 +491,7 @@ class OpenAIClient:
 
 
 @dataclass
-class AnthropicClient:
+class AnthropicClient(_HTTPClient):
     """The Anthropic messages API.
 
     POSTs {"model", "max_tokens", "temperature", "system", "messages"} to `{base_url}/v1/messages`
@@ -493,14 +500,7 @@ class AnthropicClient:
     `extra` is added to the body as for `OpenAIClient`.
     """
 
-    model: str
-    api_key: str = field(repr=False)
     base_url: str = "https://api.anthropic.com"
-    max_tokens: int | None = 200
-    temperature: float | None = 0.0
-    timeout: float = 60.0
-    opener: Callable = field(default=urllib.request.urlopen, repr=False)
-    extra: dict = field(default_factory=dict)
     version: str = "2023-06-01"
 
     def complete(self, messages: Messages) -> str:
