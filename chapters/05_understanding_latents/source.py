@@ -372,20 +372,355 @@ fig.show()
 # %%
 width = max(saes)
 sae = saes[width]
-absorbing = {}  # latent id -> words it absorbs
+test_words = np.array(prompts["word"])[test_rows.numpy()]
+absorbing = {}  # latent id -> (letter, words whose letter it absorbs)
 for letter, (d, b) in probes.items():
-    mask = absorbers[letter, width]
     proj = acts_last[width] * (sae.W_dec @ d)
-    for i in mask.nonzero().flatten().tolist():
+    for i in absorbers[letter, width].nonzero().flatten().tolist():
         j = int(proj[i].argmax())
-        absorbing.setdefault(j, []).append(np.array(prompts["word"])[test_rows.numpy()][i])
-for j, ws in sorted(absorbing.items(), key=lambda kv: -len(kv[1]))[:8]:
-    print(f"latent {j} absorbs the letter of: {', '.join(ws)}")
+        absorbing.setdefault(j, (letter, []))[1].append(test_words[i])
+all_acts = sae.encode(resid_last)  # every prompt, all four templates
+for j, (letter, ws) in sorted(absorbing.items(), key=lambda kv: -len(kv[1][1])):
+    fired = sorted({w for w, a in zip(prompts["word"], all_acts[:, j].tolist()) if a > 0})
+    same = np.mean([F.first_letter(w) == letter for w in fired]) if fired else 0.0
+    print(f"latent {j} absorbs {letter} on: {', '.join(ws)}; over all prompts it fires for {len(fired)} words, "
+          f"{same:.0%} of them starting with {letter}")
 print(f"{len(absorbing)} absorbing latents in the width-{width} SAE")
 
 # %% [markdown]
-# Expected output: a handful of latents, most absorbing the letter of one or two words. A latent
-# that absorbs the letter of only some of its letter's words is exactly the pattern the absorption
-# paper describes: word-specific latents that have taken in the first-letter direction.
-# Whether they are word-specific latents is a claim we can score against the ground truth, which
-# the next sections do.
+# ## 2 · Meta-SAEs
+#
+# If a latent has absorbed "starts with C", its decoder direction is a mix: part "this word", part
+# "starts with C". A **meta-SAE** looks for such parts. It is an ordinary sparse autoencoder whose
+# training data are not activations but the decoder directions of another SAE: every SAE latent is
+# one training example, and each meta-latent is a direction that several SAE latents share. A latent
+# that uses two meta-latents is, in the meta-SAE's view, made of two parts.
+#
+# Our meta-SAE is a tiny TopK SAE: it encodes a direction by keeping its `k` largest pre-activations
+# (and only the positive ones), and decodes with unit-norm rows.
+#
+# ### Exercise: `topk_encode`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 10 minutes
+#
+# Return the dense `(n, n_meta)` activations: pre-activations `(x - b_dec) @ W_enc + b_enc`; in
+# each row, keep the `k` largest and set the rest to 0; then set negative values to 0.
+
+# %% [exercise]
+def topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, k: int) -> Tensor:
+    """TopK SAE encoder: (n, d) -> (n, n_latents), at most k nonzero (and positive) entries per row."""
+    # BEGIN SOLUTION
+    pre = (x - b_dec) @ W_enc + b_enc
+    top = pre.topk(k, dim=-1)
+    return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    # END SOLUTION
+
+
+# %% [hint]
+# `pre.topk(k, dim=-1)` gives values and indices; `torch.zeros_like(pre).scatter(-1, indices, values)`
+# puts them back in place.
+
+# %% [check]
+tests.test_topk_encode(topk_encode)
+
+# %% [module]
+def train_meta_sae(directions: Tensor, n_meta: int, k: int, steps: int = 1500, lr: float = 3e-3,
+                   seed: int = 0) -> dict:
+    """Train a TopK SAE on `directions` (n, d), full batch, with unit-norm decoder rows.
+
+    Returns {"W_enc", "b_enc", "b_dec", "W_dec", "k", "fve"} (fve: fraction of variance explained).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n, d = directions.shape
+    W_dec = torch.randn(n_meta, d, generator=gen)
+    W_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
+    params = {"W_enc": W_dec.T.clone(), "b_enc": torch.zeros(n_meta), "b_dec": directions.mean(0), "W_dec": W_dec}
+    params = {name: p.clone().requires_grad_(True) for name, p in params.items()}
+    opt = torch.optim.Adam(params.values(), lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            z = topk_encode(directions, params["W_enc"], params["b_enc"], params["b_dec"], k)
+            loss = ((z @ params["W_dec"] + params["b_dec"] - directions) ** 2).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                params["W_dec"] /= params["W_dec"].norm(dim=-1, keepdim=True)
+    out = {name: p.detach() for name, p in params.items()}
+    z = topk_encode(directions, out["W_enc"], out["b_enc"], out["b_dec"], k)
+    resid = z @ out["W_dec"] + out["b_dec"] - directions
+    out["fve"] = float(1 - resid.pow(2).sum() / (directions - directions.mean(0)).pow(2).sum())
+    out["k"] = k
+    return out
+
+
+# %% [markdown]
+# We train it on the live latents of the widest SAE: {{64}} meta-latents, {{4}} per SAE latent.
+# To interpret the meta-latents we need labels for the SAE latents, and the course world has them:
+# each latent's best-matching planted concept on the held-out corpus (precision and recall of
+# "the latent fires" against the concept's tokens, as in chapter 02). One forward pass over the
+# corpus, kept for section 3.
+
+# %%
+from utils.world.concepts import concept_scores
+
+data = labelled_corpus(n_docs=150)
+corpus_resid = model(data.tokens, stop_at_layer=2)  # the residual stream entering block 2 = HOOK
+wide = saes[max(saes)]
+corpus_acts = wide.encode(corpus_resid)  # (n_docs, n_ctx, d_sae)
+concepts_of = concept_scores(corpus_acts, data)
+live = (concepts_of.density > 0).nonzero().flatten()
+latent_concept = {}
+for j in live.tolist():
+    concept, precision, recall, f1_score = concepts_of.best_concept(j)
+    latent_concept[j] = concept if f1_score >= 0.2 else "(none)"
+print(f"{len(live)} live latents of {wide.cfg.d_sae}; {sum(c != '(none)' for c in latent_concept.values())} "
+      f"match a planted concept with F1 >= 0.2")
+
+directions = wide.W_dec[live] / wide.W_dec[live].norm(dim=-1, keepdim=True)
+meta = train_meta_sae(directions, n_meta=64, k=4, steps=500, lr=1e-2, seed=0)
+meta_acts = topk_encode(directions, meta["W_enc"], meta["b_enc"], meta["b_dec"], meta["k"])
+print(f"meta-SAE: fraction of variance of the decoder directions explained {meta['fve']:.2f}; "
+      f"mean meta-latents per SAE latent {(meta_acts > 0).sum(-1).float().mean():.2f}")
+
+# %% [markdown]
+# ### Exercise: `meta_latent_concepts`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# For each meta-latent `m`, look at the SAE latents that **load** on it (`meta_acts[i, m] > 0`).
+# Return one tuple per meta-latent, `(concept, share, n)`: the most common concept label among the
+# loading latents (ties go to the label met first, in latent order: `Counter.most_common` does
+# this), the share of loading latents that carry it, and their number. A meta-latent that no latent
+# loads on gets `("(unused)", 0.0, 0)`. Labels `"(none)"` count like any other label.
+
+# %% [exercise]
+def meta_latent_concepts(meta_acts: Tensor, concepts: list[str]) -> list[tuple[str, float, int]]:
+    """meta_acts (n_latents, n_meta); concepts[i] labels SAE latent i. One (concept, share, n) per meta-latent."""
+    # BEGIN SOLUTION
+    out = []
+    for m in range(meta_acts.shape[1]):
+        loading = (meta_acts[:, m] > 0).nonzero().flatten().tolist()
+        if not loading:
+            out.append(("(unused)", 0.0, 0))
+            continue
+        concept, count = Counter(concepts[i] for i in loading).most_common(1)[0]
+        out.append((concept, count / len(loading), len(loading)))
+    return out
+    # END SOLUTION
+
+
+# %% [hint]
+# Loop over the columns of `meta_acts`; `(meta_acts[:, m] > 0).nonzero()` gives the loading latents,
+# and `Counter(...).most_common(1)[0]` the top label with its count.
+
+# %% [check]
+tests.test_meta_latent_concepts(meta_acts=None, meta_latent_concepts=meta_latent_concepts)
+
+# %% [markdown]
+# How pure are the meta-latents? Most SAE latents match no planted concept well (label `(none)`),
+# so we score each meta-latent on its *labelled* loading latents only: the share that carry its
+# most common label, over meta-latents with at least 5 labelled loaders. The baseline is the same
+# number after shuffling the labels among the labelled SAE latents, which keeps every count and
+# destroys any link between direction and meaning.
+
+# %%
+labels = [latent_concept[j] for j in live.tolist()]
+labelled_rows = torch.tensor([c != "(none)" for c in labels])
+
+
+def purity(labels: list[str]) -> float:
+    rows = meta_latent_concepts(meta_acts[labelled_rows], [c for c in labels if c != "(none)"])
+    return float(np.mean([share for _, share, n in rows if n >= 5]))
+
+
+def shuffled_labels(seed: int) -> list[str]:
+    named = [c for c in labels if c != "(none)"]
+    order = iter(np.random.default_rng(seed).permutation(len(named)))
+    return [c if c == "(none)" else named[next(order)] for c in labels]
+
+
+shuffled = [purity(shuffled_labels(seed)) for seed in range(20)]
+print(f"mean top-label share of the meta-latents: {purity(labels):.2f}; with shuffled labels "
+      f"{np.mean(shuffled):.2f} (largest of 20 shuffles {np.max(shuffled):.2f})")
+summary = meta_latent_concepts(meta_acts[labelled_rows], [c for c in labels if c != "(none)"])
+table = pd.DataFrame(summary, columns=["top concept", "share", "n labelled latents"])
+table.index.name = "meta-latent"
+print(table[table["n labelled latents"] >= 5].sort_values("share", ascending=False).head(8).round(2).to_string())
+
+# %% [markdown]
+# Do the absorbing latents of section 1 decompose into a letter part and a word part? For each one,
+# its meta-latents, the cosine of each meta-latent's decoder direction with the letter's probe, and
+# the labels of the other latents on that meta-latent:
+
+# %%
+position = {j: i for i, j in enumerate(live.tolist())}
+meta_cos = {}
+for j, (letter, ws) in absorbing.items():
+    d, b = probes[letter]
+    row = meta_acts[position[j]]
+    parts = []
+    for m in row.nonzero().flatten().tolist():
+        cos = float(meta["W_dec"][m] @ d)
+        meta_cos.setdefault(j, []).append(cos)
+        others = Counter(labels[i] for i in (meta_acts[:, m] > 0).nonzero().flatten().tolist()).most_common(2)
+        parts.append(f"meta {m} (weight {float(row[m]):.2f}, cos with probe {cos:+.2f}, shared by {others})")
+    print(f"latent {j} ({letter}; concept {latent_concept[j]}):\n    " + "\n    ".join(parts))
+best_part = [max(v) for v in meta_cos.values()]
+own = [float(directions[position[j]] @ probes[letter][0]) for j, (letter, _) in absorbing.items()]
+print(f"absorbing latents: mean cosine of the latent with its probe {np.mean(own):.2f}; "
+      f"of its best meta-latent {np.mean(best_part):.2f}")
+
+# %% [markdown]
+# ## 3 · Logit lens and token enrichment
+#
+# A latent's decoder direction is written into the residual stream. The **logit lens** reads it
+# straight through the unembedding, `W_dec[j] @ W_U`, skipping the later layers and the final
+# LayerNorm: the tokens it pushes up and down directly. Our SAEs sit at layer 2 of 4, so the lens
+# is a rough view; it is still informative when it lines up with something planted.
+#
+# One caution specific to the course model: its embeddings are **tied**, `W_U = W_E.T`. The logit
+# lens of a direction therefore also measures how similar it is to each token's *embedding*. A
+# latent that carries the current token's identity forward (an *input* latent) can show that token
+# among its "boosted" tokens without predicting it. Chapter 02 showed that the raw embedding is a
+# small part of the residual stream after layer 0, so this echo is weak, but we test for it instead
+# of assuming.
+#
+# ### Exercise: `logit_lens`
+#
+# > Difficulty: 🔴⚪⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 5 minutes
+#
+# For the latents `latents` of `sae`, return `(top, bottom)`, two `(len(latents), k)` tensors of
+# token ids: the `k` tokens with the largest logit-lens value, largest first, and the `k` with the
+# smallest, smallest (most suppressed) first.
+
+# %% [exercise]
+def logit_lens(sae, W_U: Tensor, latents: Tensor, k: int = 10) -> tuple[Tensor, Tensor]:
+    """Top and bottom k token ids of W_dec[latents] @ W_U: two (len(latents), k) tensors."""
+    # BEGIN SOLUTION
+    logits = sae.W_dec[latents] @ W_U
+    return logits.topk(k, dim=-1).indices, (-logits).topk(k, dim=-1).indices
+    # END SOLUTION
+
+
+# %% [hint]
+# `topk` on the logits gives the boosted tokens; `topk` on minus the logits gives the suppressed
+# ones, most suppressed first.
+
+# %% [check]
+tests.test_logit_lens(logit_lens)
+
+# %% [markdown]
+# ### Exercise: `enrichment_pvalue`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 10 minutes
+#
+# A latent's top 10 tokens contain 4 city names. Is that a lot? If the 10 were drawn at random
+# from a vocabulary of `N` tokens of which `K` are cities, the number of cities among them would
+# follow a **hypergeometric** distribution. The enrichment p-value is the chance of seeing at
+# least the observed overlap: `P(X ≥ x)`, with `x = |top ∩ class|`. Return it as a float.
+# `scipy.stats.hypergeom(M, n, N)` takes the population size, the number of successes in it and
+# the number of draws, in that order, and `sf(x)` is `P(X > x)`.
+
+# %% [exercise]
+def enrichment_pvalue(top: Tensor, token_class: Tensor, vocab_size: int) -> float:
+    """P(at least |top ∩ class| class tokens among len(top) tokens drawn without replacement)."""
+    # BEGIN SOLUTION
+    from scipy.stats import hypergeom
+
+    top, token_class = set(top.tolist()), set(token_class.tolist())
+    overlap = len(top & token_class)
+    return float(hypergeom(vocab_size, len(token_class), len(top)).sf(overlap - 1))
+    # END SOLUTION
+
+
+# %% [hint]
+# "At least x" is `sf(x - 1)`. Count the distinct tokens of each set (a set of ids, not a list).
+
+# %% [check]
+tests.test_enrichment_pvalue(enrichment_pvalue)
+
+# %% [markdown]
+# The planted **token classes** come from the labels of the held-out corpus: a token belongs to
+# the class of concept `c` when at least half of its occurrences carry the label `c` (so " Paris"
+# is in `city:Paris` and `country:France`, and every city is in the family `city:`). Classes of a
+# single token are left out (a latent's lens containing " Paris" is not an enrichment).
+
+# %%
+real = data.mask
+tok_real = data.tokens[real]
+lab_real = data.labels[real].float()  # (n_tokens, n_concepts)
+vocab_size = model.cfg.d_vocab
+occurrences = torch.bincount(tok_real, minlength=vocab_size).float()
+labelled = torch.zeros(len(data.concepts), vocab_size).index_add_(1, tok_real, lab_real.T)
+member = labelled >= 0.5 * occurrences.clamp_min(1)
+classes = {c: member[i].nonzero().flatten() for i, c in enumerate(data.concepts)}
+for family in sorted({c.split(":")[0] + ":" for c in data.concepts if ":" in c}):
+    ids = [classes[c] for c in data.concepts if c.startswith(family)]
+    classes[family] = torch.cat(ids).unique()
+classes = {c: ids for c, ids in classes.items() if len(ids) >= 2}
+print(f"{len(classes)} planted token classes, e.g. " + ", ".join(f"{c} ({len(classes[c])})" for c in ("city:", "state:", "letter:", "goal_family") if c in classes))
+
+# %% [markdown]
+# For every live latent of the widest SAE that fires at least 20 times on the corpus, we now compute
+# three things, all with the same test:
+#
+# - the planted class most enriched among its top 10 logit-lens tokens, and its p-value;
+# - `p_input`: the enrichment of its top tokens in the set of tokens it **fires on** (the distinct
+#   tokens at its 20 strongest activations);
+# - `p_prediction`: the same for the tokens that **come next** after those activations.
+#
+# A latent is a **prediction** latent if `p_prediction < 0.001` and smaller than `p_input`, an
+# **input** latent if `p_input < 0.001` and not larger than `p_prediction`, otherwise unclassified.
+
+# %% [module]
+def enrichment_matrix(top: Tensor, sets: Tensor, vocab_size: int) -> Tensor:
+    """The p-value of `enrichment_pvalue` for every (row of `top`, row of `sets`) pair at once.
+
+    top: (n, k) token ids (distinct within a row); sets: (m, vocab_size) bool membership. Returns (n, m).
+    """
+    from scipy.stats import hypergeom
+
+    in_top = torch.zeros(len(top), vocab_size).scatter_(1, top, 1.0)
+    overlap = in_top @ sets.float().T  # (n, m)
+    sizes = sets.sum(-1).float().expand_as(overlap)
+    p = hypergeom.sf((overlap - 1).numpy(), vocab_size, sizes.numpy(), top.shape[1])
+    return torch.tensor(p, dtype=torch.float64)
+
+
+# %%
+counts_fired = (corpus_acts[real] > 0).sum(0)
+studied = torch.tensor([j for j in live.tolist() if counts_fired[j] >= 20])
+top_tokens, bottom_tokens = logit_lens(wide, model.W_U, studied, k=10)
+class_names = list(classes)
+class_sets = torch.zeros(len(classes), vocab_size, dtype=torch.bool)
+for i, c in enumerate(class_names):
+    class_sets[i, classes[c]] = True
+p_classes = enrichment_matrix(top_tokens, class_sets, vocab_size)  # (n_studied, n_classes)
+
+flat_acts = corpus_acts.masked_fill(~real[..., None], 0).flatten(0, 1)[:, studied]  # (n_docs * n_ctx, n_studied)
+strongest = flat_acts.topk(20, dim=0).indices.T  # (n_studied, 20) flat positions
+tokens_flat = data.tokens.flatten()
+next_flat = torch.cat([data.tokens[:, 1:], data.tokens[:, -1:]], 1).flatten()
+has_next = torch.cat([real[:, 1:], torch.zeros_like(real[:, :1])], 1).flatten()
+fired_on = torch.zeros(len(studied), vocab_size, dtype=torch.bool)
+came_next = torch.zeros(len(studied), vocab_size, dtype=torch.bool)
+for i, pos in enumerate(strongest):
+    fired_on[i, tokens_flat[pos]] = True
+    came_next[i, next_flat[pos[has_next[pos]]]] = True
+p_input = torch.stack([enrichment_matrix(top_tokens[i:i + 1], fired_on[i:i + 1], vocab_size)[0, 0]
+                       for i in range(len(studied))])
+p_prediction = torch.stack([enrichment_matrix(top_tokens[i:i + 1], came_next[i:i + 1], vocab_size)[0, 0]
+                            for i in range(len(studied))])
+j0 = 0
+print(f"check: enrichment_pvalue and the vectorised helper agree on latent {int(studied[j0])}: "
+      f"{enrichment_pvalue(top_tokens[j0], came_next[j0].nonzero().flatten(), vocab_size):.3g} vs {float(p_prediction[j0]):.3g}")
+
+kind = np.where((p_prediction < 1e-3) & (p_prediction < p_input), "prediction",
+                np.where((p_input < 1e-3) & (p_input <= p_prediction), "input", "unclassified"))
+best = p_classes.min(-1)
+lens = pd.DataFrame({
+    "kind": kind, "p_input": p_input.numpy(), "p_prediction": p_prediction.numpy(),
+    "lens class": [class_names[i] for i in best.indices.tolist()], "p_class": best.values.numpy(),
+}, index=pd.Index(studied.tolist(), name="latent"))
+print(f"{len(lens)} latents studied: " + ", ".join(f"{v} {k}" for k, v in lens["kind"].value_counts().items()))
