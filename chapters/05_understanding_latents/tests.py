@@ -134,7 +134,7 @@ def _toy_sae(W_dec: Tensor, W_enc: Tensor | None = None) -> SimpleNamespace:
                            cfg=SimpleNamespace(d_sae=W_dec.shape[0], d_in=W_dec.shape[1]))
 
 
-TOY_W_DEC = torch.tensor([[2.0, 0.0], [0.0, 0.5], [-3.0, 3.0], [1.0, 1.0]])
+TOY_W_DEC = torch.tensor([[2.0, 0.0], [0.0, 0.5], [3.0, -3.0], [1.0, 1.0]])
 TOY_W_ENC = torch.tensor([[0.0, 1.0, 1.0, -1.0], [1.0, 0.0, 2.0, 0.5]])
 
 
@@ -159,7 +159,7 @@ def test_decoder_cosines(decoder_cosines) -> None:
     """A hand example (rows of norms 2, 0.5, 4.24, 1.41; direction of norm 5), then an SAE of the course world."""
     direction = torch.tensor([3.0, 4.0])
     sae = _toy_sae(TOY_W_DEC, TOY_W_ENC)
-    expected = torch.tensor([0.6, 0.8, 0.2 / math.sqrt(2), 1.4 / math.sqrt(2)])
+    expected = torch.tensor([0.6, 0.8, -0.2 / math.sqrt(2), 1.4 / math.sqrt(2)])
     assert_tensor(decoder_cosines(direction.clone(), sae), expected, "decoder_cosines(hand example, direction (3, 4))",
                   rtol=1e-5, atol=1e-6, mistakes=_cosine_mistakes(direction, sae))
     _, saes, _, _ = _world()
@@ -222,6 +222,8 @@ def _absorption_mistakes(args: tuple, main: list[int], which: int) -> list[Mista
     return [
         Mistake.looks_like(variant(gate=False), "count only examples where the probe says yes *and* the truth is "
                                                 "yes (`probe_yes & truth`)."),
+        Mistake.looks_like(variant(need_missed=False), "absorbed examples are missed examples: the main latents "
+                                                       "must be silent too."),
         Mistake.looks_like(variant(main_check=False), "an example where a main latent fires is not missed: require "
                                                       "that no main latent has activation > 0."),
         Mistake.looks_like(variant(use_cos=False), "an absorbing latent also needs a decoder direction with cosine "
@@ -231,8 +233,6 @@ def _absorption_mistakes(args: tuple, main: list[int], which: int) -> list[Mista
         Mistake.looks_like(variant(net_total=True), "the total is the sum of the *positive* projections "
                                                     "(proj.clamp_min(0).sum(-1)); negative ones are left out, not "
                                                     "subtracted."),
-        Mistake.looks_like(variant(need_missed=False), "absorbed examples are missed examples: the main latents "
-                                                       "must be silent too."),
     ]
 
 
@@ -251,12 +251,12 @@ def _check_absorption(fn, args: tuple, main: list[int], where: str, expected: tu
 def _world_absorption_args():
     _, saes, prompts, last = _world()
     held = prompts["heldout"]
-    direction, bias = _reference_probe("C")
+    direction, bias = _reference_probe("B")
     sae = saes[256]
     with torch.no_grad():
         acts = sae.encode(last[held])
         W_dec = sae.W_dec.detach().clone()
-    truth = torch.tensor([x == "C" for x in prompts["letter"]])[held]
+    truth = torch.tensor([x == "B" for x in prompts["letter"]])[held]
     probe_yes = (last[held] @ direction + bias) > 0
     main = ref.decoder_cosines(direction, sae).topk(2).indices.tolist()
     return (acts, W_dec, direction, probe_yes, truth), main
@@ -264,11 +264,11 @@ def _world_absorption_args():
 
 @check
 def test_absorption(absorption) -> None:
-    """The 8-example hand case (each example tests one condition), then the course world's letter C."""
+    """The 8-example hand case (each example tests one condition), then the course world's letter B."""
     args = (HAND_ACTS, HAND_W_DEC, HAND_DIRECTION, HAND_PROBE_YES, HAND_TRUTH)
     _check_absorption(absorption, args, [0], "hand example", (HAND_MISSED, HAND_ABSORBED))
     args, main = _world_absorption_args()
-    _check_absorption(absorption, args, main, f"course world, letter C, width 256, main latents {main}")
+    _check_absorption(absorption, args, main, f"course world, letter B, width 256, main latents {main}")
 
 
 # -------------------------------------------------------------------------------------------------
