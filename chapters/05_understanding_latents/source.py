@@ -19,9 +19,9 @@
 #   about the token it sits on (an *input* latent) or the token that comes next (a *prediction*
 #   latent).
 #
-# Everything runs offline on the course world (the README's "The course world"): a 4-layer model
-# with `d_model = 128` and tied embeddings, and a family of residual-stream SAEs of five widths on
-# `blocks.2.hook_resid_pre`. Numbers, letters and latent ids quoted in this text are those the
+# Everything runs offline on the course world (the README's "The course world"): its small
+# GPT-2-style model, which has tied embeddings, and the family of residual-stream SAEs of several
+# widths that all read `blocks.2.hook_resid_pre`. Numbers, letters and latent ids quoted in this text are those the
 # solution notebook prints on the shipped course world (a test checks that each is still printed);
 # the notebook finds every latent it talks about by computation and prints its id, so if the world
 # is retrained, trust the printed values over the text.
@@ -109,8 +109,8 @@ for width, sae in saes.items():
 #    *not* fire and some other firing latent carries the probe direction instead: the
 #    **absorption rate**.
 #
-# First, the data: every spelling word of the world in each of the four P10 templates, cut just
-# before the letter. One forward pass, cached once for the whole section.
+# First, the data: every spelling word of the world in every P10 template, cut just before the
+# letter. One forward pass, cached once for the whole section.
 
 # %%
 prompts = spelling_prompts()
@@ -189,14 +189,14 @@ for site, acts in (("the spelled word", resid_word), ("the last token", resid_la
 
 # %% [markdown]
 # Expected output: the probes at the last token generalise to unseen words (mean F1 {{0.65}}), those
-# on the word itself much less ({{0.35}}). So in this small model, at layer 2, a word's first letter
-# is mostly not readable on the word itself; it is readable at the position that predicts the
-# letter. We study absorption there: the concept is "the answer starts with L", the one the model
-# needs at that point. (SAEBench probes the word token itself, which works in larger models such as
-# GPT-2 or Gemma.)
+# on the word itself much less ({{0.35}}). So in this small model, at this layer, a word's first
+# letter is mostly not readable on the word itself; it is readable at the position that predicts
+# the letter. We study absorption there: the concept is "the answer starts with L", the one the
+# model needs at that point. (SAEBench probes the word token itself, which works in the larger
+# models it was designed for.)
 #
-# From here on, probes are trained on the three training templates of P10 and every measurement
-# is made on the fourth, held-out template, which neither the model nor the probe ever saw.
+# From here on, probes are trained on the P10 templates of the training split, and every
+# measurement is made on the held-out template, which neither the model nor the probe ever saw.
 
 # %%
 train_rows, test_rows = ~prompts["heldout"], prompts["heldout"]
@@ -350,10 +350,10 @@ fig.show()
 
 # %% [markdown]
 # Expected output (weighted means over the letters): the main latent is silent on {{0.26}} of the
-# examples the probe gets right at width {{64}} and on {{0.91}} at width {{1024}}; the absorption rate goes
-# from {{0.04}} at width {{64}} to {{0.28}} at width {{1024}}, not steadily (it is {{0.01}} at width {{512}}). Per
-# letter, the numbers rest on few examples (the `n` column: one held-out sentence per word), so
-# read the table as a pattern, not as precise rates.
+# examples the probe gets right at width {{64}} and on {{0.91}} at width {{1024}}; the absorption
+# rate goes from {{0.04}} at width {{64}} to {{0.28}} at width {{1024}}, not steadily (it is
+# {{0.01}} at width {{512}}). Per letter, the numbers rest on few examples (the `n` column: one
+# held-out sentence per word), so read the table as a pattern, not as precise rates.
 #
 # What can we say, and what not?
 #
@@ -422,10 +422,10 @@ print(sensitivity.to_string())
 # Expected output: {{8}} absorbing latents. The absorption paper's picture is a *word-specific*
 # latent ("elephant") that has taken in the letter direction. We know which word every prompt
 # spells, so we can test that picture: a word-specific absorber would fire for few words, most of
-# them with its letter. Only {{1}} of ours fires for at most 5 words; most fire for dozens of words,
-# and only a small share of those start with the letter. They are broad latents of spelling prompts that lean towards one letter:
-# here "absorption" is better read as the letter being shared out among broad latents than as word
-# latents swallowing it.
+# them with its letter. Only {{1}} of ours fires for at most 5 words; most fire for dozens of
+# words, and only a small share of those start with the letter. They are broad latents of spelling
+# prompts that lean towards one letter: here "absorption" is better read as the letter being
+# shared out among broad latents than as word latents swallowing it.
 
 # %% [markdown]
 # ## 2 · Meta-SAEs
@@ -594,8 +594,8 @@ print(table[table["n labelled latents"] >= 5].sort_values("share", ascending=Fal
 # meta-latents are only slightly purer than chance: a mean top-label share of {{0.19}} against
 # {{0.15}} for shuffled labels (at most {{0.16}} in 20 shuffles). A few meta-latents gather latents
 # of one concept (the table), most mix many. Two honest caveats: most SAE latents have no planted
-# label at all, and a decoder direction in a 128-dimensional residual stream has little room to be
-# made of clearly separate parts.
+# label at all, and a decoder direction in a residual stream as narrow as this one has little room
+# to be made of clearly separate parts.
 #
 # Do the absorbing latents of section 1 decompose into a letter part and a word part? For each one,
 # its meta-latents, the cosine of each meta-latent's decoder direction with the letter's probe, and
@@ -625,16 +625,16 @@ print(f"absorbing latents: mean cosine of the latent with its probe {np.mean(own
 # along the letter's probe more than the absorber itself does. On average the absorber's own
 # cosine with the probe is {{0.28}} and that of its best meta-latent {{0.24}}: the meta-SAE does not
 # isolate a letter part. In this world, meta-SAEs find weakly meaningful shared parts, and they
-# do not undo the absorption we measured; the Meta-SAE paper reports much cleaner decompositions
-# in far larger SAEs of a far larger model.
+# do not undo the absorption we measured. The meta-SAE work reports interpretable decompositions
+# for much wider SAEs of a larger model; do not expect the same here.
 
 # %% [markdown]
 # ## 3 · Logit lens and token enrichment
 #
 # A latent's decoder direction is written into the residual stream. The **logit lens** reads it
 # straight through the unembedding, `W_dec[j] @ W_U`, skipping the later layers and the final
-# LayerNorm: the tokens it pushes up and down directly. Our SAEs sit at layer 2 of 4, so the lens
-# is a rough view; it is still informative when it lines up with something planted.
+# LayerNorm: the tokens it pushes up and down directly. Our SAEs sit in the middle of the model,
+# so the lens is a rough view; it is still informative when it lines up with something planted.
 #
 # One caution specific to the course model: its embeddings are **tied**, `W_U = W_E.T`. The logit
 # lens of a direction therefore also measures how similar it is to each token's *embedding*. A
@@ -825,7 +825,7 @@ for j, row in examples.iterrows():
 # Against the ground truth: for the {{63}} prediction latents with an enriched class, the next token
 # is in that class for a median {{0.124}} of their firings, against a base rate of {{0.009}}; the
 # token they sit on, only {{0.013}}. So when the lens, the enrichment test and the next tokens agree,
-# the claim "this latent promotes class X" holds in the text, at more than ten times the base rate.
+# the claim "this latent promotes class X" holds in the text, far above the base rate.
 # An enriched class alone is not enough: the {{159}} unclassified latents with an enriched class are
-# followed by it at about the base rate ({{0.007}}). The lens of a layer-2 latent is a hypothesis
-# about its output, to be checked against what follows its firings.
+# followed by it at about the base rate ({{0.007}}). The lens of a mid-model latent is a
+# hypothesis about its output, to be checked against what follows its firings.
