@@ -69,7 +69,7 @@ def probe_in_torch(acts, labels):
     (probe_variant(normalise=False), ["2-D toy", "the direction has norm", "Hint: divide the weight vector by its norm"]),
     (probe_variant(flip=True), ["the direction points away from the positives", "did you flip the labels"]),
     (probe_variant(rescale_bias=False), ["2-D toy", "The direction is fine", "divide the bias by the same norm"]),
-    (probe_variant(balanced=False), ["letter M", "it finds 25% of the positives", "class_weight='balanced'"]),
+    (probe_variant(balanced=False), ["course world", "class_weight='balanced'"]),
 ])
 def test_wrong_train_probe(checks05, variant, messages):
     fails_with(checks05.test_train_probe, variant, *messages)
@@ -174,7 +174,7 @@ def test_absorption_one_at_a_time_passes(checks05):
 
 def test_the_world_absorption_case_has_every_kind_of_example(checks05):
     """The course-world input is not trivial: some examples missed, some absorbed, some neither."""
-    args, main = checks05._world_absorption_args()
+    args, main, _, _ = checks05._world_absorption_args()
     missed, absorbed = ref.absorption(*args, main)
     n_right = int((args[3] & args[4]).sum())
     assert 0 < int(absorbed.sum()) < int(missed.sum()) < n_right

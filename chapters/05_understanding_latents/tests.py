@@ -45,7 +45,19 @@ def _letter_data(letter: str):
     return last[~held], labels[~held], last[held], labels[held]
 
 
-@lru_cache(maxsize=4)
+def probe_letters() -> tuple[str, str]:
+    """(the letter with the most spelling words, a letter with the fewest among those with >= 4 words):
+    a common and a rare class, whichever letters the course world spells."""
+    from collections import Counter
+
+    from utils.world import facts as F
+
+    counts = Counter(F.first_letter(w) for w in F.SPELLING_WORDS)
+    usable = sorted((n, letter) for letter, n in counts.items() if n >= 4)
+    return usable[-1][1], usable[0][1]
+
+
+@lru_cache(maxsize=8)
 def _reference_probe(letter: str) -> tuple[Tensor, float]:
     acts, labels, _, _ = _letter_data(letter)
     return ref.train_probe(acts, labels)
@@ -113,12 +125,12 @@ def _judge_probe(result, acts: Tensor, labels: Tensor, test_acts: Tensor, test_l
 
 @check
 def test_train_probe(train_probe) -> None:
-    """A 2-D toy with rare positives, then the course world's letter C and letter M."""
+    """A 2-D toy with rare positives, then the course world's most common and one of its rarest letters."""
     x, labels = _toy_probe_data()
     reference = ref.train_probe(x, labels)
     _judge_probe(train_probe(x.clone(), labels.clone()), x, labels, x, labels, reference,
                  "2-D toy, 20 positives of 200", min_cos=0.9)
-    for letter in ("C", "M"):
+    for letter in probe_letters():
         acts, labels, test_acts, test_labels = _letter_data(letter)
         _judge_probe(train_probe(acts.clone(), labels.clone()), acts, labels, test_acts, test_labels,
                      _reference_probe(letter), f"course world, letter {letter}, tested on the held-out template",
@@ -163,12 +175,13 @@ def test_decoder_cosines(decoder_cosines) -> None:
     assert_tensor(decoder_cosines(direction.clone(), sae), expected, "decoder_cosines(hand example, direction (3, 4))",
                   rtol=1e-5, atol=1e-6, mistakes=_cosine_mistakes(direction, sae))
     _, saes, _, _ = _world()
-    world_sae = saes[256]
+    width = sorted(saes)[len(saes) // 2]
+    world_sae = saes[width]
     gen = torch.Generator().manual_seed(1)
     direction = torch.randn(world_sae.cfg.d_in, generator=gen) * 2
     with torch.no_grad():
         assert_tensor(decoder_cosines(direction.clone(), world_sae), ref.decoder_cosines(direction, world_sae),
-                      "decoder_cosines(the width-256 SAE, a random direction of norm ~22)", rtol=1e-4, atol=1e-5,
+                      f"decoder_cosines(the width-{width} SAE, a random direction of norm ~22)", rtol=1e-4, atol=1e-5,
                       mistakes=_cosine_mistakes(direction, world_sae))
 
 
@@ -247,19 +260,33 @@ def _check_absorption(fn, args: tuple, main: list[int], where: str, expected: tu
                   mistakes=_absorption_mistakes(args, main, 1))
 
 
-@lru_cache(maxsize=1)
-def _world_absorption_args():
+def _absorption_case(letter: str, width: int, n_main: int = 2):
     _, saes, prompts, last = _world()
     held = prompts["heldout"]
-    direction, bias = _reference_probe("B")
-    sae = saes[256]
+    direction, bias = _reference_probe(letter)
+    sae = saes[width]
     with torch.no_grad():
         acts = sae.encode(last[held])
         W_dec = sae.W_dec.detach().clone()
-    truth = torch.tensor([x == "B" for x in prompts["letter"]])[held]
+    truth = torch.tensor([x == letter for x in prompts["letter"]])[held]
     probe_yes = (last[held] @ direction + bias) > 0
-    main = ref.decoder_cosines(direction, sae).topk(2).indices.tolist()
+    main = ref.decoder_cosines(direction, sae).topk(n_main).indices.tolist()
     return (acts, W_dec, direction, probe_yes, truth), main
+
+
+@lru_cache(maxsize=1)
+def _world_absorption_args():
+    """A course-world case with every kind of example (right, missed, absorbed): the first such
+    (letter, width) pair, common letters and narrow widths first, with two main latents."""
+    _, saes, _, _ = _world()
+    letters = sorted(set(_world()[2]["letter"]), key=lambda x: -_world()[2]["letter"].count(x))
+    for letter in letters[:4]:
+        for width in sorted(saes):
+            args, main = _absorption_case(letter, width)
+            missed, absorbed = ref.absorption(*args, main)
+            if 0 < int(absorbed.sum()) < int(missed.sum()) < int((args[3] & args[4]).sum()):
+                return args, main, letter, width
+    return (*_absorption_case(letters[0], max(saes)), letters[0], max(saes))
 
 
 @check
@@ -267,8 +294,8 @@ def test_absorption(absorption) -> None:
     """The 8-example hand case (each example tests one condition), then the course world's letter B."""
     args = (HAND_ACTS, HAND_W_DEC, HAND_DIRECTION, HAND_PROBE_YES, HAND_TRUTH)
     _check_absorption(absorption, args, [0], "hand example", (HAND_MISSED, HAND_ABSORBED))
-    args, main = _world_absorption_args()
-    _check_absorption(absorption, args, main, f"course world, letter B, width 256, main latents {main}")
+    args, main, letter, width = _world_absorption_args()
+    _check_absorption(absorption, args, main, f"course world, letter {letter}, width {width}, main latents {main}")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -308,12 +335,13 @@ def test_topk_encode(topk_encode) -> None:
     assert_tensor(topk_encode(*(a.clone() for a in args), 1), torch.tensor([[2.0, 0, 0, 0], [0, 0, 2.0, 0]]),
                   "topk_encode(hand example, k=1)", mistakes=_topk_mistakes(*args, 1))
     _, saes, _, _ = _world()
-    directions = saes[64].W_dec.detach()[:10]
+    width = min(saes)
+    directions = saes[width].W_dec.detach()[:10]
     gen = torch.Generator().manual_seed(2)
     W_enc, b_enc, b_dec = torch.randn(128, 16, generator=gen), torch.randn(16, generator=gen), torch.randn(128, generator=gen) * 0.1
     args = (directions, W_enc, b_enc, b_dec)
     assert_tensor(topk_encode(*(a.clone() for a in args), 4), ref.topk_encode(*args, 4),
-                  "topk_encode(10 decoder directions of the width-64 SAE, 16 random meta-latents, k=4)",
+                  f"topk_encode(10 decoder directions of the width-{width} SAE, 16 random meta-latents, k=4)",
                   rtol=1e-5, atol=1e-5, mistakes=_topk_mistakes(*args, 4))
 
 
@@ -437,13 +465,15 @@ def _check_lens(fn, sae, W_U, latents, k, where):
 
 @check
 def test_logit_lens(logit_lens) -> None:
-    """A hand example with an untied W_U (latents [2, 0], k=2), then the width-1024 SAE through the course model's W_U."""
+    """A hand example with an untied W_U (latents [2, 0], k=2), then the widest SAE through the course model's W_U."""
     sae = _toy_sae(LENS_W_DEC, LENS_W_ENC)
     _check_lens(logit_lens, sae, LENS_W_U, torch.tensor([2, 0]), 2, "hand example, latents [2, 0], k=2")
     model, saes, _, _ = _world()
     with torch.no_grad():
-        _check_lens(logit_lens, saes[1024], model.W_U, torch.tensor([5, 17, 900]), 10,
-                    "the width-1024 SAE, latents [5, 17, 900], k=10")
+        wide = saes[max(saes)]
+        latents = [5, wide.cfg.d_sae // 2, wide.cfg.d_sae - 1]
+        _check_lens(logit_lens, wide, model.W_U, torch.tensor(latents), 10,
+                    f"the width-{max(saes)} SAE, latents {latents}, k=10")
 
 
 # -------------------------------------------------------------------------------------------------
