@@ -452,12 +452,16 @@ def _lens_mistakes(sae, W_U, latents, k) -> list[Mistake]:
     ]
 
 
-def _check_lens(fn, sae, W_U, latents, k, where):
+# Worked out by hand: latent 2 gives logits [1.5, -2.5, 7, 0, -2.75], latent 0 gives [1, -1, 0, 2, 0.5].
+HAND_LENS = (torch.tensor([[2, 0], [3, 0]]), torch.tensor([[4, 1], [1, 2]]))
+
+
+def _check_lens(fn, sae, W_U, latents, k, where, expected=None):
     result = fn(sae, W_U, latents.clone(), k)
     expect(isinstance(result, tuple) and len(result) == 2,
            f"logit_lens({where}) should return a tuple (top, bottom), but returned {type(result).__name__}.")
     top, bottom = result
-    want_top, want_bottom = ref.logit_lens(sae, W_U, latents, k)
+    want_top, want_bottom = expected or ref.logit_lens(sae, W_U, latents, k)
     mistakes = _lens_mistakes(sae, W_U, latents, k)
     assert_tensor(top, want_top, f"logit_lens({where}): top", mistakes=mistakes)
     assert_tensor(bottom, want_bottom, f"logit_lens({where}): bottom", mistakes=mistakes)
@@ -467,7 +471,7 @@ def _check_lens(fn, sae, W_U, latents, k, where):
 def test_logit_lens(logit_lens) -> None:
     """A hand example with an untied W_U (latents [2, 0], k=2), then the widest SAE through the course model's W_U."""
     sae = _toy_sae(LENS_W_DEC, LENS_W_ENC)
-    _check_lens(logit_lens, sae, LENS_W_U, torch.tensor([2, 0]), 2, "hand example, latents [2, 0], k=2")
+    _check_lens(logit_lens, sae, LENS_W_U, torch.tensor([2, 0]), 2, "hand example, latents [2, 0], k=2", HAND_LENS)
     model, saes, _, _ = _world()
     with torch.no_grad():
         wide = saes[max(saes)]
