@@ -352,8 +352,9 @@ fig.show()
 # Expected output (weighted means over the letters): the main latent is silent on {{0.26}} of the
 # examples the probe gets right at width {{64}} and on {{0.91}} at width {{1024}}; the absorption
 # rate goes from {{0.04}} at width {{64}} to {{0.28}} at width {{1024}}, not steadily (it is
-# {{0.01}} at width {{512}}). Per letter, the numbers rest on few examples (the `n` column: one
-# held-out sentence per word), so read the table as a pattern, not as precise rates.
+# {{0.01}} at width {{512}}). Per letter, the numbers rest on few examples (the `n` column counts
+# the held-out sentences the probe gets right, at most one per word), so read the table as a
+# pattern, not as precise rates.
 #
 # What can we say, and what not?
 #
