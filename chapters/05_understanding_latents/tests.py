@@ -1,0 +1,546 @@
+"""Checks for chapter 05. The notebook calls them as `tests.test_<exercise>(learner_code, ...)`.
+
+Each check runs the learner's function on a case small enough to work out by hand (the expected
+values are written here, or computed here from their definition, e.g. hypergeometric tails from
+binomial coefficients) and on course-world inputs, where it is compared with the reference
+(solutions/ch05_understanding_latents.py) or, for the probe, judged by what a probe must do.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from types import SimpleNamespace
+
+import torch
+from torch import Tensor
+
+import solutions.ch05_understanding_latents as ref
+from utils.checks import Mistake, assert_tensor, check, expect, fail
+
+# -------------------------------------------------------------------------------------------------
+# The course world (loaded once, only when a check needs it)
+
+
+@lru_cache(maxsize=1)
+def _world():
+    """(model, {width: SAE}, spelling prompts, residual stream at their last token)."""
+    from utils.world import load_model
+    from utils.world.dictionaries import load_width_family
+
+    model = load_model()
+    saes = load_width_family(2)
+    prompts = ref.spelling_prompts()
+    with torch.no_grad():
+        resid = model(prompts["tokens"], stop_at_layer=2)  # the residual stream entering block 2
+    last = resid[torch.arange(len(resid)), prompts["last"]]
+    return model, saes, prompts, last
+
+
+def _letter_data(letter: str):
+    """Course-world probe data for one letter: (train acts, train labels, test acts, test labels)."""
+    _, _, prompts, last = _world()
+    labels = torch.tensor([x == letter for x in prompts["letter"]])
+    held = prompts["heldout"]
+    return last[~held], labels[~held], last[held], labels[held]
+
+
+def probe_letters() -> tuple[str, str]:
+    """(the letter with the most spelling words, a letter with the fewest among those with >= 4 words):
+    a common and a rare class, whichever letters the course world spells."""
+    from collections import Counter
+
+    from utils.world import facts as F
+
+    counts = Counter(F.first_letter(w) for w in F.SPELLING_WORDS)
+    usable = sorted((n, letter) for letter, n in counts.items() if n >= 4)
+    return usable[-1][1], usable[0][1]
+
+
+@lru_cache(maxsize=8)
+def _reference_probe(letter: str) -> tuple[Tensor, float]:
+    acts, labels, _, _ = _letter_data(letter)
+    return ref.train_probe(acts, labels)
+
+
+def _f1(pred: Tensor, truth: Tensor) -> float:
+    return float(2 * (pred & truth).sum() / max(int(pred.sum() + truth.sum()), 1))
+
+
+# -------------------------------------------------------------------------------------------------
+# train_probe
+
+
+def _toy_probe_data() -> tuple[Tensor, Tensor]:
+    """200 points in 2-D, 20 positives shifted by (4, 2), all scaled by 3 (so a raw weight vector is
+    far from unit norm)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 2, generator=gen)
+    labels = torch.zeros(200, dtype=torch.bool)
+    labels[:20] = True
+    x[labels] += torch.tensor([4.0, 2.0])
+    return 3 * x, labels
+
+
+def _judge_probe(result, acts: Tensor, labels: Tensor, test_acts: Tensor, test_labels: Tensor,
+                 reference: tuple[Tensor, float], where: str, min_cos: float) -> None:
+    expect(isinstance(result, tuple) and len(result) == 2,
+           f"train_probe({where}) should return a tuple (direction, bias), but returned {type(result).__name__}.")
+    direction, bias = result
+    expect(isinstance(direction, Tensor) and direction.shape == (acts.shape[1],),
+           f"train_probe({where}): the direction should be a tensor of shape ({acts.shape[1]},), one weight per "
+           f"dimension, but is {getattr(direction, 'shape', type(direction).__name__)}.")
+    try:
+        bias = float(bias)
+    except (TypeError, ValueError):
+        fail(f"train_probe({where}): the bias should be a number, but is {type(bias).__name__}.")
+    direction = direction.detach().float()
+    norm = float(direction.norm())
+    expect(abs(norm - 1) < 1e-3, f"train_probe({where}): the direction has norm {norm:.3g}, not 1. Hint: divide the "
+                                 "weight vector by its norm (and the bias by the same number).")
+    ref_dir, ref_bias = reference
+    cos = float(direction @ ref_dir)
+    expect(cos > -min_cos, f"train_probe({where}): the direction points away from the positives (cosine {cos:.2f} "
+                           "with a correct probe). Hint: labels True should score above 0: did you flip the labels "
+                           "or the sign?")
+    expect(cos >= min_cos, f"train_probe({where}): the direction has cosine {cos:.2f} with a logistic-regression "
+                           f"probe; it should be at least {min_cos}. Is it a logistic regression on `acts`?")
+    want = _f1((test_acts @ ref_dir + ref_bias) > 0, test_labels)
+    pred = (test_acts @ direction + bias) > 0
+    got = _f1(pred, test_labels)
+    if got >= want - 0.1:
+        return
+    scores = test_acts @ direction
+    best = max(_f1(scores > t, test_labels) for t in scores.tolist())
+    recall = float((pred & test_labels).sum() / max(int(test_labels.sum()), 1))
+    message = (f"train_probe({where}): its F1 on the test data is {got:.2f} (it finds {recall:.0%} of the positives); "
+               f"a balanced logistic regression gets {want:.2f}.")
+    if best >= want - 0.05:
+        fail(message + " The direction is fine (a better bias along it reaches F1 "
+                       f"{best:.2f}), the bias is not. Hint: if you divided the weights by their norm, divide the bias "
+                       "by the same norm; and weight the classes by their size (class_weight='balanced'), or the "
+                       "rare positives pull the bias down.")
+    fail(message + " Hint: positives are rare: weight the classes by their size (class_weight='balanced').")
+
+
+@check
+def test_train_probe(train_probe) -> None:
+    """A 2-D toy with rare positives, then the course world's most common and one of its rarest letters."""
+    x, labels = _toy_probe_data()
+    reference = ref.train_probe(x, labels)
+    _judge_probe(train_probe(x.clone(), labels.clone()), x, labels, x, labels, reference,
+                 "2-D toy, 20 positives of 200", min_cos=0.9)
+    for letter in probe_letters():
+        acts, labels, test_acts, test_labels = _letter_data(letter)
+        _judge_probe(train_probe(acts.clone(), labels.clone()), acts, labels, test_acts, test_labels,
+                     _reference_probe(letter), f"course world, letter {letter}, tested on the held-out template",
+                     min_cos=0.7)
+
+
+# -------------------------------------------------------------------------------------------------
+# decoder_cosines
+
+
+def _toy_sae(W_dec: Tensor, W_enc: Tensor | None = None) -> SimpleNamespace:
+    return SimpleNamespace(W_dec=W_dec, W_enc=W_enc if W_enc is not None else W_dec.T.flip(0),
+                           cfg=SimpleNamespace(d_sae=W_dec.shape[0], d_in=W_dec.shape[1]))
+
+
+TOY_W_DEC = torch.tensor([[2.0, 0.0], [0.0, 0.5], [3.0, -3.0], [1.0, 1.0]])
+TOY_W_ENC = torch.tensor([[0.0, 1.0, 1.0, -1.0], [1.0, 0.0, 2.0, 0.5]])
+
+
+def _cosine_mistakes(direction: Tensor, sae) -> list[Mistake]:
+    dots = sae.W_dec @ direction
+    cos = ref.decoder_cosines(direction, sae)
+    enc = sae.W_enc.T
+    return [
+        Mistake.looks_like(dots, "divide each dot product by the norms of the decoder row and of the direction: a "
+                                 "cosine, not a dot product."),
+        Mistake.looks_like(dots / direction.norm(), "divide by the decoder rows' norms too: our SAEs keep them at "
+                                                    "norm 1, but a cosine should not rely on it."),
+        Mistake.looks_like(dots / sae.W_dec.norm(dim=-1), "divide by the direction's norm too."),
+        Mistake.looks_like(cos.abs(), "keep the sign: a latent that points against the probe is not a main latent."),
+        Mistake.looks_like((enc @ direction) / (enc.norm(dim=-1) * direction.norm()),
+                           "use the decoder, `sae.W_dec` (one row per latent), not the encoder."),
+    ]
+
+
+@check
+def test_decoder_cosines(decoder_cosines) -> None:
+    """A hand example (rows of norms 2, 0.5, 4.24, 1.41; direction of norm 5), then an SAE of the course world."""
+    direction = torch.tensor([3.0, 4.0])
+    sae = _toy_sae(TOY_W_DEC, TOY_W_ENC)
+    expected = torch.tensor([0.6, 0.8, -0.2 / math.sqrt(2), 1.4 / math.sqrt(2)])
+    assert_tensor(decoder_cosines(direction.clone(), sae), expected, "decoder_cosines(hand example, direction (3, 4))",
+                  rtol=1e-5, atol=1e-6, mistakes=_cosine_mistakes(direction, sae))
+    _, saes, _, _ = _world()
+    width = sorted(saes)[len(saes) // 2]
+    world_sae = saes[width]
+    gen = torch.Generator().manual_seed(1)
+    direction = torch.randn(world_sae.cfg.d_in, generator=gen) * 2
+    with torch.no_grad():
+        assert_tensor(decoder_cosines(direction.clone(), world_sae), ref.decoder_cosines(direction, world_sae),
+                      f"decoder_cosines(the width-{width} SAE, a random direction of norm ~22)", rtol=1e-4, atol=1e-5,
+                      mistakes=_cosine_mistakes(direction, world_sae))
+
+
+# -------------------------------------------------------------------------------------------------
+# absorption
+
+# Hand example: probe direction e0, main latent 0. Decoder rows: 0 main (1, 0); 1 along the probe
+# with norm 2; 2 orthogonal; 3 against the probe; 4 nearly orthogonal (cosine 0.02 < 0.025) but
+# long; 5 along the probe but short (dot 0.01, cosine 1).
+HAND_W_DEC = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.02, 0.9998], [0.01, 0.0]])
+HAND_DIRECTION = torch.tensor([1.0, 0.0])
+#                    0    1    2    3     4      5
+HAND_ACTS = torch.tensor([
+    [1.0, 1.0, 0.0, 0.0, 0.0, 0.0],   # e0: the main latent fires: not missed
+    [0.0, 1.0, 1.0, 0.0, 0.0, 0.0],   # e1: main silent, latent 1 carries it all: absorbed
+    [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],   # e2: main silent, nothing along the probe: missed only
+    [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],   # e3: truth is no: not missed
+    [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],   # e4: probe says no: not missed
+    [0.0, 0.1, 0.0, 0.0, 50.0, 0.0],  # e5: latent 4 carries 83% but its cosine is too small: missed only
+    [0.0, 0.25, 0.0, 1.0, 40.0, 0.0],  # e6: latent 1 carries 0.5 of 1.3 positive (38%): missed only
+    [0.0, 0.0, 0.0, 0.0, 0.0, 10.0],  # e7: short latent 5 (cosine 1) carries it all: absorbed
+])
+HAND_PROBE_YES = torch.tensor([True, True, True, True, False, True, True, True])
+HAND_TRUTH = torch.tensor([True, True, True, False, True, True, True, True])
+HAND_MISSED = torch.tensor([False, True, True, False, False, True, True, True])
+HAND_ABSORBED = torch.tensor([False, True, False, False, False, False, False, True])
+
+
+def _absorption_variant(acts, W_dec, direction, probe_yes, truth, main, min_cos=0.025, min_share=0.4, *,
+                        gate=True, main_check=True, use_cos=True, dot_cos=False, net_total=False, need_missed=True):
+    fires = acts > 0
+    is_main = torch.zeros(W_dec.shape[0], dtype=torch.bool)
+    is_main[list(main)] = True
+    silent = ~fires[:, is_main].any(-1) if main_check else torch.ones(len(acts), dtype=torch.bool)
+    missed = (probe_yes & truth & silent) if gate else silent
+    along = W_dec @ direction
+    cos = along if dot_cos else along / (W_dec.norm(dim=-1) * direction.norm())
+    proj = acts * along
+    total = proj.sum(-1, keepdim=True) if net_total else proj.clamp_min(0).sum(-1, keepdim=True)
+    carrier = fires & ~is_main & (proj >= min_share * total)
+    if use_cos:
+        carrier &= cos >= min_cos
+    absorbed = carrier.any(-1) & (missed if need_missed else probe_yes & truth)
+    return missed, absorbed
+
+
+def _absorption_mistakes(args: tuple, main: list[int], which: int) -> list[Mistake]:
+    def variant(**kwargs):
+        return _absorption_variant(*args, main, **kwargs)[which]
+
+    return [
+        Mistake.looks_like(variant(gate=False), "count only examples where the probe says yes *and* the truth is "
+                                                "yes (`probe_yes & truth`)."),
+        Mistake.looks_like(variant(need_missed=False), "absorbed examples are missed examples: the main latents "
+                                                       "must be silent too."),
+        Mistake.looks_like(variant(main_check=False), "an example where a main latent fires is not missed: require "
+                                                      "that no main latent has activation > 0."),
+        Mistake.looks_like(variant(use_cos=False), "an absorbing latent also needs a decoder direction with cosine "
+                                                   ">= min_cos with the probe."),
+        Mistake.looks_like(variant(dot_cos=True), "compare the *cosine* with min_cos: divide W_dec @ direction by "
+                                                  "the decoder rows' norms."),
+        Mistake.looks_like(variant(net_total=True), "the total is the sum of the *positive* projections "
+                                                    "(proj.clamp_min(0).sum(-1)); negative ones are left out, not "
+                                                    "subtracted."),
+    ]
+
+
+def _check_absorption(fn, args: tuple, main: list[int], where: str, expected: tuple[Tensor, Tensor] | None = None):
+    result = fn(*(a.clone() if isinstance(a, Tensor) else a for a in args), list(main))
+    expect(isinstance(result, tuple) and len(result) == 2,
+           f"absorption({where}) should return a tuple (missed, absorbed), but returned {type(result).__name__}.")
+    missed, absorbed = result
+    want_missed, want_absorbed = expected or ref.absorption(*args, list(main))
+    assert_tensor(missed, want_missed, f"absorption({where}): missed", mistakes=_absorption_mistakes(args, main, 0))
+    assert_tensor(absorbed, want_absorbed, f"absorption({where}): absorbed",
+                  mistakes=_absorption_mistakes(args, main, 1))
+
+
+def _absorption_case(letter: str, width: int, n_main: int = 2):
+    _, saes, prompts, last = _world()
+    held = prompts["heldout"]
+    direction, bias = _reference_probe(letter)
+    sae = saes[width]
+    with torch.no_grad():
+        acts = sae.encode(last[held])
+        W_dec = sae.W_dec.detach().clone()
+    truth = torch.tensor([x == letter for x in prompts["letter"]])[held]
+    probe_yes = (last[held] @ direction + bias) > 0
+    main = ref.decoder_cosines(direction, sae).topk(n_main).indices.tolist()
+    return (acts, W_dec, direction, probe_yes, truth), main
+
+
+@lru_cache(maxsize=1)
+def _world_absorption_args():
+    """A course-world case with every kind of example (right, missed, absorbed): the first such
+    (letter, width) pair, common letters and narrow widths first, with two main latents."""
+    _, saes, _, _ = _world()
+    letters = sorted(set(_world()[2]["letter"]), key=lambda x: -_world()[2]["letter"].count(x))
+    for letter in letters[:4]:
+        for width in sorted(saes):
+            args, main = _absorption_case(letter, width)
+            missed, absorbed = ref.absorption(*args, main)
+            if 0 < int(absorbed.sum()) < int(missed.sum()) < int((args[3] & args[4]).sum()):
+                return args, main, letter, width
+    return (*_absorption_case(letters[0], max(saes)), letters[0], max(saes))
+
+
+@check
+def test_absorption(absorption) -> None:
+    """The 8-example hand case (each example tests one condition), then the course world's letter B."""
+    args = (HAND_ACTS, HAND_W_DEC, HAND_DIRECTION, HAND_PROBE_YES, HAND_TRUTH)
+    _check_absorption(absorption, args, [0], "hand example", (HAND_MISSED, HAND_ABSORBED))
+    args, main, letter, width = _world_absorption_args()
+    _check_absorption(absorption, args, main, f"course world, letter {letter}, width {width}, main latents {main}")
+
+
+# -------------------------------------------------------------------------------------------------
+# topk_encode
+
+HAND_X = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+HAND_W_ENC = torch.tensor([[1.0, -2.0, 0.5, 3.0], [1.0, 1.0, -1.0, 0.0]])
+HAND_B_ENC = torch.tensor([0.0, 0.0, 0.0, -2.5])
+HAND_B_DEC = torch.tensor([0.0, 1.0])
+# x - b_dec = [[1, 1], [0, -2]]; pre = [[2, -1, -0.5, 0.5], [-2, -2, 2, -2.5]]
+HAND_TOPK2 = torch.tensor([[2.0, 0.0, 0.0, 0.5], [0.0, 0.0, 2.0, 0.0]])  # row 1's second largest is -2: dropped
+
+
+def _topk_mistakes(x, W_enc, b_enc, b_dec, k) -> list[Mistake]:
+    pre = (x - b_dec) @ W_enc + b_enc
+    top = pre.topk(k, dim=-1)
+    keep_negative = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+    by_abs = pre.abs().topk(k, dim=-1).indices
+    return [
+        Mistake.looks_like(ref.topk_encode(x, W_enc, b_enc, torch.zeros_like(b_dec), k),
+                           "subtract b_dec from x before the encoder: (x - b_dec) @ W_enc + b_enc."),
+        Mistake.looks_like(keep_negative, "after keeping the k largest, set the negative ones to 0 (a ReLU)."),
+        Mistake.looks_like(torch.zeros_like(pre).scatter(-1, by_abs, pre.gather(-1, by_abs).relu()),
+                           "keep the k *largest* pre-activations, not the k largest in absolute value."),
+        Mistake(lambda a: isinstance(a, Tensor) and a.shape == (len(x), k) != pre.shape,
+                f"return the dense activations, shape (n, n_latents) = {tuple(pre.shape)}, with zeros outside the "
+                "top k: scatter the values back into a tensor of zeros."),
+    ]
+
+
+@check
+def test_topk_encode(topk_encode) -> None:
+    """The hand example (k=2; a negative top-2 value, a nonzero b_dec), k=1, then decoder directions of the world."""
+    args = (HAND_X, HAND_W_ENC, HAND_B_ENC, HAND_B_DEC)
+    assert_tensor(topk_encode(*(a.clone() for a in args), 2), HAND_TOPK2, "topk_encode(hand example, k=2)",
+                  mistakes=_topk_mistakes(*args, 2))
+    assert_tensor(topk_encode(*(a.clone() for a in args), 1), torch.tensor([[2.0, 0, 0, 0], [0, 0, 2.0, 0]]),
+                  "topk_encode(hand example, k=1)", mistakes=_topk_mistakes(*args, 1))
+    _, saes, _, _ = _world()
+    width = min(saes)
+    directions = saes[width].W_dec.detach()[:10]
+    gen = torch.Generator().manual_seed(2)
+    W_enc, b_enc, b_dec = torch.randn(128, 16, generator=gen), torch.randn(16, generator=gen), torch.randn(128, generator=gen) * 0.1
+    args = (directions, W_enc, b_enc, b_dec)
+    assert_tensor(topk_encode(*(a.clone() for a in args), 4), ref.topk_encode(*args, 4),
+                  f"topk_encode(10 decoder directions of the width-{width} SAE, 16 random meta-latents, k=4)",
+                  rtol=1e-5, atol=1e-5, mistakes=_topk_mistakes(*args, 4))
+
+
+# -------------------------------------------------------------------------------------------------
+# meta_latent_concepts
+
+HAND_META = torch.tensor([
+    [0.5, 0.0, 0.0, 0.0],
+    [0.2, 0.0, 0.0, 0.0],
+    [1.0, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.3, 0.0],
+    [-1.0, 0.0, 0.4, 0.0],
+    [0.0, 0.0, 0.0, 0.7],
+])
+HAND_CONCEPTS = ["a", "b", "a", "c", "b", "(none)"]
+HAND_META_EXPECTED = [("a", 2 / 3, 3), ("(unused)", 0.0, 0), ("c", 0.5, 2), ("(none)", 1.0, 1)]
+
+
+def _meta_variant(meta_acts, concepts, *, nonzero=False, share_of_all=False, alphabetical=False, skip_none=False):
+    out = []
+    for m in range(meta_acts.shape[1]):
+        col = meta_acts[:, m]
+        loading = ((col != 0) if nonzero else (col > 0)).nonzero().flatten().tolist()
+        if skip_none:
+            loading = [i for i in loading if concepts[i] != "(none)"]
+        if not loading:
+            out.append(("(unused)", 0.0, 0))
+            continue
+        counts = {}
+        for i in loading:
+            counts[concepts[i]] = counts.get(concepts[i], 0) + 1
+        keys = sorted(counts) if alphabetical else list(counts)
+        top = max(keys, key=lambda c: counts[c])
+        out.append((top, counts[top] / (len(concepts) if share_of_all else len(loading)), len(loading)))
+    return out
+
+
+def _same_rows(actual, expected) -> bool:
+    try:
+        return len(actual) == len(expected) and all(
+            a[0] == e[0] and abs(float(a[1]) - e[1]) < 1e-6 and int(a[2]) == e[2] for a, e in zip(actual, expected))
+    except (TypeError, IndexError, ValueError):
+        return False
+
+
+def _meta_mistakes(meta_acts, concepts) -> list[Mistake]:
+    def looks(wrong, hint):
+        return Mistake(lambda a: _same_rows(a, wrong), hint)
+
+    return [
+        looks(_meta_variant(meta_acts, concepts, nonzero=True), "a latent loads on a meta-latent when its activation "
+                                                                 "is > 0; a negative value is not a load."),
+        looks(_meta_variant(meta_acts, concepts, share_of_all=True), "the share is over the latents that load on "
+                                                                      "the meta-latent, not over all latents."),
+        looks(_meta_variant(meta_acts, concepts, alphabetical=True), "on a tie, keep the label met first in latent "
+                                                                      "order (Counter.most_common does), not the "
+                                                                      "alphabetically first."),
+        looks(_meta_variant(meta_acts, concepts, skip_none=True), "\"(none)\" counts like any other label."),
+    ]
+
+
+def _check_meta(fn, meta_acts, concepts, expected, where):
+    actual = fn(meta_acts.clone(), list(concepts))
+    expect(isinstance(actual, (list, tuple)) and len(actual) == meta_acts.shape[1],
+           f"meta_latent_concepts({where}) should return a list of {meta_acts.shape[1]} tuples, one per meta-latent, "
+           f"but returned {type(actual).__name__}" + (f" of length {len(actual)}." if hasattr(actual, "__len__") else "."))
+    for m, (a, e) in enumerate(zip(actual, expected)):
+        if not _same_rows([a], [e]):
+            fail(f"meta_latent_concepts({where}): meta-latent {m} is {tuple(a) if isinstance(a, (list, tuple)) else a}, "
+                 f"expected ({e[0]!r}, {e[1]:.3f}, {e[2]}).", actual, _meta_mistakes(meta_acts, concepts))
+
+
+@check
+def test_meta_latent_concepts(meta_latent_concepts) -> None:
+    """A hand example (a negative value, an unused meta-latent, a tie, a "(none)" label), then a random one."""
+    _check_meta(meta_latent_concepts, HAND_META, HAND_CONCEPTS, HAND_META_EXPECTED, "hand example")
+    gen = torch.Generator().manual_seed(3)
+    acts = torch.randn(40, 6, generator=gen).relu() * (torch.rand(40, 6, generator=gen) < 0.4)
+    concepts = [("city:Paris", "name", "(none)", "p6")[i] for i in torch.randint(0, 4, (40,), generator=gen).tolist()]
+    _check_meta(meta_latent_concepts, acts, concepts, ref.meta_latent_concepts(acts, concepts),
+                "40 random latents, 6 meta-latents")
+
+
+# -------------------------------------------------------------------------------------------------
+# logit_lens
+
+LENS_W_DEC = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, -1.0], [0.5, -2.0, 1.0]])
+LENS_W_ENC = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+LENS_W_U = torch.tensor([[1.0, -1.0, 0.0, 2.0, 0.5], [0.0, 1.0, -3.0, 0.0, 1.5], [1.0, 0.0, 1.0, -1.0, 0.0]])
+
+
+def _lens_mistakes(sae, W_U, latents, k) -> list[Mistake]:
+    logits = sae.W_dec[latents] @ W_U
+    enc_logits = sae.W_enc.T[latents] @ W_U
+    top, bottom = ref.logit_lens(sae, W_U, latents, k)
+    return [
+        Mistake.looks_like(bottom.flip(-1), "most suppressed first: the bottom tokens in increasing order of their "
+                                            "logit-lens value."),
+        Mistake.looks_like(logits.abs().topk(k, dim=-1).indices, "the top tokens are those with the largest value, "
+                                                                 "not the largest absolute value."),
+        Mistake.looks_like(enc_logits.topk(k, dim=-1).indices, "the logit lens reads the decoder, `sae.W_dec`, the "
+                                                               "direction the latent writes, not the encoder."),
+        Mistake.looks_like((-enc_logits).topk(k, dim=-1).indices, "the logit lens reads the decoder, `sae.W_dec`, "
+                                                                  "not the encoder."),
+        Mistake.looks_like(top, "the second tensor holds the *suppressed* tokens (smallest values), not the top ones."),
+        Mistake(lambda a: isinstance(a, Tensor) and a.shape == (len(sae.W_dec), k) != (len(latents), k),
+                "return rows only for the latents in `latents`, in their order."),
+    ]
+
+
+# Worked out by hand: latent 2 gives logits [1.5, -2.5, 7, 0, -2.75], latent 0 gives [1, -1, 0, 2, 0.5].
+HAND_LENS = (torch.tensor([[2, 0], [3, 0]]), torch.tensor([[4, 1], [1, 2]]))
+
+
+def _check_lens(fn, sae, W_U, latents, k, where, expected=None):
+    result = fn(sae, W_U, latents.clone(), k)
+    expect(isinstance(result, tuple) and len(result) == 2,
+           f"logit_lens({where}) should return a tuple (top, bottom), but returned {type(result).__name__}.")
+    top, bottom = result
+    want_top, want_bottom = expected or ref.logit_lens(sae, W_U, latents, k)
+    mistakes = _lens_mistakes(sae, W_U, latents, k)
+    assert_tensor(top, want_top, f"logit_lens({where}): top", mistakes=mistakes)
+    assert_tensor(bottom, want_bottom, f"logit_lens({where}): bottom", mistakes=mistakes)
+
+
+@check
+def test_logit_lens(logit_lens) -> None:
+    """A hand example with an untied W_U (latents [2, 0], k=2), then the widest SAE through the course model's W_U."""
+    sae = _toy_sae(LENS_W_DEC, LENS_W_ENC)
+    _check_lens(logit_lens, sae, LENS_W_U, torch.tensor([2, 0]), 2, "hand example, latents [2, 0], k=2", HAND_LENS)
+    model, saes, _, _ = _world()
+    with torch.no_grad():
+        wide = saes[max(saes)]
+        latents = [5, wide.cfg.d_sae // 2, wide.cfg.d_sae - 1]
+        _check_lens(logit_lens, wide, model.W_U, torch.tensor(latents), 10,
+                    f"the width-{max(saes)} SAE, latents {latents}, k=10")
+
+
+# -------------------------------------------------------------------------------------------------
+# enrichment_pvalue
+
+
+def _tail(vocab_size: int, n_class: int, n_draws: int, overlap: int) -> float:
+    """P(X >= overlap) for a hypergeometric X, from binomial coefficients."""
+    total = math.comb(vocab_size, n_draws)
+    return sum(math.comb(n_class, x) * math.comb(vocab_size - n_class, n_draws - x)
+               for x in range(overlap, min(n_class, n_draws) + 1)) / total
+
+
+def _pmf(vocab_size: int, n_class: int, n_draws: int, overlap: int) -> float:
+    return math.comb(n_class, overlap) * math.comb(vocab_size - n_class, n_draws - overlap) / math.comb(vocab_size, n_draws)
+
+
+def _enrichment_mistakes(top: Tensor, token_class: Tensor, vocab_size: int) -> list[Mistake]:
+    distinct_top, distinct_class = set(top.tolist()), set(token_class.tolist())
+    overlap = len(distinct_top & distinct_class)
+    n, K = len(distinct_top), len(distinct_class)
+    raw_overlap = sum(t in distinct_class for t in top.tolist())
+
+    def near(value):
+        return lambda a: isinstance(a, (float, int)) and abs(float(a) - value) < 1e-9 * max(1.0, value) + 1e-12
+
+    mistakes = [
+        Mistake(near(_tail(vocab_size, K, n, overlap + 1)), "P(X >= x) is sf(x - 1): sf(x) is P(X > x) and leaves "
+                                                            "out the observed overlap itself."),
+        Mistake(near(_pmf(vocab_size, K, n, overlap)), "the p-value is the tail P(X >= x), not the probability of "
+                                                       "exactly x (the pmf)."),
+        Mistake(near(1 - _tail(vocab_size, K, n, overlap)), "the p-value is P(X >= x); you have 1 minus it."),
+    ]
+    if raw_overlap != overlap or len(top) != n:
+        mistakes.append(Mistake(near(_tail(vocab_size, K, len(top), raw_overlap)),
+                                "count distinct tokens: turn `top` and `token_class` into sets first."))
+    return mistakes
+
+
+def _check_enrichment(fn, top: Tensor, token_class: Tensor, vocab_size: int, where: str) -> None:
+    actual = fn(top.clone(), token_class.clone(), vocab_size)
+    overlap = len(set(top.tolist()) & set(token_class.tolist()))
+    expected = _tail(vocab_size, len(set(token_class.tolist())), len(set(top.tolist())), overlap)
+    try:
+        value = float(actual)
+    except (TypeError, ValueError):
+        fail(f"enrichment_pvalue({where}) should return a float, but returned {type(actual).__name__}.")
+    expect(math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-12),
+           f"enrichment_pvalue({where}) returned {value:.6g}; expected P(X >= {overlap}) = {expected:.6g}.",
+           value, _enrichment_mistakes(top, token_class, vocab_size))
+
+
+@check
+def test_enrichment_pvalue(enrichment_pvalue) -> None:
+    """Hand examples from binomial coefficients (an overlap of 2, a repeated token, no overlap), then world sizes."""
+    _check_enrichment(enrichment_pvalue, torch.tensor([1, 2, 5]), torch.tensor([1, 2, 3]), 10,
+                      "top [1, 2, 5], class [1, 2, 3], vocabulary 10")
+    _check_enrichment(enrichment_pvalue, torch.tensor([1, 1, 5]), torch.tensor([1, 2, 3]), 10,
+                      "top [1, 1, 5] (a repeated token), class [1, 2, 3], vocabulary 10")
+    _check_enrichment(enrichment_pvalue, torch.tensor([7, 8]), torch.tensor([1, 2, 3]), 10,
+                      "top [7, 8], class [1, 2, 3], vocabulary 10 (no overlap)")
+    gen = torch.Generator().manual_seed(4)
+    token_class = torch.randperm(779, generator=gen)[:61]
+    top = torch.cat([token_class[:4], torch.tensor([0, 1, 2, 3, 4, 5])])
+    top = torch.tensor(sorted(set(top.tolist())))
+    _check_enrichment(enrichment_pvalue, top, token_class, 779, f"a class of 61 tokens among 779, {len(top)} top tokens")

@@ -1,0 +1,432 @@
+"""Chapter 05's checks against wrong implementations: each must fail with the message meant for it;
+correct alternatives the text allows must pass.
+
+(That the reference solutions pass every check is tested for all chapters in test_chapter_checks.py.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+import solutions.ch05_understanding_latents as ref
+from check_helpers import fails_with
+from utils import course
+from utils.checks import CheckFailed
+
+
+@pytest.fixture(scope="module")
+def checks05():
+    return course.load_checks("05_understanding_latents")
+
+
+def passes(check, fn) -> None:
+    check(fn)  # raises CheckFailed on failure
+
+
+# -------------------------------------------------------------------------------------------------
+# train_probe
+
+
+def probe_variant(*, balanced=True, normalise=True, rescale_bias=True, flip=False, C=1.0):
+    def train_probe(acts, labels):
+        from sklearn.linear_model import LogisticRegression
+
+        y = ~labels if flip else labels
+        clf = LogisticRegression(class_weight="balanced" if balanced else None, max_iter=2000, C=C)
+        clf.fit(acts.double().numpy(), y.numpy())
+        w, b = torch.tensor(clf.coef_[0], dtype=torch.float32), float(clf.intercept_[0])
+        norm = w.norm()
+        return (w / norm if normalise else w), (b / norm if normalise and rescale_bias else b)
+
+    return train_probe
+
+
+def probe_in_torch(acts, labels):
+    """A balanced logistic regression written in torch (LBFGS, a little L2): a correct alternative."""
+    w = torch.zeros(acts.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    pos = labels.float().mean()
+    weight = torch.where(labels, 0.5 / pos, 0.5 / (1 - pos))
+    opt = torch.optim.LBFGS([w, b], max_iter=500)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(acts @ w + b, labels.float(), weight=weight)
+        loss = loss + 1e-3 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    norm = w.detach().norm()
+    return w.detach() / norm, float(b.detach() / norm)
+
+
+@pytest.mark.parametrize("variant, messages", [
+    (probe_variant(normalise=False), ["2-D toy", "the direction has norm", "Hint: divide the weight vector by its norm"]),
+    (probe_variant(flip=True), ["the direction points away from the positives", "did you flip the labels"]),
+    (probe_variant(rescale_bias=False), ["2-D toy", "The direction is fine", "divide the bias by the same norm"]),
+    (probe_variant(balanced=False), ["course world", "class_weight='balanced'"]),
+])
+def test_wrong_train_probe(checks05, variant, messages):
+    fails_with(checks05.test_train_probe, variant, *messages)
+
+
+@pytest.mark.parametrize("variant", [probe_variant(C=0.1), probe_variant(C=10.0), probe_in_torch])
+def test_other_correct_probes_pass(checks05, variant):
+    passes(checks05.test_train_probe, variant)
+
+
+def test_a_probe_of_the_wrong_shape_is_named(checks05):
+    fails_with(checks05.test_train_probe, lambda acts, labels: (torch.ones(1, acts.shape[1]), 0.0),
+               "the direction should be a tensor of shape (2,)")
+
+
+# -------------------------------------------------------------------------------------------------
+# decoder_cosines
+
+
+@pytest.mark.parametrize("variant, message", [
+    (lambda d, sae: sae.W_dec @ d, "Hint: divide each dot product by the norms of the decoder row and of the direction"),
+    (lambda d, sae: sae.W_dec @ d / d.norm(), "Hint: divide by the decoder rows' norms too"),
+    (lambda d, sae: torch.nn.functional.cosine_similarity(sae.W_dec, d[None], dim=-1).abs(), "Hint: keep the sign"),
+    (lambda d, sae: torch.nn.functional.cosine_similarity(sae.W_enc.T, d[None], dim=-1),
+     "Hint: use the decoder, `sae.W_dec`"),
+])
+def test_wrong_decoder_cosines(checks05, variant, message):
+    fails_with(checks05.test_decoder_cosines, variant, "decoder_cosines(hand example", message)
+
+
+def test_cosine_similarity_passes(checks05):
+    passes(checks05.test_decoder_cosines, lambda d, sae: torch.nn.functional.cosine_similarity(sae.W_dec, d[None], dim=-1))
+
+
+def test_the_hand_cosines_are_right():
+    """The hand example's expected values, computed again here from the rows and the direction."""
+    rows = [(2.0, 0.0), (0.0, 0.5), (3.0, -3.0), (1.0, 1.0)]
+    d = (3.0, 4.0)
+    want = [(r[0] * d[0] + r[1] * d[1]) / ((r[0] ** 2 + r[1] ** 2) ** 0.5 * 5.0) for r in rows]
+    got = ref.decoder_cosines(torch.tensor(d), type("S", (), {"W_dec": torch.tensor(rows)})())
+    assert torch.allclose(got, torch.tensor(want))
+
+
+# -------------------------------------------------------------------------------------------------
+# absorption
+
+
+def absorption_variant(**wrong):
+    def absorption(latent_acts, W_dec, direction, probe_yes, truth, main, min_cos=0.025, min_share=0.4):
+        fires = latent_acts > 0
+        is_main = torch.zeros(W_dec.shape[0], dtype=torch.bool)
+        is_main[list(main)] = True
+        silent = ~fires[:, is_main].any(-1)
+        if wrong.get("ignore_main"):
+            silent = torch.ones_like(silent)
+        missed = silent if wrong.get("no_gate") else probe_yes & truth & silent
+        along = W_dec @ direction
+        cos = along if wrong.get("dot") else along / W_dec.norm(dim=-1)
+        proj = latent_acts * along
+        total = proj.sum(-1, keepdim=True) if wrong.get("net_total") else proj.clamp_min(0).sum(-1, keepdim=True)
+        carrier = fires & ~is_main & (proj >= min_share * total)
+        if not wrong.get("no_cos"):
+            carrier &= cos >= min_cos
+        base = probe_yes & truth if wrong.get("not_missed") else missed
+        return missed, base & carrier.any(-1)
+
+    return absorption
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    ({"no_gate"}, ["absorption(hand example): missed", "Hint: count only examples where the probe says yes *and*"]),
+    ({"ignore_main"}, ["absorption(hand example): missed", "Hint: an example where a main latent fires is not missed"]),
+    ({"no_cos"}, ["absorption(hand example): absorbed", "Hint: an absorbing latent also needs a decoder direction with cosine"]),
+    ({"dot"}, ["absorption(hand example): absorbed", "Hint: compare the *cosine* with min_cos"]),
+    ({"net_total"}, ["absorption(hand example): absorbed", "Hint: the total is the sum of the *positive* projections"]),
+    ({"not_missed"}, ["absorption(hand example): absorbed", "Hint: absorbed examples are missed examples"]),
+])
+def test_wrong_absorption(checks05, wrong, messages):
+    fails_with(checks05.test_absorption, absorption_variant(**dict.fromkeys(wrong, True)), *messages)
+
+
+def absorption_loop(latent_acts, W_dec, direction, probe_yes, truth, main, min_cos=0.025, min_share=0.4):
+    """A correct alternative, one example and one latent at a time."""
+    n, d_sae = latent_acts.shape
+    missed = torch.zeros(n, dtype=torch.bool)
+    absorbed = torch.zeros(n, dtype=torch.bool)
+    cos = [float(W_dec[j] @ direction / (W_dec[j].norm() * direction.norm())) for j in range(d_sae)]
+    for i in range(n):
+        if not (probe_yes[i] and truth[i]) or any(latent_acts[i, m] > 0 for m in main):
+            continue
+        missed[i] = True
+        proj = [float(latent_acts[i, j] * (W_dec[j] @ direction)) for j in range(d_sae)]
+        total = sum(p for p in proj if p > 0)
+        absorbed[i] = any(latent_acts[i, j] > 0 and j not in main and cos[j] >= min_cos and proj[j] >= min_share * total
+                          for j in range(d_sae))
+    return missed, absorbed
+
+
+def test_absorption_one_at_a_time_passes(checks05):
+    passes(checks05.test_absorption, absorption_loop)
+
+
+def test_the_world_absorption_case_has_every_kind_of_example(checks05):
+    """The course-world input is not trivial: some examples missed, some absorbed, some neither."""
+    args, main, _, _ = checks05._world_absorption_args()
+    missed, absorbed = ref.absorption(*args, main)
+    n_right = int((args[3] & args[4]).sum())
+    assert 0 < int(absorbed.sum()) < int(missed.sum()) < n_right
+
+
+# -------------------------------------------------------------------------------------------------
+# topk_encode
+
+
+def topk_variant(*, no_b_dec=False, no_relu=False, by_abs=False, values_only=False):
+    def topk_encode(x, W_enc, b_enc, b_dec, k):
+        pre = (x if no_b_dec else x - b_dec) @ W_enc + b_enc
+        idx = (pre.abs() if by_abs else pre).topk(k, dim=-1).indices
+        vals = pre.gather(-1, idx)
+        if not no_relu:
+            vals = vals.relu()
+        if values_only:
+            return vals
+        return torch.zeros_like(pre).scatter(-1, idx, vals)
+
+    return topk_encode
+
+
+@pytest.mark.parametrize("variant, message", [
+    (topk_variant(no_b_dec=True), "Hint: subtract b_dec from x before the encoder"),
+    (topk_variant(no_relu=True), "Hint: after keeping the k largest, set the negative ones to 0"),
+    (topk_variant(by_abs=True), "Hint: keep the k *largest* pre-activations, not the k largest in absolute value"),
+    (topk_variant(values_only=True), "has shape (2, 2) but should have shape (2, 4). Hint: return the dense activations"),
+])
+def test_wrong_topk_encode(checks05, variant, message):
+    fails_with(checks05.test_topk_encode, variant, "topk_encode(hand example, k=2)", message)
+
+
+def topk_relu_first(x, W_enc, b_enc, b_dec, k):
+    """ReLU before the top-k: the same activations (a correct alternative)."""
+    pre = ((x - b_dec) @ W_enc + b_enc).relu()
+    top = pre.topk(k, dim=-1)
+    out = torch.zeros_like(pre)
+    out.scatter_(-1, top.indices, top.values)
+    return out
+
+
+def test_topk_relu_first_passes(checks05):
+    passes(checks05.test_topk_encode, topk_relu_first)
+
+
+def test_the_hand_topk_is_right():
+    """pre = (x - b_dec) @ W_enc + b_enc worked out by hand: [[2, -1, -0.5, 0.5], [-2, -2, 2, -2.5]]."""
+    x, W_enc = torch.tensor([[1.0, 2.0], [0.0, -1.0]]), torch.tensor([[1.0, -2.0, 0.5, 3.0], [1.0, 1.0, -1.0, 0.0]])
+    pre = (x - torch.tensor([0.0, 1.0])) @ W_enc + torch.tensor([0.0, 0.0, 0.0, -2.5])
+    assert pre.tolist() == [[2.0, -1.0, -0.5, 0.5], [-2.0, -2.0, 2.0, -2.5]]
+
+
+# -------------------------------------------------------------------------------------------------
+# meta_latent_concepts
+
+
+def meta_variant(**wrong):
+    def meta_latent_concepts(meta_acts, concepts):
+        out = []
+        for m in range(meta_acts.shape[1]):
+            col = meta_acts[:, m]
+            loading = ((col != 0) if wrong.get("nonzero") else (col > 0)).nonzero().flatten().tolist()
+            if wrong.get("skip_none"):
+                loading = [i for i in loading if concepts[i] != "(none)"]
+            if not loading:
+                out.append(("(unused)", 0.0, 0))
+                continue
+            counts = Counter(concepts[i] for i in loading)
+            if wrong.get("alphabetical"):
+                concept = min(counts, key=lambda c: (-counts[c], c))
+            else:
+                concept = counts.most_common(1)[0][0]
+            denominator = len(concepts) if wrong.get("share_of_all") else len(loading)
+            out.append((concept, counts[concept] / denominator, len(loading)))
+        return out
+
+    return meta_latent_concepts
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ("nonzero", "Hint: a latent loads on a meta-latent when its activation is > 0"),
+    ("share_of_all", "Hint: the share is over the latents that load on the meta-latent"),
+    ("alphabetical", "Hint: on a tie, keep the label met first in latent order"),
+    ("skip_none", "Hint: \"(none)\" counts like any other label"),
+])
+def test_wrong_meta_latent_concepts(checks05, wrong, message):
+    fails_with(checks05.test_meta_latent_concepts, meta_variant(**{wrong: True}),
+               "meta_latent_concepts(hand example): meta-latent", message)
+
+
+def meta_with_numpy(meta_acts, concepts):
+    """A correct alternative: numpy, and lists instead of tuples."""
+    import numpy as np
+
+    acts = meta_acts.numpy()
+    out = []
+    for m in range(acts.shape[1]):
+        idx = np.flatnonzero(acts[:, m] > 0)
+        if len(idx) == 0:
+            out.append(["(unused)", 0, 0])
+            continue
+        labels = [concepts[i] for i in idx]
+        counts = {c: labels.count(c) for c in dict.fromkeys(labels)}
+        best = max(counts.values())
+        top = next(c for c in counts if counts[c] == best)
+        out.append([top, np.float32(best / len(idx)), np.int64(len(idx))])
+    return out
+
+
+def test_meta_with_numpy_passes(checks05):
+    passes(checks05.test_meta_latent_concepts, meta_with_numpy)
+
+
+# -------------------------------------------------------------------------------------------------
+# logit_lens
+
+
+def lens_variant(*, encoder=False, reversed_bottom=False, by_abs=False, all_latents=False, top_twice=False):
+    def logit_lens(sae, W_U, latents, k=10):
+        W = sae.W_enc.T if encoder else sae.W_dec
+        logits = (W if all_latents else W[latents]) @ W_U
+        top = (logits.abs() if by_abs else logits).topk(k, dim=-1).indices
+        bottom = logits.argsort(dim=-1, descending=True)[:, -k:] if reversed_bottom else (-logits).topk(k, dim=-1).indices
+        return top, top if top_twice else bottom
+
+    return logit_lens
+
+
+@pytest.mark.parametrize("variant, message", [
+    (lens_variant(encoder=True), "Hint: the logit lens reads the decoder, `sae.W_dec`"),
+    (lens_variant(reversed_bottom=True), "logit_lens(hand example, latents [2, 0], k=2): bottom"),
+    (lens_variant(by_abs=True), "Hint: the top tokens are those with the largest value, not the largest absolute value"),
+    (lens_variant(all_latents=True), "Hint: return rows only for the latents in `latents`"),
+    (lens_variant(top_twice=True), "Hint: the second tensor holds the *suppressed* tokens"),
+])
+def test_wrong_logit_lens(checks05, variant, message):
+    fails_with(checks05.test_logit_lens, variant, message)
+
+
+def test_reversed_bottom_is_named(checks05):
+    fails_with(checks05.test_logit_lens, lens_variant(reversed_bottom=True), "Hint: most suppressed first")
+
+
+def lens_with_argsort(sae, W_U, latents, k=10):
+    """A correct alternative: argsort, and topk(largest=False) for the bottom."""
+    logits = sae.W_dec[latents] @ W_U
+    return logits.argsort(dim=-1, descending=True)[:, :k], logits.topk(k, dim=-1, largest=False).indices
+
+
+def test_lens_with_argsort_passes(checks05):
+    passes(checks05.test_logit_lens, lens_with_argsort)
+
+
+# -------------------------------------------------------------------------------------------------
+# enrichment_pvalue
+
+
+def enrichment_variant(*, pmf=False, sf_x=False, cdf=False, raw=False):
+    def enrichment_pvalue(top, token_class, vocab_size):
+        from scipy.stats import hypergeom
+
+        cls = set(token_class.tolist())
+        if raw:
+            overlap, draws = sum(t in cls for t in top.tolist()), len(top)
+        else:
+            overlap, draws = len(set(top.tolist()) & cls), len(set(top.tolist()))
+        dist = hypergeom(vocab_size, len(cls), draws)
+        if pmf:
+            return float(dist.pmf(overlap))
+        if sf_x:
+            return float(dist.sf(overlap))
+        if cdf:
+            return float(dist.cdf(overlap - 1))
+        return float(dist.sf(overlap - 1))
+
+    return enrichment_pvalue
+
+
+@pytest.mark.parametrize("variant, messages", [
+    (enrichment_variant(sf_x=True), ["returned 0.00833333; expected P(X >= 2) = 0.183333", "Hint: P(X >= x) is sf(x - 1)"]),
+    (enrichment_variant(pmf=True), ["returned 0.175;", "Hint: the p-value is the tail P(X >= x), not the probability of exactly x"]),
+    (enrichment_variant(cdf=True), ["Hint: the p-value is P(X >= x); you have 1 minus it."]),
+    (enrichment_variant(raw=True), ["a repeated token", "Hint: count distinct tokens"]),
+])
+def test_wrong_enrichment_pvalue(checks05, variant, messages):
+    fails_with(checks05.test_enrichment_pvalue, variant, *messages)
+
+
+def enrichment_by_hand(top, token_class, vocab_size):
+    """A correct alternative without scipy: the tail summed from binomial coefficients."""
+    from math import comb
+
+    top, cls = set(top.tolist()), set(token_class.tolist())
+    x, n, K = len(top & cls), len(top), len(cls)
+    return sum(comb(K, i) * comb(vocab_size - K, n - i) for i in range(x, min(n, K) + 1)) / comb(vocab_size, n)
+
+
+def test_enrichment_by_hand_passes(checks05):
+    passes(checks05.test_enrichment_pvalue, enrichment_by_hand)
+
+
+def test_the_hand_enrichment_value():
+    """P(X >= 2) for 3 draws from 10 with 3 successes: (C(3,2) C(7,1) + C(3,3)) / C(10,3) = 22/120."""
+    assert ref.enrichment_pvalue(torch.tensor([1, 2, 5]), torch.tensor([1, 2, 3]), 10) == pytest.approx(22 / 120)
+
+
+def test_the_vectorised_enrichment_agrees_with_the_exercise():
+    gen = torch.Generator().manual_seed(0)
+    top = torch.stack([torch.randperm(50, generator=gen)[:5] for _ in range(4)])
+    sets = torch.rand(3, 50, generator=gen) < 0.3
+    matrix = ref.enrichment_matrix(top, sets, 50)
+    for i in range(4):
+        for j in range(3):
+            assert float(matrix[i, j]) == pytest.approx(ref.enrichment_pvalue(top[i], sets[j].nonzero().flatten(), 50))
+
+
+# -------------------------------------------------------------------------------------------------
+# Bad input and stubs
+
+
+def test_a_stub_is_not_implemented(checks05):
+    def absorption(*args, **kwargs):
+        raise NotImplementedError("absorption is not implemented yet")
+
+    with pytest.raises(CheckFailed, match="test_absorption: not implemented yet"):
+        checks05.test_absorption(absorption)
+
+
+def test_a_probe_returning_numpy_is_named(checks05):
+    def train_probe(acts, labels):
+        d, b = ref.train_probe(acts, labels)
+        return d.numpy(), b
+
+    fails_with(checks05.test_train_probe, train_probe, "the direction should be a tensor")
+
+
+def test_spelling_prompts_cover_every_word_and_template():
+    prompts = ref.spelling_prompts()
+    from utils.world import facts as F
+    from utils.world.corpus import T
+
+    n = len(F.SPELLING_WORDS) * len(T["p10"])
+    assert len(prompts["tokens"]) == n == len(prompts["word"])
+    assert int(prompts["heldout"].sum()) == len(F.SPELLING_WORDS) * sum(t.startswith("@") for t in T["p10"])
+    # each prompt reads as its template up to the letter
+    from utils.world import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    for i in (0, n - 1, n // 2):
+        template, word = T["p10"][int(prompts["template"][i])], prompts["word"][i]
+        want = template.lstrip("@").split("{letter}")[0].format(w=word).strip()
+        got = tokenizer.decode(prompts["tokens"][i, 1 : int(prompts["last"][i]) + 1].tolist()).strip()
+        assert " ".join(got.split()) == want
+        assert prompts["letter"][i] == word[0].upper()
