@@ -7,6 +7,7 @@ edit the source, not this file.
 
 from collections import Counter
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,6 +42,63 @@ def spelling_prompts() -> dict:
         tokens[i, : len(row)] = torch.tensor(row)
     return {"tokens": tokens, "last": torch.tensor([len(r) - 1 for r in rows]), "word": words,
             "letter": letters, "template": torch.tensor(templates), "heldout": torch.tensor(heldout)}
+
+
+def category_prompts() -> dict:
+    """Every P11 category word in every single-member P11 template, read at the word.
+
+    Returns {"tokens": (n, n_ctx) ids padded on the right, "position": (n,) position of the word,
+    "word", "mid", "top": [str] (e.g. "sparrow", "bird", "animal"), "heldout": (n,) bool}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, positions, words, heldout = [], [], [], []
+    for template in T["p11_member"] + T["p11_mention"]:
+        for word, (top, mid) in F.WORD_TO_CATEGORY.items():
+            slots = {"w": _Slot(word, "member"), "mid": _Slot(mid), "A": _Slot(F.NAMES[0])}
+            sentence = render(template.lstrip(HELD_OUT), slots)
+            positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
+            rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
+            words.append(word)
+            heldout.append(template.startswith(HELD_OUT))
+    tokens = torch.full((len(rows), max(map(len, rows))), vocab[PAD], dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return {"tokens": tokens, "position": torch.tensor(positions), "word": words,
+            "mid": [F.WORD_TO_CATEGORY[w][1] for w in words], "top": [F.WORD_TO_CATEGORY[w][0] for w in words],
+            "heldout": torch.tensor(heldout)}
+
+
+def hierarchy_truth(prompts: dict) -> tuple[Tensor, list[tuple[str, str]]]:
+    """(truth (n_prompts, n_nodes) bool, nodes [(level, name)]): which prompts fall under each node
+    of the planted hierarchy, top categories first, then middle categories, then words."""
+    nodes = [("top", t) for t in F.CATEGORIES] + [("mid", m) for t in F.CATEGORIES for m in F.CATEGORIES[t]]
+    nodes += [("word", w) for w in F.WORD_TO_CATEGORY]
+    truth = torch.tensor([[prompts[level][i] == name for level, name in nodes] for i in range(len(prompts["word"]))])
+    return truth, nodes
+
+
+def node_f1(fires: Tensor, truth: Tensor) -> Tensor:
+    """F1 of each latent (columns of `fires`, (n, d) bool) for each node (columns of `truth`, (n, m) bool): (d, m)."""
+    fires, truth = fires.float(), truth.float()
+    tp = fires.T @ truth  # (d, m)
+    return 2 * tp / (fires.sum(0)[:, None] + truth.sum(0)[None, :]).clamp_min(1)
+
+
+def cooccurrence(fires_a: Tensor, fires_b: Tensor) -> Tensor:
+    """P(b fires | a fires) for every pair: (d_a, d_b)."""
+    fires_a, fires_b = fires_a.float(), fires_b.float()
+    return (fires_a.T @ fires_b) / fires_a.sum(0)[:, None].clamp_min(1)
+
+
+def cluster_purity(clusters: np.ndarray, concepts: list[str]) -> float:
+    """Share of the clustered, labelled latents that carry their cluster's most common label."""
+    keep = [(c, k) for c, k in zip(np.asarray(clusters).tolist(), concepts) if c != -1 and k != "(none)"]
+    if not keep:
+        return 0.0
+    by_cluster = {}
+    for c, k in keep:
+        by_cluster.setdefault(c, Counter())[k] += 1
+    return sum(counts.most_common(1)[0][1] for counts in by_cluster.values()) / len(keep)
 
 
 def train_probe(acts: Tensor, labels: Tensor) -> tuple[Tensor, float]:

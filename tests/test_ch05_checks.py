@@ -430,3 +430,147 @@ def test_spelling_prompts_cover_every_word_and_template():
         got = tokenizer.decode(prompts["tokens"][i, 1 : int(prompts["last"][i]) + 1].tolist()).strip()
         assert " ".join(got.split()) == want
         assert prompts["letter"][i] == word[0].upper()
+
+
+# -------------------------------------------------------------------------------------------------
+# node_f1, cooccurrence, cluster_purity (sections 1 and 2)
+
+
+def f1_variant(kind):
+    def node_f1(fires, truth):
+        fires, truth = fires.float(), truth.float()
+        tp = fires.T @ truth
+        n_fires, n_true = fires.sum(0)[:, None], truth.sum(0)[None, :]
+        if kind == "precision":
+            return tp / n_fires.clamp_min(1)
+        if kind == "jaccard":
+            return tp / (n_fires + n_true - tp).clamp_min(1)
+        if kind == "nan":
+            p, r = tp / n_fires, tp / n_true
+            return 2 * p * r / (p + r)
+        if kind == "transposed":
+            return (2 * tp / (n_fires + n_true).clamp_min(1)).T
+        raise AssertionError(kind)
+
+    return node_f1
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("precision", "that is the precision"), ("jaccard", "that is the Jaccard index"),
+    ("nan", "must score 0, not NaN"), ("transposed", "shape (d_sae, n_nodes)"),
+])
+def test_wrong_node_f1(checks05, kind, message):
+    fails_with(checks05.test_node_f1, f1_variant(kind), "node_f1(hand example", message)
+
+
+def node_f1_from_precision_and_recall(fires, truth):
+    """The harmonic mean written out, a pair at a time in numpy: a correct alternative."""
+    import numpy as np
+
+    f, t = fires.numpy(), truth.numpy()
+    out = np.zeros((f.shape[1], t.shape[1]), dtype=np.float32)
+    for i in range(f.shape[1]):
+        for k in range(t.shape[1]):
+            tp = int((f[:, i] & t[:, k]).sum())
+            if tp:
+                p, r = tp / f[:, i].sum(), tp / t[:, k].sum()
+                out[i, k] = 2 * p * r / (p + r)
+    return torch.tensor(out)
+
+
+def test_node_f1_by_precision_and_recall_passes(checks05):
+    passes(checks05.test_node_f1, node_f1_from_precision_and_recall)
+
+
+def test_the_hand_f1_values():
+    """Latent 0: precision 1, recall 2/3; latent 1: precision 2/3, recall 2/3 (worked out by hand)."""
+    from_tests = course.load_checks("05_understanding_latents")
+    got = ref.node_f1(from_tests.HAND_FIRES, from_tests.HAND_NODES)
+    assert torch.allclose(got, torch.tensor([[2 * 1 * (2 / 3) / (1 + 2 / 3), 0.0], [2 / 3, 0.0], [0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("variant, message", [
+    (lambda a, b: (a.float().T @ b.float()) / b.float().sum(0)[None].clamp_min(1), "that is P(a fires | b fires)"),
+    (lambda a, b: (a.float().T @ b.float()) / len(a), "this is P(a and b)"),
+    (lambda a, b: (a.float().T @ b.float()) / a.float().sum(0)[:, None], "not NaN"),
+    (lambda a, b: ((a.float().T @ b.float()) / a.float().sum(0)[:, None].clamp_min(1)).T, "return shape (d_a, d_b)"),
+])
+def test_wrong_cooccurrence(checks05, variant, message):
+    fails_with(checks05.test_cooccurrence, variant, "cooccurrence(hand example)", message)
+
+
+def cooccurrence_by_pairs(fires_a, fires_b):
+    """One pair at a time, with an explicit zero for silent latents: a correct alternative."""
+    out = torch.zeros(fires_a.shape[1], fires_b.shape[1])
+    for i in range(fires_a.shape[1]):
+        on = fires_a[:, i]
+        if on.any():
+            out[i] = fires_b[on].float().mean(0)
+    return out
+
+
+def test_cooccurrence_by_pairs_passes(checks05):
+    passes(checks05.test_cooccurrence, cooccurrence_by_pairs)
+
+
+def purity_variant(**wrong):
+    def cluster_purity(clusters, concepts):
+        rows = [(c, k) for c, k in zip(list(clusters), concepts)
+                if (wrong.get("noise") or c != -1) and (wrong.get("none") or k != "(none)")]
+        groups = {}
+        for c, k in rows:
+            groups.setdefault(c, Counter())[k] += 1
+        if not groups:
+            return 0.0
+        if wrong.get("mean"):
+            return sum(g.most_common(1)[0][1] / sum(g.values()) for g in groups.values()) / len(groups)
+        return sum(g.most_common(1)[0][1] for g in groups.values()) / (len(concepts) if wrong.get("all") else len(rows))
+
+    return cluster_purity
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ({"noise": True}, "leave out the noise points"), ({"none": True}, "leave out the latents labelled \"(none)\""),
+    ({"mean": True}, "weight the clusters by their size"), ({"all": True}, "not by all latents"),
+])
+def test_wrong_cluster_purity(checks05, wrong, message):
+    fails_with(checks05.test_cluster_purity, purity_variant(**wrong), "cluster_purity(hand example)", message)
+
+
+def purity_with_pandas(clusters, concepts):
+    """The same number with a pandas crosstab: a correct alternative."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"c": list(clusters), "k": concepts})
+    frame = frame[(frame["c"] != -1) & (frame["k"] != "(none)")]
+    return float(pd.crosstab(frame["c"], frame["k"]).max(1).sum() / len(frame)) if len(frame) else 0.0
+
+
+def test_purity_with_pandas_passes(checks05):
+    passes(checks05.test_cluster_purity, purity_with_pandas)
+
+
+def test_an_empty_purity_is_named(checks05):
+    fails_with(checks05.test_cluster_purity, lambda clusters, concepts: None, "should return a float, but returned NoneType")
+
+
+def test_the_hand_purity_value():
+    """Cluster 0 keeps a, a, b (top count 2); cluster 1 keeps c, b, b, b (top count 3): 5 of 7."""
+    labels = ["a", "a", "b", "(none)", "c", "b", "b", "b", "a", "c"]
+    assert ref.cluster_purity([0, 0, 0, 0, 1, 1, 1, 1, -1, -1], labels) == pytest.approx(5 / 7)
+
+
+def test_category_prompts_cover_every_word_and_node():
+    from utils.world import facts as F
+
+    prompts = ref.category_prompts()
+    truth, nodes = ref.hierarchy_truth(prompts)
+    assert len(nodes) == len(F.CATEGORIES) + sum(map(len, F.CATEGORIES.values())) + len(F.WORD_TO_CATEGORY)
+    assert truth.sum(0).min() > 0  # every node holds somewhere
+    assert (truth[:, [k for k, (level, _) in enumerate(nodes) if level == "top"]].sum(1) == 1).all()
+    i = prompts["word"].index("sparrow")
+    tokens = prompts["tokens"][i]
+    from utils.world import load_tokenizer
+
+    assert load_tokenizer().decode([int(tokens[prompts["position"][i]])]).strip() == "sparrow"
+    assert (prompts["mid"][i], prompts["top"][i]) == ("bird", "animal")

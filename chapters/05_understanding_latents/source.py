@@ -6,9 +6,13 @@
 #
 # Chapters 01 to 04 used latents as building blocks of circuits. This chapter looks at the latents
 # themselves: how a dictionary divides a concept between its latents, and what a latent's weights
-# say about it before we look at a single example. Three tools, each scored against the ground
+# say about it before we look at a single example. Seven tools, each scored against the ground
 # truth of the course world:
 #
+# - **feature splitting**: how a concept covered by one latent of a narrow SAE is covered by
+#   several latents of a wider one, followed along the world's planted category hierarchy;
+# - the **geometry** of the decoder directions: a UMAP map of every latent of the family, with
+#   HDBSCAN clusters whose purity is measured against the planted concepts;
 # - **feature absorption**, measured the way SAEBench does: a linear probe defines a concept
 #   ("the answer starts with L"), we find the latents that look like the probe, and count how often
 #   they stay silent while another latent carries the probe's direction instead;
@@ -17,7 +21,11 @@
 # - the **logit lens** and **token enrichment**: which tokens a latent's decoder direction pushes up,
 #   whether they form a planted class of tokens more often than chance, and whether a latent is
 #   about the token it sits on (an *input* latent) or the token that comes next (a *prediction*
-#   latent).
+#   latent);
+# - **autointerp**: a language model explains a latent from its top examples and is scored on
+#   predicting where it fires; here each explanation is also scored against the planted labels;
+# - **patch scoping**: a latent's decoder direction is patched into a definition prompt to make the
+#   model say what it means.
 #
 # Everything runs offline on the course world (the README's "The course world"): its small
 # GPT-2-style model, which has tied embeddings, and the family of residual-stream SAEs of several
@@ -32,6 +40,7 @@
 # %% [module]
 from collections import Counter
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,7 +99,332 @@ for width, sae in saes.items():
     print(f"width {width}: {sae.cfg.architecture()} SAE, {sae.cfg.d_in} -> {sae.cfg.d_sae}, reads {sae.cfg.metadata.hook_name}")
 
 # %% [markdown]
-# ## 1 · Feature absorption on first letters
+# ## 1 · Feature splitting across widths
+#
+# Train SAEs of several widths on the same activations and a concept that one latent covers in a
+# narrow SAE is often covered by several latents in a wider one, each firing on a part of it: a
+# latent for "animals" becomes latents for "birds", "fish", .... This is **feature splitting**.
+# The course world has a planted hierarchy to test it on (P11): three top categories (animal,
+# plant, thing), each with a few middle categories (bird, fish, ...), each with a few member words
+# ("sparrow", "robin", ...). Our family of SAEs has widths 64 to 1024, all reading the same hook.
+#
+# The data: every category word of the world in every P11 sentence that mentions a single member
+# ("A sparrow is a kind of bird .", "We saw a sparrow near the river ."), read at the word. Each
+# prompt knows its word, its middle category and its top category: that is the ground truth every
+# latent is scored against below.
+
+# %% [module]
+def category_prompts() -> dict:
+    """Every P11 category word in every single-member P11 template, read at the word.
+
+    Returns {"tokens": (n, n_ctx) ids padded on the right, "position": (n,) position of the word,
+    "word", "mid", "top": [str] (e.g. "sparrow", "bird", "animal"), "heldout": (n,) bool}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, positions, words, heldout = [], [], [], []
+    for template in T["p11_member"] + T["p11_mention"]:
+        for word, (top, mid) in F.WORD_TO_CATEGORY.items():
+            slots = {"w": _Slot(word, "member"), "mid": _Slot(mid), "A": _Slot(F.NAMES[0])}
+            sentence = render(template.lstrip(HELD_OUT), slots)
+            positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
+            rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
+            words.append(word)
+            heldout.append(template.startswith(HELD_OUT))
+    tokens = torch.full((len(rows), max(map(len, rows))), vocab[PAD], dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return {"tokens": tokens, "position": torch.tensor(positions), "word": words,
+            "mid": [F.WORD_TO_CATEGORY[w][1] for w in words], "top": [F.WORD_TO_CATEGORY[w][0] for w in words],
+            "heldout": torch.tensor(heldout)}
+
+
+def hierarchy_truth(prompts: dict) -> tuple[Tensor, list[tuple[str, str]]]:
+    """(truth (n_prompts, n_nodes) bool, nodes [(level, name)]): which prompts fall under each node
+    of the planted hierarchy, top categories first, then middle categories, then words."""
+    nodes = [("top", t) for t in F.CATEGORIES] + [("mid", m) for t in F.CATEGORIES for m in F.CATEGORIES[t]]
+    nodes += [("word", w) for w in F.WORD_TO_CATEGORY]
+    truth = torch.tensor([[prompts[level][i] == name for level, name in nodes] for i in range(len(prompts["word"]))])
+    return truth, nodes
+
+
+# %%
+from tqdm.auto import tqdm
+
+cat = category_prompts()
+_, cache = model.run_with_cache(cat["tokens"], names_filter=[HOOK], stop_at_layer=3)
+resid_cat = cache[HOOK][torch.arange(len(cat["word"])), cat["position"]]  # (n_prompts, d_model), at the word
+truth_cat, nodes = hierarchy_truth(cat)
+fires_cat = {width: sae.encode(resid_cat) > 0 for width, sae in saes.items()}
+print(f"{len(cat['word'])} prompts: {len(F.WORD_TO_CATEGORY)} words x {len(cat['word']) // len(F.WORD_TO_CATEGORY)} "
+      f"templates; {len(nodes)} nodes in the hierarchy: " + ", ".join(
+          f"{n} {level}" for level, n in Counter(level for level, _ in nodes).items()))
+
+# %% [markdown]
+# ### Exercise: `node_f1`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# Score every latent against every node of the hierarchy at once. `fires` (n, d_sae) says where
+# each latent fires, `truth` (n, n_nodes) where each node holds. Return the `(d_sae, n_nodes)`
+# F1 scores of "the latent fires" as a detector of "the node holds": with `tp` the prompts where
+# both hold, precision `tp / n_fires`, recall `tp / n_true` and F1 their harmonic mean. A latent
+# that never fires, or a node that never holds, scores 0 (no division by zero, no NaN).
+
+# %% [exercise]
+def node_f1(fires: Tensor, truth: Tensor) -> Tensor:
+    """F1 of each latent (columns of `fires`, (n, d) bool) for each node (columns of `truth`, (n, m) bool): (d, m)."""
+    # BEGIN SOLUTION
+    fires, truth = fires.float(), truth.float()
+    tp = fires.T @ truth  # (d, m)
+    return 2 * tp / (fires.sum(0)[:, None] + truth.sum(0)[None, :]).clamp_min(1)
+    # END SOLUTION
+
+
+# %% [hint]
+# One matrix product counts the true positives of every pair: `fires.float().T @ truth.float()`.
+# F1 is also `2 tp / (n_fires + n_true)`, which needs no separate precision and recall.
+
+# %% [check]
+tests.test_node_f1(node_f1)
+
+# %% [markdown]
+# For each width, the best F1 any latent reaches for each node, averaged over the nodes of each
+# level, and how many latents match some node of a level with F1 ≥ 0.5:
+
+# %%
+f1_cat = {width: node_f1(fires_cat[width], truth_cat) for width in saes}
+levels = np.array([level for level, _ in nodes])
+split_rows = []
+for width, f1s in f1_cat.items():
+    best_node = f1s.max(1)
+    row = {"width": width}
+    for level in ("top", "mid", "word"):
+        row[f"best F1 {level}"] = round(float(f1s[:, levels == level].max(0).values.mean()), 2)
+    for level in ("top", "mid", "word"):
+        row[f"latents {level}"] = int(((best_node.values >= 0.5) & torch.tensor(levels == level)[best_node.indices]).sum())
+    split_rows.append(row)
+split_table = pd.DataFrame(split_rows).set_index("width")
+print(split_table.to_string())
+
+# %% [markdown]
+# Expected output: the top categories are matched equally well at every width (mean best F1
+# {{0.51}} at width {{64}}, {{0.52}} at width {{1024}}), while the finer levels improve with width:
+# middle categories from {{0.32}} to {{0.45}}, single words from {{0.19}} to {{0.37}}. The number
+# of latents that match one word well grows from {{1}} to {{13}}. That is the signature of
+# splitting: a wider SAE spends its extra latents on finer parts of the hierarchy. The best F1 of
+# a top category stays near 0.5 because its best latent fires on every category word, not on one
+# category: it is a "category member" latent more than an "animal" latent.
+#
+# Now the splitting itself. To say that a latent of width `2w` is a **child** of a latent of width
+# `w` we use two signals: their decoder directions are close (cosine), and on the held-out corpus
+# the child rarely fires without the parent (co-occurrence).
+#
+# ### Exercise: `cooccurrence`
+#
+# > Difficulty: 🔴⚪⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 5 minutes
+#
+# Given where the latents of two SAEs fire on the same tokens, `fires_a` (n, d_a) and `fires_b`
+# (n, d_b), return the `(d_a, d_b)` matrix of `P(b fires | a fires)`: the share of the tokens
+# where latent `a` fires on which latent `b` fires too. A latent `a` that never fires gets a row of
+# zeros.
+
+# %% [exercise]
+def cooccurrence(fires_a: Tensor, fires_b: Tensor) -> Tensor:
+    """P(b fires | a fires) for every pair: (d_a, d_b)."""
+    # BEGIN SOLUTION
+    fires_a, fires_b = fires_a.float(), fires_b.float()
+    return (fires_a.T @ fires_b) / fires_a.sum(0)[:, None].clamp_min(1)
+    # END SOLUTION
+
+
+# %% [hint]
+# Count the tokens where both fire with `fires_a.float().T @ fires_b.float()`, then divide each row
+# by the number of tokens where its `a` latent fires (at least 1, for latents that never fire).
+
+# %% [check]
+tests.test_cooccurrence(cooccurrence)
+
+# %% [markdown]
+# We encode the held-out corpus with every SAE of the family (one forward pass, also used by the
+# later sections) and look for the clearest split: a **parent** latent at one width that matches a
+# node of the hierarchy (F1 ≥ 0.4), and its children at the next width (decoder cosine ≥ 0.4 and
+# `P(parent fires | child fires)` ≥ 0.5), counting the children that match a *different* node
+# below or at the parent's node. The parent with the most such children is shown.
+
+# %%
+data = labelled_corpus(n_docs=150)
+corpus_resid = model(data.tokens, stop_at_layer=2)  # the residual stream entering block 2 = HOOK
+fires_corpus = {width: sae.encode(corpus_resid)[data.mask] > 0 for width, sae in tqdm(saes.items(), desc="encode")}
+unit_dec = {width: sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True) for width, sae in saes.items()}
+
+
+def node_label(width: int, j: int) -> str:
+    score, k = f1_cat[width][j].max(0)
+    return f"{nodes[int(k)][1]} (F1 {float(score):.2f})" if score >= 0.3 else "(no node)"
+
+
+def under(child: tuple[str, str], parent: tuple[str, str]) -> bool:
+    """Whether `child` is the node `parent` or lies below it in the hierarchy."""
+    if child == parent:
+        return True
+    word_top, word_mid = F.WORD_TO_CATEGORY.get(child[1], (None, None))
+    mid_top = next((t for t, mids in F.CATEGORIES.items() if child[1] in mids), None)
+    return parent[1] in {word_top, word_mid} if child[0] == "word" else parent[1] == mid_top
+
+
+widths = sorted(saes)
+splits = []
+for small, big in zip(widths, widths[1:]):
+    cos = unit_dec[small] @ unit_dec[big].T  # (d_small, d_big)
+    parent_given_child = cooccurrence(fires_corpus[big], fires_corpus[small]).T  # (d_small, d_big)
+    for j in (f1_cat[small].max(1).values >= 0.4).nonzero().flatten().tolist():
+        parent_node = nodes[int(f1_cat[small][j].argmax())]
+        children = ((cos[j] >= 0.4) & (parent_given_child[j] >= 0.5)).nonzero().flatten().tolist()
+        child_nodes = {nodes[int(f1_cat[big][c].argmax())] for c in children if f1_cat[big][c].max() >= 0.3}
+        finer = {n for n in child_nodes if under(n, parent_node) and n != parent_node}
+        splits.append((len(finer), small, j, big, children))
+n_finer, small, parent, big, children = max(splits, key=lambda s: (s[0], -s[1]))
+print(f"clearest split: latent {parent} of width {small}, {node_label(small, parent)}, "
+      f"has {len(children)} children at width {big}, {n_finer} of them on finer nodes below it:")
+for c in sorted(children, key=lambda c: -float(unit_dec[small][parent] @ unit_dec[big][c])):
+    print(f"    latent {c}: {node_label(big, c)}; decoder cosine {float(unit_dec[small][parent] @ unit_dec[big][c]):.2f}, "
+          f"P(parent | child) {float(cooccurrence(fires_corpus[big][:, [c]], fires_corpus[small][:, [parent]])):.2f}")
+print(f"parents with at least 2 finer children: {sum(s[0] >= 2 for s in splits)} of {len(splits)}")
+
+
+# %% [markdown]
+# Expected output: the clearest split found is latent {{194}} of width {{512}}, best matched by
+# the top category {{animal}}, whose two children at width {{1024}} match {{owl}} and {{mammal}},
+# nodes below it. It is also the only parent (of {{133}} matched to some node) with at least two
+# children on finer nodes. So the world shows splitting in aggregate (the table: finer nodes get
+# better latents as the width grows), but clean parent → children trees like "animal → bird →
+# sparrow" are rare, and the F1 scores involved are modest (0.3 to 0.5). Both signals matter:
+# decoder cosine alone also pairs latents that never fire together, and co-occurrence alone pairs
+# latents that merely fire in the same kind of sentence.
+
+# %% [markdown]
+# ## 2 · The geometry of the decoder directions
+#
+# Splitting suggests that latents with related meanings have nearby decoder directions. We can
+# look at all the latents of the family at once: **UMAP** maps the 1984 unit decoder directions
+# (widths 64 to 1024 together) to 2-D, keeping near neighbours near, and **HDBSCAN** groups the
+# points into dense clusters (label -1: noise, in no cluster). Each latent is labelled, as in
+# chapter 02, with its best planted concept on the held-out corpus (F1 ≥ 0.2, else `(none)`).
+# Both algorithms are randomised or order-dependent; seeds are fixed, and the picture changes
+# with `n_neighbors` and `min_cluster_size`, so read it qualitatively.
+
+# %%
+import hdbscan
+from umap import UMAP
+
+from utils.world.concepts import concept_scores
+
+family = []  # one row per latent of the family
+for width, sae in tqdm(saes.items(), desc="label latents"):
+    scores = concept_scores(sae.encode(corpus_resid), data)
+    for j in range(width):
+        concept, _, _, f1_score = scores.best_concept(j)
+        family.append({"width": width, "latent": j, "concept": concept if f1_score >= 0.2 else "(none)",
+                       "density": float(scores.density[j])})
+family = pd.DataFrame(family)
+directions_all = torch.cat([unit_dec[w] for w in widths]).numpy()
+live_all = (family["density"] > 0).to_numpy()
+umap_xy = UMAP(n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", n_epochs=200,
+               random_state=0).fit_transform(directions_all[live_all])
+clusters = hdbscan.HDBSCAN(min_cluster_size=10, cluster_selection_method="leaf").fit_predict(umap_xy)
+family = family[live_all].assign(x=umap_xy[:, 0], y=umap_xy[:, 1], cluster=clusters)
+print(f"{live_all.sum()} live latents of {len(live_all)}; {family['cluster'].max() + 1} clusters, "
+      f"{(clusters == -1).mean():.0%} of the latents in none; {(family['concept'] != '(none)').mean():.0%} labelled")
+
+# %%
+shown = family.assign(width=family["width"].astype(str),
+                      label=np.where(family["concept"].isin(family["concept"].value_counts().index[:13]),
+                                     family["concept"], "other"))
+for colour, title in (("width", "SAE width"), ("label", "best planted concept (13 most common)")):
+    fig = px.scatter(shown, x="x", y="y", color=colour, hover_data=["width", "latent", "concept", "cluster"],
+                     title=f"UMAP of the decoder directions of the whole family, coloured by {title}",
+                     width=800, height=560, opacity=0.7)
+    fig.update_traces(marker_size=4)
+    fig.show()
+
+# %% [markdown]
+# ### Exercise: `cluster_purity`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# How well do the clusters follow the planted concepts? Given each latent's cluster (`clusters`,
+# integers, -1 for noise) and label (`concepts`), return the **purity**: over the latents that are
+# in a cluster (not -1) and have a label (not `"(none)"`), the share that carry the most common
+# label of their cluster. Equivalently: for each cluster, count its most common label; sum these
+# counts over the clusters; divide by the number of such latents. Return 0.0 if there are none.
+
+# %% [exercise]
+def cluster_purity(clusters: np.ndarray, concepts: list[str]) -> float:
+    """Share of the clustered, labelled latents that carry their cluster's most common label."""
+    # BEGIN SOLUTION
+    keep = [(c, k) for c, k in zip(np.asarray(clusters).tolist(), concepts) if c != -1 and k != "(none)"]
+    if not keep:
+        return 0.0
+    by_cluster = {}
+    for c, k in keep:
+        by_cluster.setdefault(c, Counter())[k] += 1
+    return sum(counts.most_common(1)[0][1] for counts in by_cluster.values()) / len(keep)
+    # END SOLUTION
+
+
+# %% [hint]
+# Filter first (both conditions), then one `Counter` of labels per cluster; `most_common(1)[0][1]`
+# is the count of its top label. The denominator is the number of latents kept, not of clusters.
+
+# %% [check]
+tests.test_cluster_purity(cluster_purity)
+
+# %% [markdown]
+# Purity depends on how many labels there are and how unevenly they are spread, so we compare it
+# with the same number after shuffling the labels among the labelled latents (20 shuffles), for
+# the whole family and for each width's latents alone:
+
+# %%
+purity_rows = []
+rng = np.random.default_rng(0)
+for name, part in [("all widths", family)] + [(f"width {w}", family[family["width"] == w]) for w in widths]:
+    cl, labels_part = part["cluster"].to_numpy(), part["concept"].to_numpy()
+    named = labels_part != "(none)"
+    shuffles = []
+    for _ in range(20):
+        shuffled_part = labels_part.copy()
+        shuffled_part[named] = rng.permutation(labels_part[named])
+        shuffles.append(cluster_purity(cl, list(shuffled_part)))
+    purity_rows.append({"latents": name, "purity": round(cluster_purity(cl, list(labels_part)), 2),
+                        "shuffled": round(float(np.mean(shuffles)), 2), "max shuffled": round(float(np.max(shuffles)), 2)})
+purity_table = pd.DataFrame(purity_rows).set_index("latents")
+print(purity_table.to_string())
+fig = px.bar(purity_table.reset_index(), x="latents", y=["purity", "shuffled"], barmode="group",
+             title="Cluster purity against the planted concepts, and with shuffled labels", width=750, height=380)
+fig.show()
+by_cluster = (family[family["concept"] != "(none)"].groupby("cluster")["concept"]
+              .agg(lambda s: f"{s.value_counts().index[0]} ({s.value_counts().iloc[0]}/{len(s)})"))
+print("most common concept of the largest clusters:")
+print(by_cluster.drop(-1, errors="ignore").loc[family[family["cluster"] >= 0]["cluster"].value_counts().index[:6]].to_string())
+widths_per_cluster = family[family["cluster"] >= 0].groupby("cluster")["width"].nunique()
+print(f"clusters holding latents of at least 3 widths: {(widths_per_cluster >= 3).sum()} of {len(widths_per_cluster)}")
+
+# %% [markdown]
+# Expected output: {{1801}} of the 1984 latents are live; HDBSCAN finds {{40}} clusters and leaves
+# {{57%}} of the latents as noise. Over the whole family, {{0.53}} of the clustered, labelled
+# latents share their cluster's most common concept, against {{0.24}} with shuffled labels (at
+# most {{0.27}} in 20 shuffles): nearby decoder directions do tend to mean the same planted thing.
+# Per width the margin is small for the narrow SAEs ({{0.79}} against {{0.76}} at width {{64}},
+# where few latents are labelled and one concept dominates) and clear for the wide ones ({{0.57}}
+# against {{0.33}} at width {{1024}}). In the width-coloured map, latents of different widths mix
+# in the same regions rather than forming one island per width ({{36}} of the {{40}} clusters hold
+# latents of at least 3 widths), as splitting predicts: a wide SAE's latents sit near the narrow
+# latents they split from. Two cautions: most latents have no
+# planted label, and the clusters move with the UMAP and HDBSCAN settings.
+
+
+# %% [markdown]
+# ## 3 · Feature absorption on first letters
 #
 # Suppose a dictionary has a latent that seems to mean "the word starts with E". Feature absorption
 # is what happens when that latent fires on most E-words but stays silent on, say, " elephant",
@@ -429,7 +763,7 @@ print(sensitivity.to_string())
 # shared out among broad latents than as word latents swallowing it.
 
 # %% [markdown]
-# ## 2 · Meta-SAEs
+# ## 4 · Meta-SAEs
 #
 # If a latent has absorbed "starts with C", its decoder direction is a mix: part "this word", part
 # "starts with C". A **meta-SAE** looks for such parts. It is an ordinary sparse autoencoder whose
@@ -500,14 +834,10 @@ def train_meta_sae(directions: Tensor, n_meta: int, k: int, steps: int = 1500, l
 # and 4 active per SAE latent (a choice, not a property of the world).
 # To interpret the meta-latents we need labels for the SAE latents, and the course world has them:
 # each latent's best-matching planted concept on the held-out corpus (precision and recall of
-# "the latent fires" against the concept's tokens, as in chapter 02). One forward pass over the
-# corpus, kept for section 3.
+# "the latent fires" against the concept's tokens, as in chapter 02), on the corpus encoded in
+# section 1.
 
 # %%
-from utils.world.concepts import concept_scores
-
-data = labelled_corpus(n_docs=150)
-corpus_resid = model(data.tokens, stop_at_layer=2)  # the residual stream entering block 2 = HOOK
 wide = saes[max(saes)]
 corpus_acts = wide.encode(corpus_resid)  # (n_docs, n_ctx, d_sae)
 concepts_of = concept_scores(corpus_acts, data)
@@ -598,7 +928,7 @@ print(table[table["n labelled latents"] >= 5].sort_values("share", ascending=Fal
 # label at all, and a decoder direction in a residual stream as narrow as this one has little room
 # to be made of clearly separate parts.
 #
-# Do the absorbing latents of section 1 decompose into a letter part and a word part? For each one,
+# Do the absorbing latents of section 3 decompose into a letter part and a word part? For each one,
 # its meta-latents, the cosine of each meta-latent's decoder direction with the letter's probe, and
 # the labels of the other latents on that meta-latent:
 
@@ -630,7 +960,7 @@ print(f"absorbing latents: mean cosine of the latent with its probe {np.mean(own
 # for much wider SAEs of a larger model; do not expect the same here.
 
 # %% [markdown]
-# ## 3 · Logit lens and token enrichment
+# ## 5 · Logit lens and token enrichment
 #
 # A latent's decoder direction is written into the residual stream. The **logit lens** reads it
 # straight through the unembedding, `W_dec[j] @ W_U`, skipping the later layers and the final

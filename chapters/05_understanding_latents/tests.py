@@ -9,9 +9,11 @@ binomial coefficients) and on course-world inputs, where it is compared with the
 from __future__ import annotations
 
 import math
+from collections import Counter
 from functools import lru_cache
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -544,3 +546,167 @@ def test_enrichment_pvalue(enrichment_pvalue) -> None:
     top = torch.cat([token_class[:4], torch.tensor([0, 1, 2, 3, 4, 5])])
     top = torch.tensor(sorted(set(top.tolist())))
     _check_enrichment(enrichment_pvalue, top, token_class, 779, f"a class of 61 tokens among 779, {len(top)} top tokens")
+
+
+# -------------------------------------------------------------------------------------------------
+# node_f1 (feature splitting)
+
+# Hand example: 5 prompts, 3 latents, 2 nodes. Latent 0 fires on prompts 0, 1; latent 1 on 1, 2, 3;
+# latent 2 never fires. Node 0 holds on 0, 1, 2; node 1 never holds.
+HAND_FIRES = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+HAND_NODES = torch.tensor([[1, 0], [1, 0], [1, 0], [0, 0], [0, 0]], dtype=torch.bool)
+# latent 0: tp 2, precision 2/2, recall 2/3 -> F1 0.8; latent 1: tp 2, precision 2/3, recall 2/3 -> 2/3.
+HAND_F1 = torch.tensor([[0.8, 0.0], [2 / 3, 0.0], [0.0, 0.0]])
+
+
+def _f1_variant(fires, truth, *, precision_only=False, recall_only=False, transposed=False, jaccard=False):
+    fires, truth = fires.float(), truth.float()
+    tp = fires.T @ truth
+    n_fires, n_true = fires.sum(0)[:, None], truth.sum(0)[None, :]
+    if precision_only:
+        out = tp / n_fires.clamp_min(1)
+    elif recall_only:
+        out = tp / n_true.clamp_min(1)
+    elif jaccard:
+        out = tp / (n_fires + n_true - tp).clamp_min(1)
+    else:
+        out = 2 * tp / (n_fires + n_true).clamp_min(1)
+    return out.T if transposed else out
+
+
+def _f1_mistakes(fires, truth) -> list[Mistake]:
+    return [
+        Mistake.looks_like(_f1_variant(fires, truth, precision_only=True), "that is the precision (tp / n_fires); F1 "
+                                                                            "also needs the recall (tp / n_true)."),
+        Mistake.looks_like(_f1_variant(fires, truth, recall_only=True), "that is the recall (tp / n_true); F1 also "
+                                                                         "needs the precision (tp / n_fires)."),
+        Mistake.looks_like(_f1_variant(fires, truth, jaccard=True), "that is the Jaccard index tp / (n_fires + n_true "
+                                                                     "- tp); F1 is 2 tp / (n_fires + n_true)."),
+        Mistake.looks_like(_f1_variant(fires, truth, transposed=True), "return one row per latent and one column per "
+                                                                        "node: shape (d_sae, n_nodes)."),
+        Mistake(lambda a: isinstance(a, Tensor) and a.is_floating_point() and bool(a.isnan().any()),
+                "a latent that never fires (or a node that never holds) must score 0, not NaN: clamp the "
+                "denominator."),
+    ]
+
+
+def _check_f1(fn, fires, truth, expected, where):
+    actual = fn(fires.clone(), truth.clone())
+    assert_tensor(actual, expected, f"node_f1({where})", rtol=1e-5, atol=1e-6, mistakes=_f1_mistakes(fires, truth))
+
+
+@check
+def test_node_f1(node_f1) -> None:
+    """A hand example (a silent latent, an empty node), then the course world's width-128 SAE on P11 prompts."""
+    _check_f1(node_f1, HAND_FIRES, HAND_NODES, HAND_F1, "hand example: 5 prompts, 3 latents, 2 nodes")
+    fires, truth = _world_category_fires(128)
+    _check_f1(node_f1, fires, truth, ref.node_f1(fires, truth), "the width-128 SAE on the P11 prompts")
+
+
+@lru_cache(maxsize=2)
+def _world_category_fires(width: int) -> tuple[Tensor, Tensor]:
+    model, saes, _, _ = _world()
+    prompts = ref.category_prompts()
+    with torch.no_grad():
+        resid = model(prompts["tokens"], stop_at_layer=2)[torch.arange(len(prompts["word"])), prompts["position"]]
+        fires = saes[width].encode(resid) > 0
+    return fires, ref.hierarchy_truth(prompts)[0]
+
+
+# -------------------------------------------------------------------------------------------------
+# cooccurrence
+
+# Latent a0 fires on tokens 0, 1, 2, 3; a1 never. b0 fires on 0, 1; b1 on 1, 4; b2 on 0, 1, 2, 3.
+HAND_A = torch.tensor([[1, 0], [1, 0], [1, 0], [1, 0], [0, 0]], dtype=torch.bool)
+HAND_B = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 0, 1], [0, 0, 1], [0, 1, 0]], dtype=torch.bool)
+HAND_COOC = torch.tensor([[0.5, 0.25, 1.0], [0.0, 0.0, 0.0]])
+
+
+def _cooc_mistakes(a, b) -> list[Mistake]:
+    a, b = a.float(), b.float()
+    both = a.T @ b
+    return [
+        Mistake.looks_like(both / b.sum(0)[None, :].clamp_min(1), "that is P(a fires | b fires): divide by the number "
+                                                                  "of tokens where *a* fires (one number per row)."),
+        Mistake.looks_like(both, "divide the counts of joint firing by the number of tokens where a fires."),
+        Mistake.looks_like(both / len(a), "divide by the number of tokens where a fires, not by all tokens: this is "
+                                          "P(a and b), not P(b | a)."),
+        Mistake.looks_like(both / (a.sum(0)[:, None] + b.sum(0)[None, :] - both).clamp_min(1),
+                           "that is the Jaccard index; the exercise asks for P(b fires | a fires)."),
+        Mistake(lambda x: isinstance(x, Tensor) and x.is_floating_point() and bool(x.isnan().any()),
+                "a latent that never fires must get a row of zeros, not NaN: clamp the denominator."),
+        Mistake(lambda x: isinstance(x, Tensor) and x.shape == (b.shape[1], a.shape[1]) != (a.shape[1], b.shape[1]),
+                f"return shape (d_a, d_b) = ({a.shape[1]}, {b.shape[1]}): one row per latent of the first SAE."),
+    ]
+
+
+@check
+def test_cooccurrence(cooccurrence) -> None:
+    """A hand example (a latent that never fires), then widths 64 and 128 of the family on the P11 prompts."""
+    assert_tensor(cooccurrence(HAND_A.clone(), HAND_B.clone()), HAND_COOC, "cooccurrence(hand example)",
+                  rtol=1e-5, atol=1e-6, mistakes=_cooc_mistakes(HAND_A, HAND_B))
+    a, b = _world_category_fires(64)[0], _world_category_fires(128)[0]
+    assert_tensor(cooccurrence(a.clone(), b.clone()), ref.cooccurrence(a, b),
+                  "cooccurrence(widths 64 and 128 on the P11 prompts)", rtol=1e-5, atol=1e-6,
+                  mistakes=_cooc_mistakes(a, b))
+
+
+# -------------------------------------------------------------------------------------------------
+# cluster_purity
+
+# Cluster 0: a, a, b, (none); cluster 1: c, b, b, b; noise (-1): a, c.
+HAND_CLUSTERS = [0, 0, 0, 0, 1, 1, 1, 1, -1, -1]
+HAND_LABELS = ["a", "a", "b", "(none)", "c", "b", "b", "b", "a", "c"]
+HAND_PURITY = 5 / 7  # kept: a a b | c b b b -> top counts 2 + 3 over 7 latents (mean of shares: 0.708)
+
+
+def _purity_variant(clusters, concepts, *, keep_noise=False, keep_none=False, mean_of_shares=False, over_all=False):
+    rows = [(c, k) for c, k in zip(list(clusters), concepts)
+            if (keep_noise or c != -1) and (keep_none or k != "(none)")]
+    if not rows:
+        return 0.0
+    groups = {}
+    for c, k in rows:
+        groups.setdefault(c, Counter())[k] += 1
+    tops = [g.most_common(1)[0][1] for g in groups.values()]
+    if mean_of_shares:
+        return sum(t / sum(g.values()) for t, g in zip(tops, groups.values())) / len(groups)
+    return sum(tops) / (len(list(clusters)) if over_all else len(rows))
+
+
+def _purity_mistakes(clusters, concepts) -> list[Mistake]:
+    def near(value):
+        return lambda a: isinstance(a, (float, int)) and abs(float(a) - value) < 1e-9
+
+    options = [
+        (dict(keep_noise=True), "leave out the noise points (cluster -1): they are in no cluster."),
+        (dict(keep_none=True), "leave out the latents labelled \"(none)\": they have no planted concept to agree with."),
+        (dict(mean_of_shares=True), "weight the clusters by their size: sum the top-label counts and divide by the "
+                                    "number of latents kept, rather than averaging each cluster's share."),
+        (dict(over_all=True), "divide by the number of latents kept (clustered and labelled), not by all latents."),
+    ]
+    right = _purity_variant(clusters, concepts)
+    return [Mistake(near(v), hint) for kw, hint in options if abs((v := _purity_variant(clusters, concepts, **kw)) - right) > 1e-9]
+
+
+def _check_purity(fn, clusters, concepts, expected, where):
+    actual = fn(np.array(clusters), list(concepts))
+    try:
+        value = float(actual)
+    except (TypeError, ValueError):
+        fail(f"cluster_purity({where}) should return a float, but returned {type(actual).__name__}.")
+    expect(abs(value - expected) < 1e-6, f"cluster_purity({where}) returned {value:.4f}; expected {expected:.4f}.",
+           value, _purity_mistakes(clusters, concepts))
+
+
+@check
+def test_cluster_purity(cluster_purity) -> None:
+    """A hand example (noise, a "(none)" label, clusters of different sizes), an all-noise case, a random case."""
+    _check_purity(cluster_purity, HAND_CLUSTERS, HAND_LABELS, HAND_PURITY, "hand example")
+    _check_purity(cluster_purity, [-1, -1], ["a", "b"], 0.0, "only noise points")
+    gen = torch.Generator().manual_seed(5)
+    clusters = (torch.randint(-1, 6, (300,), generator=gen)).tolist()
+    names = ["city:", "p6", "(none)", "letter:E", "name"]
+    concepts = [names[i] for i in torch.randint(0, 5, (300,), generator=gen).tolist()]
+    _check_purity(cluster_purity, clusters, concepts, _purity_variant(clusters, concepts),
+                  "300 random latents in 6 clusters")
