@@ -210,3 +210,23 @@ def enrichment_matrix(top: Tensor, sets: Tensor, vocab_size: int) -> Tensor:
     sizes = sets.sum(-1).float().expand_as(overlap)
     p = hypergeom.sf((overlap - 1).numpy(), vocab_size, sizes.numpy(), top.shape[1])
     return torch.tensor(p, dtype=torch.float64)
+
+
+from utils.autointerp import (client_from_env, concept_truth, detect, detection_scores, explain, explanation_prompt,
+                              mix_for_detection, random_examples, top_examples)
+
+
+def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n_explain: int = 10,
+               n_detect: int = 5, n_random: int = 10, seed: int = 0) -> dict:
+    """Explain one latent, then score the explanation against its activations and against `concept`."""
+    top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+    if len(top) <= n_explain:
+        raise ValueError(f"the latent fires in {len(top)} documents; need at least {n_explain + 1} "
+                         f"({n_explain} to explain, the rest to detect).")
+    explanation = explain(top[:n_explain], client)
+    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top)
+    sequences, fires = mix_for_detection(top[n_explain:], others, seed=seed)
+    predicted = detect(explanation, sequences, client)
+    return {"explanation": explanation,
+            "vs activations": detection_scores(predicted, fires, len(sequences)),
+            "vs concept": detection_scores(predicted, concept_truth(sequences, concept), len(sequences))}

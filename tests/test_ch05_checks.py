@@ -574,3 +574,81 @@ def test_category_prompts_cover_every_word_and_node():
 
     assert load_tokenizer().decode([int(tokens[prompts["position"][i]])]).strip() == "sparrow"
     assert (prompts["mid"][i], prompts["top"][i]) == ("bird", "animal")
+
+
+# -------------------------------------------------------------------------------------------------
+# autointerp (section 6)
+
+
+def autointerp_variant(**wrong):
+    from utils.autointerp import (concept_truth, detect, detection_scores, explain, mix_for_detection,
+                                  random_examples, top_examples)
+
+    def autointerp(latent_acts, data, to_str_tokens, client, concept, n_explain=10, n_detect=5, n_random=10, seed=0):
+        top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+        if len(top) <= n_explain and not wrong.get("no_raise"):
+            raise ValueError("too few documents")
+        explanation = explain(top[:n_explain], client)
+        others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=0 if wrong.get("seed") else seed,
+                                 exclude=() if wrong.get("no_exclude") else top)
+        held = top[:n_detect] if wrong.get("leak") else top[n_explain:]
+        sequences, fires = mix_for_detection(held, others, seed=seed)
+        predicted = detect(explanation, sequences, client)
+        vs_act = detection_scores(predicted, fires, len(sequences))
+        vs_concept = detection_scores(predicted, concept_truth(sequences, concept), len(sequences))
+        if wrong.get("swap"):
+            vs_act, vs_concept = vs_concept, vs_act
+        if wrong.get("concept_is_act"):
+            vs_concept = vs_act
+        out = {"explanation": explanation, "vs activations": vs_act, "vs concept": vs_concept}
+        return tuple(out.values()) if wrong.get("tuple") else out
+
+    return autointerp
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ({"leak": True}, "Never detect on an example the explanation was written from"),
+    ({"no_exclude": True}, "from documents other than the top examples'"),
+    ({"swap": True}, "'vs activations' holds the score against the concept"),
+    ({"concept_is_act": True}, "'vs concept' holds the score against the activations"),
+    ({"no_raise": True}, "should raise a ValueError"),
+    ({"seed": True}, "pass `seed` on"),
+    ({"tuple": True}, "should return a dict"),
+])
+def test_wrong_autointerp(checks05, wrong, message):
+    fails_with(checks05.test_autointerp, autointerp_variant(**wrong), message)
+
+
+def autointerp_with_score_against_concept(latent_acts, data, to_str_tokens, client, concept, n_explain=10,
+                                          n_detect=5, n_random=10, seed=0):
+    """Scores the concept with utils.autointerp.score_against_concept (a second detect call): correct."""
+    from utils.autointerp import (detect, detection_scores, explain, mix_for_detection, random_examples,
+                                  score_against_concept, top_examples)
+
+    top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+    if len(top) < n_explain + 1:
+        raise ValueError(f"only {len(top)} documents")
+    explanation = explain(top[:n_explain], client)
+    sequences, fires = mix_for_detection(top[n_explain:], random_examples(
+        latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top), seed=seed)
+    return {"explanation": explanation,
+            "vs activations": detection_scores(detect(explanation, sequences, client), fires, len(sequences)),
+            "vs concept": score_against_concept(explanation, sequences, concept, client)}
+
+
+def test_autointerp_with_score_against_concept_passes(checks05):
+    passes(checks05.test_autointerp, autointerp_with_score_against_concept)
+
+
+def test_the_hand_autointerp_scores(checks05):
+    """On the hand corpus the offline client names " cat"; against concept "animal" (cat or dog) it finds the
+    5 held-out cat documents and none of the dog documents among the 10 random ones: worked out from the corpus,
+    where documents 15-29 are the random pool (15 cat, 16-29 dog)."""
+    from utils.autointerp import OfflineClient
+
+    data, acts = checks05._hand_corpus()
+    result = ref.autointerp(acts, data, checks05._hand_to_str, OfflineClient(), "animal")
+    assert result["explanation"].startswith('Fires on the token " cat"')
+    assert result["vs activations"].fp == 0 and result["vs activations"].f1 == 1.0
+    scores = result["vs concept"]
+    assert scores.precision == 1.0 and scores.fn == 15 - scores.tp and scores.tn == 0  # every sequence has an animal

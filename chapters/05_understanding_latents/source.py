@@ -1160,3 +1160,134 @@ for j, row in examples.iterrows():
 # An enriched class alone is not enough: the {{159}} unclassified latents with an enriched class are
 # followed by it at about the base rate ({{0.007}}). The lens of a mid-model latent is a
 # hypothesis about its output, to be checked against what follows its firings.
+
+# %% [markdown]
+# ## 6 · Autointerp, scored against the truth
+#
+# **Autointerp** replaces the person reading a dashboard by a language model: show it a latent's
+# top activating examples and ask for a one-sentence explanation (*generation*), then give it the
+# explanation and a shuffled mix of held-out top examples and random text and ask on which ones
+# the latent fires (*detection*). The detection score measures how well the explanation predicts
+# the latent's activations. The course world adds a second score: the same predictions against
+# the planted concept the latent is meant to track, from the labels. An explanation can predict
+# the activations well and still be the wrong story about the concept, or the reverse.
+#
+# `utils/autointerp.py` holds the machinery: `top_examples` and `random_examples` cut examples from
+# the labelled corpus, `explanation_prompt` and `detection_prompt` build the chat messages,
+# `explain` and `detect` send them to a client and read the reply, and `detection_scores` and
+# `concept_truth` score the answer. The client is pluggable: `client_from_env()` returns an API
+# client when `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` (with `AUTOINTERP_MODEL`) is set, and
+# otherwise `OfflineClient`, a stand-in with no network that explains a latent by the tokens it
+# fires on most and detects by looking for the tokens the explanation quotes. Read its
+# explanations as what a very literal reader would say; a real LLM writes more fluent ones. Look
+# at one prompt first:
+
+# %% [module]
+from utils.autointerp import (client_from_env, concept_truth, detect, detection_scores, explain, explanation_prompt,
+                              mix_for_detection, random_examples, top_examples)
+
+# %%
+client = client_from_env()
+print(f"client: {type(client).__name__}" + (f" ({client.model})" if hasattr(client, "model") else ""))
+to_str = model.tokenizer.convert_ids_to_tokens
+j = int(studied[0])
+prompt = explanation_prompt(top_examples(corpus_acts[..., j], data, to_str, n=3))
+print(prompt[0]["content"], "\n")
+print(prompt[1]["content"])
+
+# %% [markdown]
+# ### Exercise: `autointerp`
+#
+# > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 20 minutes
+#
+# Put the pipeline together for one latent (`latent_acts`, shape (n_docs, n_ctx)):
+#
+# 1. take its `n_explain + n_detect` top examples; explain the latent from the first `n_explain`;
+# 2. take `n_random` random examples, **excluding the documents of the top examples**, with `seed`;
+# 3. mix the other `n_detect` top examples with the random ones (`mix_for_detection`, same `seed`)
+#    and ask the client on which the latent fires (`detect`, one call);
+# 4. score that one prediction twice: against where the latent really fires (the truth
+#    `mix_for_detection` returns) and against the sequences that contain `concept`
+#    (`concept_truth`).
+#
+# Return `{"explanation": str, "vs activations": DetectionScores, "vs concept": DetectionScores}`.
+# If the latent fires in fewer than `n_explain + 1` documents, raise a `ValueError` saying so.
+# Never detect on an example the explanation was written from: that would score memory, not
+# understanding.
+
+# %% [exercise]
+def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n_explain: int = 10,
+               n_detect: int = 5, n_random: int = 10, seed: int = 0) -> dict:
+    """Explain one latent, then score the explanation against its activations and against `concept`."""
+    # BEGIN SOLUTION
+    top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+    if len(top) <= n_explain:
+        raise ValueError(f"the latent fires in {len(top)} documents; need at least {n_explain + 1} "
+                         f"({n_explain} to explain, the rest to detect).")
+    explanation = explain(top[:n_explain], client)
+    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top)
+    sequences, fires = mix_for_detection(top[n_explain:], others, seed=seed)
+    predicted = detect(explanation, sequences, client)
+    return {"explanation": explanation,
+            "vs activations": detection_scores(predicted, fires, len(sequences)),
+            "vs concept": detection_scores(predicted, concept_truth(sequences, concept), len(sequences))}
+    # END SOLUTION
+
+
+# %% [hint]
+# `top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)` may return fewer examples
+# than asked: check its length. `random_examples(..., exclude=top)` skips the documents of the top
+# examples. The two truths are `mix_for_detection`'s second output and `concept_truth(sequences,
+# concept)`.
+
+# %% [check]
+tests.test_autointerp(autointerp)
+
+# %% [markdown]
+# Now a handful of latents of the widest SAE, chosen by computation: among the latents that fire
+# in at least 15 documents, the two that match a planted concept best, two in the middle and two
+# near the bottom (by F1 of "fires" against their best concept's tokens; this is the concept
+# each explanation is scored against).
+
+# %%
+docs_fired = ((corpus_acts > 0) & data.mask[..., None]).any(1).sum(0)  # documents in which each latent fires
+candidates = [(concepts_of.best_concept(j)[3], j) for j in live.tolist() if docs_fired[j] >= 15]
+candidates.sort(reverse=True)
+picks = [candidates[i][1] for i in (0, 1, len(candidates) // 2, len(candidates) // 2 + 1, -2, -1)]
+rows_ai = []
+for j in tqdm(picks, desc="autointerp"):
+    concept, precision, recall, f1_score = concepts_of.best_concept(j)
+    result = autointerp(corpus_acts[..., j], data, to_str, client, concept)
+    rows_ai.append({"latent": j, "concept": concept, "concept F1": round(f1_score, 2),
+                    "explanation": result["explanation"],
+                    "detection F1 (activations)": round(result["vs activations"].f1, 2),
+                    "detection F1 (concept)": round(result["vs concept"].f1, 2)})
+autointerp_table = pd.DataFrame(rows_ai).set_index("latent")
+with pd.option_context("display.max_colwidth", 90, "display.width", 250):
+    print(autointerp_table.to_string())
+gap = autointerp_table["detection F1 (activations)"] - autointerp_table["detection F1 (concept)"]
+j_gap = int(gap.idxmax())
+print(f"largest gap: latent {j_gap}, detection F1 {autointerp_table.loc[j_gap, 'detection F1 (activations)']:.2f} "
+      f"against its activations, {autointerp_table.loc[j_gap, 'detection F1 (concept)']:.2f} against the planted "
+      f"concept {autointerp_table.loc[j_gap, 'concept']!r} (concept F1 of the latent itself "
+      f"{autointerp_table.loc[j_gap, 'concept F1']:.2f})")
+
+# %% [markdown]
+# Expected output (with the offline client; an API client writes other explanations and gets
+# other scores). Three patterns, each visible only because the world has labels:
+#
+# - **Both scores high**: latent {{566}} matches `quote_open` (F1 {{0.77}}), the explanation names
+#   the opening quote, and it scores {{1.00}} against the activations and against the concept.
+# - **A good latent, a poor explanation**: latent {{875}} matches `number` well (F1 {{0.62}}), but it
+#   fires on many different number tokens, and an explanation that lists the three most frequent
+#   tokens predicts neither its activations ({{0.36}}) nor the concept ({{0.40}}). A real LLM would
+#   likely say "numbers" here: this is where the offline client is weakest.
+# - **Right about the activations, wrong about the meaning**: latent {{481}} gets detection F1
+#   {{0.84}} from an explanation that lists function words, and {{0.00}} against its best planted
+#   concept `landmark`, which the latent itself matches poorly (F1 {{0.17}}). A high detection score
+#   says the explanation predicts where the latent fires; it does not say the latent tracks a
+#   meaningful concept, and with 15 sequences per latent it is a noisy number.
+#
+# To try a real LLM, set `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) and `AUTOINTERP_MODEL` before
+# starting Jupyter, and rerun this section: `client_from_env()` picks it up. Every call is one
+# short prompt per latent and step.

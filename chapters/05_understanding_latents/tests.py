@@ -710,3 +710,144 @@ def test_cluster_purity(cluster_purity) -> None:
     concepts = [names[i] for i in torch.randint(0, 5, (300,), generator=gen).tolist()]
     _check_purity(cluster_purity, clusters, concepts, _purity_variant(clusters, concepts),
                   "300 random latents in 6 clusters")
+
+
+# -------------------------------------------------------------------------------------------------
+# autointerp
+
+# A hand-made labelled corpus: 30 documents of 6 tokens, each starting with its own id token " dK"
+# (so every sequence shown to the client names its document). Documents 0-15 hold " cat", which
+# the latent fires on (more strongly in lower-numbered documents); 16-29 hold " dog". Concept
+# "animal" labels both; "cat" labels " cat" only.
+_WORDS = [" the", " cat", " dog", " sat", " ran", "."] + [f" d{k}" for k in range(30)]
+
+
+def _hand_corpus():
+    tokens = torch.tensor([[6 + k, 0, 1 if k < 16 else 2, 3 if k % 2 else 4, 5, 0] for k in range(30)])
+    labels = torch.zeros(30, 6, 2, dtype=torch.bool)
+    labels[:, 2, 0] = True  # animal: the cat or dog token
+    labels[:16, 2, 1] = True  # cat
+    data = SimpleNamespace(tokens=tokens, mask=torch.ones(30, 6, dtype=torch.bool), labels=labels,
+                           concepts=["animal", "cat"])
+    acts = torch.zeros(30, 6)
+    acts[:16, 2] = torch.linspace(3.0, 1.0, 16)
+    return data, acts
+
+
+def _hand_to_str(ids):
+    return [_WORDS[i] for i in ids]
+
+
+class _SpyClient:
+    """An OfflineClient that records every prompt it answers."""
+
+    def __init__(self):
+        from utils.autointerp import OfflineClient
+
+        self.inner, self.prompts = OfflineClient(), []
+
+    def complete(self, messages):
+        self.prompts.append(messages[-1]["content"])
+        return self.inner.complete(messages)
+
+
+def _docs_named(text: str) -> set[int]:
+    import re
+
+    return {int(k) for k in re.findall(r"\bd(\d+)\b", text)}
+
+
+def _check_autointerp(fn, latent_acts, data, to_str, concept, where, **kwargs):
+    from utils.autointerp import DetectionScores, OfflineClient
+
+    spy = _SpyClient()
+    try:
+        result = fn(latent_acts.clone(), data, to_str, spy, concept, **kwargs)
+    except ValueError as e:
+        fail(f"autointerp({where}) raised ValueError ({e}), but this latent fires in enough documents.")
+    keys = {"explanation", "vs activations", "vs concept"}
+    expect(isinstance(result, dict) and set(result) == keys,
+           f"autointerp({where}) should return a dict with the keys {sorted(keys)}, but returned "
+           + (f"the keys {sorted(result)}." if isinstance(result, dict) else f"a {type(result).__name__}."))
+    expect(all(isinstance(result[k], DetectionScores) for k in ("vs activations", "vs concept")),
+           f"autointerp({where}): the two scores should be DetectionScores, from detection_scores(...).")
+    ref_spy = _SpyClient()
+    want = ref.autointerp(latent_acts, data, to_str, ref_spy, concept, **kwargs)
+    explain_prompts = [p for p in spy.prompts if p.startswith("Top activating examples:")]
+    detect_prompts = [p for p in spy.prompts if p.startswith("Explanation:")]
+    expect(len(explain_prompts) >= 1 and len(detect_prompts) >= 1,
+           f"autointerp({where}): ask the client for an explanation (explain) and then for a detection (detect).")
+    if _docs_named(explain_prompts[0]) and data is not None and to_str is _hand_to_str:
+        shown = _docs_named(explain_prompts[0])
+        detected = _docs_named(detect_prompts[-1])
+        n_explain = kwargs.get("n_explain", 10)
+        expect(len(shown) <= n_explain, f"autointerp({where}): the explanation prompt shows {len(shown)} examples; "
+                                        f"explain from the first n_explain = {n_explain} top examples only.")
+        n_detect = kwargs.get("n_detect", 5)
+        exclusion = (f"autointerp({where}): the random examples should come from documents other than the top "
+                     "examples' (random_examples(..., exclude=top)), and there should be n_random of them.")
+        expect(not (shown & detected and set(range(n_explain, n_explain + n_detect)) <= detected), exclusion)
+        expect(not shown & detected, f"autointerp({where}): the detection prompt contains examples the explanation "
+                                     "was written from (documents " + ", ".join(list(map(str, sorted(shown & detected)))[:5])
+               + "). Never detect on an example the explanation was written from: detect on the *other* top examples.")
+        top_docs = set(range(n_explain + kwargs.get("n_detect", 5)))  # the latent's top documents, by construction
+        random_docs = detected - top_docs
+        n_top_shown = len(detected & top_docs)
+        expect(n_top_shown <= n_detect and len(random_docs) == kwargs.get("n_random", 10), exclusion)
+        want_detect = ref_spy.prompts[-1]
+        expect(detected == _docs_named(want_detect),
+               f"autointerp({where}): the random examples are not those of random_examples(..., n=n_random, "
+               "seed=seed, exclude=top): pass `seed` on.")
+        expect(detect_prompts[-1] == want_detect,
+               f"autointerp({where}): the detection sequences are the right ones in another order: mix them with "
+               "mix_for_detection(top[n_explain:], random, seed=seed).")
+    expect(result["explanation"] == want["explanation"],
+           f"autointerp({where}): the explanation is {result['explanation']!r}; expected {want['explanation']!r}. "
+           "Explain from top_examples(...)[:n_explain], in their order.")
+    same_predictions = result["vs activations"] == want["vs concept"] and want["vs concept"] != want["vs activations"]
+    expect(not same_predictions, f"autointerp({where}): 'vs activations' holds the score against the concept. Score "
+                                 "against where the latent fires with the truth mix_for_detection returns.")
+    expect(result["vs activations"] == want["vs activations"],
+           f"autointerp({where}): 'vs activations' is {result['vs activations']}; expected {want['vs activations']}. "
+           "Pass `seed` to both random_examples and mix_for_detection, and score the prediction against the truth "
+           "mix_for_detection returns.")
+    expect(not (result["vs concept"] == want["vs activations"] != want["vs concept"]),
+           f"autointerp({where}): 'vs concept' holds the score against the activations. Score the same prediction "
+           "against concept_truth(sequences, concept).")
+    expect(result["vs concept"] == want["vs concept"],
+           f"autointerp({where}): 'vs concept' is {result['vs concept']}; expected {want['vs concept']}: the "
+           "prediction scored against concept_truth(sequences, concept).")
+
+
+@check
+def test_autointerp(autointerp) -> None:
+    """A hand-made corpus (defaults, then other sizes and seed), too few documents, then a course-world latent."""
+    data, acts = _hand_corpus()
+    _check_autointerp(autointerp, acts, data, _hand_to_str, "animal", "hand corpus, concept 'animal'")
+    _check_autointerp(autointerp, acts, data, _hand_to_str, "cat", "hand corpus, concept 'cat', n_explain=6, "
+                      "n_detect=4, n_random=8, seed=3", n_explain=6, n_detect=4, n_random=8, seed=3)
+    few = acts.clone()
+    few[5:] = 0  # the latent now fires in 5 documents only
+    try:
+        autointerp(few, data, _hand_to_str, _SpyClient(), "animal")
+    except ValueError:
+        pass
+    else:
+        fail("autointerp(a latent that fires in 5 documents, n_explain=10) should raise a ValueError saying that "
+             "the latent fires in too few documents, but it returned.")
+    model, saes, _, _ = _world()
+    corpus, world_acts = _world_corpus_latent()
+    _check_autointerp(autointerp, world_acts, corpus, model.tokenizer.convert_ids_to_tokens, "quote_open",
+                      "the course world: the widest SAE's latent most active on the corpus, concept 'quote_open'")
+
+
+@lru_cache(maxsize=1)
+def _world_corpus_latent():
+    from utils.world.concepts import labelled_corpus
+
+    model, saes, _, _ = _world()
+    data = labelled_corpus(n_docs=60)
+    with torch.no_grad():
+        acts = saes[max(saes)].encode(model(data.tokens, stop_at_layer=2))
+    fired = ((acts > 0) & data.mask[..., None]).any(1).sum(0)
+    return data, acts[..., int(fired.argmax())]
