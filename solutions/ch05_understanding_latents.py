@@ -230,3 +230,40 @@ def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n
     return {"explanation": explanation,
             "vs activations": detection_scores(predicted, fires, len(sequences)),
             "vs concept": detection_scores(predicted, concept_truth(sequences, concept), len(sequences))}
+
+
+def definition_prompts(placeholder: str = " X") -> dict:
+    """The first P9 template, cut before the definition, for every defined word.
+
+    Returns {"source": (n_words, n_ctx) ids with each word in place, "target": (n_ctx,) ids with
+    `placeholder` instead, "position": the word's position, "word": [str], "answer": (n_words,)
+    id of the first token of each word's definition}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, position = [], None
+    for word, definition in F.DEFINITIONS.items():
+        sentence = render(T["p9"][0], {"w": _Slot(word, "placeholder"), "def": _Slot(tuple(f" {d}" for d in definition),
+                                                                                    "definition")})
+        cut = next(i for i, tok in enumerate(sentence) if "definition" in tok.labels)
+        position = 1 + next(i for i, tok in enumerate(sentence) if "placeholder" in tok.labels)
+        rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
+    source = torch.tensor(rows)
+    target = source[0].clone()
+    target[position] = vocab[placeholder]
+    return {"source": source, "target": target, "position": position, "word": list(F.DEFINITIONS),
+            "answer": torch.tensor([vocab[" " + d[0]] for d in F.DEFINITIONS.values()])}
+
+
+def patch_scope(model, tokens: Tensor, position: int, directions: Tensor, scales: list[float],
+                hook_name: str) -> Tensor:
+    """Last-position logits with the activation at (hook_name, position) set to scale * direction."""
+    scales_t = torch.tensor(scales, dtype=directions.dtype)
+    patched = (directions[:, None, :] * scales_t[None, :, None]).flatten(0, 1)  # (n_dirs * n_scales, d_model)
+    batch = tokens[None].expand(len(patched), -1)
+
+    def replace(activation, hook):
+        activation[:, position] = patched
+        return activation
+
+    logits = model.run_with_hooks(batch, fwd_hooks=[(hook_name, replace)])[:, -1]
+    return logits.reshape(len(directions), len(scales), -1)

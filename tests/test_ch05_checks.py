@@ -652,3 +652,87 @@ def test_the_hand_autointerp_scores(checks05):
     assert result["vs activations"].fp == 0 and result["vs activations"].f1 == 1.0
     scores = result["vs concept"]
     assert scores.precision == 1.0 and scores.fn == 15 - scores.tp and scores.tn == 0  # every sequence has an animal
+
+
+# -------------------------------------------------------------------------------------------------
+# patch_scope (section 7)
+
+
+def patch_variant(*, add=False, every=False, normalise=False, transposed=False, at_position=False, no_scale=False):
+    def patch_scope(model, tokens, position, directions, scales, hook_name):
+        if normalise:
+            directions = directions / directions.norm(dim=-1, keepdim=True)
+        s = torch.tensor([1.0] * len(scales) if no_scale else scales)
+        patched = (directions[:, None] * s[None, :, None]).flatten(0, 1)
+
+        def hook(activation, hook):
+            where = slice(None) if every else position
+            if add:
+                activation[:, where] = activation[:, where] + (patched[:, None] if every else patched)
+            else:
+                activation[:, where] = patched[:, None] if every else patched
+            return activation
+
+        logits = model.run_with_hooks(tokens[None].expand(len(patched), -1), fwd_hooks=[(hook_name, hook)])
+        logits = logits[:, position if at_position else -1].reshape(len(directions), len(scales), -1)
+        return logits.transpose(0, 1) if transposed else logits
+
+    return patch_scope
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ({"add": True}, "do not add to it"), ({"every": True}, "patch only the placeholder position"),
+    ({"normalise": True}, "do not normalise them"), ({"transposed": True}, "one row per direction, one column per scale"),
+    ({"at_position": True}, "the logits at the *last* position"), ({"no_scale": True}, "multiply each direction by each scale"),
+])
+def test_wrong_patch_scope(checks05, wrong, message):
+    fails_with(checks05.test_patch_scope, patch_variant(**wrong), "patch_scope(the definition prompt", message)
+
+
+def patch_scope_one_at_a_time(model, tokens, position, directions, scales, hook_name):
+    """One hooked run per (direction, scale), stacked: a correct alternative."""
+    rows = []
+    for d in directions:
+        row = []
+        for s in scales:
+            def hook(activation, hook, vector=s * d):
+                activation[:, position] = vector
+                return activation
+
+            row.append(model.run_with_hooks(tokens[None], fwd_hooks=[(hook_name, hook)])[0, -1])
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+def test_patch_scope_one_at_a_time_passes(checks05):
+    passes(checks05.test_patch_scope, patch_scope_one_at_a_time)
+
+
+def test_a_patch_scope_returning_none_is_named(checks05):
+    fails_with(checks05.test_patch_scope, lambda *args: None, "patch_scope(the definition prompt")
+
+
+def test_patching_the_real_word_at_layer_0_restores_the_source_answer():
+    """The control of section 7, independently of the exercise: the first layer still reads the placeholder."""
+    from utils.world import load_model
+
+    model = load_model()
+    defs = ref.definition_prompts()
+    hook = "blocks.0.hook_resid_pre"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(defs["source"][:3], names_filter=[hook])
+        logits = ref.patch_scope(model, defs["target"], defs["position"], cache[hook][:3, defs["position"]], [1.0], hook)
+    assert (logits[:, 0].argmax(-1) == defs["answer"][:3]).all()
+
+
+def test_definition_prompts_match_the_world():
+    from utils.world import facts as F, load_tokenizer
+
+    defs = ref.definition_prompts()
+    tokenizer = load_tokenizer()
+    assert defs["word"] == list(F.DEFINITIONS) and len(defs["answer"]) == len(F.DEFINITIONS)
+    i = defs["word"].index("nut")
+    assert tokenizer.decode([int(defs["source"][i, defs["position"]])]).strip() == "nut"
+    assert tokenizer.decode([int(defs["answer"][i])]).strip() == "hard"
+    assert tokenizer.decode([int(defs["target"][defs["position"]])]).strip() == "X"
+    assert (defs["target"] != defs["source"][i]).sum() == 1

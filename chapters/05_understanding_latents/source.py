@@ -1291,3 +1291,175 @@ print(f"largest gap: latent {j_gap}, detection F1 {autointerp_table.loc[j_gap, '
 # To try a real LLM, set `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) and `AUTOINTERP_MODEL` before
 # starting Jupyter, and rerun this section: `client_from_env()` picks it up. Every call is one
 # short prompt per latent and step.
+
+# %% [markdown]
+# ## 7 · Patch scoping on definitions
+#
+# Autointerp reads a latent from the outside, through its examples. **Patch scoping** asks the
+# model itself. Take a prompt that makes the model describe whatever sits at one position, the
+# *placeholder*: here a definition prompt of the course world (P9), `The meaning of the word " X "
+# is "`, where the model answers with the first word of the definition of the word in quotes.
+# Replace the residual stream at the placeholder by a latent's decoder direction, times a scale,
+# and read the answer: if the latent means "nut", the model should say " hard" (a hard seed).
+#
+# The answers are checkable: each defined word has one planted definition, whose first token is
+# unique to it. First the prompts: one per defined word (the *source*: the model's answer is that
+# word's definition) and the same prompt with the placeholder " X" in its place (the *target*).
+
+# %% [module]
+def definition_prompts(placeholder: str = " X") -> dict:
+    """The first P9 template, cut before the definition, for every defined word.
+
+    Returns {"source": (n_words, n_ctx) ids with each word in place, "target": (n_ctx,) ids with
+    `placeholder` instead, "position": the word's position, "word": [str], "answer": (n_words,)
+    id of the first token of each word's definition}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, position = [], None
+    for word, definition in F.DEFINITIONS.items():
+        sentence = render(T["p9"][0], {"w": _Slot(word, "placeholder"), "def": _Slot(tuple(f" {d}" for d in definition),
+                                                                                    "definition")})
+        cut = next(i for i, tok in enumerate(sentence) if "definition" in tok.labels)
+        position = 1 + next(i for i, tok in enumerate(sentence) if "placeholder" in tok.labels)
+        rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
+    source = torch.tensor(rows)
+    target = source[0].clone()
+    target[position] = vocab[placeholder]
+    return {"source": source, "target": target, "position": position, "word": list(F.DEFINITIONS),
+            "answer": torch.tensor([vocab[" " + d[0]] for d in F.DEFINITIONS.values()])}
+
+
+# %%
+defs = definition_prompts()
+answers_source = model(defs["source"])[:, -1].argmax(-1)
+print(f"{len(defs['word'])} defined words; target prompt: {''.join(model.to_str_tokens(defs['target'])[1:])!r}, "
+      f"placeholder at position {defs['position']}")
+print(f"the model gives the right first definition word for {(answers_source == defs['answer']).float().mean():.0%} "
+      f"of the source prompts; on the target prompt it says {model.to_string(model(defs['target'][None])[0, -1].argmax())!r}")
+
+# %% [markdown]
+# ### Exercise: `patch_scope`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 15 minutes
+#
+# Run the one `tokens` prompt once for every (direction, scale) pair, in a single batch, with the
+# activation at `hook_name` and `position` **replaced** by `scale * direction` (the other
+# positions untouched), and return the logits at the last position, shape
+# `(n_directions, n_scales, d_vocab)`. `directions` is `(n_directions, d_model)` and is used as
+# given (do not normalise it); `scales` is a list of floats.
+
+# %% [exercise]
+def patch_scope(model, tokens: Tensor, position: int, directions: Tensor, scales: list[float],
+                hook_name: str) -> Tensor:
+    """Last-position logits with the activation at (hook_name, position) set to scale * direction."""
+    # BEGIN SOLUTION
+    scales_t = torch.tensor(scales, dtype=directions.dtype)
+    patched = (directions[:, None, :] * scales_t[None, :, None]).flatten(0, 1)  # (n_dirs * n_scales, d_model)
+    batch = tokens[None].expand(len(patched), -1)
+
+    def replace(activation, hook):
+        activation[:, position] = patched
+        return activation
+
+    logits = model.run_with_hooks(batch, fwd_hooks=[(hook_name, replace)])[:, -1]
+    return logits.reshape(len(directions), len(scales), -1)
+    # END SOLUTION
+
+
+# %% [hint]
+# Build all `n_directions * n_scales` patched vectors at once (broadcast `directions[:, None]` against
+# the scales), repeat `tokens` that many times, and use a hook that assigns them to
+# `activation[:, position]`. Reshape the last-position logits at the end.
+
+# %% [check]
+tests.test_patch_scope(patch_scope)
+
+# %% [markdown]
+# Where can the placeholder be read? As a control, patch the *real* residual stream of each source
+# prompt (at the word) into the target prompt, at each layer. If the model's answer follows the
+# patched word, later layers still read the placeholder position at that layer.
+
+# %%
+for layer in range(model.cfg.n_layers):
+    hook = f"blocks.{layer}.hook_resid_pre"
+    _, source_cache = model.run_with_cache(defs["source"], names_filter=[hook])
+    real = source_cache[hook][:, defs["position"]]
+    answers = patch_scope(model, defs["target"], defs["position"], real, [1.0], hook)[:, 0].argmax(-1)
+    print(f"real residual patched at {hook}: right definition for {(answers == defs['answer']).float().mean():.0%} "
+          "of the words")
+
+# %% [markdown]
+# Expected output: at `blocks.0.hook_resid_pre` the patched word decides the answer for {{100%}} of
+# the words; from layer 1 on, for {{0%}}. In this 4-layer model the first attention layer has
+# already copied the word to the later positions, so patching the placeholder later changes
+# nothing. Our width family reads `blocks.2.hook_resid_pre`, where patch scoping at the placeholder
+# cannot work. So we patch scope the residual SAE of layer 0, whose latents read the same place
+# the patch goes. For each defined word we take the layer-0 latent most specific to it (large on
+# the word in its source prompt, small on the other words) and score it on the held-out corpus
+# against the truth "the token is this word".
+
+# %%
+from utils.latent_truth import score, token_is
+from utils.world.dictionaries import load_dictionary
+
+sae0 = load_dictionary("resid_pre_0")
+hook0 = sae0.cfg.metadata.hook_name
+_, source_cache = model.run_with_cache(defs["source"], names_filter=[hook0])
+word_acts = sae0.encode(source_cache[hook0][:, defs["position"]])  # (n_words, d_sae)
+specific = word_acts.clamp_min(0) * word_acts.clamp_min(0) / word_acts.clamp_min(0).sum(0).clamp_min(1e-6)
+word_latent = specific.argmax(-1)  # (n_words,): one latent per word
+corpus_acts0 = sae0.encode(model.run_with_cache(data.tokens, names_filter=[hook0], stop_at_layer=1)[1][hook0])
+truth_f1 = [score(corpus_acts0[..., int(j)], token_is(data, int(defs["source"][i, defs["position"]])), data).f1
+            for i, j in enumerate(word_latent)]
+print(f"{len(set(word_latent.tolist()))} distinct latents for {len(defs['word'])} words; F1 of each with its word "
+      f"on the corpus: median {np.median(truth_f1):.2f}, " + ", ".join(
+          f"{w} {int(j)} ({f:.2f})" for w, j, f in list(zip(defs["word"], word_latent.tolist(), truth_f1))[:4]))
+
+# %% [markdown]
+# Now the scale-tuning curve: for scales from small to large, the share of words for which the
+# patched direction makes the model give that word's definition (right), and the share for which
+# it gives the first word of *some* definition (an answer in the right genre). Besides the latents,
+# we patch a direction known to mean the word, its token embedding (unit norm), as a control: it
+# shows what the method can do at this place when the direction is right.
+
+# %%
+scales = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+word_ids = defs["source"][:, defs["position"]]
+candidates_ps = {"layer-0 SAE latent": sae0.W_dec[word_latent], "token embedding (control)": model.W_E[word_ids]}
+curves, answers_ps = [], {}
+for name, vectors in candidates_ps.items():
+    unit = vectors / vectors.norm(dim=-1, keepdim=True)
+    answers_ps[name] = patch_scope(model, defs["target"], defs["position"], unit, scales, hook0).argmax(-1)
+    right = (answers_ps[name] == defs["answer"][:, None]).float().mean(0)
+    in_genre = torch.isin(answers_ps[name], defs["answer"]).float().mean(0)
+    curves += [{"direction": name, "scale": s, "right definition": round(float(r), 2),
+                "some definition": round(float(g), 2)} for s, r, g in zip(scales, right, in_genre)]
+curve = pd.DataFrame(curves)
+natural = source_cache[hook0][:, defs["position"]].norm(dim=-1).mean()
+print(f"typical residual norm at the placeholder: {natural:.2f}")
+print(curve.pivot(index="scale", columns="direction", values=["right definition", "some definition"]).to_string())
+for name, ans in answers_ps.items():
+    k = int((ans == defs["answer"][:, None]).float().mean(0).argmax())
+    hits = [w for w, a, t in zip(defs["word"], ans[:, k].tolist(), defs["answer"].tolist()) if a == t]
+    print(f"{name}: best scale {scales[k]}, right for {len(hits)} of {len(defs['word'])} words ({', '.join(hits)})")
+fig = px.line(curve, x="scale", y="right definition", color="direction", markers=True, log_x=True,
+              labels={"right definition": "share of words given their own definition"},
+              title="Patch scoping at the placeholder: the answer as the patched direction is scaled",
+              width=750, height=380)
+fig.show()
+
+# %% [markdown]
+# Expected output: the token embedding of the word, patched at the placeholder, makes the model
+# give that word's definition for up to {{13}} of the {{24}} words (best at the smallest scale,
+# {{0.54}} of them), and less as the scale grows: a large vector at the placeholder swamps what the
+# first layer writes there, and by scale 16 only {{0.17}} remain. The layer-0 SAE latents give the
+# right definition for {{2}} of {{24}} words at every scale. The reason is visible in their scores
+# against the truth: the latent most specific to a word in its prompt is not a latent *for* that
+# word on the corpus (median F1 {{0.02}} with the word's token). The method works when the
+# direction means the word; these latents do not. Three lessons that carry over to real models:
+#
+# - the placeholder must be read after the layer you patch: here only layer 0 qualifies, so the
+#   width family of this chapter cannot be patch-scoped at the placeholder;
+# - the scale matters and has no natural value; sweep it and report the curve, not one point;
+# - score the answers against something you know (here the planted definitions); a fluent answer
+#   for a latent that does not mean the word would be a confident mistake.

@@ -851,3 +851,73 @@ def _world_corpus_latent():
         acts = saes[max(saes)].encode(model(data.tokens, stop_at_layer=2))
     fired = ((acts > 0) & data.mask[..., None]).any(1).sum(0)
     return data, acts[..., int(fired.argmax())]
+
+
+# -------------------------------------------------------------------------------------------------
+# patch_scope
+
+
+def _patched_logits(model, tokens, position, direction, scale, hook_name, *, add=False, every=False, read=-1):
+    """One (direction, scale) pair, one prompt: the last-position logits, patched (or a wrong variant)."""
+    def hook(activation, hook):
+        where = slice(None) if every else position
+        activation[:, where] = activation[:, where] + scale * direction if add else scale * direction
+        return activation
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens[None], fwd_hooks=[(hook_name, hook)])[0, read]
+
+
+def _patch_expected(model, tokens, position, directions, scales, hook_name, **wrong) -> Tensor:
+    return torch.stack([torch.stack([_patched_logits(model, tokens, position, d, s, hook_name, **wrong)
+                                     for s in scales]) for d in directions])
+
+
+def _near(wrong: Tensor, hint: str) -> Mistake:
+    """Like Mistake.looks_like, with a tolerance for batched vs one-at-a-time runs of the model."""
+    return Mistake(lambda a: isinstance(a, Tensor) and a.shape == wrong.shape
+                   and torch.allclose(a.detach().double(), wrong.double(), rtol=1e-4, atol=1e-4), hint)
+
+
+def _patch_mistakes(model, tokens, position, directions, scales, hook_name) -> list[Mistake]:
+    unit = directions / directions.norm(dim=-1, keepdim=True)
+    right = _patch_expected(model, tokens, position, directions, scales, hook_name)
+    by_scale = "return shape (n_directions, n_scales, d_vocab): one row per direction, one column per scale."
+    return [
+        _near(_patch_expected(model, tokens, position, directions, scales, hook_name, add=True),
+              "replace the activation at the placeholder by scale * direction; do not add to it."),
+        _near(_patch_expected(model, tokens, position, directions, scales, hook_name, every=True),
+              "patch only the placeholder position, not every position."),
+        _near(_patch_expected(model, tokens, position, directions, scales, hook_name, read=position),
+              "return the logits at the *last* position (where the model answers), not at the placeholder."),
+        _near(_patch_expected(model, tokens, position, unit, scales, hook_name),
+              "use the directions as given: do not normalise them (the scale is the caller's)."),
+        _near(_patch_expected(model, tokens, position, directions, [1.0] * len(scales), hook_name),
+              "multiply each direction by each scale."),
+        _near(right.transpose(0, 1), by_scale),
+        Mistake(lambda a: isinstance(a, Tensor) and a.ndim == 3 and a.shape[:2] == (len(scales), len(directions))
+                != (len(directions), len(scales)), by_scale),
+    ]
+
+
+def _check_patch(fn, model, tokens, position, directions, scales, hook_name, where):
+    with torch.no_grad():
+        actual = fn(model, tokens.clone(), position, directions.clone(), list(scales), hook_name)
+        expected = _patch_expected(model, tokens, position, directions, scales, hook_name)
+    assert_tensor(actual, expected, f"patch_scope({where})", rtol=1e-4, atol=1e-4,
+                  mistakes=_patch_mistakes(model, tokens, position, directions, scales, hook_name))
+
+
+@check
+def test_patch_scope(patch_scope) -> None:
+    """The course model on its definition prompt: 3 directions x 3 scales at layer 0 (compared with one
+    hooked run per pair), then 1 direction x 1 scale at another position and layer."""
+    model = _world()[0]
+    defs = ref.definition_prompts()
+    gen = torch.Generator().manual_seed(6)
+    directions = torch.randn(3, model.cfg.d_model, generator=gen) * torch.tensor([[0.5], [1.0], [3.0]])
+    _check_patch(patch_scope, model, defs["target"], defs["position"], directions, [0.5, 2.0, 8.0],
+                 "blocks.0.hook_resid_pre", f"the definition prompt, placeholder at {defs['position']}, 3 random "
+                 "directions, scales [0.5, 2, 8], blocks.0.hook_resid_pre")
+    _check_patch(patch_scope, model, defs["target"], 3, directions[2:], [1.5], "blocks.1.hook_resid_pre",
+                 "the definition prompt, position 3, one direction, scale 1.5, blocks.1.hook_resid_pre")
