@@ -327,11 +327,26 @@ for width, sae in tqdm(saes.items(), desc="label latents"):
         family.append({"width": width, "latent": j, "concept": concept if f1_score >= 0.2 else "(none)",
                        "density": float(scores.density[j])})
 family = pd.DataFrame(family)
+
+
+def umap_and_clusters(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-D UMAP coordinates and HDBSCAN cluster labels (-1: noise) of the rows of `x`.
+
+    Workaround: UMAP's numba code (OpenMP threading layer) changes the number of threads torch
+    uses, after which every small torch forward pass is tens of times slower; we put it back.
+    """
+    threads = torch.get_num_threads()
+    try:
+        xy = UMAP(n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", n_epochs=200,
+                  random_state=seed).fit_transform(x)
+        return xy, hdbscan.HDBSCAN(min_cluster_size=10, cluster_selection_method="leaf").fit_predict(xy)
+    finally:
+        torch.set_num_threads(threads)
+
+
 directions_all = torch.cat([unit_dec[w] for w in widths]).numpy()
 live_all = (family["density"] > 0).to_numpy()
-umap_xy = UMAP(n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", n_epochs=200,
-               random_state=0).fit_transform(directions_all[live_all])
-clusters = hdbscan.HDBSCAN(min_cluster_size=10, cluster_selection_method="leaf").fit_predict(umap_xy)
+umap_xy, clusters = umap_and_clusters(directions_all[live_all])
 family = family[live_all].assign(x=umap_xy[:, 0], y=umap_xy[:, 1], cluster=clusters)
 print(f"{live_all.sum()} live latents of {len(live_all)}; {family['cluster'].max() + 1} clusters, "
       f"{(clusters == -1).mean():.0%} of the latents in none; {(family['concept'] != '(none)').mean():.0%} labelled")
