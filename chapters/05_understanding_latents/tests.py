@@ -836,9 +836,9 @@ def test_autointerp(autointerp) -> None:
         fail("autointerp(a latent that fires in 5 documents, n_explain=10) should raise a ValueError saying that "
              "the latent fires in too few documents, but it returned.")
     model, saes, _, _ = _world()
-    corpus, world_acts = _world_corpus_latent()
-    _check_autointerp(autointerp, world_acts, corpus, model.tokenizer.convert_ids_to_tokens, "quote_open",
-                      "the course world: the widest SAE's latent most active on the corpus, concept 'quote_open'")
+    corpus, world_acts, concept = _world_corpus_latent()
+    _check_autointerp(autointerp, world_acts, corpus, model.tokenizer.convert_ids_to_tokens, concept,
+                      f"the course world: the widest SAE's latent that fires in most documents, concept {concept!r}")
 
 
 @lru_cache(maxsize=1)
@@ -850,7 +850,10 @@ def _world_corpus_latent():
     with torch.no_grad():
         acts = saes[max(saes)].encode(model(data.tokens, stop_at_layer=2))
     fired = ((acts > 0) & data.mask[..., None]).any(1).sum(0)
-    return data, acts[..., int(fired.argmax())]
+    latent_acts = acts[..., int(fired.argmax())]
+    on = (latent_acts > 0) & data.mask
+    concept = data.concepts[int(data.labels[on].float().sum(0).argmax())]  # its most frequent label
+    return data, latent_acts, concept
 
 
 # -------------------------------------------------------------------------------------------------
