@@ -7,6 +7,7 @@ edit the source, not this file.
 
 from collections import Counter
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,6 +42,63 @@ def spelling_prompts() -> dict:
         tokens[i, : len(row)] = torch.tensor(row)
     return {"tokens": tokens, "last": torch.tensor([len(r) - 1 for r in rows]), "word": words,
             "letter": letters, "template": torch.tensor(templates), "heldout": torch.tensor(heldout)}
+
+
+def category_prompts() -> dict:
+    """Every P11 category word in every single-member P11 template, read at the word.
+
+    Returns {"tokens": (n, n_ctx) ids padded on the right, "position": (n,) position of the word,
+    "word", "mid", "top": [str] (e.g. "sparrow", "bird", "animal"), "heldout": (n,) bool}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, positions, words, heldout = [], [], [], []
+    for template in T["p11_member"] + T["p11_mention"]:
+        for word, (top, mid) in F.WORD_TO_CATEGORY.items():
+            slots = {"w": _Slot(word, "member"), "mid": _Slot(mid), "A": _Slot(F.NAMES[0])}
+            sentence = render(template.lstrip(HELD_OUT), slots)
+            positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
+            rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
+            words.append(word)
+            heldout.append(template.startswith(HELD_OUT))
+    tokens = torch.full((len(rows), max(map(len, rows))), vocab[PAD], dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return {"tokens": tokens, "position": torch.tensor(positions), "word": words,
+            "mid": [F.WORD_TO_CATEGORY[w][1] for w in words], "top": [F.WORD_TO_CATEGORY[w][0] for w in words],
+            "heldout": torch.tensor(heldout)}
+
+
+def hierarchy_truth(prompts: dict) -> tuple[Tensor, list[tuple[str, str]]]:
+    """(truth (n_prompts, n_nodes) bool, nodes [(level, name)]): which prompts fall under each node
+    of the planted hierarchy, top categories first, then middle categories, then words."""
+    nodes = [("top", t) for t in F.CATEGORIES] + [("mid", m) for t in F.CATEGORIES for m in F.CATEGORIES[t]]
+    nodes += [("word", w) for w in F.WORD_TO_CATEGORY]
+    truth = torch.tensor([[prompts[level][i] == name for level, name in nodes] for i in range(len(prompts["word"]))])
+    return truth, nodes
+
+
+def node_f1(fires: Tensor, truth: Tensor) -> Tensor:
+    """F1 of each latent (columns of `fires`, (n, d) bool) for each node (columns of `truth`, (n, m) bool): (d, m)."""
+    fires, truth = fires.float(), truth.float()
+    tp = fires.T @ truth  # (d, m)
+    return 2 * tp / (fires.sum(0)[:, None] + truth.sum(0)[None, :]).clamp_min(1)
+
+
+def cooccurrence(fires_a: Tensor, fires_b: Tensor) -> Tensor:
+    """P(b fires | a fires) for every pair: (d_a, d_b)."""
+    fires_a, fires_b = fires_a.float(), fires_b.float()
+    return (fires_a.T @ fires_b) / fires_a.sum(0)[:, None].clamp_min(1)
+
+
+def cluster_purity(clusters: np.ndarray, concepts: list[str]) -> float:
+    """Share of the clustered, labelled latents that carry their cluster's most common label."""
+    keep = [(c, k) for c, k in zip(np.asarray(clusters).tolist(), concepts) if c != -1 and k != "(none)"]
+    if not keep:
+        return 0.0
+    by_cluster = {}
+    for c, k in keep:
+        by_cluster.setdefault(c, Counter())[k] += 1
+    return sum(counts.most_common(1)[0][1] for counts in by_cluster.values()) / len(keep)
 
 
 def train_probe(acts: Tensor, labels: Tensor) -> tuple[Tensor, float]:
@@ -152,3 +210,60 @@ def enrichment_matrix(top: Tensor, sets: Tensor, vocab_size: int) -> Tensor:
     sizes = sets.sum(-1).float().expand_as(overlap)
     p = hypergeom.sf((overlap - 1).numpy(), vocab_size, sizes.numpy(), top.shape[1])
     return torch.tensor(p, dtype=torch.float64)
+
+
+from utils.autointerp import (client_from_env, concept_truth, detect, detection_scores, explain, explanation_prompt,
+                              mix_for_detection, random_examples, top_examples)
+
+
+def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n_explain: int = 10,
+               n_detect: int = 5, n_random: int = 10, seed: int = 0) -> dict:
+    """Explain one latent, then score the explanation against its activations and against `concept`."""
+    top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+    if len(top) <= n_explain:
+        raise ValueError(f"the latent fires in {len(top)} documents; need at least {n_explain + 1} "
+                         f"({n_explain} to explain, the rest to detect).")
+    explanation = explain(top[:n_explain], client)
+    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top)
+    sequences, fires = mix_for_detection(top[n_explain:], others, seed=seed)
+    predicted = detect(explanation, sequences, client)
+    return {"explanation": explanation,
+            "vs activations": detection_scores(predicted, fires, len(sequences)),
+            "vs concept": detection_scores(predicted, concept_truth(sequences, concept), len(sequences))}
+
+
+def definition_prompts(placeholder: str = " X") -> dict:
+    """The first P9 template, cut before the definition, for every defined word.
+
+    Returns {"source": (n_words, n_ctx) ids with each word in place, "target": (n_ctx,) ids with
+    `placeholder` instead, "position": the word's position, "word": [str], "answer": (n_words,)
+    id of the first token of each word's definition}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, position = [], None
+    for word, definition in F.DEFINITIONS.items():
+        sentence = render(T["p9"][0], {"w": _Slot(word, "placeholder"), "def": _Slot(tuple(f" {d}" for d in definition),
+                                                                                    "definition")})
+        cut = next(i for i, tok in enumerate(sentence) if "definition" in tok.labels)
+        position = 1 + next(i for i, tok in enumerate(sentence) if "placeholder" in tok.labels)
+        rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
+    source = torch.tensor(rows)
+    target = source[0].clone()
+    target[position] = vocab[placeholder]
+    return {"source": source, "target": target, "position": position, "word": list(F.DEFINITIONS),
+            "answer": torch.tensor([vocab[" " + d[0]] for d in F.DEFINITIONS.values()])}
+
+
+def patch_scope(model, tokens: Tensor, position: int, directions: Tensor, scales: list[float],
+                hook_name: str) -> Tensor:
+    """Last-position logits with the activation at (hook_name, position) set to scale * direction."""
+    scales_t = torch.tensor(scales, dtype=directions.dtype)
+    patched = (directions[:, None, :] * scales_t[None, :, None]).flatten(0, 1)  # (n_dirs * n_scales, d_model)
+    batch = tokens[None].expand(len(patched), -1)
+
+    def replace(activation, hook):
+        activation[:, position] = patched
+        return activation
+
+    logits = model.run_with_hooks(batch, fwd_hooks=[(hook_name, replace)])[:, -1]
+    return logits.reshape(len(directions), len(scales), -1)

@@ -430,3 +430,309 @@ def test_spelling_prompts_cover_every_word_and_template():
         got = tokenizer.decode(prompts["tokens"][i, 1 : int(prompts["last"][i]) + 1].tolist()).strip()
         assert " ".join(got.split()) == want
         assert prompts["letter"][i] == word[0].upper()
+
+
+# -------------------------------------------------------------------------------------------------
+# node_f1, cooccurrence, cluster_purity (sections 1 and 2)
+
+
+def f1_variant(kind):
+    def node_f1(fires, truth):
+        fires, truth = fires.float(), truth.float()
+        tp = fires.T @ truth
+        n_fires, n_true = fires.sum(0)[:, None], truth.sum(0)[None, :]
+        if kind == "precision":
+            return tp / n_fires.clamp_min(1)
+        if kind == "jaccard":
+            return tp / (n_fires + n_true - tp).clamp_min(1)
+        if kind == "nan":
+            p, r = tp / n_fires, tp / n_true
+            return 2 * p * r / (p + r)
+        if kind == "transposed":
+            return (2 * tp / (n_fires + n_true).clamp_min(1)).T
+        raise AssertionError(kind)
+
+    return node_f1
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("precision", "that is the precision"), ("jaccard", "that is the Jaccard index"),
+    ("nan", "must score 0, not NaN"), ("transposed", "shape (d_sae, n_nodes)"),
+])
+def test_wrong_node_f1(checks05, kind, message):
+    fails_with(checks05.test_node_f1, f1_variant(kind), "node_f1(hand example", message)
+
+
+def node_f1_from_precision_and_recall(fires, truth):
+    """The harmonic mean written out, a pair at a time in numpy: a correct alternative."""
+    import numpy as np
+
+    f, t = fires.numpy(), truth.numpy()
+    out = np.zeros((f.shape[1], t.shape[1]), dtype=np.float32)
+    for i in range(f.shape[1]):
+        for k in range(t.shape[1]):
+            tp = int((f[:, i] & t[:, k]).sum())
+            if tp:
+                p, r = tp / f[:, i].sum(), tp / t[:, k].sum()
+                out[i, k] = 2 * p * r / (p + r)
+    return torch.tensor(out)
+
+
+def test_node_f1_by_precision_and_recall_passes(checks05):
+    passes(checks05.test_node_f1, node_f1_from_precision_and_recall)
+
+
+def test_the_hand_f1_values():
+    """Latent 0: precision 1, recall 2/3; latent 1: precision 2/3, recall 2/3 (worked out by hand)."""
+    from_tests = course.load_checks("05_understanding_latents")
+    got = ref.node_f1(from_tests.HAND_FIRES, from_tests.HAND_NODES)
+    assert torch.allclose(got, torch.tensor([[2 * 1 * (2 / 3) / (1 + 2 / 3), 0.0], [2 / 3, 0.0], [0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("variant, message", [
+    (lambda a, b: (a.float().T @ b.float()) / b.float().sum(0)[None].clamp_min(1), "that is P(a fires | b fires)"),
+    (lambda a, b: (a.float().T @ b.float()) / len(a), "this is P(a and b)"),
+    (lambda a, b: (a.float().T @ b.float()) / a.float().sum(0)[:, None], "not NaN"),
+    (lambda a, b: ((a.float().T @ b.float()) / a.float().sum(0)[:, None].clamp_min(1)).T, "return shape (d_a, d_b)"),
+])
+def test_wrong_cooccurrence(checks05, variant, message):
+    fails_with(checks05.test_cooccurrence, variant, "cooccurrence(hand example)", message)
+
+
+def cooccurrence_by_pairs(fires_a, fires_b):
+    """One pair at a time, with an explicit zero for silent latents: a correct alternative."""
+    out = torch.zeros(fires_a.shape[1], fires_b.shape[1])
+    for i in range(fires_a.shape[1]):
+        on = fires_a[:, i]
+        if on.any():
+            out[i] = fires_b[on].float().mean(0)
+    return out
+
+
+def test_cooccurrence_by_pairs_passes(checks05):
+    passes(checks05.test_cooccurrence, cooccurrence_by_pairs)
+
+
+def purity_variant(**wrong):
+    def cluster_purity(clusters, concepts):
+        rows = [(c, k) for c, k in zip(list(clusters), concepts)
+                if (wrong.get("noise") or c != -1) and (wrong.get("none") or k != "(none)")]
+        groups = {}
+        for c, k in rows:
+            groups.setdefault(c, Counter())[k] += 1
+        if not groups:
+            return 0.0
+        if wrong.get("mean"):
+            return sum(g.most_common(1)[0][1] / sum(g.values()) for g in groups.values()) / len(groups)
+        return sum(g.most_common(1)[0][1] for g in groups.values()) / (len(concepts) if wrong.get("all") else len(rows))
+
+    return cluster_purity
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ({"noise": True}, "leave out the noise points"), ({"none": True}, "leave out the latents labelled \"(none)\""),
+    ({"mean": True}, "weight the clusters by their size"), ({"all": True}, "not by all latents"),
+])
+def test_wrong_cluster_purity(checks05, wrong, message):
+    fails_with(checks05.test_cluster_purity, purity_variant(**wrong), "cluster_purity(hand example)", message)
+
+
+def purity_with_pandas(clusters, concepts):
+    """The same number with a pandas crosstab: a correct alternative."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"c": list(clusters), "k": concepts})
+    frame = frame[(frame["c"] != -1) & (frame["k"] != "(none)")]
+    return float(pd.crosstab(frame["c"], frame["k"]).max(1).sum() / len(frame)) if len(frame) else 0.0
+
+
+def test_purity_with_pandas_passes(checks05):
+    passes(checks05.test_cluster_purity, purity_with_pandas)
+
+
+def test_an_empty_purity_is_named(checks05):
+    fails_with(checks05.test_cluster_purity, lambda clusters, concepts: None, "should return a float, but returned NoneType")
+
+
+def test_the_hand_purity_value():
+    """Cluster 0 keeps a, a, b (top count 2); cluster 1 keeps c, b, b, b (top count 3): 5 of 7."""
+    labels = ["a", "a", "b", "(none)", "c", "b", "b", "b", "a", "c"]
+    assert ref.cluster_purity([0, 0, 0, 0, 1, 1, 1, 1, -1, -1], labels) == pytest.approx(5 / 7)
+
+
+def test_category_prompts_cover_every_word_and_node():
+    from utils.world import facts as F
+
+    prompts = ref.category_prompts()
+    truth, nodes = ref.hierarchy_truth(prompts)
+    assert len(nodes) == len(F.CATEGORIES) + sum(map(len, F.CATEGORIES.values())) + len(F.WORD_TO_CATEGORY)
+    assert truth.sum(0).min() > 0  # every node holds somewhere
+    assert (truth[:, [k for k, (level, _) in enumerate(nodes) if level == "top"]].sum(1) == 1).all()
+    i = prompts["word"].index("sparrow")
+    tokens = prompts["tokens"][i]
+    from utils.world import load_tokenizer
+
+    assert load_tokenizer().decode([int(tokens[prompts["position"][i]])]).strip() == "sparrow"
+    assert (prompts["mid"][i], prompts["top"][i]) == ("bird", "animal")
+
+
+# -------------------------------------------------------------------------------------------------
+# autointerp (section 6)
+
+
+def autointerp_variant(**wrong):
+    from utils.autointerp import (concept_truth, detect, detection_scores, explain, mix_for_detection,
+                                  random_examples, top_examples)
+
+    def autointerp(latent_acts, data, to_str_tokens, client, concept, n_explain=10, n_detect=5, n_random=10, seed=0):
+        top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+        if len(top) <= n_explain and not wrong.get("no_raise"):
+            raise ValueError("too few documents")
+        explanation = explain(top[:n_explain], client)
+        others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=0 if wrong.get("seed") else seed,
+                                 exclude=() if wrong.get("no_exclude") else top)
+        held = top[:n_detect] if wrong.get("leak") else top[n_explain:]
+        sequences, fires = mix_for_detection(held, others, seed=seed)
+        predicted = detect(explanation, sequences, client)
+        vs_act = detection_scores(predicted, fires, len(sequences))
+        vs_concept = detection_scores(predicted, concept_truth(sequences, concept), len(sequences))
+        if wrong.get("swap"):
+            vs_act, vs_concept = vs_concept, vs_act
+        if wrong.get("concept_is_act"):
+            vs_concept = vs_act
+        out = {"explanation": explanation, "vs activations": vs_act, "vs concept": vs_concept}
+        return tuple(out.values()) if wrong.get("tuple") else out
+
+    return autointerp
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ({"leak": True}, "Never detect on an example the explanation was written from"),
+    ({"no_exclude": True}, "from documents other than the top examples'"),
+    ({"swap": True}, "'vs activations' holds the score against the concept"),
+    ({"concept_is_act": True}, "'vs concept' holds the score against the activations"),
+    ({"no_raise": True}, "should raise a ValueError"),
+    ({"seed": True}, "pass `seed` on"),
+    ({"tuple": True}, "should return a dict"),
+])
+def test_wrong_autointerp(checks05, wrong, message):
+    fails_with(checks05.test_autointerp, autointerp_variant(**wrong), message)
+
+
+def autointerp_with_score_against_concept(latent_acts, data, to_str_tokens, client, concept, n_explain=10,
+                                          n_detect=5, n_random=10, seed=0):
+    """Scores the concept with utils.autointerp.score_against_concept (a second detect call): correct."""
+    from utils.autointerp import (detect, detection_scores, explain, mix_for_detection, random_examples,
+                                  score_against_concept, top_examples)
+
+    top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+    if len(top) < n_explain + 1:
+        raise ValueError(f"only {len(top)} documents")
+    explanation = explain(top[:n_explain], client)
+    sequences, fires = mix_for_detection(top[n_explain:], random_examples(
+        latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top), seed=seed)
+    return {"explanation": explanation,
+            "vs activations": detection_scores(detect(explanation, sequences, client), fires, len(sequences)),
+            "vs concept": score_against_concept(explanation, sequences, concept, client)}
+
+
+def test_autointerp_with_score_against_concept_passes(checks05):
+    passes(checks05.test_autointerp, autointerp_with_score_against_concept)
+
+
+def test_the_hand_autointerp_scores(checks05):
+    """On the hand corpus the offline client names " cat"; against concept "animal" (cat or dog) it finds the
+    5 held-out cat documents and none of the dog documents among the 10 random ones: worked out from the corpus,
+    where documents 15-29 are the random pool (15 cat, 16-29 dog)."""
+    from utils.autointerp import OfflineClient
+
+    data, acts = checks05._hand_corpus()
+    result = ref.autointerp(acts, data, checks05._hand_to_str, OfflineClient(), "animal")
+    assert result["explanation"].startswith('Fires on the token " cat"')
+    assert result["vs activations"].fp == 0 and result["vs activations"].f1 == 1.0
+    scores = result["vs concept"]
+    assert scores.precision == 1.0 and scores.fn == 15 - scores.tp and scores.tn == 0  # every sequence has an animal
+
+
+# -------------------------------------------------------------------------------------------------
+# patch_scope (section 7)
+
+
+def patch_variant(*, add=False, every=False, normalise=False, transposed=False, at_position=False, no_scale=False):
+    def patch_scope(model, tokens, position, directions, scales, hook_name):
+        if normalise:
+            directions = directions / directions.norm(dim=-1, keepdim=True)
+        s = torch.tensor([1.0] * len(scales) if no_scale else scales)
+        patched = (directions[:, None] * s[None, :, None]).flatten(0, 1)
+
+        def hook(activation, hook):
+            where = slice(None) if every else position
+            if add:
+                activation[:, where] = activation[:, where] + (patched[:, None] if every else patched)
+            else:
+                activation[:, where] = patched[:, None] if every else patched
+            return activation
+
+        logits = model.run_with_hooks(tokens[None].expand(len(patched), -1), fwd_hooks=[(hook_name, hook)])
+        logits = logits[:, position if at_position else -1].reshape(len(directions), len(scales), -1)
+        return logits.transpose(0, 1) if transposed else logits
+
+    return patch_scope
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ({"add": True}, "do not add to it"), ({"every": True}, "patch only the placeholder position"),
+    ({"normalise": True}, "do not normalise them"), ({"transposed": True}, "one row per direction, one column per scale"),
+    ({"at_position": True}, "the logits at the *last* position"), ({"no_scale": True}, "multiply each direction by each scale"),
+])
+def test_wrong_patch_scope(checks05, wrong, message):
+    fails_with(checks05.test_patch_scope, patch_variant(**wrong), "patch_scope(the definition prompt", message)
+
+
+def patch_scope_one_at_a_time(model, tokens, position, directions, scales, hook_name):
+    """One hooked run per (direction, scale), stacked: a correct alternative."""
+    rows = []
+    for d in directions:
+        row = []
+        for s in scales:
+            def hook(activation, hook, vector=s * d):
+                activation[:, position] = vector
+                return activation
+
+            row.append(model.run_with_hooks(tokens[None], fwd_hooks=[(hook_name, hook)])[0, -1])
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+def test_patch_scope_one_at_a_time_passes(checks05):
+    passes(checks05.test_patch_scope, patch_scope_one_at_a_time)
+
+
+def test_a_patch_scope_returning_none_is_named(checks05):
+    fails_with(checks05.test_patch_scope, lambda *args: None, "patch_scope(the definition prompt")
+
+
+def test_patching_the_real_word_at_layer_0_restores_the_source_answer():
+    """The control of section 7, independently of the exercise: the first layer still reads the placeholder."""
+    from utils.world import load_model
+
+    model = load_model()
+    defs = ref.definition_prompts()
+    hook = "blocks.0.hook_resid_pre"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(defs["source"][:3], names_filter=[hook])
+        logits = ref.patch_scope(model, defs["target"], defs["position"], cache[hook][:3, defs["position"]], [1.0], hook)
+    assert (logits[:, 0].argmax(-1) == defs["answer"][:3]).all()
+
+
+def test_definition_prompts_match_the_world():
+    from utils.world import facts as F, load_tokenizer
+
+    defs = ref.definition_prompts()
+    tokenizer = load_tokenizer()
+    assert defs["word"] == list(F.DEFINITIONS) and len(defs["answer"]) == len(F.DEFINITIONS)
+    i = defs["word"].index("nut")
+    assert tokenizer.decode([int(defs["source"][i, defs["position"]])]).strip() == "nut"
+    assert tokenizer.decode([int(defs["answer"][i])]).strip() == "hard"
+    assert tokenizer.decode([int(defs["target"][defs["position"]])]).strip() == "X"
+    assert (defs["target"] != defs["source"][i]).sum() == 1

@@ -6,9 +6,13 @@
 #
 # Chapters 01 to 04 used latents as building blocks of circuits. This chapter looks at the latents
 # themselves: how a dictionary divides a concept between its latents, and what a latent's weights
-# say about it before we look at a single example. Three tools, each scored against the ground
+# say about it before we look at a single example. Seven tools, each scored against the ground
 # truth of the course world:
 #
+# - **feature splitting**: how a concept covered by one latent of a narrow SAE is covered by
+#   several latents of a wider one, followed along the world's planted category hierarchy;
+# - the **geometry** of the decoder directions: a UMAP map of every latent of the family, with
+#   HDBSCAN clusters whose purity is measured against the planted concepts;
 # - **feature absorption**, measured the way SAEBench does: a linear probe defines a concept
 #   ("the answer starts with L"), we find the latents that look like the probe, and count how often
 #   they stay silent while another latent carries the probe's direction instead;
@@ -17,7 +21,11 @@
 # - the **logit lens** and **token enrichment**: which tokens a latent's decoder direction pushes up,
 #   whether they form a planted class of tokens more often than chance, and whether a latent is
 #   about the token it sits on (an *input* latent) or the token that comes next (a *prediction*
-#   latent).
+#   latent);
+# - **autointerp**: a language model explains a latent from its top examples and is scored on
+#   predicting where it fires; here each explanation is also scored against the planted labels;
+# - **patch scoping**: a latent's decoder direction is patched into a definition prompt to make the
+#   model say what it means.
 #
 # Everything runs offline on the course world (the README's "The course world"): its small
 # GPT-2-style model, which has tied embeddings, and the family of residual-stream SAEs of several
@@ -32,6 +40,7 @@
 # %% [module]
 from collections import Counter
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,7 +99,376 @@ for width, sae in saes.items():
     print(f"width {width}: {sae.cfg.architecture()} SAE, {sae.cfg.d_in} -> {sae.cfg.d_sae}, reads {sae.cfg.metadata.hook_name}")
 
 # %% [markdown]
-# ## 1 · Feature absorption on first letters
+# ## 1 · Feature splitting across widths
+#
+# Train SAEs of several widths on the same activations and a concept that one latent covers in a
+# narrow SAE is often covered by several latents in a wider one, each firing on a part of it: a
+# latent for "animals" becomes latents for "birds", "fish", .... This is **feature splitting**.
+# The course world has a planted hierarchy to test it on (P11): top categories ({{animal}},
+# {{plant}}, {{thing}}), each with a few middle categories (bird, fish, ...), each with a few member
+# words ("sparrow", "robin", ...). Our family of SAEs has widths {{64}} to {{1024}}, all reading the
+# same hook.
+#
+# The data: every category word of the world in every P11 sentence that mentions a single member
+# ("A sparrow is a kind of bird .", "We saw a sparrow near the river ."), read at the word. Each
+# prompt knows its word, its middle category and its top category: that is the ground truth every
+# latent is scored against below.
+
+# %% [module]
+def category_prompts() -> dict:
+    """Every P11 category word in every single-member P11 template, read at the word.
+
+    Returns {"tokens": (n, n_ctx) ids padded on the right, "position": (n,) position of the word,
+    "word", "mid", "top": [str] (e.g. "sparrow", "bird", "animal"), "heldout": (n,) bool}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, positions, words, heldout = [], [], [], []
+    for template in T["p11_member"] + T["p11_mention"]:
+        for word, (top, mid) in F.WORD_TO_CATEGORY.items():
+            slots = {"w": _Slot(word, "member"), "mid": _Slot(mid), "A": _Slot(F.NAMES[0])}
+            sentence = render(template.lstrip(HELD_OUT), slots)
+            positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
+            rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
+            words.append(word)
+            heldout.append(template.startswith(HELD_OUT))
+    tokens = torch.full((len(rows), max(map(len, rows))), vocab[PAD], dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return {"tokens": tokens, "position": torch.tensor(positions), "word": words,
+            "mid": [F.WORD_TO_CATEGORY[w][1] for w in words], "top": [F.WORD_TO_CATEGORY[w][0] for w in words],
+            "heldout": torch.tensor(heldout)}
+
+
+def hierarchy_truth(prompts: dict) -> tuple[Tensor, list[tuple[str, str]]]:
+    """(truth (n_prompts, n_nodes) bool, nodes [(level, name)]): which prompts fall under each node
+    of the planted hierarchy, top categories first, then middle categories, then words."""
+    nodes = [("top", t) for t in F.CATEGORIES] + [("mid", m) for t in F.CATEGORIES for m in F.CATEGORIES[t]]
+    nodes += [("word", w) for w in F.WORD_TO_CATEGORY]
+    truth = torch.tensor([[prompts[level][i] == name for level, name in nodes] for i in range(len(prompts["word"]))])
+    return truth, nodes
+
+
+# %%
+from tqdm.auto import tqdm
+
+from utils.latent_truth import best_concepts
+
+cat = category_prompts()
+_, cache = model.run_with_cache(cat["tokens"], names_filter=[HOOK], stop_at_layer=3)
+resid_cat = cache[HOOK][torch.arange(len(cat["word"])), cat["position"]]  # (n_prompts, d_model), at the word
+truth_cat, nodes = hierarchy_truth(cat)
+fires_cat = {width: sae.encode(resid_cat) > 0 for width, sae in saes.items()}
+print(f"{len(cat['word'])} prompts: {len(F.WORD_TO_CATEGORY)} words x {len(cat['word']) // len(F.WORD_TO_CATEGORY)} "
+      f"templates; {len(nodes)} nodes in the hierarchy: " + ", ".join(
+          f"{n} {level}" for level, n in Counter(level for level, _ in nodes).items()))
+
+# %% [markdown]
+# ### Exercise: `node_f1`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# Score every latent against every node of the hierarchy at once. `fires` (n, d_sae) says where
+# each latent fires, `truth` (n, n_nodes) where each node holds. Return the `(d_sae, n_nodes)`
+# F1 scores of "the latent fires" as a detector of "the node holds": with `tp` the prompts where
+# both hold, precision `tp / n_fires`, recall `tp / n_true` and F1 their harmonic mean. A latent
+# that never fires, or a node that never holds, scores 0 (no division by zero, no NaN).
+
+# %% [exercise]
+def node_f1(fires: Tensor, truth: Tensor) -> Tensor:
+    """F1 of each latent (columns of `fires`, (n, d) bool) for each node (columns of `truth`, (n, m) bool): (d, m)."""
+    # BEGIN SOLUTION
+    fires, truth = fires.float(), truth.float()
+    tp = fires.T @ truth  # (d, m)
+    return 2 * tp / (fires.sum(0)[:, None] + truth.sum(0)[None, :]).clamp_min(1)
+    # END SOLUTION
+
+
+# %% [hint]
+# One matrix product counts the true positives of every pair: `fires.float().T @ truth.float()`.
+# F1 is also `2 tp / (n_fires + n_true)`, which needs no separate precision and recall.
+
+# %% [check]
+tests.test_node_f1(node_f1)
+
+# %% [markdown]
+# For each width, the best F1 any latent reaches for each node, averaged over the nodes of each
+# level, and how many latents match some node of a level with F1 ≥ 0.5:
+
+# %%
+f1_cat = {width: node_f1(fires_cat[width], truth_cat) for width in saes}
+levels = np.array([level for level, _ in nodes])
+split_rows = []
+for width, f1s in f1_cat.items():
+    best_node = f1s.max(1)
+    row = {"width": width}
+    for level in ("top", "mid", "word"):
+        row[f"best F1 {level}"] = round(float(f1s[:, levels == level].max(0).values.mean()), 2)
+    for level in ("top", "mid", "word"):
+        row[f"latents {level}"] = int(((best_node.values >= 0.5) & torch.tensor(levels == level)[best_node.indices]).sum())
+    split_rows.append(row)
+split_table = pd.DataFrame(split_rows).set_index("width")
+print(split_table.to_string())
+for width in (min(saes), max(saes)):
+    for k, (level, name) in enumerate(nodes):
+        if level == "top":
+            j = int(f1_cat[width][:, k].argmax())
+            tp = int((fires_cat[width][:, j] & truth_cat[:, k]).sum())
+            print(f"width {width}, best latent for {name}: {j}, precision {tp / max(int(fires_cat[width][:, j].sum()), 1):.2f}, "
+                  f"recall {tp / int(truth_cat[:, k].sum()):.2f}")
+
+# %% [markdown]
+# Expected output: the top categories are matched equally well at every width (mean best F1
+# {{0.51}} at width {{64}}, {{0.52}} at width {{1024}}), while the finer levels improve with width:
+# middle categories from {{0.32}} to {{0.45}}, single words from {{0.19}} to {{0.37}}. The number
+# of latents that match one word well grows from {{1}} to {{13}}. That is the signature of
+# splitting: a wider SAE spends its extra latents on finer parts of the hierarchy. The best F1 of
+# a top category stays near 0.5 for a worse reason: its best latent is not about the category. At
+# width {{64}} the best latent for animal has precision {{0.42}} and recall {{1.00}}: it fires on
+# every category word, and 0.42 is simply the share of animal words. It is a "category member"
+# latent, and the same holds at width {{1024}}.
+#
+# Now the splitting itself. To say that a latent of width `2w` is a **child** of a latent of width
+# `w` we use two signals: their decoder directions are close (cosine), and on the held-out corpus
+# the child rarely fires without the parent (co-occurrence).
+#
+# ### Exercise: `cooccurrence`
+#
+# > Difficulty: 🔴⚪⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 5 minutes
+#
+# Given where the latents of two SAEs fire on the same tokens, `fires_a` (n, d_a) and `fires_b`
+# (n, d_b), return the `(d_a, d_b)` matrix of `P(b fires | a fires)`: the share of the tokens
+# where latent `a` fires on which latent `b` fires too. A latent `a` that never fires gets a row of
+# zeros.
+
+# %% [exercise]
+def cooccurrence(fires_a: Tensor, fires_b: Tensor) -> Tensor:
+    """P(b fires | a fires) for every pair: (d_a, d_b)."""
+    # BEGIN SOLUTION
+    fires_a, fires_b = fires_a.float(), fires_b.float()
+    return (fires_a.T @ fires_b) / fires_a.sum(0)[:, None].clamp_min(1)
+    # END SOLUTION
+
+
+# %% [hint]
+# Count the tokens where both fire with `fires_a.float().T @ fires_b.float()`, then divide each row
+# by the number of tokens where its `a` latent fires (at least 1, for latents that never fire).
+
+# %% [check]
+tests.test_cooccurrence(cooccurrence)
+
+# %% [markdown]
+# We encode the held-out corpus with every SAE of the family (one forward pass, also used by the
+# later sections) and look for the clearest split: a **parent** latent at one width that matches a
+# node of the hierarchy (F1 ≥ 0.4), and its children at the next width (decoder cosine ≥ 0.4 and
+# `P(parent fires | child fires)` ≥ 0.5), counting the children that match a *different* node
+# below or at the parent's node. The parent with the most such children is shown.
+
+# %%
+data = labelled_corpus(n_docs=150)
+corpus_resid = model(data.tokens, stop_at_layer=2)  # the residual stream entering block 2 = HOOK
+fires_corpus = {width: sae.encode(corpus_resid)[data.mask] > 0 for width, sae in tqdm(saes.items(), desc="encode")}
+unit_dec = {width: sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True) for width, sae in saes.items()}
+
+
+def node_label(width: int, j: int) -> str:
+    score, k = f1_cat[width][j].max(0)
+    return f"{nodes[int(k)][1]} (F1 {float(score):.2f})" if score >= 0.3 else "(no node)"
+
+
+def under(child: tuple[str, str], parent: tuple[str, str]) -> bool:
+    """Whether `child` is the node `parent` or lies below it in the hierarchy."""
+    if child == parent:
+        return True
+    word_top, word_mid = F.WORD_TO_CATEGORY.get(child[1], (None, None))
+    mid_top = next((t for t, mids in F.CATEGORIES.items() if child[1] in mids), None)
+    return parent[1] in {word_top, word_mid} if child[0] == "word" else parent[1] == mid_top
+
+
+widths = sorted(saes)
+splits = []
+for small, big in zip(widths, widths[1:]):
+    cos = unit_dec[small] @ unit_dec[big].T  # (d_small, d_big)
+    parent_given_child = cooccurrence(fires_corpus[big], fires_corpus[small]).T  # (d_small, d_big)
+    for j in (f1_cat[small].max(1).values >= 0.4).nonzero().flatten().tolist():
+        parent_node = nodes[int(f1_cat[small][j].argmax())]
+        children = ((cos[j] >= 0.4) & (parent_given_child[j] >= 0.5)).nonzero().flatten().tolist()
+        child_nodes = {nodes[int(f1_cat[big][c].argmax())] for c in children if f1_cat[big][c].max() >= 0.3}
+        finer = {n for n in child_nodes if under(n, parent_node) and n != parent_node}
+        splits.append((len(finer), small, j, big, children))
+n_finer, small, parent, big, children = max(splits, key=lambda s: (s[0], -s[1]))
+print(f"clearest split: latent {parent} of width {small}, {node_label(small, parent)}, "
+      f"has {len(children)} children at width {big}, {n_finer} of them on finer nodes below it:")
+for c in sorted(children, key=lambda c: -float(unit_dec[small][parent] @ unit_dec[big][c])):
+    print(f"    latent {c}: {node_label(big, c)}; decoder cosine {float(unit_dec[small][parent] @ unit_dec[big][c]):.2f}, "
+          f"P(parent | child) {float(cooccurrence(fires_corpus[big][:, [c]], fires_corpus[small][:, [parent]])):.2f}")
+print(f"parents with at least 2 finer children: {sum(s[0] >= 2 for s in splits)} of {len(splits)}")
+close_silent, together_apart = 0, 0
+for small_w, big_w in zip(widths, widths[1:]):
+    cos = unit_dec[small_w] @ unit_dec[big_w].T
+    together = cooccurrence(fires_corpus[big_w], fires_corpus[small_w]).T  # P(narrow latent | wide latent)
+    close_silent += int(((cos >= 0.4) & (together < 0.1)).sum())
+    together_apart += int(((together >= 0.5) & (cos < 0.1)).sum())
+print(f"pairs of consecutive widths with decoder cosine >= 0.4 but P(parent | child) < 0.1: {close_silent}; "
+      f"with P(parent | child) >= 0.5 but cosine < 0.1: {together_apart}")
+print("the same latents scored on the held-out corpus (utils.latent_truth), best planted concept:")
+for width, j in [(small, parent)] + [(big, c) for c in children]:
+    match = best_concepts(saes[width].encode(corpus_resid)[..., j], data, n=1)[0]
+    print(f"    width {width}, latent {j}: {match}")
+
+
+# %% [markdown]
+# Expected output: the clearest split found is latent {{194}} of width {{512}}, best matched by
+# the top category {{animal}}, whose two children at width {{1024}} match {{owl}} and {{mammal}},
+# nodes below it. It is also the only parent (of {{133}} matched to some node) with at least two
+# children on finer nodes. On the whole corpus, all three are best described as latents of P11
+# sentences in general (concept `p11`, precision at most {{0.39}}), not of animals or owls: the
+# node labels hold on the category prompts, where the word is the only thing that varies. So the
+# world shows splitting in aggregate (the table: finer nodes get better latents as the width
+# grows), but clean parent → children trees like "animal → bird → sparrow" are rare, and the F1
+# scores involved are modest ({{0.49}} for the parent, {{0.35}} and {{0.32}} for the children).
+# Both signals are needed: {{289}} pairs of latents of consecutive widths have close decoder
+# directions (cosine ≥ 0.4) yet almost never fire together, and {{5623}} pairs fire together
+# (P(parent | child) ≥ 0.5) with nearly orthogonal directions (cosine < 0.1). Neither signal
+# alone picks out children.
+
+# %% [markdown]
+# ## 2 · The geometry of the decoder directions
+#
+# Splitting suggests that latents with related meanings have nearby decoder directions. We can
+# look at all the latents of the family at once: **UMAP** maps the unit decoder directions of
+# every width together to 2-D, keeping near neighbours near, and **HDBSCAN** groups the
+# points into dense clusters (label -1: noise, in no cluster). Each latent is labelled, as in
+# chapter 02, with its best planted concept on the held-out corpus (F1 ≥ 0.2, else `(none)`).
+# Both algorithms are randomised or order-dependent; seeds are fixed, and the picture changes
+# with `n_neighbors` and `min_cluster_size`, so read it qualitatively.
+
+# %%
+import hdbscan
+from umap import UMAP
+
+from utils.world.concepts import concept_scores
+
+family = []  # one row per latent of the family
+for width, sae in tqdm(saes.items(), desc="label latents"):
+    scores = concept_scores(sae.encode(corpus_resid), data)
+    for j in range(width):
+        concept, _, _, f1_score = scores.best_concept(j)
+        family.append({"width": width, "latent": j, "concept": concept if f1_score >= 0.2 else "(none)",
+                       "density": float(scores.density[j])})
+family = pd.DataFrame(family)
+
+
+def umap_and_clusters(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-D UMAP coordinates and HDBSCAN cluster labels (-1: noise) of the rows of `x`.
+
+    Workaround: UMAP's numba code (OpenMP threading layer) changes the number of threads torch
+    uses, after which every small torch forward pass is tens of times slower; we put it back.
+    """
+    threads = torch.get_num_threads()
+    try:
+        xy = UMAP(n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", n_epochs=200,
+                  random_state=seed).fit_transform(x)
+        return xy, hdbscan.HDBSCAN(min_cluster_size=10, cluster_selection_method="leaf").fit_predict(xy)
+    finally:
+        torch.set_num_threads(threads)
+
+
+directions_all = torch.cat([unit_dec[w] for w in widths]).numpy()
+live_all = (family["density"] > 0).to_numpy()
+umap_xy, clusters = umap_and_clusters(directions_all[live_all])
+family = family[live_all].assign(x=umap_xy[:, 0], y=umap_xy[:, 1], cluster=clusters)
+print(f"{live_all.sum()} live latents of {len(live_all)}; {family['cluster'].max() + 1} clusters, "
+      f"{(clusters == -1).mean():.0%} of the latents in none; {(family['concept'] != '(none)').mean():.0%} labelled")
+
+# %%
+shown = family.assign(width=family["width"].astype(str),
+                      label=np.where(family["concept"].isin(family["concept"].value_counts().index[:13]),
+                                     family["concept"], "other"))
+for colour, title in (("width", "SAE width"), ("label", "best planted concept (13 most common)")):
+    fig = px.scatter(shown, x="x", y="y", color=colour, hover_data=["width", "latent", "concept", "cluster"],
+                     title=f"UMAP of the decoder directions of the whole family, coloured by {title}",
+                     width=800, height=560, opacity=0.7)
+    fig.update_traces(marker_size=4)
+    fig.show()
+
+# %% [markdown]
+# ### Exercise: `cluster_purity`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 10 minutes
+#
+# How well do the clusters follow the planted concepts? Given each latent's cluster (`clusters`,
+# integers, -1 for noise) and label (`concepts`), return the **purity**: over the latents that are
+# in a cluster (not -1) and have a label (not `"(none)"`), the share that carry the most common
+# label of their cluster. Equivalently: for each cluster, count its most common label; sum these
+# counts over the clusters; divide by the number of such latents. Return 0.0 if there are none.
+
+# %% [exercise]
+def cluster_purity(clusters: np.ndarray, concepts: list[str]) -> float:
+    """Share of the clustered, labelled latents that carry their cluster's most common label."""
+    # BEGIN SOLUTION
+    keep = [(c, k) for c, k in zip(np.asarray(clusters).tolist(), concepts) if c != -1 and k != "(none)"]
+    if not keep:
+        return 0.0
+    by_cluster = {}
+    for c, k in keep:
+        by_cluster.setdefault(c, Counter())[k] += 1
+    return sum(counts.most_common(1)[0][1] for counts in by_cluster.values()) / len(keep)
+    # END SOLUTION
+
+
+# %% [hint]
+# Filter first (both conditions), then one `Counter` of labels per cluster; `most_common(1)[0][1]`
+# is the count of its top label. The denominator is the number of latents kept, not of clusters.
+
+# %% [check]
+tests.test_cluster_purity(cluster_purity)
+
+# %% [markdown]
+# Purity depends on how many labels there are and how unevenly they are spread, so we compare it
+# with the same number after shuffling the labels among the labelled latents (20 shuffles), for
+# the whole family and for each width's latents alone:
+
+# %%
+purity_rows = []
+rng = np.random.default_rng(0)
+for name, part in [("all widths", family)] + [(f"width {w}", family[family["width"] == w]) for w in widths]:
+    cl, labels_part = part["cluster"].to_numpy(), part["concept"].to_numpy()
+    named = labels_part != "(none)"
+    shuffles = []
+    for _ in range(20):
+        shuffled_part = labels_part.copy()
+        shuffled_part[named] = rng.permutation(labels_part[named])
+        shuffles.append(cluster_purity(cl, list(shuffled_part)))
+    purity_rows.append({"latents": name, "purity": round(cluster_purity(cl, list(labels_part)), 2),
+                        "shuffled": round(float(np.mean(shuffles)), 2), "max shuffled": round(float(np.max(shuffles)), 2)})
+purity_table = pd.DataFrame(purity_rows).set_index("latents")
+print(purity_table.to_string())
+fig = px.bar(purity_table.reset_index(), x="latents", y=["purity", "shuffled"], barmode="group",
+             title="Cluster purity against the planted concepts, and with shuffled labels", width=750, height=380)
+fig.show()
+by_cluster = (family[family["concept"] != "(none)"].groupby("cluster")["concept"]
+              .agg(lambda s: f"{s.value_counts().index[0]} ({s.value_counts().iloc[0]}/{len(s)})"))
+print("most common concept of the largest clusters:")
+print(by_cluster.drop(-1, errors="ignore").loc[family[family["cluster"] >= 0]["cluster"].value_counts().index[:6]].to_string())
+widths_per_cluster = family[family["cluster"] >= 0].groupby("cluster")["width"].nunique()
+print(f"clusters holding latents of at least 3 widths: {(widths_per_cluster >= 3).sum()} of {len(widths_per_cluster)}")
+
+# %% [markdown]
+# Expected output: {{1801}} of the 1984 latents are live; HDBSCAN finds {{40}} clusters and leaves
+# {{57%}} of the latents as noise. Over the whole family, {{0.53}} of the clustered, labelled
+# latents share their cluster's most common concept, against {{0.24}} with shuffled labels (at
+# most {{0.27}} in 20 shuffles): nearby decoder directions do tend to mean the same planted thing.
+# Per width the margin is small for the narrow SAEs ({{0.79}} against {{0.76}} at width {{64}},
+# where few latents are labelled and one concept dominates) and clear for the wide ones ({{0.57}}
+# against {{0.33}} at width {{1024}}). In the width-coloured map, latents of different widths mix
+# in the same regions rather than forming one island per width ({{36}} of the {{40}} clusters hold
+# latents of at least 3 widths), as splitting predicts: a wide SAE's latents sit near the narrow
+# latents they split from. Two cautions: most latents have no
+# planted label, and the clusters move with the UMAP and HDBSCAN settings.
+
+
+# %% [markdown]
+# ## 3 · Feature absorption on first letters
 #
 # Suppose a dictionary has a latent that seems to mean "the word starts with E". Feature absorption
 # is what happens when that latent fires on most E-words but stays silent on, say, " elephant",
@@ -429,7 +807,7 @@ print(sensitivity.to_string())
 # shared out among broad latents than as word latents swallowing it.
 
 # %% [markdown]
-# ## 2 · Meta-SAEs
+# ## 4 · Meta-SAEs
 #
 # If a latent has absorbed "starts with C", its decoder direction is a mix: part "this word", part
 # "starts with C". A **meta-SAE** looks for such parts. It is an ordinary sparse autoencoder whose
@@ -500,14 +878,10 @@ def train_meta_sae(directions: Tensor, n_meta: int, k: int, steps: int = 1500, l
 # and 4 active per SAE latent (a choice, not a property of the world).
 # To interpret the meta-latents we need labels for the SAE latents, and the course world has them:
 # each latent's best-matching planted concept on the held-out corpus (precision and recall of
-# "the latent fires" against the concept's tokens, as in chapter 02). One forward pass over the
-# corpus, kept for section 3.
+# "the latent fires" against the concept's tokens, as in chapter 02), on the corpus encoded in
+# section 1.
 
 # %%
-from utils.world.concepts import concept_scores
-
-data = labelled_corpus(n_docs=150)
-corpus_resid = model(data.tokens, stop_at_layer=2)  # the residual stream entering block 2 = HOOK
 wide = saes[max(saes)]
 corpus_acts = wide.encode(corpus_resid)  # (n_docs, n_ctx, d_sae)
 concepts_of = concept_scores(corpus_acts, data)
@@ -598,7 +972,7 @@ print(table[table["n labelled latents"] >= 5].sort_values("share", ascending=Fal
 # label at all, and a decoder direction in a residual stream as narrow as this one has little room
 # to be made of clearly separate parts.
 #
-# Do the absorbing latents of section 1 decompose into a letter part and a word part? For each one,
+# Do the absorbing latents of section 3 decompose into a letter part and a word part? For each one,
 # its meta-latents, the cosine of each meta-latent's decoder direction with the letter's probe, and
 # the labels of the other latents on that meta-latent:
 
@@ -630,7 +1004,7 @@ print(f"absorbing latents: mean cosine of the latent with its probe {np.mean(own
 # for much wider SAEs of a larger model; do not expect the same here.
 
 # %% [markdown]
-# ## 3 · Logit lens and token enrichment
+# ## 5 · Logit lens and token enrichment
 #
 # A latent's decoder direction is written into the residual stream. The **logit lens** reads it
 # straight through the unembedding, `W_dec[j] @ W_U`, skipping the later layers and the final
@@ -830,3 +1204,306 @@ for j, row in examples.iterrows():
 # An enriched class alone is not enough: the {{159}} unclassified latents with an enriched class are
 # followed by it at about the base rate ({{0.007}}). The lens of a mid-model latent is a
 # hypothesis about its output, to be checked against what follows its firings.
+
+# %% [markdown]
+# ## 6 · Autointerp, scored against the truth
+#
+# **Autointerp** replaces the person reading a dashboard by a language model: show it a latent's
+# top activating examples and ask for a one-sentence explanation (*generation*), then give it the
+# explanation and a shuffled mix of held-out top examples and random text and ask on which ones
+# the latent fires (*detection*). The detection score measures how well the explanation predicts
+# the latent's activations. The course world adds a second score: the same predictions against
+# the planted concept the latent is meant to track, from the labels. An explanation can predict
+# the activations well and still be the wrong story about the concept, or the reverse.
+#
+# `utils/autointerp.py` holds the machinery: `top_examples` and `random_examples` cut examples from
+# the labelled corpus, `explanation_prompt` and `detection_prompt` build the chat messages,
+# `explain` and `detect` send them to a client and read the reply, and `detection_scores` and
+# `concept_truth` score the answer. The client is pluggable: `client_from_env()` returns an API
+# client when `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` (with `AUTOINTERP_MODEL`) is set, and
+# otherwise `OfflineClient`, a stand-in with no network that explains a latent by the tokens it
+# fires on most and detects by looking for the tokens the explanation quotes. Read its
+# explanations as what a very literal reader would say; a real LLM writes more fluent ones. Look
+# at one prompt first:
+
+# %% [module]
+from utils.autointerp import (client_from_env, concept_truth, detect, detection_scores, explain, explanation_prompt,
+                              mix_for_detection, random_examples, top_examples)
+
+# %%
+client = client_from_env()
+print(f"client: {type(client).__name__}" + (f" ({client.model})" if hasattr(client, "model") else ""))
+to_str = model.tokenizer.convert_ids_to_tokens
+j = int(studied[0])
+prompt = explanation_prompt(top_examples(corpus_acts[..., j], data, to_str, n=3))
+print(prompt[0]["content"], "\n")
+print(prompt[1]["content"])
+
+# %% [markdown]
+# ### Exercise: `autointerp`
+#
+# > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 20 minutes
+#
+# Put the pipeline together for one latent (`latent_acts`, shape (n_docs, n_ctx)):
+#
+# 1. take its `n_explain + n_detect` top examples; explain the latent from the first `n_explain`;
+# 2. take `n_random` random examples, **excluding the documents of the top examples**, with `seed`;
+# 3. mix the other `n_detect` top examples with the random ones (`mix_for_detection`, same `seed`)
+#    and ask the client on which the latent fires (`detect`, one call);
+# 4. score that one prediction twice: against where the latent really fires (the truth
+#    `mix_for_detection` returns) and against the sequences that contain `concept`
+#    (`concept_truth`).
+#
+# Return `{"explanation": str, "vs activations": DetectionScores, "vs concept": DetectionScores}`.
+# If the latent fires in fewer than `n_explain + 1` documents, raise a `ValueError` saying so.
+# Never detect on an example the explanation was written from: that would score memory, not
+# understanding.
+
+# %% [exercise]
+def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n_explain: int = 10,
+               n_detect: int = 5, n_random: int = 10, seed: int = 0) -> dict:
+    """Explain one latent, then score the explanation against its activations and against `concept`."""
+    # BEGIN SOLUTION
+    top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
+    if len(top) <= n_explain:
+        raise ValueError(f"the latent fires in {len(top)} documents; need at least {n_explain + 1} "
+                         f"({n_explain} to explain, the rest to detect).")
+    explanation = explain(top[:n_explain], client)
+    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top)
+    sequences, fires = mix_for_detection(top[n_explain:], others, seed=seed)
+    predicted = detect(explanation, sequences, client)
+    return {"explanation": explanation,
+            "vs activations": detection_scores(predicted, fires, len(sequences)),
+            "vs concept": detection_scores(predicted, concept_truth(sequences, concept), len(sequences))}
+    # END SOLUTION
+
+
+# %% [hint]
+# `top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)` may return fewer examples
+# than asked: check its length. `random_examples(..., exclude=top)` skips the documents of the top
+# examples. The two truths are `mix_for_detection`'s second output and `concept_truth(sequences,
+# concept)`.
+
+# %% [check]
+tests.test_autointerp(autointerp)
+
+# %% [markdown]
+# Now a handful of latents of the widest SAE, chosen by computation: among the latents that fire
+# in at least 15 documents, the two that match a planted concept best, two in the middle and two
+# near the bottom (by F1 of "fires" against their best concept's tokens; this is the concept
+# each explanation is scored against).
+
+# %%
+docs_fired = ((corpus_acts > 0) & data.mask[..., None]).any(1).sum(0)  # documents in which each latent fires
+candidates = [(concepts_of.best_concept(j)[3], j) for j in live.tolist() if docs_fired[j] >= 15]
+candidates.sort(reverse=True)
+picks = [candidates[i][1] for i in (0, 1, len(candidates) // 2, len(candidates) // 2 + 1, -2, -1)]
+rows_ai = []
+for j in tqdm(picks, desc="autointerp"):
+    concept, precision, recall, f1_score = concepts_of.best_concept(j)
+    result = autointerp(corpus_acts[..., j], data, to_str, client, concept)
+    rows_ai.append({"latent": j, "concept": concept, "concept F1": round(f1_score, 2),
+                    "explanation": result["explanation"],
+                    "detection F1 (activations)": round(result["vs activations"].f1, 2),
+                    "detection F1 (concept)": round(result["vs concept"].f1, 2)})
+autointerp_table = pd.DataFrame(rows_ai).set_index("latent")
+with pd.option_context("display.max_colwidth", 90, "display.width", 250):
+    print(autointerp_table.to_string())
+gap = autointerp_table["detection F1 (activations)"] - autointerp_table["detection F1 (concept)"]
+j_gap = int(gap.idxmax())
+print(f"largest gap: latent {j_gap}, detection F1 {autointerp_table.loc[j_gap, 'detection F1 (activations)']:.2f} "
+      f"against its activations, {autointerp_table.loc[j_gap, 'detection F1 (concept)']:.2f} against the planted "
+      f"concept {autointerp_table.loc[j_gap, 'concept']!r} (concept F1 of the latent itself "
+      f"{autointerp_table.loc[j_gap, 'concept F1']:.2f})")
+
+# %% [markdown]
+# Expected output (with the offline client; an API client writes other explanations and gets
+# other scores). Three patterns, each visible only because the world has labels:
+#
+# - **Both scores high**: latent {{566}} matches `quote_open` (F1 {{0.77}}), the explanation names
+#   the opening quote, and it scores {{1.00}} against the activations and against the concept.
+# - **A good latent, a poor explanation**: latent {{875}} matches `number` well (F1 {{0.62}}), but it
+#   fires on many different number tokens, and an explanation that lists the three most frequent
+#   tokens predicts neither its activations ({{0.36}}) nor the concept ({{0.40}}). A real LLM would
+#   likely say "numbers" here: this is where the offline client is weakest.
+# - **Right about the activations, wrong about the meaning**: latent {{481}} gets detection F1
+#   {{0.84}} from an explanation that lists function words, and {{0.00}} against its best planted
+#   concept `landmark`, which the latent itself matches poorly (F1 {{0.17}}). A high detection score
+#   says the explanation predicts where the latent fires; it does not say the latent tracks a
+#   meaningful concept, and with 15 sequences per latent it is a noisy number.
+#
+# To try a real LLM, set `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) and `AUTOINTERP_MODEL` before
+# starting Jupyter, and rerun this section: `client_from_env()` picks it up. Every call is one
+# short prompt per latent and step.
+
+# %% [markdown]
+# ## 7 · Patch scoping on definitions
+#
+# Autointerp reads a latent from the outside, through its examples. **Patch scoping** asks the
+# model itself. Take a prompt that makes the model describe whatever sits at one position, the
+# *placeholder*: here a definition prompt of the course world (P9), `The meaning of the word " X "
+# is "`, where the model answers with the first word of the definition of the word in quotes.
+# Replace the residual stream at the placeholder by a latent's decoder direction, times a scale,
+# and read the answer: if the latent means "nut", the model should say " hard" (a hard seed).
+#
+# The answers are checkable: each defined word has one planted definition, whose first token is
+# unique to it. First the prompts: one per defined word (the *source*: the model's answer is that
+# word's definition) and the same prompt with the placeholder " X" in its place (the *target*).
+
+# %% [module]
+def definition_prompts(placeholder: str = " X") -> dict:
+    """The first P9 template, cut before the definition, for every defined word.
+
+    Returns {"source": (n_words, n_ctx) ids with each word in place, "target": (n_ctx,) ids with
+    `placeholder` instead, "position": the word's position, "word": [str], "answer": (n_words,)
+    id of the first token of each word's definition}.
+    """
+    vocab = {t: i for i, t in enumerate(all_tokens())}
+    rows, position = [], None
+    for word, definition in F.DEFINITIONS.items():
+        sentence = render(T["p9"][0], {"w": _Slot(word, "placeholder"), "def": _Slot(tuple(f" {d}" for d in definition),
+                                                                                    "definition")})
+        cut = next(i for i, tok in enumerate(sentence) if "definition" in tok.labels)
+        position = 1 + next(i for i, tok in enumerate(sentence) if "placeholder" in tok.labels)
+        rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
+    source = torch.tensor(rows)
+    target = source[0].clone()
+    target[position] = vocab[placeholder]
+    return {"source": source, "target": target, "position": position, "word": list(F.DEFINITIONS),
+            "answer": torch.tensor([vocab[" " + d[0]] for d in F.DEFINITIONS.values()])}
+
+
+# %%
+defs = definition_prompts()
+answers_source = model(defs["source"])[:, -1].argmax(-1)
+print(f"{len(defs['word'])} defined words; target prompt: {''.join(model.to_str_tokens(defs['target'])[1:])!r}, "
+      f"placeholder at position {defs['position']}")
+print(f"the model gives the right first definition word for {(answers_source == defs['answer']).float().mean():.0%} "
+      f"of the source prompts; on the target prompt it says {model.to_string(model(defs['target'][None])[0, -1].argmax())!r}")
+
+# %% [markdown]
+# ### Exercise: `patch_scope`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 15 minutes
+#
+# Run the one `tokens` prompt once for every (direction, scale) pair, in a single batch, with the
+# activation at `hook_name` and `position` **replaced** by `scale * direction` (the other
+# positions untouched), and return the logits at the last position, shape
+# `(n_directions, n_scales, d_vocab)`. `directions` is `(n_directions, d_model)` and is used as
+# given (do not normalise it); `scales` is a list of floats.
+
+# %% [exercise]
+def patch_scope(model, tokens: Tensor, position: int, directions: Tensor, scales: list[float],
+                hook_name: str) -> Tensor:
+    """Last-position logits with the activation at (hook_name, position) set to scale * direction."""
+    # BEGIN SOLUTION
+    scales_t = torch.tensor(scales, dtype=directions.dtype)
+    patched = (directions[:, None, :] * scales_t[None, :, None]).flatten(0, 1)  # (n_dirs * n_scales, d_model)
+    batch = tokens[None].expand(len(patched), -1)
+
+    def replace(activation, hook):
+        activation[:, position] = patched
+        return activation
+
+    logits = model.run_with_hooks(batch, fwd_hooks=[(hook_name, replace)])[:, -1]
+    return logits.reshape(len(directions), len(scales), -1)
+    # END SOLUTION
+
+
+# %% [hint]
+# Build all `n_directions * n_scales` patched vectors at once (broadcast `directions[:, None]` against
+# the scales), repeat `tokens` that many times, and use a hook that assigns them to
+# `activation[:, position]`. Reshape the last-position logits at the end.
+
+# %% [check]
+tests.test_patch_scope(patch_scope)
+
+# %% [markdown]
+# Where can the placeholder be read? As a control, patch the *real* residual stream of each source
+# prompt (at the word) into the target prompt, at each layer. If the model's answer follows the
+# patched word, later layers still read the placeholder position at that layer.
+
+# %%
+for layer in range(model.cfg.n_layers):
+    hook = f"blocks.{layer}.hook_resid_pre"
+    _, source_cache = model.run_with_cache(defs["source"], names_filter=[hook])
+    real = source_cache[hook][:, defs["position"]]
+    answers = patch_scope(model, defs["target"], defs["position"], real, [1.0], hook)[:, 0].argmax(-1)
+    print(f"real residual patched at {hook}: right definition for {(answers == defs['answer']).float().mean():.0%} "
+          "of the words")
+
+# %% [markdown]
+# Expected output: at `blocks.0.hook_resid_pre` the patched word decides the answer for {{100%}} of
+# the words; from `blocks.1.hook_resid_pre` on, for {{0%}}. In this model the first layer has
+# already copied the word to the later positions, so patching the placeholder later changes
+# nothing. Our width family reads `blocks.2.hook_resid_pre`, where patch scoping at the placeholder
+# cannot work. So we patch scope the residual SAE of layer 0, whose latents read the same place
+# the patch goes. For each defined word we take the layer-0 latent most specific to it (large on
+# the word in its source prompt, small on the other words) and score it on the held-out corpus
+# against the truth "the token is this word".
+
+# %%
+from utils.latent_truth import score, token_is
+from utils.world.dictionaries import load_dictionary
+
+sae0 = load_dictionary("resid_pre_0")
+hook0 = sae0.cfg.metadata.hook_name
+_, source_cache = model.run_with_cache(defs["source"], names_filter=[hook0])
+word_acts = sae0.encode(source_cache[hook0][:, defs["position"]])  # (n_words, d_sae)
+specific = word_acts.clamp_min(0) * word_acts.clamp_min(0) / word_acts.clamp_min(0).sum(0).clamp_min(1e-6)
+word_latent = specific.argmax(-1)  # (n_words,): one latent per word
+corpus_acts0 = sae0.encode(model.run_with_cache(data.tokens, names_filter=[hook0], stop_at_layer=1)[1][hook0])
+truth_f1 = [score(corpus_acts0[..., int(j)], token_is(data, int(defs["source"][i, defs["position"]])), data).f1
+            for i, j in enumerate(word_latent)]
+print(f"{len(set(word_latent.tolist()))} distinct latents for {len(defs['word'])} words; F1 of each with its word "
+      f"on the corpus: median {np.median(truth_f1):.2f}, " + ", ".join(
+          f"{w} {int(j)} ({f:.2f})" for w, j, f in list(zip(defs["word"], word_latent.tolist(), truth_f1))[:4]))
+
+# %% [markdown]
+# Now the scale-tuning curve: for scales from small to large, the share of words for which the
+# patched direction makes the model give that word's definition (right), and the share for which
+# it gives the first word of *some* definition (an answer in the right genre). Besides the latents,
+# we patch a direction known to mean the word, its token embedding (unit norm), as a control: it
+# shows what the method can do at this place when the direction is right.
+
+# %%
+scales = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+word_ids = defs["source"][:, defs["position"]]
+candidates_ps = {"layer-0 SAE latent": sae0.W_dec[word_latent], "token embedding (control)": model.W_E[word_ids]}
+curves, answers_ps = [], {}
+for name, vectors in candidates_ps.items():
+    unit = vectors / vectors.norm(dim=-1, keepdim=True)
+    answers_ps[name] = patch_scope(model, defs["target"], defs["position"], unit, scales, hook0).argmax(-1)
+    right = (answers_ps[name] == defs["answer"][:, None]).float().mean(0)
+    in_genre = torch.isin(answers_ps[name], defs["answer"]).float().mean(0)
+    curves += [{"direction": name, "scale": s, "right definition": round(float(r), 2),
+                "some definition": round(float(g), 2)} for s, r, g in zip(scales, right, in_genre)]
+curve = pd.DataFrame(curves)
+natural = source_cache[hook0][:, defs["position"]].norm(dim=-1).mean()
+print(f"typical residual norm at the placeholder: {natural:.2f}")
+print(curve.pivot(index="scale", columns="direction", values=["right definition", "some definition"]).to_string())
+for name, ans in answers_ps.items():
+    k = int((ans == defs["answer"][:, None]).float().mean(0).argmax())
+    hits = [w for w, a, t in zip(defs["word"], ans[:, k].tolist(), defs["answer"].tolist()) if a == t]
+    print(f"{name}: best scale {scales[k]}, right for {len(hits)} of {len(defs['word'])} words ({', '.join(hits)})")
+fig = px.line(curve, x="scale", y="right definition", color="direction", markers=True, log_x=True,
+              labels={"right definition": "share of words given their own definition"},
+              title="Patch scoping at the placeholder: the answer as the patched direction is scaled",
+              width=750, height=380)
+fig.show()
+
+# %% [markdown]
+# Expected output: the token embedding of the word, patched at the placeholder, makes the model
+# give that word's definition for up to {{13}} of the {{24}} words (best at the smallest scale,
+# {{0.54}} of them), and less as the scale grows: a large vector at the placeholder swamps what the
+# first layer writes there, and by scale 16 only {{0.17}} remain. The layer-0 SAE latents give the
+# right definition for {{2}} of {{24}} words at every scale. The reason is visible in their scores
+# against the truth: the latent most specific to a word in its prompt is not a latent *for* that
+# word on the corpus (median F1 {{0.02}} with the word's token). The method works when the
+# direction means the word; these latents do not. Three lessons that carry over to real models:
+#
+# - the placeholder must be read after the layer you patch: here only layer 0 qualifies, so the
+#   width family of this chapter cannot be patch-scoped at the placeholder;
+# - the scale matters and has no natural value; sweep it and report the curve, not one point;
+# - score the answers against something you know (here the planted definitions); a fluent answer
+#   for a latent that does not mean the word would be a confident mistake.

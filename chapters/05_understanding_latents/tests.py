@@ -9,9 +9,11 @@ binomial coefficients) and on course-world inputs, where it is compared with the
 from __future__ import annotations
 
 import math
+from collections import Counter
 from functools import lru_cache
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -544,3 +546,381 @@ def test_enrichment_pvalue(enrichment_pvalue) -> None:
     top = torch.cat([token_class[:4], torch.tensor([0, 1, 2, 3, 4, 5])])
     top = torch.tensor(sorted(set(top.tolist())))
     _check_enrichment(enrichment_pvalue, top, token_class, 779, f"a class of 61 tokens among 779, {len(top)} top tokens")
+
+
+# -------------------------------------------------------------------------------------------------
+# node_f1 (feature splitting)
+
+# Hand example: 5 prompts, 3 latents, 2 nodes. Latent 0 fires on prompts 0, 1; latent 1 on 1, 2, 3;
+# latent 2 never fires. Node 0 holds on 0, 1, 2; node 1 never holds.
+HAND_FIRES = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+HAND_NODES = torch.tensor([[1, 0], [1, 0], [1, 0], [0, 0], [0, 0]], dtype=torch.bool)
+# latent 0: tp 2, precision 2/2, recall 2/3 -> F1 0.8; latent 1: tp 2, precision 2/3, recall 2/3 -> 2/3.
+HAND_F1 = torch.tensor([[0.8, 0.0], [2 / 3, 0.0], [0.0, 0.0]])
+
+
+def _f1_variant(fires, truth, *, precision_only=False, recall_only=False, transposed=False, jaccard=False):
+    fires, truth = fires.float(), truth.float()
+    tp = fires.T @ truth
+    n_fires, n_true = fires.sum(0)[:, None], truth.sum(0)[None, :]
+    if precision_only:
+        out = tp / n_fires.clamp_min(1)
+    elif recall_only:
+        out = tp / n_true.clamp_min(1)
+    elif jaccard:
+        out = tp / (n_fires + n_true - tp).clamp_min(1)
+    else:
+        out = 2 * tp / (n_fires + n_true).clamp_min(1)
+    return out.T if transposed else out
+
+
+def _f1_mistakes(fires, truth) -> list[Mistake]:
+    return [
+        Mistake.looks_like(_f1_variant(fires, truth, precision_only=True), "that is the precision (tp / n_fires); F1 "
+                                                                            "also needs the recall (tp / n_true)."),
+        Mistake.looks_like(_f1_variant(fires, truth, recall_only=True), "that is the recall (tp / n_true); F1 also "
+                                                                         "needs the precision (tp / n_fires)."),
+        Mistake.looks_like(_f1_variant(fires, truth, jaccard=True), "that is the Jaccard index tp / (n_fires + n_true "
+                                                                     "- tp); F1 is 2 tp / (n_fires + n_true)."),
+        Mistake.looks_like(_f1_variant(fires, truth, transposed=True), "return one row per latent and one column per "
+                                                                        "node: shape (d_sae, n_nodes)."),
+        Mistake(lambda a: isinstance(a, Tensor) and a.is_floating_point() and bool(a.isnan().any()),
+                "a latent that never fires (or a node that never holds) must score 0, not NaN: clamp the "
+                "denominator."),
+    ]
+
+
+def _check_f1(fn, fires, truth, expected, where):
+    actual = fn(fires.clone(), truth.clone())
+    assert_tensor(actual, expected, f"node_f1({where})", rtol=1e-5, atol=1e-6, mistakes=_f1_mistakes(fires, truth))
+
+
+@check
+def test_node_f1(node_f1) -> None:
+    """A hand example (a silent latent, an empty node), then the course world's width-128 SAE on P11 prompts."""
+    _check_f1(node_f1, HAND_FIRES, HAND_NODES, HAND_F1, "hand example: 5 prompts, 3 latents, 2 nodes")
+    fires, truth = _world_category_fires(128)
+    _check_f1(node_f1, fires, truth, ref.node_f1(fires, truth), "the width-128 SAE on the P11 prompts")
+
+
+@lru_cache(maxsize=2)
+def _world_category_fires(width: int) -> tuple[Tensor, Tensor]:
+    model, saes, _, _ = _world()
+    prompts = ref.category_prompts()
+    with torch.no_grad():
+        resid = model(prompts["tokens"], stop_at_layer=2)[torch.arange(len(prompts["word"])), prompts["position"]]
+        fires = saes[width].encode(resid) > 0
+    return fires, ref.hierarchy_truth(prompts)[0]
+
+
+# -------------------------------------------------------------------------------------------------
+# cooccurrence
+
+# Latent a0 fires on tokens 0, 1, 2, 3; a1 never. b0 fires on 0, 1; b1 on 1, 4; b2 on 0, 1, 2, 3.
+HAND_A = torch.tensor([[1, 0], [1, 0], [1, 0], [1, 0], [0, 0]], dtype=torch.bool)
+HAND_B = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 0, 1], [0, 0, 1], [0, 1, 0]], dtype=torch.bool)
+HAND_COOC = torch.tensor([[0.5, 0.25, 1.0], [0.0, 0.0, 0.0]])
+
+
+def _cooc_mistakes(a, b) -> list[Mistake]:
+    a, b = a.float(), b.float()
+    both = a.T @ b
+    return [
+        Mistake.looks_like(both / b.sum(0)[None, :].clamp_min(1), "that is P(a fires | b fires): divide by the number "
+                                                                  "of tokens where *a* fires (one number per row)."),
+        Mistake.looks_like(both, "divide the counts of joint firing by the number of tokens where a fires."),
+        Mistake.looks_like(both / len(a), "divide by the number of tokens where a fires, not by all tokens: this is "
+                                          "P(a and b), not P(b | a)."),
+        Mistake.looks_like(both / (a.sum(0)[:, None] + b.sum(0)[None, :] - both).clamp_min(1),
+                           "that is the Jaccard index; the exercise asks for P(b fires | a fires)."),
+        Mistake(lambda x: isinstance(x, Tensor) and x.is_floating_point() and bool(x.isnan().any()),
+                "a latent that never fires must get a row of zeros, not NaN: clamp the denominator."),
+        Mistake(lambda x: isinstance(x, Tensor) and x.shape == (b.shape[1], a.shape[1]) != (a.shape[1], b.shape[1]),
+                f"return shape (d_a, d_b) = ({a.shape[1]}, {b.shape[1]}): one row per latent of the first SAE."),
+    ]
+
+
+@check
+def test_cooccurrence(cooccurrence) -> None:
+    """A hand example (a latent that never fires), then widths 64 and 128 of the family on the P11 prompts."""
+    assert_tensor(cooccurrence(HAND_A.clone(), HAND_B.clone()), HAND_COOC, "cooccurrence(hand example)",
+                  rtol=1e-5, atol=1e-6, mistakes=_cooc_mistakes(HAND_A, HAND_B))
+    a, b = _world_category_fires(64)[0], _world_category_fires(128)[0]
+    assert_tensor(cooccurrence(a.clone(), b.clone()), ref.cooccurrence(a, b),
+                  "cooccurrence(widths 64 and 128 on the P11 prompts)", rtol=1e-5, atol=1e-6,
+                  mistakes=_cooc_mistakes(a, b))
+
+
+# -------------------------------------------------------------------------------------------------
+# cluster_purity
+
+# Cluster 0: a, a, b, (none); cluster 1: c, b, b, b; noise (-1): a, c.
+HAND_CLUSTERS = [0, 0, 0, 0, 1, 1, 1, 1, -1, -1]
+HAND_LABELS = ["a", "a", "b", "(none)", "c", "b", "b", "b", "a", "c"]
+HAND_PURITY = 5 / 7  # kept: a a b | c b b b -> top counts 2 + 3 over 7 latents (mean of shares: 0.708)
+
+
+def _purity_variant(clusters, concepts, *, keep_noise=False, keep_none=False, mean_of_shares=False, over_all=False):
+    rows = [(c, k) for c, k in zip(list(clusters), concepts)
+            if (keep_noise or c != -1) and (keep_none or k != "(none)")]
+    if not rows:
+        return 0.0
+    groups = {}
+    for c, k in rows:
+        groups.setdefault(c, Counter())[k] += 1
+    tops = [g.most_common(1)[0][1] for g in groups.values()]
+    if mean_of_shares:
+        return sum(t / sum(g.values()) for t, g in zip(tops, groups.values())) / len(groups)
+    return sum(tops) / (len(list(clusters)) if over_all else len(rows))
+
+
+def _purity_mistakes(clusters, concepts) -> list[Mistake]:
+    def near(value):
+        return lambda a: isinstance(a, (float, int)) and abs(float(a) - value) < 1e-9
+
+    options = [
+        (dict(keep_noise=True), "leave out the noise points (cluster -1): they are in no cluster."),
+        (dict(keep_none=True), "leave out the latents labelled \"(none)\": they have no planted concept to agree with."),
+        (dict(mean_of_shares=True), "weight the clusters by their size: sum the top-label counts and divide by the "
+                                    "number of latents kept, rather than averaging each cluster's share."),
+        (dict(over_all=True), "divide by the number of latents kept (clustered and labelled), not by all latents."),
+    ]
+    right = _purity_variant(clusters, concepts)
+    return [Mistake(near(v), hint) for kw, hint in options if abs((v := _purity_variant(clusters, concepts, **kw)) - right) > 1e-9]
+
+
+def _check_purity(fn, clusters, concepts, expected, where):
+    actual = fn(np.array(clusters), list(concepts))
+    try:
+        value = float(actual)
+    except (TypeError, ValueError):
+        fail(f"cluster_purity({where}) should return a float, but returned {type(actual).__name__}.")
+    expect(abs(value - expected) < 1e-6, f"cluster_purity({where}) returned {value:.4f}; expected {expected:.4f}.",
+           value, _purity_mistakes(clusters, concepts))
+
+
+@check
+def test_cluster_purity(cluster_purity) -> None:
+    """A hand example (noise, a "(none)" label, clusters of different sizes), an all-noise case, a random case."""
+    _check_purity(cluster_purity, HAND_CLUSTERS, HAND_LABELS, HAND_PURITY, "hand example")
+    _check_purity(cluster_purity, [-1, -1], ["a", "b"], 0.0, "only noise points")
+    gen = torch.Generator().manual_seed(5)
+    clusters = (torch.randint(-1, 6, (300,), generator=gen)).tolist()
+    names = ["city:", "p6", "(none)", "letter:E", "name"]
+    concepts = [names[i] for i in torch.randint(0, 5, (300,), generator=gen).tolist()]
+    _check_purity(cluster_purity, clusters, concepts, _purity_variant(clusters, concepts),
+                  "300 random latents in 6 clusters")
+
+
+# -------------------------------------------------------------------------------------------------
+# autointerp
+
+# A hand-made labelled corpus: 30 documents of 6 tokens, each starting with its own id token " dK"
+# (so every sequence shown to the client names its document). Documents 0-15 hold " cat", which
+# the latent fires on (more strongly in lower-numbered documents); 16-29 hold " dog". Concept
+# "animal" labels both; "cat" labels " cat" only.
+_WORDS = [" the", " cat", " dog", " sat", " ran", "."] + [f" d{k}" for k in range(30)]
+
+
+def _hand_corpus():
+    tokens = torch.tensor([[6 + k, 0, 1 if k < 16 else 2, 3 if k % 2 else 4, 5, 0] for k in range(30)])
+    labels = torch.zeros(30, 6, 2, dtype=torch.bool)
+    labels[:, 2, 0] = True  # animal: the cat or dog token
+    labels[:16, 2, 1] = True  # cat
+    data = SimpleNamespace(tokens=tokens, mask=torch.ones(30, 6, dtype=torch.bool), labels=labels,
+                           concepts=["animal", "cat"])
+    acts = torch.zeros(30, 6)
+    acts[:16, 2] = torch.linspace(3.0, 1.0, 16)
+    return data, acts
+
+
+def _hand_to_str(ids):
+    return [_WORDS[i] for i in ids]
+
+
+class _SpyClient:
+    """An OfflineClient that records every prompt it answers."""
+
+    def __init__(self):
+        from utils.autointerp import OfflineClient
+
+        self.inner, self.prompts = OfflineClient(), []
+
+    def complete(self, messages):
+        self.prompts.append(messages[-1]["content"])
+        return self.inner.complete(messages)
+
+
+def _docs_named(text: str) -> set[int]:
+    import re
+
+    return {int(k) for k in re.findall(r"\bd(\d+)\b", text)}
+
+
+def _check_autointerp(fn, latent_acts, data, to_str, concept, where, **kwargs):
+    from utils.autointerp import DetectionScores, OfflineClient
+
+    spy = _SpyClient()
+    try:
+        result = fn(latent_acts.clone(), data, to_str, spy, concept, **kwargs)
+    except ValueError as e:
+        fail(f"autointerp({where}) raised ValueError ({e}), but this latent fires in enough documents.")
+    keys = {"explanation", "vs activations", "vs concept"}
+    expect(isinstance(result, dict) and set(result) == keys,
+           f"autointerp({where}) should return a dict with the keys {sorted(keys)}, but returned "
+           + (f"the keys {sorted(result)}." if isinstance(result, dict) else f"a {type(result).__name__}."))
+    expect(all(isinstance(result[k], DetectionScores) for k in ("vs activations", "vs concept")),
+           f"autointerp({where}): the two scores should be DetectionScores, from detection_scores(...).")
+    ref_spy = _SpyClient()
+    want = ref.autointerp(latent_acts, data, to_str, ref_spy, concept, **kwargs)
+    explain_prompts = [p for p in spy.prompts if p.startswith("Top activating examples:")]
+    detect_prompts = [p for p in spy.prompts if p.startswith("Explanation:")]
+    expect(len(explain_prompts) >= 1 and len(detect_prompts) >= 1,
+           f"autointerp({where}): ask the client for an explanation (explain) and then for a detection (detect).")
+    if _docs_named(explain_prompts[0]) and data is not None and to_str is _hand_to_str:
+        shown = _docs_named(explain_prompts[0])
+        detected = _docs_named(detect_prompts[-1])
+        n_explain = kwargs.get("n_explain", 10)
+        expect(len(shown) <= n_explain, f"autointerp({where}): the explanation prompt shows {len(shown)} examples; "
+                                        f"explain from the first n_explain = {n_explain} top examples only.")
+        n_detect = kwargs.get("n_detect", 5)
+        exclusion = (f"autointerp({where}): the random examples should come from documents other than the top "
+                     "examples' (random_examples(..., exclude=top)), and there should be n_random of them.")
+        expect(not (shown & detected and set(range(n_explain, n_explain + n_detect)) <= detected), exclusion)
+        expect(not shown & detected, f"autointerp({where}): the detection prompt contains examples the explanation "
+                                     "was written from (documents " + ", ".join(list(map(str, sorted(shown & detected)))[:5])
+               + "). Never detect on an example the explanation was written from: detect on the *other* top examples.")
+        top_docs = set(range(n_explain + kwargs.get("n_detect", 5)))  # the latent's top documents, by construction
+        random_docs = detected - top_docs
+        n_top_shown = len(detected & top_docs)
+        expect(n_top_shown <= n_detect and len(random_docs) == kwargs.get("n_random", 10), exclusion)
+        want_detect = ref_spy.prompts[-1]
+        expect(detected == _docs_named(want_detect),
+               f"autointerp({where}): the random examples are not those of random_examples(..., n=n_random, "
+               "seed=seed, exclude=top): pass `seed` on.")
+        expect(detect_prompts[-1] == want_detect,
+               f"autointerp({where}): the detection sequences are the right ones in another order: mix them with "
+               "mix_for_detection(top[n_explain:], random, seed=seed).")
+    expect(result["explanation"] == want["explanation"],
+           f"autointerp({where}): the explanation is {result['explanation']!r}; expected {want['explanation']!r}. "
+           "Explain from top_examples(...)[:n_explain], in their order.")
+    same_predictions = result["vs activations"] == want["vs concept"] and want["vs concept"] != want["vs activations"]
+    expect(not same_predictions, f"autointerp({where}): 'vs activations' holds the score against the concept. Score "
+                                 "against where the latent fires with the truth mix_for_detection returns.")
+    expect(result["vs activations"] == want["vs activations"],
+           f"autointerp({where}): 'vs activations' is {result['vs activations']}; expected {want['vs activations']}. "
+           "Pass `seed` to both random_examples and mix_for_detection, and score the prediction against the truth "
+           "mix_for_detection returns.")
+    expect(not (result["vs concept"] == want["vs activations"] != want["vs concept"]),
+           f"autointerp({where}): 'vs concept' holds the score against the activations. Score the same prediction "
+           "against concept_truth(sequences, concept).")
+    expect(result["vs concept"] == want["vs concept"],
+           f"autointerp({where}): 'vs concept' is {result['vs concept']}; expected {want['vs concept']}: the "
+           "prediction scored against concept_truth(sequences, concept).")
+
+
+@check
+def test_autointerp(autointerp) -> None:
+    """A hand-made corpus (defaults, then other sizes and seed), too few documents, then a course-world latent."""
+    data, acts = _hand_corpus()
+    _check_autointerp(autointerp, acts, data, _hand_to_str, "animal", "hand corpus, concept 'animal'")
+    _check_autointerp(autointerp, acts, data, _hand_to_str, "cat", "hand corpus, concept 'cat', n_explain=6, "
+                      "n_detect=4, n_random=8, seed=3", n_explain=6, n_detect=4, n_random=8, seed=3)
+    few = acts.clone()
+    few[5:] = 0  # the latent now fires in 5 documents only
+    try:
+        autointerp(few, data, _hand_to_str, _SpyClient(), "animal")
+    except ValueError:
+        pass
+    else:
+        fail("autointerp(a latent that fires in 5 documents, n_explain=10) should raise a ValueError saying that "
+             "the latent fires in too few documents, but it returned.")
+    model, saes, _, _ = _world()
+    corpus, world_acts, concept = _world_corpus_latent()
+    _check_autointerp(autointerp, world_acts, corpus, model.tokenizer.convert_ids_to_tokens, concept,
+                      f"the course world: the widest SAE's latent that fires in most documents, concept {concept!r}")
+
+
+@lru_cache(maxsize=1)
+def _world_corpus_latent():
+    from utils.world.concepts import labelled_corpus
+
+    model, saes, _, _ = _world()
+    data = labelled_corpus(n_docs=60)
+    with torch.no_grad():
+        acts = saes[max(saes)].encode(model(data.tokens, stop_at_layer=2))
+    fired = ((acts > 0) & data.mask[..., None]).any(1).sum(0)
+    latent_acts = acts[..., int(fired.argmax())]
+    on = (latent_acts > 0) & data.mask
+    concept = data.concepts[int(data.labels[on].float().sum(0).argmax())]  # its most frequent label
+    return data, latent_acts, concept
+
+
+# -------------------------------------------------------------------------------------------------
+# patch_scope
+
+
+def _patched_logits(model, tokens, position, direction, scale, hook_name, *, add=False, every=False, read=-1):
+    """One (direction, scale) pair, one prompt: the last-position logits, patched (or a wrong variant)."""
+    def hook(activation, hook):
+        where = slice(None) if every else position
+        activation[:, where] = activation[:, where] + scale * direction if add else scale * direction
+        return activation
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens[None], fwd_hooks=[(hook_name, hook)])[0, read]
+
+
+def _patch_expected(model, tokens, position, directions, scales, hook_name, **wrong) -> Tensor:
+    return torch.stack([torch.stack([_patched_logits(model, tokens, position, d, s, hook_name, **wrong)
+                                     for s in scales]) for d in directions])
+
+
+def _near(wrong: Tensor, hint: str) -> Mistake:
+    """Like Mistake.looks_like, with a tolerance for batched vs one-at-a-time runs of the model."""
+    return Mistake(lambda a: isinstance(a, Tensor) and a.shape == wrong.shape
+                   and torch.allclose(a.detach().double(), wrong.double(), rtol=1e-4, atol=1e-4), hint)
+
+
+def _patch_mistakes(model, tokens, position, directions, scales, hook_name) -> list[Mistake]:
+    unit = directions / directions.norm(dim=-1, keepdim=True)
+    right = _patch_expected(model, tokens, position, directions, scales, hook_name)
+    by_scale = "return shape (n_directions, n_scales, d_vocab): one row per direction, one column per scale."
+    return [
+        _near(_patch_expected(model, tokens, position, directions, scales, hook_name, add=True),
+              "replace the activation at the placeholder by scale * direction; do not add to it."),
+        _near(_patch_expected(model, tokens, position, directions, scales, hook_name, every=True),
+              "patch only the placeholder position, not every position."),
+        _near(_patch_expected(model, tokens, position, directions, scales, hook_name, read=position),
+              "return the logits at the *last* position (where the model answers), not at the placeholder."),
+        _near(_patch_expected(model, tokens, position, unit, scales, hook_name),
+              "use the directions as given: do not normalise them (the scale is the caller's)."),
+        _near(_patch_expected(model, tokens, position, directions, [1.0] * len(scales), hook_name),
+              "multiply each direction by each scale."),
+        _near(right.transpose(0, 1), by_scale),
+        Mistake(lambda a: isinstance(a, Tensor) and a.ndim == 3 and a.shape[:2] == (len(scales), len(directions))
+                != (len(directions), len(scales)), by_scale),
+    ]
+
+
+def _check_patch(fn, model, tokens, position, directions, scales, hook_name, where):
+    with torch.no_grad():
+        actual = fn(model, tokens.clone(), position, directions.clone(), list(scales), hook_name)
+        expected = _patch_expected(model, tokens, position, directions, scales, hook_name)
+    assert_tensor(actual, expected, f"patch_scope({where})", rtol=1e-4, atol=1e-4,
+                  mistakes=_patch_mistakes(model, tokens, position, directions, scales, hook_name))
+
+
+@check
+def test_patch_scope(patch_scope) -> None:
+    """The course model on its definition prompt: 3 directions x 3 scales at layer 0 (compared with one
+    hooked run per pair), then 1 direction x 1 scale at another position and layer."""
+    model = _world()[0]
+    defs = ref.definition_prompts()
+    gen = torch.Generator().manual_seed(6)
+    directions = torch.randn(3, model.cfg.d_model, generator=gen) * torch.tensor([[0.5], [1.0], [3.0]])
+    _check_patch(patch_scope, model, defs["target"], defs["position"], directions, [0.5, 2.0, 8.0],
+                 "blocks.0.hook_resid_pre", f"the definition prompt, placeholder at {defs['position']}, 3 random "
+                 "directions, scales [0.5, 2, 8], blocks.0.hook_resid_pre")
+    _check_patch(patch_scope, model, defs["target"], 3, directions[2:], [1.5], "blocks.1.hook_resid_pre",
+                 "the definition prompt, position 3, one direction, scale 1.5, blocks.1.hook_resid_pre")
