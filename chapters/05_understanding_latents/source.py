@@ -1434,9 +1434,9 @@ for layer in range(model.cfg.n_layers):
 
 # %% [markdown]
 # Expected output: at `blocks.0.hook_resid_pre` the patched word decides the answer for {{100%}} of
-# the words; from `blocks.1.hook_resid_pre` on, for {{0%}}. In this model the first layer has
-# already copied the word to the later positions, so patching the placeholder later changes
-# nothing. Our width family reads `blocks.2.hook_resid_pre`, where patch scoping at the placeholder
+# the words; from `blocks.1.hook_resid_pre` on, for {{0%}}. So from layer 1 on, patching the
+# placeholder changes nothing; the likely reason (not measured here) is that layer-0 attention
+# has already carried the word to the later positions, which the answer reads instead. Our width family reads `blocks.2.hook_resid_pre`, where patch scoping at the placeholder
 # cannot work. So we patch scope the residual SAE of layer 0, whose latents read the same place
 # the patch goes. For each defined word we take the layer-0 latent most specific to it (large on
 # the word in its source prompt, small on the other words) and score it on the held-out corpus
