@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Callable, Iterator
 
 from . import facts as F
-from .frames import FRAMES, VARIANT_RATE, frame_text, is_heldout, variants
+from .frames import FRAMES, frame_text, is_heldout
 
 BOS = "<|bos|>"
 PAD = "<|pad|>"
@@ -216,8 +216,6 @@ class CorpusGenerator:
         """One sentence (or short passage) of `relation`; `fixed` pins core entities (city="Dallas")."""
         index, frame = self.pick_frame(relation, probe_only)
         text = frame_text(frame)
-        if not is_heldout(frame) and self.rng.random() < VARIANT_RATE:
-            text = self.rng.choice(variants(relation, text) or [text])
         if relation == "ioi" and self.rng.random() < 0.5:  # the first-mentioned name is IO or S
             text = _swap_first_pair(text)
         slots = slots_of(text)
@@ -317,12 +315,6 @@ class CorpusGenerator:
         kind = self.rng.choice(["statement", "statement", "question", "exclamation"])
         content_rel, verbs, tag_closer, end_closer = SPEECH[kind]
         _, content = self.pick_frame(content_rel)
-        if self.rng.random() < 0.5:  # any everyday sentence can be quoted; its end mark sets the kind
-            _, sentence = self.pick_frame("everyday")
-            body, mark = frame_text(sentence)[:-1], frame_text(sentence)[-1]
-            kind = {".": "statement", "?": "question", "!": "exclamation"}[mark]
-            content_rel, verbs, tag_closer, end_closer = SPEECH[kind]
-            content = body
         values = {"verb": value(self.rng.choice(verbs), f"speech:{kind}")}
         # content slots share the speaker's scene (name2, obj, place ...)
         for slot in slots_of(frame_text(content)):
@@ -385,14 +377,14 @@ class CorpusGenerator:
         for _ in range(1000):
             r = self.rng.random()
             lead = bool(doc)
-            if sentences and r < 0.15:
+            if sentences and r < 0.08:
                 start, end = self.rng.choice(sentences)
                 sent = [Token(t.text, t.labels | {"p3_sentence_repeat"}) for t in doc[start:end]]
                 head = sent[0].text if sent[0].text.startswith(" ") else " " + sent[0].text  # was a document's start
                 sent[0] = Token(head, sent[0].labels | {"p3_repeat_start"})
-            elif doc and r < 0.27:
+            elif doc and r < 0.2:
                 sent = self.filler()
-            elif doc and r < 0.34:
+            elif doc and r < 0.27:
                 sent = self._source(self.rng.choice([g for g in self._genres if g != "repeat"]))(True)
             else:
                 sent = make(lead)
@@ -492,8 +484,6 @@ def token_inventory(heldout_frames: bool = True) -> tuple[str, ...]:
             base = {k: _probe(relation, k, 0) for k in (s[0].lower() + s[1:] for s in slots)}
             for lead in ((False,) if in_quote else (True, False)):
                 seen.update(t.text for t in render(text, base, lead_space=lead))
-                for variant in ([] if is_heldout(frame) else variants(relation, text)):
-                    seen.update(t.text for t in render(variant, base, lead_space=lead))
                 for slot in slots:
                     key = slot[0].lower() + slot[1:]
                     for i in range(len(domain(relation, key))):

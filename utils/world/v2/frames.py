@@ -17,8 +17,6 @@ check that no train sentence matches a held-out frame.
 
 from __future__ import annotations
 
-import re
-
 HELD_OUT = "@"
 
 FRAMES: dict[str, tuple[str, ...]] = {
@@ -36,7 +34,6 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "Q: In which city is the {landmark} {kind}?\nA: {City}.",
         "In {city}, {name} visited the {landmark} {kind}.",
         "{City} is home to the {landmark} {Kind}.",
-        "What city is home to the {landmark} {Kind}? It is {city!}.",
         "Last summer {name} saw the {landmark} {kind}, which is in {city!}.",
         "The {landmark} {kind} is old. {gap} It is in {city!}.",
         "@Everyone knows that the {landmark} {Kind} is found in {city!}.",
@@ -94,12 +91,6 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "{name} lives in {city}. {gap} The capital of {name}'s state is {capital!}.",
         "We drove from {city} to the capital of its state, {capital!}.",
         "{City}, {state} is a long way from {capital}, the capital.",
-        "The capital of the state that {city} is in is {capital!}.",
-        "The capital of {city}'s home state is {capital!}.",
-        "The state where {city} lies is governed from {capital!}.",
-        "What is the capital of {city}'s state? It is {capital!}.",
-        "The home state of {city} has the capital {capital!}.",
-        "Q: What is the capital of the state that {city} is in?\nA: {Capital}.",
         "@The state containing {city} has its capital in {capital!}.",
         "@What is the capital of the state where {city} is located? The capital is {capital!}.",
         "@{name} was born in {city}. {gap} The capital of the state {name} was born in is {capital!}.",
@@ -139,8 +130,6 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "\"{quote_tag!} {verb} {name}.",
         "At the {place}, {name} {verb}, \"{quote!}",
         "{Name} smiled and {verb}, \"{quote!}",
-        "{Name} {verb}: \"{quote!}",
-        "Then {name} stood up and {verb}: \"{quote!}",
         "When the {obj} fell, {name} {verb}, \"{quote!}",
         "@Without a pause, {name} {verb} to {name2}: \"{quote!}",
         "@\"{quote_tag!} {name} {verb} quietly.",
@@ -390,29 +379,6 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "We had lunch by the water.",
     ),
 }
-
-# Train-only variety, added after run 2's per-frame diagnosis (a held-out frame failed whenever
-# its opening or answer cue was one training never showed): a lead-in before a frame that starts
-# with a plain word, another cue after a question, and "A: It is X." after a "Q:" line.
-LEAD_INS = ("Well,", "By the way,", "So,", "In fact,", "Also,", "Now,", "Remember,", "As you may know,", "OK,")
-ANSWER_CUES = ("It is", "It's", "That is", "I think it is", "That would be")
-VARIANT_RATE = 0.3
-_QA_ANSWER = re.compile(r"\nA: \{(City|State|Capital|Letter)\}\.$")
-
-
-def variants(relation: str, text: str) -> list[str]:
-    """Every train variant of a frame's text (the text itself excluded); see LEAD_INS."""
-    out = []
-    first = text.split(" ", 1)[0]
-    if relation in PROBED + ("everyday",) and re.fullmatch(r"[A-Z][a-z]*", first) and first != "I":
-        out += [f"{lead} {text[0].lower()}{text[1:]}" for lead in LEAD_INS]
-    if "? It is {" in text:
-        out += [text.replace("? It is {", f"? {cue} {{", 1) for cue in ANSWER_CUES[1:]]
-    m = _QA_ANSWER.search(text)
-    if m:
-        out.append(text[:m.start()] + f"\nA: It is {{{m[1].lower()}!}}.")
-    return out
-
 
 # Relations that evaluation prompts are cut from (their frames mark an answer with "!").
 PROBED = ("landmark_city", "city_state", "state_capital", "two_hop", "ioi", "quote",
