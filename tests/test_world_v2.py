@@ -395,3 +395,17 @@ def test_bars_refuse_a_model_from_another_corpus_version(tokenizer):
     model = _StandIn(tokenizer, lambda row: {})
     with pytest.raises(ValueError, match="another version of the v2 corpus"):
         top1(model, [Prompt((BOS, "Where", " is"), " Atlantis")])
+
+
+def test_labelled_corpus_holds_the_documents_and_their_labels(tokenizer):
+    from utils.world.v2.dictionaries import labelled_corpus
+
+    data = labelled_corpus(n_docs=4, seed=3)
+    docs = [d for d in CorpusGenerator(seed=3, split="heldout").documents(4)]
+    for i, doc in enumerate(docs):
+        n = len(doc)
+        assert data.tokens[i, 0].item() == tokenizer.bos_token_id and not data.mask[i, 0]
+        assert tokenizer.decode(data.tokens[i, 1:n + 1].tolist()) == doc_text(doc)
+        assert data.mask[i, 1:n + 1].all() and not data.mask[i, n + 1:].any()
+        names = data.labels[i, 1:n + 1, data.concept_index("name")].tolist()
+        assert names == ["name" in t.labels for t in doc]

@@ -140,18 +140,24 @@ CONCEPT_TARGET = ">= 0.50"  # best-latent F1 for the concepts in CORE_CONCEPTS
 CORE_CONCEPTS = ("landmark", "number", "quote_close", "name", "category_name", "p3_repeat", "in_quote")
 
 
-def dictionary_rows(model, n_docs: int = 200) -> list[Row]:
+def dictionary_rows(model, n_docs: int = 200, *, data=None, folder=None, graph_prompts=None,
+                    core_concepts=CORE_CONCEPTS, key_concepts=None) -> list[Row]:
+    """The dictionary bars. Defaults: the shipped (v1) dictionaries on v1's held-out text; another world
+    passes its own labelled text, dictionary folder, graph prompts and concepts."""
     from .concepts import KEY_CONCEPTS, labelled_corpus
-    from .dictionaries import available_dictionaries, load_dictionary, replacement_model
+    from .dictionaries import DICT_DIR, available_dictionaries, load_dictionary, replacement_model
     from .dictionary_quality import best_concept_latents, dictionary_quality, graph_scores
 
-    names = available_dictionaries()
+    folder = folder or DICT_DIR
+    names = available_dictionaries(folder)
     if not names:
-        raise FileNotFoundError("No dictionaries shipped: run `python -m utils.world train-dicts`.")
-    data = labelled_corpus(n_docs)
+        raise FileNotFoundError(f"No dictionaries in {folder}: run `python -m utils.world train-dicts`.")
+    data = data if data is not None else labelled_corpus(n_docs)
+    if graph_prompts is None:
+        graph_prompts = {kind: make_prompts(kind, n=4) for kind in ("p6_two_hop", "p2_fact", "p7_ioi")}
     rows, dicts = [], {}
     for name in names:
-        dictionary = dicts[name] = load_dictionary(name)
+        dictionary = dicts[name] = load_dictionary(name, folder=folder)
         q = dictionary_quality(model, name, dictionary, data)
         targets = FAMILY_TARGETS if "_w" in name else DICT_TARGETS
         why = "feature-splitting family" if "_w" in name else "splice-in fidelity and readability"
@@ -167,13 +173,13 @@ def dictionary_rows(model, n_docs: int = 200) -> list[Row]:
                  Row(f"{name}: L0", q.l0, targets["l0"], why),
                  Row(f"{name}: dead fraction", q.dead_fraction, targets["dead_fraction"], why)]
     rm = replacement_model(model, {int(n.split("_")[1]): dicts[n] for n in names if n.startswith("transcoder_")})
-    for kind in ("p6_two_hop", "p2_fact", "p7_ioi"):
-        g = graph_scores(rm, make_prompts(kind, n=4))
+    for kind, prompts in graph_prompts.items():
+        g = graph_scores(rm, prompts)
         rows += [Row(f"graph replacement score ({kind})", g["replacement"], ">= 0.30", "03/04: features explain the output", g["n"]),
                  Row(f"graph completeness score ({kind})", g["completeness"], ">= 0.70", "03/04: small error nodes", g["n"])]
     pool = {n: d for n, d in dicts.items() if (n.startswith("resid_") and "_w" not in n) or n.startswith("transcoder_")}
-    for best in best_concept_latents(model, pool, data, KEY_CONCEPTS):
-        core = best["concept"] in CORE_CONCEPTS
+    for best in best_concept_latents(model, pool, data, key_concepts or KEY_CONCEPTS):
+        core = best["concept"] in core_concepts
         rows.append(Row(f"concept {best['concept']}: {best['dictionary']}#{best['latent']} "
                         f"(P={best['precision']:.2f}, R={best['recall']:.2f})", best["f1"],
                         CONCEPT_TARGET if core else ">= 0.0", "ground truth is findable" if core else "info only (F1)"))

@@ -79,13 +79,16 @@ def transcoder_specs(cfg) -> list[DictSpec]:
             for l in range(cfg.n_layers)]
 
 
-def token_dataset(n_rows: int, n_ctx: int, seed: int = DATA_SEED):
-    """A tokenized `datasets.Dataset` of corpus rows (each starting with BOS)."""
+def token_dataset(n_rows: int, n_ctx: int, seed: int = DATA_SEED, batch_fn=make_batch):
+    """A tokenized `datasets.Dataset` of corpus rows (each starting with BOS).
+
+    `batch_fn(step, batch_size, n_ctx, seed=...)` makes the rows: v1's corpus by default,
+    another world passes its own."""
     from datasets import Dataset
 
     rows = []
     for i in range(0, n_rows, 64):
-        rows.extend(make_batch(i, min(64, n_rows - i), n_ctx, seed=seed).tolist())
+        rows.extend(batch_fn(i, min(64, n_rows - i), n_ctx, seed=seed).tolist())
     return Dataset.from_dict({"input_ids": rows})
 
 
@@ -95,7 +98,8 @@ def token_dataset(n_rows: int, n_ctx: int, seed: int = DATA_SEED):
 DEAD_WINDOW_TOKENS = 100_000
 
 
-def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int, batch_tokens: int = 4096) -> dict:
+def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int, batch_tokens: int = 4096,
+               batch_fn=make_batch) -> dict:
     from sae_lens import BatchTopKTrainingSAEConfig, LoggingConfig
     from sae_lens.multi_sae_training_runner import MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
 
@@ -120,7 +124,7 @@ def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int
         n_batches_for_norm_estimate=20,
     )
     # rows are consumed once; a little slack for the buffer and the evals
-    dataset = token_dataset(int(training_tokens / n_ctx * 1.3) + 256, n_ctx)
+    dataset = token_dataset(int(training_tokens / n_ctx * 1.3) + 256, n_ctx, batch_fn=batch_fn)
     t0 = time.time()
     MultiSAETrainingRunner(cfg, override_dataset=dataset, override_model=model).run()
     minutes = (time.time() - t0) / 60
@@ -189,7 +193,7 @@ def last_layer_logprobs(model, resid_mid: torch.Tensor, mlp_out: torch.Tensor) -
 
 
 def train_transcoders(model, specs: list[DictSpec], out_dir: Path, training_tokens: int,
-                      batch_rows: int = 32) -> dict:
+                      batch_rows: int = 32, batch_fn=make_batch) -> dict:
     """Train one transcoder per spec from shared forward passes of the model (ours: sae_lens has none)."""
     from tqdm.auto import tqdm
 
@@ -208,7 +212,7 @@ def train_transcoders(model, specs: list[DictSpec], out_dir: Path, training_toke
     bos, pad = model.tokenizer.bos_token_id, model.tokenizer.pad_token_id
     t0 = time.time()
     for step in tqdm(range(steps), desc="transcoders", mininterval=5):
-        tokens = make_batch(step, batch_rows, n_ctx, seed=DATA_SEED + 1)
+        tokens = batch_fn(step, batch_rows, n_ctx, seed=DATA_SEED + 1)
         with torch.no_grad():
             logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
         keep = ((tokens != bos) & (tokens != pad)).flatten()

@@ -106,8 +106,8 @@ def train(out_dir: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, siz
 
 
 def load_model(run_dir: Path, device: str = "cpu"):
-    """The model a run wrote, as a `HookedTransformer` carrying the v2 tokenizer."""
-    from transformer_lens import HookedTransformer
+    """The model a run wrote, as a `HookedSAETransformer` (like v1's) carrying the v2 tokenizer."""
+    from sae_lens import HookedSAETransformer
 
     from .tokenizer import load_tokenizer
 
@@ -115,7 +115,7 @@ def load_model(run_dir: Path, device: str = "cpu"):
         raise FileNotFoundError(f"No v2 model in {run_dir}: train one with `python -m utils.world.v2.train --out {run_dir}`.")
     overrides = json.loads((run_dir / "config.json").read_text())
     cfg = make_config(overrides.pop("d_vocab"), overrides, device=device)
-    model = HookedTransformer(cfg, tokenizer=load_tokenizer(run_dir / "tokenizer"))
+    model = HookedSAETransformer(cfg, tokenizer=load_tokenizer(run_dir / "tokenizer"))
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device, weights_only=True))
     model.eval()
     return model

@@ -1,0 +1,116 @@
+"""Sparse dictionaries of course world v2: training them on a v2 run, and their quality bars.
+
+    python -m utils.world.v2.dictionaries train --run RUN [--only saes|transcoders] [--tokens N]
+    python -m utils.world.v2.dictionaries report --run RUN        # exit 1 if a bar fails
+
+The dictionaries, their training and their bars are v1's (utils/world/train_dictionaries.py,
+utils/world/report.py); only the text differs: rows come from the v2 generator, and quality is
+measured on held-out v2 documents with their labels. `goal_family` is a bar here (issue 11: the
+v2 corpus puts the goal words in shared frames, so one latent can cover them). A run's
+dictionaries live in RUN/dictionaries unless --dicts says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..concepts import KEY_CONCEPTS, LabelledCorpus
+from ..report import CORE_CONCEPTS, format_rows
+from .corpus import BOS, PAD, CorpusGenerator
+from .tokenizer import vocabulary
+from .train import make_batch
+
+V2_CORE_CONCEPTS = (*CORE_CONCEPTS, "goal_family")
+GRAPH_PROMPT_KINDS = ("p6_two_hop", "p2_landmark_city", "p7_ioi")
+
+
+def v2_batch(step: int, batch_size: int, n_ctx: int, seed: int = 0) -> torch.Tensor:
+    """v1's batch signature over v2 text (train split; `seed` keeps dictionary data apart from the model's)."""
+    return make_batch(step, batch_size, n_ctx, seed=seed)
+
+
+@lru_cache(maxsize=4)
+def labelled_corpus(n_docs: int = 200, n_ctx: int = 128, split: str = "heldout", seed: int = 11) -> LabelledCorpus:
+    """`n_docs` v2 documents with their token-level labels (v1's `LabelledCorpus` layout)."""
+    vocab = vocabulary()
+    gen = CorpusGenerator(seed=seed, split=split)
+    docs = [gen.document(max_tokens=n_ctx - 1) for _ in range(n_docs)]
+    concepts = sorted({lab for d in docs for tok in d for lab in tok.labels})
+    col = {c: i for i, c in enumerate(concepts)}
+    tokens = torch.full((n_docs, n_ctx), vocab[PAD], dtype=torch.long)
+    labels = torch.zeros(n_docs, n_ctx, len(concepts), dtype=torch.bool)
+    mask = torch.zeros(n_docs, n_ctx, dtype=torch.bool)
+    for i, doc in enumerate(docs):
+        tokens[i, 0] = vocab[BOS]
+        for j, tok in enumerate(doc, start=1):
+            tokens[i, j] = vocab[tok.text]
+            mask[i, j] = True
+            for lab in tok.labels:
+                labels[i, j, col[lab]] = True
+    return LabelledCorpus(tokens, concepts, labels, mask)
+
+
+def train(run: Path, out: Path, only: str | None = None, tokens: int = 1_500_000, names: set[str] | None = None) -> dict:
+    """Train v1's dictionary specs on a v2 run; the log is re-read before writing, so `--only saes`
+    and `--only transcoders` can run side by side (one thread each) into the same folder."""
+    from ..train_dictionaries import DEAD_WINDOW_TOKENS, sae_specs, train_saes, train_transcoders, transcoder_specs
+    from .train import load_model
+
+    model = load_model(run)
+    out.mkdir(parents=True, exist_ok=True)
+    log = {}
+    saes = [s for s in sae_specs(model.cfg) if names is None or s.name in names]
+    transcoders = [s for s in transcoder_specs(model.cfg) if names is None or s.name in names]
+    if only in (None, "saes") and saes:
+        log.update(train_saes(model, saes, out, tokens, batch_fn=v2_batch))
+    if only in (None, "transcoders") and transcoders:
+        log.update(train_transcoders(model, transcoders, out, tokens, batch_fn=v2_batch))
+    info_path = out / "train_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info.update(log, dead_window_tokens=DEAD_WINDOW_TOKENS, torch_threads=torch.get_num_threads())
+    info_path.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def dictionary_rows(run: Path, dicts: Path, n_docs: int = 200):
+    """v1's dictionary bars, measured on v2 held-out text and v2 prompts."""
+    from ..report import dictionary_rows as rows_for
+    from .prompts import make_prompts
+    from .train import load_model
+
+    model = load_model(run)
+    prompts = {kind: make_prompts(kind, n=4) for kind in GRAPH_PROMPT_KINDS}
+    return rows_for(model, data=labelled_corpus(n_docs), folder=dicts, graph_prompts=prompts,
+                    core_concepts=V2_CORE_CONCEPTS, key_concepts=KEY_CONCEPTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m utils.world.v2.dictionaries", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["train", "report"])
+    p.add_argument("--run", type=Path, required=True, help="a v2 run folder (utils.world.v2.train --out)")
+    p.add_argument("--dicts", type=Path, default=None, help="dictionary folder (default RUN/dictionaries)")
+    p.add_argument("--only", choices=["saes", "transcoders"], default=None)
+    p.add_argument("--tokens", type=int, default=1_500_000, help="training tokens per group")
+    p.add_argument("--names", default=None, help="comma-separated dictionary names to (re)train")
+    args = p.parse_args(argv)
+    dicts = args.dicts or args.run / "dictionaries"
+    if args.command == "train":
+        names = set(args.names.split(",")) if args.names else None
+        print(json.dumps(train(args.run, dicts, args.only, args.tokens, names), indent=1))
+        return 0
+    rows = dictionary_rows(args.run, dicts)
+    print(format_rows(rows))
+    failed = [r.metric for r in rows if not r.passed]
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} bars met" + (f"; failing: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
