@@ -1513,11 +1513,11 @@ fig.show()
 
 
 # %% [markdown]
-# ## 8 · Capstone: one latent, every tool
+# ## 8 · Capstone: one latent, many tools
 #
 # Sections 1 to 7 each looked at many latents through one tool. The capstone turns this around:
-# one latent, every tool of the course, and a written hypothesis about what it does, scored
-# against the planted labels. A hypothesis here has three parts:
+# one latent, the tools of this chapter and two of the earlier ones, and a written hypothesis
+# about what it does, scored against the planted labels. A hypothesis here has three parts:
 #
 # - `concept`: one planted concept label (`data.concepts`, explained in
 #   `utils.world.concepts.CONCEPT_LEGEND`), such as `"category:bird"` or `"quote_open"`;
@@ -1562,8 +1562,10 @@ print(f"capstone latent: {capstone} of the width-{wide.cfg.d_sae} SAE; it fires 
 
 # %% [markdown]
 # The evidence, from tools you have used: its top activating examples (chapter 02's dashboards),
-# the tokens it fires on and the tokens that follow, its logit lens and section 5's verdict, the
-# offline autointerp explanation, and its closest relative one width down (section 1).
+# the tokens it fires on and the tokens that follow, chapter 01's token → latent gradients on its
+# top example (which input positions its activation is sensitive to), its logit lens and section
+# 5's verdict, the offline autointerp explanation, and its closest relative one width down
+# (section 1).
 
 # %%
 next_ids = torch.cat([data.tokens[:, 1:], data.tokens[:, -1:]], 1)
@@ -1580,6 +1582,16 @@ if capstone in lens.index:
     row = lens.loc[capstone]
     print(f"section 5: {row['kind']} latent (p_input {row['p_input']:.1e}, p_prediction {row['p_prediction']:.1e}); "
           f"lens class {row['lens class']} (p = {row['p_class']:.1e})")
+doc, pos = divmod(int(acts_c.masked_fill(~data.mask, float("-inf")).argmax()), acts_c.shape[1])
+prompt = data.tokens[doc, : pos + 1][None]
+scales = torch.ones(prompt.shape, requires_grad=True)  # chapter 01: scale each position's input
+with torch.enable_grad():
+    resid_in = model(prompt, stop_at_layer=0) * scales[..., None]
+    top_act = wide.encode(model(resid_in, start_at_layer=0, stop_at_layer=2))[0, pos, capstone]
+    (token_grads,) = torch.autograd.grad(top_act, scales)
+prompt_str = to_str(prompt[0].tolist())
+print("token -> latent gradients on its top example, largest first: " + ", ".join(
+    f"{prompt_str[p]!r} {float(token_grads[0, p]):+.2f} ({pos - p} back)" for p in token_grads[0].argsort(descending=True)[:4].tolist()))
 print("autointerp explanation (offline client):", explain(top_examples(acts_c, data, to_str, n=10), client))
 narrower = sorted(saes)[-2]
 cos_narrow = unit_dec[narrower] @ unit_dec[max(saes)][capstone]
@@ -1656,9 +1668,14 @@ def capstone_hypothesis() -> dict:
 
 
 # %% [hint]
-# The tokens that come *next* often say more than the token it fires on: a latent that fires on the
-# same punctuation token everywhere cannot be about that token. Compare a few candidate concepts
-# with `score_hypothesis(acts_c, data, concept, fires_on)` at both positions.
+# Compare the two lists of the evidence: the tokens it fires on and the tokens that come next. The
+# one with a clear theme says which token your concept is about (`fires_on`); the top examples say
+# in which sentences. Then look for the planted concept that names that theme, no broader.
+
+# %% [hint]
+# `utils.world.concepts.explain_concept(code)` says what a label means (`concept_legend_table()`
+# lists them all). Score each candidate with `score_hypothesis(acts_c, data, concept, fires_on)`,
+# at both positions: a good one has precision *and* recall well above the others.
 
 # %% [check]
 tests.test_capstone_hypothesis(capstone_hypothesis)
@@ -1681,7 +1698,7 @@ table_c = pd.DataFrame([{"hypothesis": name, "concept": c, "fires_on": on,
                          **dict(zip(("precision", "recall", "F1"), np.round(score_hypothesis(acts_c, data, c, on), 2)))}
                         for name, (c, on) in rivals.items()]).set_index("hypothesis")
 print(table_c.to_string())
-print(f"best F1 of any planted hypothesis for latent {capstone}: {best_any:.2f}; the check's bar: {0.8 * best_any:.2f}")
+print(f"best F1 of any planted hypothesis for latent {capstone}: {best_any:.2f}; the check's bar: {tests.PASS_SHARE * best_any:.2f}")
 holds_c = data.labels[..., data.concept_index(h["concept"])]
 if h["fires_on"] == "prediction":
     holds_c = next_token_corpus(data).labels[..., data.concept_index(h["concept"])]
@@ -1695,20 +1712,25 @@ print(f"it fires on {int(missed_by_h.sum())} of its {int(fires_c.sum())} tokens 
 # on {{70}} tokens, most of them ({{54}}) the same punctuation token, the opening quote of "The
 # meaning of the word "". A latent that fires on one token in some contexts only is about the
 # context or about what comes next, and the next tokens are the words being defined. The labels
-# agree: the hypothesis {{definition_word}} as a {{prediction}} has precision {{0.74}}, recall
+# agree: the hypothesis `{{definition_word}}` as a `{{prediction}}` has precision {{0.74}}, recall
 # {{0.72}} and F1 {{0.73}}, the best of any planted hypothesis. The evidence, tool by tool:
 #
 # - **top examples and next tokens** carry the story; the **offline autointerp** explanation only
 #   names the quote token, which predicts where the latent fires in definitions but not why;
+# - **token → latent gradients** (chapter 01) on its top example are dominated by the quote itself
+#   ({{+1.43}}); the only earlier token of note is {{' meaning'}} ({{+0.07}}). The latent fires on
+#   this quote, not on the one that opens the definition a few tokens later and hardly ever on the
+#   quotes of dialogue, so it depends on context; yet scaling any earlier token moves it little: a gradient is a local sensitivity, and here it does not show where the
+#   context comes from;
 # - section 5 had already classed it as a **prediction latent** from its lens and next tokens,
 #   without labels; the same concept on the token itself scores {{0.00}};
 # - the **logit lens** mixes defined words and words of definitions, and its most enriched class,
-#   {{p9_answer}} (the first word of a definition), scores {{0.00}} as a prediction: the latent
+#   `{{p9_answer}}` (the first word of a definition), scores {{0.00}} as a prediction: the latent
 #   predicts the defined word, which comes earlier in the sentence. The lens is a lead, not a verdict;
 # - **splitting**: its closest latent one width down, {{294}} at width {{512}}, has decoder cosine
 #   {{0.72}} and fires on {{0.90}} of the tokens the capstone latent fires on: the narrower SAE
 #   already has nearly the same latent, so it did not appear by splitting between these two widths;
-# - the best concept of the token it sits on, {{spelled_word}}, scores only {{0.15}}, and what the
+# - the best concept of the token it sits on, `{{spelled_word}}`, scores only {{0.15}}, and what the
 #   hypothesis leaves out is in the last line: {{18}} firings, mostly on a word in a spelling
 #   sentence (P10, "The word swan starts with ..."), a frame close to "the meaning of the word".
 #
