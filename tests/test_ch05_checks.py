@@ -875,6 +875,17 @@ def test_the_capstone_latent_is_a_prediction_latent_on_the_shipped_world(capston
     assert ref.score_hypothesis(acts, data, *best) == pytest.approx(expected)
 
 
+def test_the_bar_separates_the_best_hypothesis_from_all_others(checks05, capstone):
+    """The measurement behind PASS_SHARE (see its comment): on the shipped world only the best hypothesis
+    passes, and the next best of all (concept, position) pairs is far below the bar."""
+    latent, best, scores, data, _ = capstone
+    f1 = torch.cat([scores["input"].f1[:, latent], scores["prediction"].f1[:, latent]])
+    top2 = f1.topk(2).values
+    assert float(top2[0]) == pytest.approx(0.732, abs=1e-3) and float(top2[1]) == pytest.approx(0.150, abs=1e-3)
+    assert float(top2[1]) < 0.3 * float(top2[0]) < checks05.PASS_SHARE * float(top2[0])
+    assert int((f1 >= checks05.PASS_SHARE * top2[0]).sum()) == 1
+
+
 def test_the_same_concept_on_the_wrong_token_is_named(checks05, capstone):
     latent, (concept, fires_on), _, _, _ = capstone
     other = "input" if fires_on == "prediction" else "prediction"

@@ -1709,8 +1709,8 @@ print(f"it fires on {int(missed_by_h.sum())} of its {int(fires_c.sum())} tokens 
 
 # %% [markdown]
 # Expected output (a spoiler: read it once your check passes). The capstone latent {{268}} fires
-# on {{70}} tokens, most of them ({{54}}) the same punctuation token, the opening quote of "The
-# meaning of the word "". A latent that fires on one token in some contexts only is about the
+# on {{70}} tokens, most of them ({{54}}) the same punctuation token: the quote that follows "The
+# meaning of the word". A latent that fires on one token in some contexts only is about the
 # context or about what comes next, and the next tokens are the words being defined. The labels
 # agree: the hypothesis `{{definition_word}}` as a `{{prediction}}` has precision {{0.74}}, recall
 # {{0.72}} and F1 {{0.73}}, the best of any planted hypothesis. The evidence, tool by tool:
@@ -1720,8 +1720,8 @@ print(f"it fires on {int(missed_by_h.sum())} of its {int(fires_c.sum())} tokens 
 # - **token → latent gradients** (chapter 01) on its top example are dominated by the quote itself
 #   ({{+1.43}}); the only earlier token of note is {{' meaning'}} ({{+0.07}}). The latent fires on
 #   this quote, not on the one that opens the definition a few tokens later and hardly ever on the
-#   quotes of dialogue, so it depends on context; yet scaling any earlier token moves it little: a gradient is a local sensitivity, and here it does not show where the
-#   context comes from;
+#   quotes of dialogue, so it depends on context; yet scaling any earlier token moves it little:
+#   a gradient is a local sensitivity, and here it does not show where the context comes from;
 # - section 5 had already classed it as a **prediction latent** from its lens and next tokens,
 #   without labels; the same concept on the token itself scores {{0.00}};
 # - the **logit lens** mixes defined words and words of definitions, and its most enriched class,

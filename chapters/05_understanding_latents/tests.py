@@ -999,7 +999,8 @@ def _hypothesis_mistakes(latent_acts, data, concept, fires_on) -> list[Mistake]:
 
 
 def _check_hypothesis_score(fn, latent_acts, data, concept, fires_on, where, expected=None):
-    actual = fn(latent_acts.clone(), data, concept, fires_on)
+    copy = type(data)(data.tokens.clone(), list(data.concepts), data.labels.clone(), data.mask.clone())
+    actual = fn(latent_acts.clone(), copy, concept, fires_on)  # a copy: an in-place edit cannot spoil the corpus
     expect(isinstance(actual, (tuple, list)) and len(actual) == 3,
            f"score_hypothesis({where}) should return a tuple (precision, recall, f1), but returned "
            + (f"a {type(actual).__name__} of length {len(actual)}." if isinstance(actual, (tuple, list))
@@ -1036,10 +1037,13 @@ def test_score_hypothesis(score_hypothesis) -> None:
 
 # A hypothesis passes when its F1 is at least PASS_SHARE times the best F1 that any planted hypothesis
 # (every concept, on the token and on the next token) reaches for the capstone latent. The labels are
-# the standard, so the bar is relative to what they can say about this latent; 0.8 leaves room for a
-# concept that labels nearly the same tokens, and is well above what a related but wrong concept
-# reaches on the shipped world (the swapped position, the whole sentence, the lens's class: F1 at most
-# about a third of the best; tests/test_ch05_checks.py measures them).
+# the standard, so the bar is relative to what they can say about this latent. Measured on the shipped
+# world: the best hypothesis scores F1 0.73 and the next best of all the others 0.15 (about 0.2 of the
+# best; the plausible wrong ones, the same concept on the other token, the whole definition sentence,
+# the lens's class, one defined word, score 0.00 to 0.11), so any bar between 0.2 and 1 times the best
+# separates right from wrong here. 0.8 sits high in that range, to leave room only for a concept that
+# labels nearly the same tokens, and for a few firings' worth of sampling noise (the 150 held-out
+# documents hold 70 firings). tests/test_ch05_checks.py measures the gap.
 PASS_SHARE = 0.8
 HYPOTHESIS_KEYS = ("latent", "concept", "fires_on", "description")
 
