@@ -942,7 +942,7 @@ def test_a_correct_alternative_passes(checks05, capstone):
     (lambda latent, best: hypothesis(-1, *best), "out of range"),
     (lambda latent, best: hypothesis(True, *best), "'latent' should be an int"),
     (lambda latent, best: hypothesis(float(latent), *best), "'latent' should be an int"),
-    (lambda latent, best: hypothesis(latent, "bird", best[1]), "'bird', which is not a planted concept label"),
+    (lambda latent, best: hypothesis(latent, "bird", best[1]), "'bird', which is not a planted concept label; did you mean 'category:bird'"),
     (lambda latent, best: hypothesis(latent, "definition_words", best[1]), "did you mean 'definition_word'"),
     (lambda latent, best: hypothesis(latent, ["p9"], best[1]), "'concept' should be one planted concept label"),
     (lambda latent, best: hypothesis(latent, best[0], "output"), "'fires_on' should be 'input' or 'prediction'"),

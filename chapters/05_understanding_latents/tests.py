@@ -1060,7 +1060,8 @@ def _capstone_world():
     on_input = concept_scores(acts, data)
     on_next = concept_scores(acts, ref.next_token_corpus(data))
     docs_fired = ((acts > 0) & data.mask[..., None]).any(1).sum(0)
-    # section 6's autointerp picks: by F1 with the best concept, among latents firing in >= 15 documents
+    # section 6's autointerp picks (by F1 with the best concept, among latents firing in >= 15 documents),
+    # as its cell computes them: if the two drift apart, the solution notebook's capstone check fails
     live = (on_input.density > 0).nonzero().flatten().tolist()
     candidates = sorted(((on_input.best_concept(j)[3], j) for j in live if docs_fired[j] >= 15), reverse=True)
     picks = [candidates[i][1] for i in (0, 1, len(candidates) // 2, len(candidates) // 2 + 1, -2, -1)]
@@ -1094,7 +1095,8 @@ def _read_hypothesis(h, d_sae: int, concepts: list[str]) -> tuple[int, str, str]
     if concept not in concepts:
         import difflib
 
-        close = difflib.get_close_matches(concept, concepts, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(concept, concepts, n=3, cutoff=0.5) or \
+            [c for c in concepts if concept.strip() and concept.strip().lower() in c.lower()][:3]
         fail(f"'concept' is {concept!r}, which is not a planted concept label"
              + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
              + " The labels are in data.concepts (explained in utils.world.concepts.CONCEPT_LEGEND).")
