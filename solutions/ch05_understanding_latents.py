@@ -267,3 +267,47 @@ def patch_scope(model, tokens: Tensor, position: int, directions: Tensor, scales
 
     logits = model.run_with_hooks(batch, fwd_hooks=[(hook_name, replace)])[:, -1]
     return logits.reshape(len(directions), len(scales), -1)
+
+
+from utils.world.concepts import LabelledCorpus
+
+
+def next_token_corpus(data) -> LabelledCorpus:
+    """The same corpus with each token's labels replaced by those of the token after it (none after
+    the last real token), so that scoring a latent against it scores "the next token is X"."""
+    real_next = torch.cat([data.mask[:, 1:], torch.zeros_like(data.mask[:, :1])], 1)
+    labels = torch.cat([data.labels[:, 1:], torch.zeros_like(data.labels[:, :1])], 1) & real_next[..., None]
+    return LabelledCorpus(data.tokens, data.concepts, labels, data.mask)
+
+
+def capstone_choice(f1_input: Tensor, f1_prediction: Tensor, docs_fired: Tensor, exclude: list[int],
+                    min_docs: int = 15) -> int:
+    """The latent with the best F1 of any hypothesis, (n_concepts, d_sae) at each position, among those
+    that fire in at least `min_docs` documents and are not in `exclude`."""
+    best = torch.maximum(f1_input.max(0).values, f1_prediction.max(0).values)
+    eligible = docs_fired >= min_docs
+    eligible[list(exclude)] = False
+    return int(best.masked_fill(~eligible, -1.0).argmax())
+
+
+def score_hypothesis(latent_acts: Tensor, data, concept: str, fires_on: str = "input") -> tuple[float, float, float]:
+    """(precision, recall, f1) of "the latent fires" for `concept` on the token (input) or the next token."""
+    holds = data.labels[..., data.concept_index(concept)]
+    if fires_on == "prediction":
+        holds = torch.cat([holds[:, 1:] & data.mask[:, 1:], torch.zeros_like(holds[:, :1])], 1)
+    elif fires_on != "input":
+        raise ValueError(f"fires_on must be 'input' or 'prediction', not {fires_on!r}")
+    fires = (latent_acts > 0) & data.mask
+    holds = holds & data.mask
+    tp, n_fires, n_holds = int((fires & holds).sum()), int(fires.sum()), int(holds.sum())
+    precision, recall = tp / max(n_fires, 1), tp / max(n_holds, 1)
+    return precision, recall, 2 * tp / max(n_fires + n_holds, 1)
+
+
+def capstone_hypothesis() -> dict:
+    """Your hypothesis about the capstone latent."""
+    # Written from the evidence printed above on the shipped world (if the world is retrained, the
+    # check names the new capstone latent and this answer must be rewritten, like the quoted text).
+    return {"latent": 268, "concept": "definition_word", "fires_on": "prediction",
+            "description": "fires on the opening quote of 'The meaning of the word \"', predicting the word "
+                           "about to be defined"}

@@ -736,3 +736,235 @@ def test_definition_prompts_match_the_world():
     assert tokenizer.decode([int(defs["answer"][i])]).strip() == "hard"
     assert tokenizer.decode([int(defs["target"][defs["position"]])]).strip() == "X"
     assert (defs["target"] != defs["source"][i]).sum() == 1
+
+
+# -------------------------------------------------------------------------------------------------
+# score_hypothesis
+
+
+def hypothesis_loop(latent_acts, data, concept, fires_on="input"):
+    """A correct alternative: one token at a time, in plain Python."""
+    c = data.concepts.index(concept)
+    tp = n_fires = n_holds = 0
+    n_docs, n_ctx = data.mask.shape
+    for d in range(n_docs):
+        for t in range(n_ctx):
+            if not data.mask[d, t]:
+                continue
+            if fires_on == "input":
+                holds = bool(data.labels[d, t, c])
+            else:
+                holds = t + 1 < n_ctx and bool(data.mask[d, t + 1]) and bool(data.labels[d, t + 1, c])
+            fires = float(latent_acts[d, t]) > 0
+            tp += fires and holds
+            n_fires += fires
+            n_holds += holds
+    p = tp / n_fires if n_fires else 0.0
+    r = tp / n_holds if n_holds else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def hypothesis_with_latent_truth(latent_acts, data, concept, fires_on="input"):
+    """A correct alternative built on utils.latent_truth.score."""
+    from utils.latent_truth import concept as concept_mask, score
+
+    holds = concept_mask(data, concept)
+    if fires_on == "prediction":
+        holds = torch.nn.functional.pad(holds[:, 1:] & data.mask[:, 1:], (0, 1))
+    match = score(latent_acts, holds, data)
+    return match.precision, match.recall, match.f1
+
+
+def hypothesis_variant(*, previous=False, no_mask=False, mean=False, swap=False, geq=False):
+    def score_hypothesis(latent_acts, data, concept, fires_on="input"):
+        holds = data.labels[..., data.concepts.index(concept)].clone()
+        if fires_on == "prediction":
+            shifted = torch.zeros_like(holds)
+            if previous:
+                shifted[:, 1:] = holds[:, :-1]
+            else:
+                shifted[:, :-1] = holds[:, 1:] & data.mask[:, 1:]
+            holds = shifted
+        fires = latent_acts >= 0 if geq else latent_acts > 0
+        if not no_mask:
+            fires, holds = fires & data.mask, holds & data.mask
+        tp, nf, nh = float((fires & holds).sum()), float(fires.sum()), float(holds.sum())
+        p, r = (tp / nf if nf else 0.0), (tp / nh if nh else 0.0)
+        f1 = (p + r) / 2 if mean else (2 * p * r / (p + r) if p + r else 0.0)
+        return (r, p, f1) if swap else (p, r, f1)
+
+    return score_hypothesis
+
+
+@pytest.mark.parametrize("variant, message", [
+    (hypothesis_variant(previous=True), "read the concept on the *next* token"),
+    (hypothesis_variant(no_mask=True), "count only real tokens"),
+    (hypothesis_variant(mean=True), "F1 is the harmonic mean"),
+    (hypothesis_variant(swap=True), "precision is P(holds | fires)"),
+    (hypothesis_variant(geq=True), "activation is > 0, not >= 0"),
+])
+def test_wrong_score_hypothesis(checks05, variant, message):
+    fails_with(checks05.test_score_hypothesis, variant, message)
+
+
+@pytest.mark.parametrize("variant", [hypothesis_loop, hypothesis_with_latent_truth])
+def test_other_correct_score_hypothesis_pass(checks05, variant):
+    passes(checks05.test_score_hypothesis, variant)
+
+
+def test_a_score_hypothesis_returning_a_dict_is_named(checks05):
+    def score_hypothesis(latent_acts, data, concept, fires_on="input"):
+        return dict(zip(("precision", "recall", "f1"), ref.score_hypothesis(latent_acts, data, concept, fires_on)))
+
+    text = fails_with(checks05.test_score_hypothesis, score_hypothesis, "should return a tuple (precision, recall, f1)",
+                      "returned a dict")
+    assert "\n" not in text
+
+
+def test_the_hand_hypothesis_scores(checks05):
+    """The hand values written in the checks, against the reference and the plain loop."""
+    data, acts = checks05._hand_hypothesis_corpus()
+    for (concept, fires_on), expected in checks05.HAND_HYPOTHESIS_SCORES.items():
+        for fn in (ref.score_hypothesis, hypothesis_loop):
+            assert fn(acts, data, concept, fires_on) == pytest.approx(expected)
+
+
+def test_score_hypothesis_agrees_with_the_loop_on_the_world(checks05):
+    data, acts, latent, _, _ = checks05._capstone_world()
+    small = type(data)(data.tokens[:40], data.concepts, data.labels[:40], data.mask[:40])
+    for concept in ("definition_word", "p9", "name"):
+        for fires_on in ("input", "prediction"):
+            assert ref.score_hypothesis(acts[:40], small, concept, fires_on) == pytest.approx(
+                hypothesis_loop(acts[:40], small, concept, fires_on))
+
+
+# -------------------------------------------------------------------------------------------------
+# capstone_hypothesis
+
+
+def hypothesis(latent, concept, fires_on, description="fires before the word being defined", **extra):
+    return lambda: {"latent": latent, "concept": concept, "fires_on": fires_on, "description": description, **extra}
+
+
+@pytest.fixture(scope="module")
+def capstone(checks05):
+    """(the capstone latent, the best hypothesis (concept, position), scores at both positions, data, acts)."""
+    data, acts, latent, on_input, on_next = checks05._capstone_world()
+    f_in, f_next = on_input.f1[:, latent], on_next.f1[:, latent]
+    if f_next.max() > f_in.max():
+        best = (data.concepts[int(f_next.argmax())], "prediction")
+    else:
+        best = (data.concepts[int(f_in.argmax())], "input")
+    scores = {"input": on_input, "prediction": on_next}
+    return latent, best, scores, data, acts
+
+
+def test_the_solution_gives_the_best_planted_hypothesis(capstone):
+    latent, best, _, _, _ = capstone
+    h = ref.capstone_hypothesis()
+    assert (h["latent"], h["concept"], h["fires_on"]) == (latent, *best)
+
+
+def test_the_capstone_latent_is_a_prediction_latent_on_the_shipped_world(capstone):
+    """The text and the wrong hypotheses below rely on it; the measured scores are those of the text."""
+    latent, best, scores, data, acts = capstone
+    assert (latent, best) == (268, ("definition_word", "prediction"))
+    # counted on the shipped world: it fires on 70 tokens, 72 are followed by a defined word, 52 both
+    expected = (52 / 70, 52 / 72, 2 * 52 / (70 + 72))
+    assert hypothesis_loop(acts, data, *best) == pytest.approx(expected)
+    assert ref.score_hypothesis(acts, data, *best) == pytest.approx(expected)
+
+
+def test_the_bar_separates_the_best_hypothesis_from_all_others(checks05, capstone):
+    """The measurement behind PASS_SHARE (see its comment): on the shipped world only the best hypothesis
+    passes, and the next best of all (concept, position) pairs is far below the bar."""
+    latent, best, scores, data, _ = capstone
+    f1 = torch.cat([scores["input"].f1[:, latent], scores["prediction"].f1[:, latent]])
+    top2 = f1.topk(2).values
+    assert float(top2[0]) == pytest.approx(0.732, abs=1e-3) and float(top2[1]) == pytest.approx(0.150, abs=1e-3)
+    assert float(top2[1]) < 0.3 * float(top2[0]) < checks05.PASS_SHARE * float(top2[0])
+    assert int((f1 >= checks05.PASS_SHARE * top2[0]).sum()) == 1
+
+
+def test_the_same_concept_on_the_wrong_token_is_named(checks05, capstone):
+    latent, (concept, fires_on), _, _, _ = capstone
+    other = "input" if fires_on == "prediction" else "prediction"
+    message = "It is a prediction latent: set fires_on='prediction'" if fires_on == "prediction" else \
+        "It is an input latent: set fires_on='input'"
+    fails_with(checks05.test_capstone_hypothesis, hypothesis(latent, concept, other), message)
+
+
+def _pick(scores, latent, position, keep):
+    """The concept at `position` with the largest precision + recall among those where keep(precision, recall) holds."""
+    s = scores[position]
+    ok = [c for c in range(len(s.concepts)) if keep(float(s.precision[c, latent]), float(s.recall[c, latent]))]
+    assert ok, "no concept of that kind for the capstone latent"
+    return s.concepts[max(ok, key=lambda c: (float(s.precision[c, latent]) + float(s.recall[c, latent])))]
+
+
+def test_a_too_broad_concept_is_named(checks05, capstone):
+    """High precision, low recall (on the shipped world: the whole definition sentence, p9)."""
+    latent, (_, fires_on), scores, _, _ = capstone
+    broad = _pick(scores, latent, fires_on, lambda p, r: p >= 0.5 and r < 0.2)
+    fails_with(checks05.test_capstone_hypothesis, hypothesis(latent, broad, fires_on), "recall", "too broad")
+
+
+def test_a_concept_it_does_not_keep_to_is_named(checks05, capstone):
+    """High recall, low precision (on the shipped world: one defined word, e.g. defined:ladder)."""
+    latent, (_, fires_on), scores, _, _ = capstone
+    narrow = _pick(scores, latent, fires_on, lambda p, r: r >= 0.5 and p < 0.3)
+    text = fails_with(checks05.test_capstone_hypothesis, hypothesis(latent, narrow, fires_on), "precision",
+                      "the latent also fires where it does not hold", "is then most often")
+    assert "'" in text.split("is then most often")[1]  # names tokens
+
+
+def test_the_lens_class_as_the_hypothesis_is_named(checks05, capstone):
+    """The logit lens's class on the shipped world (p9_answer) never follows a firing."""
+    latent, _, _, data, acts = capstone
+    assert ref.score_hypothesis(acts, data, "p9_answer", "prediction")[2] == 0.0
+    fails_with(checks05.test_capstone_hypothesis, hypothesis(latent, "p9_answer", "prediction"),
+               "rarely meet", "'p9_answer' labels 'the first token of a definition", "the next token carries it at 0 of its",
+               "is most often")
+
+
+def test_a_correct_alternative_passes(checks05, capstone):
+    import numpy as np
+
+    latent, best, _, _, _ = capstone
+    passes(checks05.test_capstone_hypothesis, hypothesis(np.int64(latent), *best, description="the defined word is "
+                                                          "next", evidence=["top examples", "lens"]))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda latent, best: lambda: [latent, *best], "should return a dict with the keys"),
+    (lambda latent, best: lambda: {"latent": latent, "concept": best[0]}, "lacks the key(s) ['fires_on', 'description']"),
+    (lambda latent, best: hypothesis(5000, *best), "'latent' is 5000, out of range: the widest SAE has"),
+    (lambda latent, best: hypothesis(-1, *best), "out of range"),
+    (lambda latent, best: hypothesis(True, *best), "'latent' should be an int"),
+    (lambda latent, best: hypothesis(float(latent), *best), "'latent' should be an int"),
+    (lambda latent, best: hypothesis(latent, "bird", best[1]), "'bird', which is not a planted concept label; did you mean 'category:bird'"),
+    (lambda latent, best: hypothesis(latent, "definition_words", best[1]), "did you mean 'definition_word'"),
+    (lambda latent, best: hypothesis(latent, ["p9"], best[1]), "'concept' should be one planted concept label"),
+    (lambda latent, best: hypothesis(latent, best[0], "output"), "'fires_on' should be 'input' or 'prediction'"),
+    (lambda latent, best: hypothesis(latent, *best, description=""), "'description' should be a sentence"),
+    (lambda latent, best: hypothesis(latent + 1, *best), "but the capstone latent is"),
+])
+def test_bad_hypotheses_get_a_one_line_message(checks05, capstone, make, message):
+    latent, best, _, _, _ = capstone
+    text = fails_with(checks05.test_capstone_hypothesis, make(latent, best), message)
+    assert "\n" not in text and "Traceback" not in text
+
+
+def test_a_hypothesis_that_raises_is_reported(checks05):
+    def capstone_hypothesis():
+        return {}["latent"]
+
+    fails_with(checks05.test_capstone_hypothesis, capstone_hypothesis, "your function raised KeyError")
+
+
+def test_a_capstone_stub_is_not_implemented(checks05):
+    def capstone_hypothesis():
+        raise NotImplementedError("capstone_hypothesis is not implemented yet")
+
+    with pytest.raises(CheckFailed, match="test_capstone_hypothesis: not implemented yet"):
+        checks05.test_capstone_hypothesis(capstone_hypothesis)
