@@ -119,14 +119,19 @@ def labelled_corpus(n_docs: int = 300, n_ctx: int = 128, split: str = "heldout",
     """`n_docs` documents of the given split with their token-level concept labels."""
     vocab = {t: i for i, t in enumerate(all_tokens())}
     gen = CorpusGenerator(seed=seed, split=split)
-    docs = [gen.document(max_tokens=n_ctx - 1) for _ in range(n_docs)]
+    return label_documents([gen.document(max_tokens=n_ctx - 1) for _ in range(n_docs)], vocab, n_ctx, BOS, PAD)
+
+
+def label_documents(docs, vocab: dict[str, int], n_ctx: int, bos: str, pad: str) -> LabelledCorpus:
+    """Token ids (BOS first, PAD after) and a label matrix for documents of labelled tokens."""
+    n_docs = len(docs)
     concepts = sorted({lab for d in docs for tok in d for lab in tok.labels})
     col = {c: i for i, c in enumerate(concepts)}
-    tokens = torch.full((n_docs, n_ctx), vocab[PAD], dtype=torch.long)
+    tokens = torch.full((n_docs, n_ctx), vocab[pad], dtype=torch.long)
     labels = torch.zeros(n_docs, n_ctx, len(concepts), dtype=torch.bool)
     mask = torch.zeros(n_docs, n_ctx, dtype=torch.bool)
     for i, doc in enumerate(docs):
-        tokens[i, 0] = vocab[BOS]
+        tokens[i, 0] = vocab[bos]
         for j, tok in enumerate(doc, start=1):
             tokens[i, j] = vocab[tok.text]
             mask[i, j] = True

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..concepts import KEY_CONCEPTS, LabelledCorpus
+from ..concepts import KEY_CONCEPTS, LabelledCorpus, label_documents
 from ..report import CORE_CONCEPTS, format_rows
 from .corpus import BOS, PAD, CorpusGenerator
 from .tokenizer import vocabulary
@@ -38,22 +38,9 @@ def v2_batch(step: int, batch_size: int, n_ctx: int, seed: int = 0) -> torch.Ten
 @lru_cache(maxsize=4)
 def labelled_corpus(n_docs: int = 200, n_ctx: int = 128, split: str = "heldout", seed: int = 11) -> LabelledCorpus:
     """`n_docs` v2 documents with their token-level labels (v1's `LabelledCorpus` layout)."""
-    vocab = vocabulary()
     gen = CorpusGenerator(seed=seed, split=split)
     docs = [gen.document(max_tokens=n_ctx - 1) for _ in range(n_docs)]
-    concepts = sorted({lab for d in docs for tok in d for lab in tok.labels})
-    col = {c: i for i, c in enumerate(concepts)}
-    tokens = torch.full((n_docs, n_ctx), vocab[PAD], dtype=torch.long)
-    labels = torch.zeros(n_docs, n_ctx, len(concepts), dtype=torch.bool)
-    mask = torch.zeros(n_docs, n_ctx, dtype=torch.bool)
-    for i, doc in enumerate(docs):
-        tokens[i, 0] = vocab[BOS]
-        for j, tok in enumerate(doc, start=1):
-            tokens[i, j] = vocab[tok.text]
-            mask[i, j] = True
-            for lab in tok.labels:
-                labels[i, j, col[lab]] = True
-    return LabelledCorpus(tokens, concepts, labels, mask)
+    return label_documents(docs, vocabulary(), n_ctx, BOS, PAD)
 
 
 def train(run: Path, out: Path, only: str | None = None, tokens: int = 1_500_000, names: set[str] | None = None) -> dict:
