@@ -841,14 +841,20 @@ def test_autointerp(autointerp) -> None:
                       f"the course world: the widest SAE's latent that fires in most documents, concept {concept!r}")
 
 
-@lru_cache(maxsize=1)
-def _world_corpus_latent():
+@lru_cache(maxsize=2)
+def _widest_sae_on_corpus(n_docs: int):
+    """(held-out labelled corpus, the widest SAE's activations on it), shared by two world cases."""
     from utils.world.concepts import labelled_corpus
 
     model, saes, _, _ = _world()
-    data = labelled_corpus(n_docs=60)
+    data = labelled_corpus(n_docs=n_docs)
     with torch.no_grad():
-        acts = saes[max(saes)].encode(model(data.tokens, stop_at_layer=2))
+        return data, saes[max(saes)].encode(model(data.tokens, stop_at_layer=2))
+
+
+@lru_cache(maxsize=1)
+def _world_corpus_latent():
+    data, acts = _widest_sae_on_corpus(60)
     fired = ((acts > 0) & data.mask[..., None]).any(1).sum(0)
     latent_acts = acts[..., int(fired.argmax())]
     on = (latent_acts > 0) & data.mask
@@ -1051,12 +1057,9 @@ HYPOTHESIS_KEYS = ("latent", "concept", "fires_on", "description")
 @lru_cache(maxsize=1)
 def _capstone_world():
     """(held-out corpus, widest SAE's activations on it, the capstone latent), as section 8 computes them."""
-    from utils.world.concepts import concept_scores, labelled_corpus
+    from utils.world.concepts import concept_scores
 
-    model, saes, _, _ = _world()
-    data = labelled_corpus(n_docs=150)
-    with torch.no_grad():
-        acts = saes[max(saes)].encode(model(data.tokens, stop_at_layer=2))
+    data, acts = _widest_sae_on_corpus(150)
     on_input = concept_scores(acts, data)
     on_next = concept_scores(acts, ref.next_token_corpus(data))
     docs_fired = ((acts > 0) & data.mask[..., None]).any(1).sum(0)
