@@ -315,6 +315,12 @@ class CorpusGenerator:
         kind = self.rng.choice(["statement", "statement", "question", "exclamation"])
         content_rel, verbs, tag_closer, end_closer = SPEECH[kind]
         _, content = self.pick_frame(content_rel)
+        if self.rng.random() < 0.5:  # any everyday sentence can be quoted; its end mark sets the kind
+            _, sentence = self.pick_frame("everyday")
+            body, mark = frame_text(sentence)[:-1], frame_text(sentence)[-1]
+            kind = {".": "statement", "?": "question", "!": "exclamation"}[mark]
+            content_rel, verbs, tag_closer, end_closer = SPEECH[kind]
+            content = body
         values = {"verb": value(self.rng.choice(verbs), f"speech:{kind}")}
         # content slots share the speaker's scene (name2, obj, place ...)
         for slot in slots_of(frame_text(content)):
@@ -377,14 +383,14 @@ class CorpusGenerator:
         for _ in range(1000):
             r = self.rng.random()
             lead = bool(doc)
-            if sentences and r < 0.08:
+            if sentences and r < 0.15:
                 start, end = self.rng.choice(sentences)
                 sent = [Token(t.text, t.labels | {"p3_sentence_repeat"}) for t in doc[start:end]]
                 head = sent[0].text if sent[0].text.startswith(" ") else " " + sent[0].text  # was a document's start
                 sent[0] = Token(head, sent[0].labels | {"p3_repeat_start"})
-            elif doc and r < 0.2:
-                sent = self.filler()
             elif doc and r < 0.27:
+                sent = self.filler()
+            elif doc and r < 0.34:
                 sent = self._source(self.rng.choice([g for g in self._genres if g != "repeat"]))(True)
             else:
                 sent = make(lead)
