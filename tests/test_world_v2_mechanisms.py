@@ -1,0 +1,109 @@
+"""World v2 mechanism measurements (utils/world/v2/mechanisms.py), on inputs whose answer is known.
+
+The IOI attention is checked on a model whose queries are zero, so every head attends uniformly
+and the expected attention is a count divided by the prompt length. The supernode choice is
+checked on activations with planted latents. The full measurement needs a trained run and its
+transcoders; it is run by `python -m utils.world.v2.mechanisms` and reported in the issue.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from utils.world.v2 import facts as F
+from utils.world.v2.mechanisms import (
+    best_io_head, ioi_head_attention, natural_values, select_supernodes, two_hop_prompts,
+)
+from utils.world.v2.prompts import Prompt
+
+
+@pytest.fixture(scope="module")
+def uniform_model():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from utils.world.v2.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=64,
+                                  d_vocab=len(tok), act_fn="gelu", seed=0)
+    model = HookedTransformer(cfg)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.W_Q.zero_()  # all scores 0: causal attention is uniform over positions 0..q
+    model.tokenizer = tok
+    return model
+
+
+def _ioi_prompt(io: str, s: str) -> Prompt:
+    words = ["<|bos|>", "When", f" {io}", " and", f" {s}", " went", " to", " the", " park", ",", f" {s}", " gave",
+             " a", " kite", " to"]
+    return Prompt(tuple(words), f" {io}", wrong=f" {s}")
+
+
+def test_ioi_attention_by_hand_on_uniform_heads(uniform_model):
+    prompts = [_ioi_prompt("Mary", "John"), _ioi_prompt("Anna", "Tom")]
+    att = ioi_head_attention(uniform_model, prompts)
+    n = len(prompts[0].tokens)
+    assert att.shape == (2, 2, 2)
+    # the final position attends 1/n to each position: IO occurs once, the subject twice
+    assert torch.allclose(att[..., 0], torch.full((2, 2), 1 / n), atol=1e-5)
+    assert torch.allclose(att[..., 1], torch.full((2, 2), 2 / n), atol=1e-5)
+
+
+def test_ioi_attention_averages_prompts_of_different_lengths(uniform_model):
+    short = Prompt(("<|bos|>", "Mary", " and", " John", " saw", " John", " and"), " Mary", wrong=" John")
+    att = ioi_head_attention(uniform_model, [short, _ioi_prompt("Mary", "John")])
+    expected_io = (1 / 7 + 1 / 15) / 2
+    assert att[0, 0, 0].item() == pytest.approx(expected_io, abs=1e-5)
+
+
+def test_ioi_attention_bad_prompts_get_one_line_errors(uniform_model):
+    with pytest.raises(ValueError, match="no IOI prompts"):
+        ioi_head_attention(uniform_model, [])
+    with pytest.raises(ValueError, match="does not contain both names"):
+        ioi_head_attention(uniform_model, [Prompt(("<|bos|>", "Mary", " ran"), " Anna", wrong=" Tom")])
+    with pytest.raises(ValueError, match="subject's name"):
+        ioi_head_attention(uniform_model, [Prompt(("<|bos|>", "Mary", " ran"), " Mary")])
+
+
+def test_best_io_head_skips_layer_zero():
+    att = torch.zeros(3, 2, 2)
+    att[0, 1, 0] = 0.9  # layer 0 is excluded by default
+    att[2, 0, 0] = 0.5
+    att[1, 1, 0] = 0.3
+    assert best_io_head(att) == (2, 0, 0.5)
+    assert best_io_head(att, min_layer=0) == (0, 1, pytest.approx(0.9))
+
+
+def test_supernodes_find_planted_latents_and_their_natural_values():
+    states = ["Texas"] * 3 + ["Ohio"] * 3 + ["Oregon"] * 2
+    acts = torch.zeros(len(states), 20)
+    acts[:3, 4] = 2.0    # Texas: latent 4 (diff 2.0) and latent 9 (diff 1.0)
+    acts[:3, 9] = 1.0
+    acts[3:6, 7] = 3.0   # Ohio: latent 7
+    acts[6:, 7] = 3.0    # ... which Oregon shares, so it is no Ohio-only latent there
+    acts[6:, 11] = 0.5   # Oregon: latent 11
+    nodes = select_supernodes(acts, states, size=2)
+    assert nodes["Texas"] == [4, 9]
+    # Ohio's latent 7: mean 3 on Ohio, (0 * 3 + 3 * 2) / 5 = 1.2 elsewhere -> diff 1.8; no other
+    # latent has a positive difference, so Ohio's supernode is one latent, not two
+    assert nodes["Ohio"] == [7]
+    # Oregon: latent 7 has diff 3 - (0 * 3 + 3 * 3) / 6 = 1.5, above its own latent 11 (0.5)
+    assert nodes["Oregon"] == [7, 11]
+    assert natural_values(acts, states, {"Texas": [4, 9], "Oregon": [11]}) == {"Texas": [2.0, 1.0], "Oregon": [0.5]}
+
+
+def test_supernodes_need_two_states():
+    with pytest.raises(ValueError, match="at least two states"):
+        select_supernodes(torch.ones(3, 5), ["Texas"] * 3)
+
+
+def test_two_hop_prompts_mark_the_city_and_end_before_the_capital():
+    prompts = two_hop_prompts(["Dallas", "Yuma"], per_city=3)
+    assert len(prompts) == 6
+    for cp in prompts:
+        assert cp.prompt.tokens[cp.city_pos].strip() == cp.city
+        assert cp.prompt.answer.strip() == F.STATE_TO_CAPITAL[cp.state]
+        assert cp.state == F.CITY_TO_STATE[cp.city]
+        assert cp.prompt.tokens[0] == "<|bos|>"
