@@ -409,3 +409,16 @@ def test_labelled_corpus_holds_the_documents_and_their_labels(tokenizer):
         assert data.mask[i, 1:n + 1].all() and not data.mask[i, n + 1:].any()
         names = data.labels[i, 1:n + 1, data.concept_index("name")].tolist()
         assert names == ["name" in t.labels for t in doc]
+
+
+def test_landing_rule_compares_every_row_with_v1_in_the_right_direction():
+    from utils.world.v2.bars import BARS, Row, beats_v1_everywhere
+
+    bar = {b.key: b for b in BARS}
+    better = [Row(bar["p2"], 0.80, 100), Row(bar["p3_run_repeat_loss"], 0.5, 64), Row(bar["p7_logit_diff"], 0.1, 100)]
+    assert [r.beats_v1 for r in better] == [True, True, None]  # v1's logit difference was not measured
+    assert beats_v1_everywhere(better)
+    worse_loss = better + [Row(bar["p3_sentence_ratio"], 1.2, 64)]  # lower is better: 1.2 > v1's 1.0
+    assert not beats_v1_everywhere(worse_loss)
+    tie = [Row(bar["p9"], 0.63, 100)]  # equal to v1 is not better
+    assert tie[0].beats_v1 is False and not beats_v1_everywhere(tie)
