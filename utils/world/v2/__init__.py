@@ -10,6 +10,9 @@ artifacts) is unchanged. One job per module:
     prompts.py    evaluation prompts cut from held-out frames, and natural prompts
     bars.py       the v2 quality bars and the measurements behind them
     train.py      the training entry point (reuses v1's model helpers)
+    dictionaries.py  v1's dictionary specs trained on a v2 run, and their bars on v2 text
+    mechanisms.py the chapter 04/06 targets: IOI head attention, state supernode ablation/swap
+    report.py     all of the above in one command, and `ship` (a run into v2/artifacts)
 
 Decisions a switch-over should know:
 - Text convention: no normaliser. A document starts with a no-space word ("What"), every later

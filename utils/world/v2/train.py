@@ -24,6 +24,8 @@ from ..train_model import lr_at
 from .corpus import BOS, CorpusGenerator
 from .tokenizer import save_tokenizer, vocabulary
 
+V2_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # the shipped v2 world (utils.world.v2.report ship)
+
 SIZES = {
     "full": dict(MODEL_CONFIG, model_name="course-world-v2"),
     "pilot": dict(MODEL_CONFIG, n_layers=2, d_model=96, n_heads=3, d_head=32, d_mlp=384, model_name="course-world-v2-pilot"),
@@ -48,7 +50,7 @@ def train(out_dir: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, siz
           checkpoint_every: int = 200, log_every: int = 25) -> dict:
     from transformer_lens import HookedTransformer
 
-    if out_dir.resolve().is_relative_to(ARTIFACTS):
+    if out_dir.resolve().is_relative_to(ARTIFACTS) or out_dir.resolve().is_relative_to(V2_ARTIFACTS):
         raise ValueError(f"{out_dir} is inside the shipped artifacts; v2 runs write elsewhere (e.g. /tmp)")
     torch.manual_seed(0)
     overrides = SIZES[size]
@@ -105,8 +107,9 @@ def train(out_dir: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, siz
     return info
 
 
-def load_model(run_dir: Path, device: str = "cpu"):
-    """The model a run wrote, as a `HookedSAETransformer` (like v1's) carrying the v2 tokenizer."""
+def load_model(run_dir: Path = V2_ARTIFACTS, device: str = "cpu"):
+    """The model a run wrote (default: the shipped v2 world), as a `HookedSAETransformer` (like
+    v1's) carrying the v2 tokenizer."""
     from sae_lens import HookedSAETransformer
 
     from .tokenizer import load_tokenizer
