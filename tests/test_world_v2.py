@@ -422,3 +422,32 @@ def test_landing_rule_compares_every_row_with_v1_in_the_right_direction():
     assert not beats_v1_everywhere(worse_loss)
     tie = [Row(bar["p9"], 0.63, 100)]  # equal to v1 is not better
     assert tie[0].beats_v1 is False and not beats_v1_everywhere(tie)
+
+
+def _answer_cue(text: str, k: int = 3) -> list[str]:
+    """The last k words/marks before a frame's answer slot, every slot written as X."""
+    before = re.sub(r"\{[^}]*\}", "{X}", text[:text.rindex("{", 0, text.index("!}"))])
+    return re.findall(r"[\w']+|[^\w\s]", before)[-k:]
+
+
+def test_every_held_out_answer_cue_is_seen_before_an_entity_in_training():
+    """Run 6 (issue 11): a held-out frame failed exactly when the three words before its answer
+    ("The answer is", "is found in", "lent") never preceded an entity in training; the model
+    then continued the cue as plain English (" the", " in"). Held-out frames keep their own
+    syntax, but their answer cue must be one training shows before an entity in SOME frame."""
+    train = [re.sub(r"\{[^}]*\}", "{X}", frame_text(f)) for fs in FRAMES.values() for f in fs if not is_heldout(f)]
+    unseen = []
+    for relation in PROBED:
+        for frame in FRAMES[relation]:
+            if not is_heldout(frame) or "!}" not in frame:
+                continue
+            cue = _answer_cue(frame_text(frame))
+            pattern = r"\W*".join(re.escape(w) for w in cue) + r"\s*\{X\}"
+            if not any(re.search(pattern, t) for t in train):
+                unseen.append((relation, " ".join(cue)))
+    assert not unseen, f"held-out answer cues never seen before an entity in training: {unseen}"
+
+
+def test_answer_cue_by_hand():
+    assert _answer_cue("Which city has the {landmark} {kind}? The answer is {city!}.") == ["The", "answer", "is"]
+    assert _answer_cue("{Io} and {s} sat, so {s} lent {io!} a {obj}.") == ["X", "}", "lent"]
