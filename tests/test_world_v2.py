@@ -451,3 +451,24 @@ def test_every_held_out_answer_cue_is_seen_before_an_entity_in_training():
 def test_answer_cue_by_hand():
     assert _answer_cue("Which city has the {landmark} {kind}? The answer is {city!}.") == ["The", "answer", "is"]
     assert _answer_cue("{Io} and {s} sat, so {s} lent {io!} a {obj}.") == ["X", "}", "lent"]
+
+
+def test_per_frame_table_counts_each_frame(tokenizer):
+    from utils.world.v2.bars import per_frame_top1
+    from utils.world.v2.prompts import make_prompts
+
+    prompts = make_prompts("p10_first_letter", n=30)
+    by_ids = {tuple(tokenizer.convert_tokens_to_ids(list(p.tokens))): p for p in prompts}
+
+    def right_only_on_how(row):  # correct on the "How do you spell" frame, " the" elsewhere
+        p = by_ids[tuple(i for i in row.tolist() if i != 0)]
+        return {p.answer if p.tokens[1] == "How" else " the": 5.0}
+
+    model = _StandIn(tokenizer, right_only_on_how)
+    table = per_frame_top1(model, "p10_first_letter", n=30)
+    assert sum(t for _, _, t, _ in table) == len(prompts) and len(table) == 3
+    for text, correct, total, wrong in table:
+        if text.startswith("How"):
+            assert correct == total and wrong == ""
+        else:
+            assert correct == 0 and wrong == " the"

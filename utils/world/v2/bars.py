@@ -209,6 +209,29 @@ def measure(model, n: int = 200) -> list[Row]:
     return [Row(bar, *values[bar.key]) for bar in BARS]
 
 
+def per_frame_top1(model, kind: str, n: int = 100) -> list[tuple[str, int, int, str]]:
+    """(frame text, correct, prompts, a wrong top-1 token or "") for each frame of a prompt kind.
+
+    Held-out accuracy is lumpy: the model tends to get a frame always or never (run 6: P2 had
+    one frame at 16/16 and four at 0/N), so this table says which wording to look at."""
+    from .frames import FRAMES, frame_text
+
+    prompts = make_prompts(kind, n=n)
+    best = model.tokenizer.convert_ids_to_tokens(last_logits(model, prompts).argmax(-1).tolist())
+    table: dict[str, list] = {}
+    for p, token in zip(prompts, best):
+        row = table.setdefault(p.meta.get("frame", ""), [0, 0, ""])
+        row[0] += token == p.answer
+        row[1] += 1
+        if token != p.answer and not row[2]:
+            row[2] = token
+    out = []
+    for label, (correct, total, wrong) in sorted(table.items()):
+        relation, index = label.removeprefix("frame:").split("/")
+        out.append((frame_text(FRAMES[relation][int(index)]), correct, total, wrong))
+    return out
+
+
 def format_rows(rows: list[Row]) -> str:
     from tabulate import tabulate
 

@@ -1,6 +1,6 @@
 """Everything issue 11 measures about a v2 world, in one command, and shipping a run.
 
-    python -m utils.world.v2.report [--run RUN] [--only model|dictionaries|mechanisms] [--save]
+    python -m utils.world.v2.report [--run RUN] [--only model|dictionaries|mechanisms] [--save] [--frames]
     python -m utils.world.v2.report ship --run RUN
 
 Without --run it reports the shipped world (utils/world/v2/artifacts). `--save` writes
@@ -56,14 +56,24 @@ def ship(run: Path, dest: Path = V2_ARTIFACTS) -> list[str]:
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
 
 
-def report(run: Path, only: str | None = None, save: bool = False) -> int:
+FRAME_KINDS = ("p2_landmark_city", "p5_scale", "p6_two_hop", "p7_ioi", "p8_closer", "p9_definition",
+               "p10_first_letter", "p11_category")
+
+
+def report(run: Path, only: str | None = None, save: bool = False, frames: bool = False) -> int:
     failed = 0
     if only in (None, "model"):
-        from .bars import measure
+        from tabulate import tabulate
+
+        from .bars import measure, per_frame_top1
         from .train import load_model
 
-        rows = measure(load_model(run), n=100)
+        model = load_model(run)
+        rows = measure(model, n=100)
         print(format_rows(rows))
+        for kind in FRAME_KINDS if frames else ():
+            table = [[f"{c}/{t}", text.replace("\n", " / ")[:90], w] for text, c, t, w in per_frame_top1(model, kind)]
+            print(f"\n{kind}, per held-out frame\n" + tabulate(table, headers=["top-1", "frame", "a wrong top-1"]))
         print(f"beats v1 on every row v1 was measured on: {beats_v1_everywhere(rows)}\n")
         failed += sum(r.passed is False for r in rows)
         if save:
@@ -97,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, default=V2_ARTIFACTS, help="a v2 run folder (default: the shipped world)")
     p.add_argument("--only", choices=["model", "dictionaries", "mechanisms"], default=None)
     p.add_argument("--save", action="store_true", help="write the measurements into the run folder")
+    p.add_argument("--frames", action="store_true", help="also show top-1 per held-out frame")
     args = p.parse_args(argv)
     if args.command == "ship":
         try:
@@ -106,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"shipped {len(files)} files into {V2_ARTIFACTS}")
         return 0
-    return report(args.run, args.only, args.save)
+    try:
+        return report(args.run, args.only, args.save, args.frames)
+    except (ValueError, FileNotFoundError) as err:  # another corpus version, a missing run or dictionary
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
