@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..concepts import KEY_CONCEPTS, LabelledCorpus, label_documents
-from ..report import CORE_CONCEPTS, format_rows
+from ..report import CORE_CONCEPTS
 from .corpus import BOS, PAD, CorpusGenerator
 from .tokenizer import vocabulary
 from .train import make_batch
@@ -92,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         names = set(args.names.split(",")) if args.names else None
         print(json.dumps(train(args.run, dicts, args.only, args.tokens, names), indent=1))
         return 0
-    rows = dictionary_rows(args.run, dicts)
-    print(format_rows(rows))
-    failed = [r.metric for r in rows if not r.passed]
-    print(f"\n{len(rows) - len(failed)} of {len(rows)} bars met" + (f"; failing: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    from .report import report  # one place prints the dictionary bars (also used by the full report)
+
+    try:
+        return report(args.run, "dictionaries", dicts=dicts)
+    except (ValueError, FileNotFoundError) as err:  # a missing run or dictionary, another corpus version
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ FRAME_KINDS = ("p2_landmark_city", "p5_scale", "p6_two_hop", "p7_ioi", "p8_close
                "p10_first_letter", "p11_category")
 
 
-def report(run: Path, only: str | None = None, save: bool = False, frames: bool = False) -> int:
+def report(run: Path, only: str | None = None, save: bool = False, frames: bool = False,
+           dicts: Path | None = None) -> int:
     failed = 0
+    dicts = dicts or run / "dictionaries"
     if only in (None, "model"):
         from tabulate import tabulate
 
@@ -82,7 +84,7 @@ def report(run: Path, only: str | None = None, save: bool = False, frames: bool 
         from ..report import format_rows as format_dictionary_rows
         from .dictionaries import dictionary_rows
 
-        rows = dictionary_rows(run, run / "dictionaries")
+        rows = dictionary_rows(run, dicts)
         print(format_dictionary_rows(rows))
         bad = [r.metric for r in rows if not r.passed]
         print(f"{len(rows) - len(bad)} of {len(rows)} dictionary bars met" + (f"; failing: {', '.join(bad)}" if bad else "") + "\n")
@@ -93,7 +95,7 @@ def report(run: Path, only: str | None = None, save: bool = False, frames: bool 
     if only in (None, "mechanisms"):
         from .mechanisms import format_report, measure as measure_mechanisms
 
-        result = measure_mechanisms(run)
+        result = measure_mechanisms(run, dicts)
         print(format_report(result))
         if save:
             (run / "mechanisms.json").write_text(json.dumps(result, indent=1))
