@@ -76,27 +76,29 @@ def test_best_io_head_skips_layer_zero():
     assert best_io_head(att, min_layer=0) == (0, 1, pytest.approx(0.9))
 
 
-def test_supernodes_find_planted_latents_and_their_natural_values():
-    states = ["Texas"] * 3 + ["Ohio"] * 3 + ["Oregon"] * 2
-    acts = torch.zeros(len(states), 20)
-    acts[:3, 4] = 2.0    # Texas: latent 4 (diff 2.0) and latent 9 (diff 1.0)
-    acts[:3, 9] = 1.0
-    acts[3:6, 7] = 3.0   # Ohio: latent 7
-    acts[6:, 7] = 3.0    # ... which Oregon shares, so it is no Ohio-only latent there
-    acts[6:, 11] = 0.5   # Oregon: latent 11
-    nodes = select_supernodes(acts, states, size=2)
-    assert nodes["Texas"] == [4, 9]
-    # Ohio's latent 7: mean 3 on Ohio, (0 * 3 + 3 * 2) / 5 = 1.2 elsewhere -> diff 1.8; no other
-    # latent has a positive difference, so Ohio's supernode is one latent, not two
-    assert nodes["Ohio"] == [7]
-    # Oregon: latent 7 has diff 3 - (0 * 3 + 3 * 3) / 6 = 1.5, above its own latent 11 (0.5)
-    assert nodes["Oregon"] == [7, 11]
-    assert natural_values(acts, states, {"Texas": [4, 9], "Oregon": [11]}) == {"Texas": [2.0, 1.0], "Oregon": [0.5]}
+def test_supernodes_find_latents_shared_by_every_city_of_a_state():
+    cities = ["Dallas", "Houston", "Dallas", "Houston", "Toledo", "Dayton", "Portland", "Eugene"]
+    states = ["Texas"] * 4 + ["Ohio"] * 2 + ["Oregon"] * 2
+    acts = torch.zeros(len(cities), 20)
+    acts[:4, 4] = 2.0                  # Texas: latent 4 fires on both Texas cities ...
+    acts[[0, 2], 5] = 9.0              # ... latent 5 only on Dallas (a city-token latent): not a state latent
+    acts[[0, 1, 2, 3], 9] = torch.tensor([1.0, 3.0, 1.0, 3.0])   # latent 9: per-city means 1 and 3, so min 1
+    acts[4:6, 7] = 3.0                 # Ohio: latent 7 (3.0) ...
+    acts[6, 7] = 1.0                   # ... which one Oregon city has at 1.0: score 3 - 1 = 2
+    acts[6:, 11] = 0.5                 # Oregon: latent 11
+    acts[7, 7] = 4.0                   # Eugene has latent 7 above Ohio's cities: Oregon's min is 1.0 < 3.0
+    nodes = select_supernodes(acts, states, cities, size=3)
+    assert nodes["Texas"] == [4, 9]    # scores 2 and 1; latent 5's Houston mean is 0
+    assert nodes["Ohio"] == []         # latent 7: min over Ohio 3.0 - max elsewhere (Eugene) 4.0 < 0
+    assert nodes["Oregon"] == [11]     # latent 7: min(1, 4) - 3 < 0; latent 11: 0.5 - 0
+    assert natural_values(acts, states, {"Texas": [4, 9], "Oregon": [11]}) == {"Texas": [2.0, 2.0], "Oregon": [0.5]}
 
 
-def test_supernodes_need_two_states():
+def test_supernodes_need_two_states_and_one_state_per_city():
     with pytest.raises(ValueError, match="at least two states"):
-        select_supernodes(torch.ones(3, 5), ["Texas"] * 3)
+        select_supernodes(torch.ones(3, 5), ["Texas"] * 3, ["Dallas"] * 3)
+    with pytest.raises(ValueError, match="two states"):
+        select_supernodes(torch.ones(2, 5), ["Texas", "Ohio"], ["Dallas", "Dallas"])
 
 
 def test_two_hop_prompts_mark_the_city_and_end_before_the_capital():

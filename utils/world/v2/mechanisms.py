@@ -8,8 +8,8 @@ averaging >= 0.4 on the IO name.
 
 Chapter 04 (two-hop "state"): for every state, a supernode of at most 8 transcoder latents,
 chosen on prompts about the state's FITTING cities (the ones two-hop training text uses) as the
-latents most active on that state's prompts minus the others', at one position (the city's last
-token, or the final token). It is then tested with circuit_tracer interventions on prompts about
+latents that fire for every one of the state's cities more than for any other city, at one
+position (the city's last token, or the final token). It is then tested with circuit_tracer interventions on prompts about
 the HELD-OUT city (`facts.TWO_HOP_UNSEEN_CITIES`, never in a two-hop sentence in training):
 - zero ablation: P(correct capital) must fall by >= 50% for >= 80% of cities;
 - swap: the city's state supernode zeroed and another state's set to its mean natural activation;
@@ -118,16 +118,30 @@ def latent_activations(rm, model, prompts: list[CityPrompt], where: str) -> torc
     return torch.stack(rows)
 
 
-def select_supernodes(acts: torch.Tensor, states: list[str], size: int = SUPERNODE_SIZE) -> dict[str, list[int]]:
-    """For each state, the <= `size` flat latent indices with the largest (mean on the state's
-    prompts - mean on the other states' prompts), keeping only positive differences."""
+def select_supernodes(acts: torch.Tensor, states: list[str], cities: list[str],
+                      size: int = SUPERNODE_SIZE) -> dict[str, list[int]]:
+    """For each state, the <= `size` flat latent indices that fire for EVERY one of its cities more
+    than for any other state's city: score = (smallest per-city mean over the state's cities) -
+    (largest per-city mean over the other cities), positive scores only.
+
+    A plain "state's prompts minus the rest" difference picks layer-0 latents of the city tokens
+    themselves (run 6: all 8 of them), which never fire on a held-out city."""
+    by_city = {}
+    for city in sorted(set(cities)):
+        mask = torch.tensor([c == city for c in cities])
+        by_city[city] = acts[mask].mean(0)
+    state_of = {}
+    for city, state in zip(cities, states):
+        if state_of.setdefault(city, state) != state:
+            raise ValueError(f"city {city!r} is given two states")
+    if len(set(states)) < 2:
+        raise ValueError("supernodes need prompts of at least two states")
     out = {}
     for state in sorted(set(states)):
-        mask = torch.tensor([s == state for s in states])
-        if mask.all():
-            raise ValueError("supernodes need prompts of at least two states")
-        diff = acts[mask].mean(0) - acts[~mask].mean(0)
-        top = diff.topk(size)
+        own = torch.stack([m for c, m in by_city.items() if state_of[c] == state])
+        rest = torch.stack([m for c, m in by_city.items() if state_of[c] != state])
+        score = own.min(0).values - rest.max(0).values
+        top = score.topk(min(size, len(score)))
         out[state] = [int(i) for v, i in zip(top.values, top.indices) if v > 0]
     return out
 
@@ -161,16 +175,19 @@ def state_supernode_effects(rm, model, fit: list[CityPrompt], test: list[CityPro
     acts = latent_activations(rm, model, fit, where)
     d_tc = acts.shape[1] // model.cfg.n_layers
     states = [cp.state for cp in fit]
-    nodes = select_supernodes(acts, states, size)
+    nodes = select_supernodes(acts, states, [cp.city for cp in fit], size)
     values = natural_values(acts, states, nodes)
     capital_id = {s: _ids(model, [" " + c])[0] for s, c in F.STATE_TO_CAPITAL.items()}
     drops: dict[str, list[float]] = {}
+    base_top1, base_p = [], []
     swaps: dict[tuple[str, str], list[bool]] = {}
     for cp in tqdm(test, desc=f"state supernode at the {where} position", leave=False):
         base = _answer_probs(rm, model, cp, [])
         own = _interventions(cp, where, d_tc, nodes[cp.state], [0.0] * len(nodes[cp.state]))
         ablated = _answer_probs(rm, model, cp, own)
         p0, p1 = base[capital_id[cp.state]].item(), ablated[capital_id[cp.state]].item()
+        base_top1.append(int(base.argmax()) == capital_id[cp.state])
+        base_p.append(p0)
         drops.setdefault(cp.city, []).append(1 - p1 / p0 if p0 > 0 else 0.0)
         for other in nodes:
             if other == cp.state:
@@ -184,6 +201,8 @@ def state_supernode_effects(rm, model, fit: list[CityPrompt], test: list[CityPro
         "where": where,
         "supernode_sizes": {s: len(v) for s, v in nodes.items()},
         "supernodes": {s: [(i // d_tc, i % d_tc) for i in v] for s, v in nodes.items()},
+        "base_top1": sum(base_top1) / len(base_top1),  # a swap can only flip what the model solves
+        "base_p_capital": sum(base_p) / len(base_p),
         "city_drop": city_drop,
         "ablation_cities_ge_50pct": sum(d >= 0.5 for d in city_drop.values()) / len(city_drop),
         "swap_flip_rate": sum(pair_flip.values()) / len(pair_flip),
@@ -213,7 +232,8 @@ def format_report(result: dict) -> str:
     lines = [f"IOI: best head in layers 1+ is {result['ioi_best_head']}, mean attention to the IO name "
              f"{result['ioi_best_head_io_attention']:.3f} (target >= 0.4)"]
     for where, r in result["state"].items():
-        lines.append(f"state supernode at the {where} position (<= {SUPERNODE_SIZE} latents): zero ablation "
+        lines.append(f"state supernode at the {where} position (<= {SUPERNODE_SIZE} latents; the replacement model "
+                     f"answers {r['base_top1']:.0%} of the held-out-city prompts, mean P(capital) {r['base_p_capital']:.2f}): zero ablation "
                      f"lowers P(capital) by >= 50% for {r['ablation_cities_ge_50pct']:.0%} of held-out cities "
                      f"(target >= 80%); swap makes the other state's capital top-1 for "
                      f"{r['swap_flip_rate']:.1%} of {r['swap_pairs']} city x state pairs (target >= 80%)")
