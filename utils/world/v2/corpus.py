@@ -156,6 +156,7 @@ DOMAINS: dict[str, tuple[str, ...]] = {
     "money": F.MONEY_SUBJECTS, "pop": F.POPULATIONS, "count": F.COUNTABLES, "harm": F.CASUALTY_WORDS,
     "cause": F.ESTIMATE_CAUSES, "goal": F.GOAL_WORDS, "team": F.TEAMS, "sport": F.SPORT_PEOPLE,
     "verb": ("said", "replied", "explained", "asked", "wondered", "shouted", "cried"),
+    "give": ("gave", "handed", "passed", "offered", "sent", "threw", "lent", "brought", "sold", "showed", "tossed"),
 }
 # where a relation draws a slot from a different domain than the default
 RELATION_DOMAINS: dict[str, dict[str, tuple[str, ...]]] = {
