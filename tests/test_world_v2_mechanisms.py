@@ -13,7 +13,7 @@ import torch
 
 from utils.world.v2 import facts as F
 from utils.world.v2.mechanisms import (
-    best_io_head, ioi_head_attention, natural_values, select_supernodes, two_hop_prompts,
+    best_io_head, contrast_latents, ioi_head_attention, natural_values, select_supernodes, two_hop_prompts, with_city,
 )
 from utils.world.v2.prompts import Prompt
 
@@ -109,3 +109,20 @@ def test_two_hop_prompts_mark_the_city_and_end_before_the_capital():
         assert cp.prompt.answer.strip() == F.STATE_TO_CAPITAL[cp.state]
         assert cp.state == F.CITY_TO_STATE[cp.city]
         assert cp.prompt.tokens[0] == "<|bos|>"
+
+
+def test_with_city_changes_only_the_city_and_the_answer():
+    cp = two_hop_prompts(["Dallas"], per_city=1)[0]
+    other = with_city(cp, "Yuma")
+    changed = [i for i, (a, b) in enumerate(zip(cp.prompt.tokens, other.prompt.tokens)) if a != b]
+    assert changed == [cp.city_pos] and other.prompt.tokens[cp.city_pos] == " Yuma"
+    assert (other.state, other.prompt.answer, other.city) == ("Arizona", " Phoenix", "Yuma")
+
+
+def test_contrast_latents_by_hand():
+    acts = torch.tensor([3.0, 0.0, 1.0, 0.5, 0.0])
+    other = torch.tensor([0.0, 2.0, 1.0, 0.0, 0.25])
+    # differences +3, -2, 0, +0.5, -0.25: the prompt's side is [0, 3], the other side [1, 4]
+    assert contrast_latents(acts, other, size=3) == ([0, 3], [1, 4])
+    assert contrast_latents(acts, other, size=1) == ([0], [1])
+    assert contrast_latents(acts, acts, size=2) == ([], [])

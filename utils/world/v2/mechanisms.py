@@ -15,6 +15,9 @@ the HELD-OUT city (`facts.TWO_HOP_UNSEEN_CITIES`, never in a two-hop sentence in
 - swap: the city's state supernode zeroed and another state's set to its mean natural activation;
   that state's capital must be top-1 for >= 80% of city x state pairs.
 Both positions are reported, which says where the state is represented.
+
+Beside the target, for information: the same ablation and swap with latents chosen per PAIR of
+prompts that differ only in the city (what chapter 04 shows on one prompt pair).
 """
 
 from __future__ import annotations
@@ -210,6 +213,51 @@ def state_supernode_effects(rm, model, fit: list[CityPrompt], test: list[CityPro
     }
 
 
+def with_city(cp: CityPrompt, city: str) -> CityPrompt:
+    """The same prompt about another city (every city is one token, written with its space)."""
+    tokens = list(cp.prompt.tokens)
+    old = tokens[cp.city_pos]
+    tokens[cp.city_pos] = old[: len(old) - len(old.lstrip())] + city
+    state = F.CITY_TO_STATE[city]
+    return CityPrompt(Prompt(tuple(tokens), " " + F.STATE_TO_CAPITAL[state]), city, state, cp.city_pos)
+
+
+def contrast_latents(acts: torch.Tensor, other: torch.Tensor, size: int = SUPERNODE_SIZE) -> tuple[list[int], list[int]]:
+    """(latents more active on `acts` than on `other`, latents more active on `other`): the <= `size`
+    largest positive differences each way, flat indices, largest first."""
+    diff = acts - other
+    own, new = diff.topk(size), (-diff).topk(size)
+    return ([int(i) for v, i in zip(own.values, own.indices) if v > 0],
+            [int(i) for v, i in zip(new.values, new.indices) if v > 0])
+
+
+def pair_swap_effects(rm, model, test: list[CityPrompt], size: int = SUPERNODE_SIZE) -> dict:
+    """Information beside the target: the latents are chosen per PAIR of prompts that differ only in
+    the city (the one prompt about another state's held-out city), at the final position, as the
+    largest activation differences each way. Zeroing the prompt's side measures the drop; zeroing
+    it and setting the other side to its activations on the other prompt measures the swap."""
+    capital_id = {s: _ids(model, [" " + c])[0] for s, c in F.STATE_TO_CAPITAL.items()}
+    others = {F.CITY_TO_STATE[c]: c for c in F.TWO_HOP_UNSEEN_CITIES}
+    drops, flips = [], []
+    for cp in tqdm(test, desc="pairwise swaps at the final position", leave=False):
+        acts = latent_activations(rm, model, [cp], "final")[0]
+        d_tc = acts.shape[0] // model.cfg.n_layers
+        p0 = _answer_probs(rm, model, cp, [])[capital_id[cp.state]].item()
+        for state, city in others.items():
+            if state == cp.state:
+                continue
+            other = with_city(cp, city)
+            other_acts = latent_activations(rm, model, [other], "final")[0]
+            own, new = contrast_latents(acts, other_acts, size)
+            zero = _interventions(cp, "final", d_tc, own, [0.0] * len(own))
+            p1 = _answer_probs(rm, model, cp, zero)[capital_id[cp.state]].item()
+            drops.append(1 - p1 / p0 if p0 > 0 else 0.0)
+            swapped = _answer_probs(rm, model, cp, zero + _interventions(cp, "final", d_tc, new, other_acts[new].tolist()))
+            flips.append(int(swapped.argmax()) == capital_id[state])
+    return {"pairs": len(flips), "ablation_pairs_ge_50pct": sum(d >= 0.5 for d in drops) / len(drops),
+            "swap_flip_rate": sum(flips) / len(flips)}
+
+
 def measure(run: Path, dicts: Path | None = None, per_city: int = 6, n_ioi: int = 100) -> dict:
     from ..dictionaries import load_transcoders, replacement_model
     from .train import load_model
@@ -225,6 +273,8 @@ def measure(run: Path, dicts: Path | None = None, per_city: int = 6, n_ioi: int 
     fit = two_hop_prompts(fit_cities, per_city=per_city)
     test = two_hop_prompts(F.TWO_HOP_UNSEEN_CITIES, per_city=per_city, seed=8765)
     out["state"] = {where: state_supernode_effects(rm, model, fit, test, where) for where in POSITIONS}
+    pair_test = two_hop_prompts(F.TWO_HOP_UNSEEN_CITIES, per_city=2, seed=8765)
+    out["pairwise"] = pair_swap_effects(rm, model, pair_test)
     return out
 
 
@@ -237,6 +287,11 @@ def format_report(result: dict) -> str:
                      f"lowers P(capital) by >= 50% for {r['ablation_cities_ge_50pct']:.0%} of held-out cities "
                      f"(target >= 80%); swap makes the other state's capital top-1 for "
                      f"{r['swap_flip_rate']:.1%} of {r['swap_pairs']} city x state pairs (target >= 80%)")
+    if "pairwise" in result:
+        r = result["pairwise"]
+        lines.append(f"info, latents chosen per pair of prompts differing only in the city (<= {SUPERNODE_SIZE} each way, "
+                     f"final position): zeroing lowers P(capital) by >= 50% for {r['ablation_pairs_ge_50pct']:.0%} and the "
+                     f"swap makes the other capital top-1 for {r['swap_flip_rate']:.0%} of {r['pairs']} pairs")
     return "\n".join(lines)
 
 
