@@ -204,6 +204,9 @@ def state_supernode_effects(rm, model, fit: list[CityPrompt], test: list[CityPro
         "where": where,
         "supernode_sizes": {s: len(v) for s, v in nodes.items()},
         "supernodes": {s: [(i // d_tc, i % d_tc) for i in v] for s, v in nodes.items()},
+        # dense transcoders make every supernode meaningless (run 8 with 300k-token transcoders:
+        # 664-983 active latents at one position; with 1.5M tokens, about 50-80)
+        "active_latents_per_position": float((acts > 0).sum(1).float().mean()),
         "base_top1": sum(base_top1) / len(base_top1),  # a swap can only flip what the model solves
         "base_p_capital": sum(base_p) / len(base_p),
         "city_drop": city_drop,
@@ -282,7 +285,9 @@ def format_report(result: dict) -> str:
     lines = [f"IOI: best head in layers 1+ is {result['ioi_best_head']}, mean attention to the IO name "
              f"{result['ioi_best_head_io_attention']:.3f} (target >= 0.4)"]
     for where, r in result["state"].items():
-        lines.append(f"state supernode at the {where} position (<= {SUPERNODE_SIZE} latents; the replacement model "
+        active = r.get("active_latents_per_position")  # absent from results saved before it was measured
+        of = f" of the {active:.0f} latents active there on average" if active is not None else " latents"
+        lines.append(f"state supernode at the {where} position (<= {SUPERNODE_SIZE}{of}; the replacement model "
                      f"answers {r['base_top1']:.0%} of the held-out-city prompts, mean P(capital) {r['base_p_capital']:.2f}): zero ablation "
                      f"lowers P(capital) by >= 50% for {r['ablation_cities_ge_50pct']:.0%} of held-out cities "
                      f"(target >= 80%); swap makes the other state's capital top-1 for "
