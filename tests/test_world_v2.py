@@ -434,7 +434,12 @@ def test_every_held_out_answer_cue_is_seen_before_an_entity_in_training():
     """Run 6 (issue 11): a held-out frame failed exactly when the three words before its answer
     ("The answer is", "is found in", "lent") never preceded an entity in training; the model
     then continued the cue as plain English (" the", " in"). Held-out frames keep their own
-    syntax, but their answer cue must be one training shows before an entity in SOME frame."""
+    syntax, but their answer cue must be one training shows before an entity in SOME frame.
+
+    One exemption, measured: the only train frame with "born in is" ("The state {name} was born in
+    is {state!}") taught it to precede a STATE, and runs 7 and 8 then answered the two-hop frame
+    "The capital of the state {name} was born in is" with a state (0/29 both times); it was removed."""
+    exempt = {("two_hop", "born in is")}
     train = [re.sub(r"\{[^}]*\}", "{X}", frame_text(f)) for fs in FRAMES.values() for f in fs if not is_heldout(f)]
     unseen = []
     for relation in PROBED:
@@ -443,9 +448,19 @@ def test_every_held_out_answer_cue_is_seen_before_an_entity_in_training():
                 continue
             cue = _answer_cue(frame_text(frame))
             pattern = r"\W*".join(re.escape(w) for w in cue) + r"\s*\{X\}"
-            if not any(re.search(pattern, t) for t in train):
+            if not any(re.search(pattern, t) for t in train) and (relation, " ".join(cue)) not in exempt:
                 unseen.append((relation, " ".join(cue)))
     assert not unseen, f"held-out answer cues never seen before an entity in training: {unseen}"
+
+
+def test_every_held_out_scale_word_follows_its_subject():
+    """The scale word is a function of what is estimated (facts.SCALE_OF), so a held-out P5 frame
+    must name the subject before the scale; run 8's "nearly {num} {scale!} {pop} live near the
+    lake" named it after, and no model could do better than guess there."""
+    for frame in FRAMES["estimate"]:
+        if is_heldout(frame):
+            subject = min(frame.find(f"{{{s}}}") for s in ("money", "pop", "count") if f"{{{s}}}" in frame)
+            assert subject < frame.index("{scale!}"), frame
 
 
 def test_answer_cue_by_hand():
