@@ -18,12 +18,12 @@ Decisions a switch-over should know:
 - Text convention: no normaliser. A document starts with a no-space word ("What"), every later
   word carries its space (" is"), so a prompt typed the natural way ("What is the capital of
   Texas?") is exactly corpus text, and decode(encode(text)) == text.
-- Vocabulary: about 1,465 corpus tokens (words with and without a leading space, where the
-  corpus writes them so) plus 255 character tokens (46 of them are also corpus tokens, " E",
-  "."); d_vocab 1,677 at the time of writing. The
+- Vocabulary: corpus tokens (words with and without a leading space, where the corpus writes
+  them so) plus 255 character tokens, some of which are also corpus tokens (" E", "."); d_vocab
+  1,696 at the time of writing (run 9's corpus). The
   inventory is derived from the frames, so it changes whenever a frame or a fact changes (and a
   model trained on one version cannot be scored with another: bars.py refuses).
-- Held-out scheme: whole frames (43 of 293), each marked "@", with syntax the train frames lack
+- Held-out scheme: whole frames (43 of 322 at the time of writing), each marked "@", with syntax the train frames lack
   but only tokens the train split has; plus one fact (the last city of every state never
   appears in a two-hop frame in training).
 - P5's scale word follows from the estimated subject (facts.SCALE_OF), so it is predictable.
