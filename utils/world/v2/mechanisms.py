@@ -9,8 +9,9 @@ averaging >= 0.4 on the IO name.
 Chapter 04 (two-hop "state"): for every state, a supernode of at most 8 transcoder latents,
 chosen on prompts about the state's FITTING cities (the ones two-hop training text uses) as the
 latents that fire for every one of the state's cities more than for any other city, at one
-position (the city's last token, or the final token). It is then tested with circuit_tracer interventions on prompts about
-the HELD-OUT city (`facts.TWO_HOP_UNSEEN_CITIES`, never in a two-hop sentence in training):
+position (the city's last token, or the final token). It is then tested with circuit_tracer
+interventions on prompts about the HELD-OUT city (`facts.TWO_HOP_UNSEEN_CITIES`, never in a
+two-hop sentence in training):
 - zero ablation: P(correct capital) must fall by >= 50% for >= 80% of cities;
 - swap: the city's state supernode zeroed and another state's set to its mean natural activation;
   that state's capital must be top-1 for >= 80% of city x state pairs.
@@ -205,7 +206,7 @@ def state_supernode_effects(rm, model, fit: list[CityPrompt], test: list[CityPro
         "supernode_sizes": {s: len(v) for s, v in nodes.items()},
         "supernodes": {s: [(i // d_tc, i % d_tc) for i in v] for s, v in nodes.items()},
         # dense transcoders make every supernode meaningless (run 8 with 300k-token transcoders:
-        # 664-983 active latents at one position; with 1.5M tokens, about 50-80)
+        # 664-983 active latents at one position over 4 layers; with 1.5M tokens, 48-78)
         "active_latents_per_position": float((acts > 0).sum(1).float().mean()),
         "base_top1": sum(base_top1) / len(base_top1),  # a swap can only flip what the model solves
         "base_p_capital": sum(base_p) / len(base_p),
