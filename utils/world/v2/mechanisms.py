@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ...interventions import next_token_probs
 from . import facts as F
 from .bars import _ids
 from .corpus import CorpusGenerator
@@ -156,16 +157,8 @@ def natural_values(acts: torch.Tensor, states: list[str], supernodes: dict[str, 
             for state, idx in supernodes.items()}
 
 
-@torch.no_grad()
 def _answer_probs(rm, model, cp: CityPrompt, interventions: list) -> torch.Tensor:
-    # 1-D tokens: circuit_tracer's feature_intervention with freeze_attention=False raises
-    # IndexError on a (1, n) tensor; a 1-D tensor works in both modes.
-    tokens = torch.tensor(_ids(model, cp.prompt.tokens))
-    if interventions:
-        logits, _ = rm.feature_intervention(tokens, interventions, return_activations=False)
-    else:
-        logits = rm(tokens)
-    return logits.reshape(-1, logits.shape[-1])[-1].softmax(-1)
+    return next_token_probs(rm, _ids(model, cp.prompt.tokens), interventions)
 
 
 def _interventions(cp: CityPrompt, where: str, d_transcoder: int, flat: list[int], values) -> list:

@@ -1,0 +1,108 @@
+"""utils.interventions: circuit_tracer interventions on one prompt, checked against plain
+TransformerLens hooks on the course model (an independent route to the same numbers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from utils.interventions import generate_with_interventions, intervened_logits, next_token_probs
+from utils.world import load_model
+from utils.world.dictionaries import load_transcoders, replacement_model
+
+PROMPT = " The state containing Dallas has its capital in"
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.set_grad_enabled(False)
+    model = load_model()
+    transcoders = load_transcoders()
+    rm = replacement_model(model, transcoders)
+    tokens = model.to_tokens(PROMPT)[0]
+    return model, transcoders, rm, tokens
+
+
+def _active_last_layer_latents(rm, tokens):
+    _, acts = rm.get_activations(tokens)
+    last = rm.cfg.n_layers - 1
+    idx = acts[last, -1].nonzero().flatten()
+    return last, idx, acts[last, -1, idx]
+
+
+def test_no_intervention_is_the_model(world):
+    model, _, rm, tokens = world
+    assert torch.allclose(intervened_logits(rm, tokens), model(tokens)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("freeze_attention", [True, False])
+def test_last_layer_ablation_matches_a_hook_that_subtracts_the_decoder_rows(world, freeze_attention):
+    """Zeroing the last layer's active latents at the final position removes exactly
+    sum_i a_i W_dec[i] from that MLP's output there; a TransformerLens hook does that by hand.
+    Both 1-D and (1, n) tokens (circuit_tracer needs different shapes in different calls)."""
+    model, transcoders, rm, tokens = world
+    layer, idx, values = _active_last_layer_latents(rm, tokens)
+    assert len(idx) >= 2
+    removed = values @ transcoders[layer].W_dec[idx]
+
+    def subtract(mlp_out, hook):
+        mlp_out[0, -1] -= removed
+        return mlp_out
+
+    expected = model.run_with_hooks(tokens[None], fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", subtract)])[0]
+    interventions = [(layer, len(tokens) - 1, int(i), 0.0) for i in idx]
+    for shape in (tokens, tokens[None]):
+        got = intervened_logits(rm, shape, interventions, freeze_attention=freeze_attention)
+        assert torch.allclose(got, expected, atol=1e-3), (tuple(shape.shape), (got - expected).abs().max())
+    assert not torch.allclose(expected[-1], model(tokens)[0, -1], atol=1e-2)  # the ablation did something
+
+
+def test_scaling_by_minus_two_in_the_last_layer_is_linear(world):
+    model, transcoders, rm, tokens = world
+    layer, idx, values = _active_last_layer_latents(rm, tokens)
+    change = -3 * values @ transcoders[layer].W_dec[idx]  # from a to -2a
+
+    def add(mlp_out, hook):
+        mlp_out[0, -1] += change
+        return mlp_out
+
+    expected = model.run_with_hooks(tokens[None], fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", add)])[0, -1].softmax(-1)
+    interventions = [(layer, -1, int(i), float(-2 * v)) for i, v in zip(idx, values)]
+    assert torch.allclose(next_token_probs(rm, tokens, interventions), expected, atol=1e-4)
+
+
+def test_generation_without_interventions_is_greedy_generation(world):
+    model, _, rm, tokens = world
+    expected = model.generate(tokens[None], max_new_tokens=4, do_sample=False, verbose=False)[0]
+    got = generate_with_interventions(rm, tokens, [], max_new_tokens=4)
+    assert got.tolist() == expected.tolist()
+    assert model.to_string(got[len(tokens):]).startswith(" Austin")
+
+
+def test_generation_with_a_persistent_ablation_changes_the_continuation(world):
+    model, _, rm, tokens = world
+    _, acts = rm.get_activations(tokens)
+    n = len(tokens) - 1
+    # every active latent at the final position, in every layer, zeroed from there on
+    interventions = [(int(l), slice(n, None), int(f), 0.0) for l, f in acts[:, n].nonzero()]
+    got = generate_with_interventions(rm, tokens[None], interventions, max_new_tokens=3)
+    assert got[: len(tokens)].tolist() == tokens.tolist() and len(got) == len(tokens) + 3
+    assert model.to_string(got[len(tokens):len(tokens) + 1]) != " Austin"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([(7, 1, 0, 0.0)], "layer 7 does not exist"),
+    ([(0, 40, 0, 0.0)], "position 40 is outside the prompt"),
+    ([(0, 1, 5000, 0.0)], "latent 5000 does not exist"),
+    ([(0, 1, 0)], "each one is a tuple"),
+])
+def test_bad_interventions_get_a_clear_message(world, bad, message):
+    _, _, rm, tokens = world
+    with pytest.raises(ValueError, match=message):
+        next_token_probs(rm, tokens, bad)
+
+
+def test_a_batch_of_prompts_is_refused(world):
+    _, _, rm, tokens = world
+    with pytest.raises(ValueError, match="one prompt"):
+        intervened_logits(rm, torch.stack([tokens, tokens]), [(0, 1, 0, 0.0)])
