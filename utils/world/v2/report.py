@@ -35,6 +35,17 @@ def saved_rows(run: Path) -> list[Row]:
     return [Row(bar, values[bar.key], 0) for bar in BARS if bar.key in values]
 
 
+def required_dictionaries(run: Path) -> list[str]:
+    """Every dictionary the chapters load (v1's specs for this run's model shape)."""
+    from types import SimpleNamespace
+
+    from ..train_dictionaries import sae_specs, transcoder_specs
+
+    config = json.loads((run / "config.json").read_text())
+    cfg = SimpleNamespace(**{k: config[k] for k in ("d_model", "n_layers", "n_heads", "d_head", "d_mlp")})
+    return [spec.name for spec in (*sae_specs(cfg), *transcoder_specs(cfg))]
+
+
 def ship(run: Path, dest: Path = V2_ARTIFACTS) -> list[str]:
     """Copy a measured run into the shipped artifacts; returns the files written."""
     rows = saved_rows(run)
@@ -45,6 +56,10 @@ def ship(run: Path, dest: Path = V2_ARTIFACTS) -> list[str]:
                                                                     if not (run / d).is_dir()]
     if missing:
         raise FileNotFoundError(f"{run} lacks {', '.join(missing)}; train its dictionaries and measure it first")
+    absent = [n for n in required_dictionaries(run) if not (run / "dictionaries" / n / "cfg.json").exists()]
+    if absent:  # chapters 01 and 05 need the SAEs, 02-04 the transcoders: a partial set breaks them
+        raise FileNotFoundError(f"{run}/dictionaries lacks {', '.join(absent)}; train them with "
+                                f"`python -m utils.world.v2.dictionaries train --run {run}`")
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
