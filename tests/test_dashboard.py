@@ -148,10 +148,11 @@ def test_defaults_caching_and_outputs(tmp_path):
     again = display_dashboard(sae, 2)
     assert "Latent 1<" in board._repr_html_() and "<html" not in board._repr_html_()
     assert board.html.startswith("<!DOCTYPE html>") and "Latent 2<" in again.html
-    from utils.dashboard import _default_model
+    from utils.dashboard import _default_model, _world_of
 
-    assert dashboard_data(sae, _default_model(), labelled_corpus()) is dashboard_data(sae, _default_model(),
-                                                                                        labelled_corpus())
+    world = _world_of(sae)
+    assert dashboard_data(sae, _default_model(world), labelled_corpus()) is dashboard_data(sae, _default_model(world),
+                                                                                             labelled_corpus())
     path = board.save(tmp_path / "latent.html")
     assert path.read_text(encoding="utf-8") == board.html
 
@@ -253,3 +254,19 @@ def test_attention_patterns_of_long_sequences_are_a_png():
     assert (pixels[..., 2].float() - expected_blue_channel).abs().max() <= 0.5
     assert tuple(pixels[0, n - 1].tolist()) == (255, 255, 255)  # masked upper triangle
     assert html.escape(f"{n - 1}:' t{n - 1}'") in page  # the token list under the images
+
+
+def test_the_default_model_and_data_follow_the_world_a_dictionary_names():
+    """A dictionary of world v2 must not be run on the v1 model by default (same shapes, no error)."""
+    from types import SimpleNamespace
+
+    import utils.world
+    import utils.world.v2
+    from utils.dashboard import _world_of
+
+    def named(name):
+        return SimpleNamespace(cfg=SimpleNamespace(metadata=SimpleNamespace(model_name=name)))
+
+    assert _world_of(load_dictionary(DICTIONARIES[0])) is utils.world
+    assert _world_of(named("course-world-v2")) is utils.world.v2
+    assert _world_of(named("gpt2")) is utils.world  # unnamed worlds: the shipped v1 world, as before

@@ -132,11 +132,12 @@ def circuit_tracer_order(nodes: GraphNodes) -> Tensor:
     return torch.cat([(nodes.kind == kind).nonzero()[:, 0] for kind in (LATENT, ERROR, EMBEDDING, LOGIT)])
 
 
-def to_circuit_tracer_graph(model, tokens: Tensor, nodes: GraphNodes, adjacency: Tensor, scan: str = "course-world"):
+def to_circuit_tracer_graph(model, tokens: Tensor, nodes: GraphNodes, adjacency: Tensor, scan: str | None = None):
     """Our graph as a `circuit_tracer.graph.Graph` (for prune_graph, compute_graph_scores, the explorer...).
 
     `adjacency[target, source]` in the order of `nodes`; latents must be sorted by (layer, pos, id) and
-    errors by (layer, pos), which is the order `build_graph_nodes` makes.
+    errors by (layer, pos), which is the order `build_graph_nodes` makes. `scan` defaults to the
+    model's name ("course-world" or "course-world-v2"), which tells the explorer which world it is.
     """
     from circuit_tracer.attribution.targets import LogitTarget
     from circuit_tracer.graph import Graph
@@ -160,5 +161,5 @@ def to_circuit_tracer_graph(model, tokens: Tensor, nodes: GraphNodes, adjacency:
         logit_targets=targets,
         logit_probabilities=logits.activation.clone(),
         vocab_size=model.cfg.d_vocab,
-        scan=scan,
+        scan=scan or model.cfg.model_name,
     )

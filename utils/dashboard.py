@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from utils.world.concepts import ConceptScores, LabelledCorpus, concept_scores, dictionary_activations, labelled_corpus
+from utils.world.concepts import ConceptScores, LabelledCorpus, concept_scores, dictionary_activations
 
 # What JupyterLab 4 shows for an output of an *untrusted* notebook (one executed headlessly, by
 # the grader or nbconvert, then opened), measured in tests/test_untrusted_rendering.py:
@@ -47,11 +47,17 @@ WINDOW = (10, 3)  # tokens shown before and after the max-activating token of an
 N_LOGITS = 10
 
 
-@lru_cache(maxsize=1)
-def _default_model():
-    from utils.world import load_model
+def _world_of(dictionary):
+    """The course world a dictionary was trained on (its metadata names it; v1 if it names none)."""
+    from utils.world import world_named
 
-    return load_model()
+    name = getattr(getattr(dictionary.cfg, "metadata", None), "model_name", None)
+    return world_named(name) or world_named("course-world")
+
+
+@lru_cache(maxsize=2)
+def _default_model(world):
+    return world.load_model()
 
 
 @dataclass
@@ -262,8 +268,9 @@ def display_dashboard(dictionary, latent_idx: int, model=None, data: LabelledCor
     k = operator.index(latent_idx)
     if not 0 <= k < d_sae:
         raise ValueError(f"latent_idx {k} is out of range: this dictionary has {d_sae} latents (0 to {d_sae - 1}).")
-    d = dashboard_data(dictionary, model if model is not None else _default_model(),
-                       data if data is not None else labelled_corpus())
+    world = _world_of(dictionary)  # a v2 dictionary on the v1 model would run without error, and mean nothing
+    d = dashboard_data(dictionary, model if model is not None else _default_model(world),
+                       data if data is not None else world.labelled_corpus())
     _, _, value = d.latent(k)
     header = (f'<div style="font-size:120%;font-weight:700">Latent {k}</div>'
               f'<div style="color:#444">{html.escape(_kind(dictionary))} · {d_sae} latents</div>')

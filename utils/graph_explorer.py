@@ -219,13 +219,15 @@ class _tokenizer_name_for:
 
     def __init__(self, graph):
         self.cfg = graph.cfg
+        self.graph_scan = graph.scan
         self.old = getattr(self.cfg, "tokenizer_name", None)
 
     def __enter__(self):
         if not self.old:
-            from utils.world import TOKENIZER_DIR
+            from utils.world import TOKENIZER_DIR, world_named
 
-            self.cfg.tokenizer_name = str(TOKENIZER_DIR)
+            world = world_named(self.graph_scan)
+            self.cfg.tokenizer_name = str(world.TOKENIZER_DIR if world else TOKENIZER_DIR)
 
     def __exit__(self, *exc):
         self.cfg.tokenizer_name = self.old
@@ -257,15 +259,14 @@ gd.on('plotly_click', function (ev) {
 
 
 @lru_cache(maxsize=1)
-def _course_world(n_docs: int):
+def _course_world(world_name: str, n_docs: int):
     """Course model, transcoders, labelled held-out corpus and each transcoder's input on it."""
-    from utils.world import load_model
-    from utils.world.concepts import labelled_corpus
-    from utils.world.dictionaries import load_transcoders
+    from utils.world import world_named
 
-    model = load_model()
-    transcoders = load_transcoders(model.cfg.n_layers)
-    data = labelled_corpus(n_docs)
+    world = world_named(world_name)
+    model = world.load_model()
+    transcoders = world.load_transcoders(model.cfg.n_layers)
+    data = world.labelled_corpus(n_docs)
     hooks = {layer: tc.cfg.metadata.hook_name for layer, tc in transcoders.items()}
     with torch.no_grad():
         _, cache = model.run_with_cache(data.tokens, names_filter=sorted(hooks.values()),
@@ -274,17 +275,18 @@ def _course_world(n_docs: int):
     return model, transcoders, data, inputs
 
 
-_LATENT_INFO: dict[tuple[int, int, int], dict] = {}  # (n_docs, layer, latent) -> concept and examples
+_LATENT_INFO: dict[tuple, dict] = {}  # (world, n_docs, layer, latent) -> concept and examples
 
 
-def latent_info(layer: int, latents: list[int], n_docs: int = N_DOCS) -> dict[int, dict]:
+def latent_info(layer: int, latents: list[int], n_docs: int = N_DOCS, world: str = "course-world") -> dict[int, dict]:
     """{latent: {"concept", "precision", "recall", "f1", "examples": [(activation, html)]}} for
-    course transcoder latents at `layer`, on `n_docs` held-out documents (cached per latent)."""
+    transcoder latents at `layer` of the course world named `world` ("course-world" or
+    "course-world-v2"), on `n_docs` held-out documents (cached per latent)."""
     from utils.world.concepts import concept_scores
 
-    todo = sorted({k for k in latents if (n_docs, layer, k) not in _LATENT_INFO})
+    todo = sorted({k for k in latents if (world, n_docs, layer, k) not in _LATENT_INFO})
     if todo:
-        model, transcoders, data, inputs = _course_world(n_docs)
+        model, transcoders, data, inputs = _course_world(world, n_docs)
         with torch.no_grad():
             acts = torch.cat([transcoders[layer].encode(inputs[layer][i:i + 40])[..., todo]
                               for i in range(0, len(data.tokens), 40)])
@@ -296,11 +298,11 @@ def latent_info(layer: int, latents: list[int], n_docs: int = N_DOCS) -> dict[in
             per_doc, where = a.max(1)
             examples = [(float(per_doc[d]), _example(model, data, int(d), int(where[d])))
                         for d in per_doc.argsort(descending=True, stable=True)[:N_EXAMPLES].tolist() if per_doc[d] > 0]
-            _LATENT_INFO[n_docs, layer, k] = dict(
+            _LATENT_INFO[world, n_docs, layer, k] = dict(
                 concept=scores.concepts[c], precision=float(scores.precision[c, j]),
                 recall=float(scores.recall[c, j]), f1=float(scores.f1[c, j]),
                 density=float(scores.density[j]), examples=examples, n_docs=n_docs)
-    return {k: _LATENT_INFO[n_docs, layer, k] for k in latents}
+    return {k: _LATENT_INFO[world, n_docs, layer, k] for k in latents}
 
 
 def _example(model, data, doc: int, p: int) -> str:
@@ -341,10 +343,11 @@ def _token_strings(graph) -> list[str]:
 def _tokenizer(graph):
     if getattr(graph, "_explorer_tokenizer", None) is not None:
         return graph._explorer_tokenizer
-    if graph.scan == "course-world":
-        from utils.world import load_tokenizer
+    from utils.world import world_named
 
-        return _course_tokenizer(load_tokenizer)
+    world = world_named(graph.scan)
+    if world is not None:
+        return _course_tokenizer(world.load_tokenizer)
     name = getattr(graph.cfg, "tokenizer_name", None)
     if name:
         try:
@@ -356,7 +359,7 @@ def _tokenizer(graph):
     return None
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=2)
 def _course_tokenizer(load):
     return load()
 
@@ -398,7 +401,8 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
     supernodes: {name: [node ids]} draws each group as one node whose edges are the sums of its
         members' edges (ids as in `view.nodes`; a view without supernodes lists them).
     latent_details: concept matches and top examples of each feature on the course world's
-        held-out text; by default on for graphs of the course transcoders (scan "course-world").
+        held-out text; by default on for graphs of a course world's transcoders (scan "course-world"
+        or "course-world-v2").
     """
     from circuit_tracer.graph import Graph, compute_node_influence, prune_graph
     from circuit_tracer.utils.create_graph_files import create_nodes
@@ -442,11 +446,13 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
                              influence=float(influence[i]), feature=feature)
 
     if latent_details is None:
-        latent_details = graph.scan == "course-world"
+        from utils.world import world_named
+
+        latent_details = world_named(graph.scan) is not None
     if latent_details:
         for layer in sorted({n.layer for n in nodes.values() if n.kind == "feature"}):
             feats = [n for n in nodes.values() if n.kind == "feature" and n.layer == layer]
-            info = latent_info(layer, [n.feature for n in feats], n_docs)
+            info = latent_info(layer, [n.feature for n in feats], n_docs, graph.scan)
             for n in feats:
                 n.latent = info[n.feature]
     for n in nodes.values():

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from . import facts
 from .model import ARTIFACTS, MODEL_DIR, TOKENIZER_DIR
 
@@ -24,4 +26,32 @@ def load_tokenizer():
     return _load(TOKENIZER_DIR)
 
 
-__all__ = ["load_model", "load_tokenizer", "facts", "ARTIFACTS", "MODEL_DIR", "TOKENIZER_DIR"]
+def load_transcoders(n_layers: int = 4, device: str = "cpu") -> dict:
+    """{layer: transcoder} of the shipped course world (see utils/world/dictionaries.py)."""
+    from .dictionaries import load_transcoders as load
+
+    return load(n_layers, device)
+
+
+def labelled_corpus(*args, **kwargs):
+    """Held-out documents with token-level concept labels: utils.world.concepts.labelled_corpus
+    (arguments passed as given, so its cache serves both names)."""
+    from .concepts import labelled_corpus as label
+
+    return label(*args, **kwargs)
+
+
+WORLD_NAME = "course-world"  # the model's cfg.model_name, its dictionaries' metadata and its graphs' scan
+_WORLD_MODULES = {WORLD_NAME: "utils.world", "course-world-v2": "utils.world.v2"}
+
+
+def world_named(name: str | None):
+    """The module of the course world called `name` (v1 `utils.world` or v2 `utils.world.v2`; both
+    have load_model, load_tokenizer, load_transcoders, labelled_corpus and TOKENIZER_DIR), or None
+    for any other name. The name is a model's `cfg.model_name`, a dictionary's
+    `cfg.metadata.model_name` or a circuit_tracer graph's `scan`."""
+    module = _WORLD_MODULES.get(name or "")
+    return importlib.import_module(module) if module else None
+
+
+__all__ = ["load_model", "load_tokenizer", "load_transcoders", "labelled_corpus", "world_named", "WORLD_NAME", "facts", "ARTIFACTS", "MODEL_DIR", "TOKENIZER_DIR"]

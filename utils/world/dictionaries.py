@@ -71,8 +71,9 @@ def load_width_family(layer: int = 2, device: str = "cpu", folder: Path = DICT_D
     return dict(sorted(saes.items()))
 
 
-def transcoder_set(transcoders: dict, device: str = "cpu"):
-    """Wrap sae_lens JumpReLU transcoders as a circuit_tracer `TranscoderSet`."""
+def transcoder_set(transcoders: dict, device: str = "cpu", scan: str = "course-world"):
+    """Wrap sae_lens JumpReLU transcoders as a circuit_tracer `TranscoderSet`; `scan` names the world
+    (its graphs carry it, and the graph explorer reads it)."""
     from circuit_tracer.transcoder.activation_functions import JumpReLU
     from circuit_tracer.transcoder.single_layer_transcoder import SingleLayerTranscoder, TranscoderSet
 
@@ -91,7 +92,7 @@ def transcoder_set(transcoders: dict, device: str = "cpu"):
     first = transcoders[0].cfg.metadata
     in_hook = first.hook_name.split(".", 2)[2]  # "blocks.0.ln2.hook_normalized" -> "ln2.hook_normalized"
     out_hook = first.hook_name_out.split(".", 2)[2]
-    return TranscoderSet(layers, feature_input_hook=in_hook, feature_output_hook=out_hook, scan="course-world")
+    return TranscoderSet(layers, feature_input_hook=in_hook, feature_output_hook=out_hook, scan=scan)
 
 
 def remap_for_replacement(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -137,7 +138,7 @@ def replacement_model(model=None, transcoders: dict | None = None, device: str =
 
     model = model or load_model(device)
     transcoders = transcoders or load_transcoders(model.cfg.n_layers, device)
-    rm = TransformerLensReplacementModel.from_config(model.cfg, transcoder_set(transcoders, device),
+    rm = TransformerLensReplacementModel.from_config(model.cfg, transcoder_set(transcoders, device, model.cfg.model_name),
                                                      tokenizer=model.tokenizer)
     missing, unexpected = rm.load_state_dict(remap_for_replacement(model.state_dict()), strict=False)
     unexpected = [k for k in unexpected if "transcoders" not in k]

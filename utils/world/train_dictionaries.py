@@ -112,7 +112,7 @@ def train_saes(model, specs: list[DictSpec], out_dir: Path, training_tokens: int
         for s in specs
     }
     cfg = MultiSAETrainingRunnerConfig(
-        saes=saes, hook_names={s.name: s.hook for s in specs}, model_name="course-world",
+        saes=saes, hook_names={s.name: s.hook for s in specs}, model_name=model.cfg.model_name,  # which world: dashboards and graphs read it
         context_size=n_ctx, training_tokens=training_tokens, train_batch_size_tokens=batch_tokens,
         store_batch_size_prompts=32,
         # sae_lens sizes its mixing buffer as n_batches_in_buffer * context_size tokens (not prompts)
@@ -247,7 +247,7 @@ def save_transcoder(net: _BatchTopKTranscoder, spec: DictSpec, model, path: Path
 
     cfg = JumpReLUTranscoderConfig(
         d_in=spec.d_in, d_sae=spec.width, d_out=model.cfg.d_model, apply_b_dec_to_input=False,
-        metadata=SAEMetadata(model_name="course-world", hook_name=spec.hook, hook_name_out=spec.hook_out,
+        metadata=SAEMetadata(model_name=model.cfg.model_name, hook_name=spec.hook, hook_name_out=spec.hook_out,
                              context_size=model.cfg.n_ctx, prepend_bos=True),
     )
     tc = JumpReLUTranscoder(cfg)

@@ -21,10 +21,10 @@ import torch
 
 from ..model import ARTIFACTS, MODEL_CONFIG, make_config, plain_state_dict, tie_embeddings
 from ..train_model import lr_at
+from . import ARTIFACTS as V2_ARTIFACTS  # the shipped v2 world (utils.world.v2.report ship)
 from .corpus import BOS, CorpusGenerator
 from .tokenizer import save_tokenizer, vocabulary
 
-V2_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # the shipped v2 world (utils.world.v2.report ship)
 
 SIZES = {
     "full": dict(MODEL_CONFIG, model_name="course-world-v2"),
