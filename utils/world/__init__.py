@@ -33,6 +33,13 @@ def load_transcoders(n_layers: int = 4, device: str = "cpu") -> dict:
     return load(n_layers, device)
 
 
+def replacement_model(model=None, transcoders: dict | None = None, device: str = "cpu"):
+    """circuit_tracer's replacement model of the course world (see utils/world/dictionaries.py)."""
+    from .dictionaries import replacement_model as build
+
+    return build(model, transcoders, device)
+
+
 def labelled_corpus(*args, **kwargs):
     """Held-out documents with token-level concept labels: utils.world.concepts.labelled_corpus
     (arguments passed as given, so its cache serves both names)."""
@@ -47,11 +54,12 @@ _WORLD_MODULES = {WORLD_NAME: "utils.world", "course-world-v2": "utils.world.v2"
 
 def world_named(name: str | None):
     """The module of the course world called `name` (v1 `utils.world` or v2 `utils.world.v2`; both
-    have load_model, load_tokenizer, load_transcoders, labelled_corpus and TOKENIZER_DIR), or None
+    have load_model, load_tokenizer, load_transcoders, replacement_model, labelled_corpus and
+    TOKENIZER_DIR), or None
     for any other name. The name is a model's `cfg.model_name`, a dictionary's
     `cfg.metadata.model_name` or a circuit_tracer graph's `scan`."""
     module = _WORLD_MODULES.get(name or "")
     return importlib.import_module(module) if module else None
 
 
-__all__ = ["load_model", "load_tokenizer", "load_transcoders", "labelled_corpus", "world_named", "WORLD_NAME", "facts", "ARTIFACTS", "MODEL_DIR", "TOKENIZER_DIR"]
+__all__ = ["load_model", "load_tokenizer", "load_transcoders", "replacement_model", "labelled_corpus", "world_named", "WORLD_NAME", "facts", "ARTIFACTS", "MODEL_DIR", "TOKENIZER_DIR"]
