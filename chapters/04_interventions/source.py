@@ -1,0 +1,502 @@
+# Source of chapter 04. `python -m utils.build` turns it into the two notebooks of this folder and
+# solutions/ch04_interventions.py; the cell format is described in utils/build.py.
+
+# %% [markdown]
+# # 04 · Circuits and interventions with circuit-tracer
+#
+# Chapter 03 built an attribution graph by hand and ended with a hypothesis about the two-hop
+# prompt "The state containing Dallas has its capital in": some latents carry "Texas", and they
+# push ' Austin'. A graph is a *linear* account of one forward pass, so a hypothesis read off it is
+# only a guess until we change the model and watch the answer move. This chapter uses
+# `circuit_tracer` itself, on the course model and its transcoders, to:
+#
+# 1. attribute a prompt and read the `Graph` it returns;
+# 2. group latents into **supernodes**, by hand and from the course world's ground-truth labels,
+#    and look at the graph one supernode at a time;
+# 3. **ablate** a supernode (set its latents to 0, or to −2× their value) after predicting what
+#    that will do, with attention frozen or free;
+# 4. **swap** the latents that distinguish two prompts: put a California prompt's latents into the
+#    Dallas prompt and see whether the model says ' Sacramento', over many pairs of cities.
+#
+# An intervention here is circuit_tracer's tuple `(layer, position, latent, value)`: during the
+# forward pass, that transcoder latent's activation at that position is replaced by `value`, and
+# everything downstream is recomputed (the MLP output changes by `(value − a) · W_dec[latent]`).
+# The helpers in `utils/interventions.py` run them on one prompt (read them: they are short).
+#
+# **How to work through the notebook.** Run the setup cell first. Each exercise is followed by
+# hints (collapsed) and a check cell that prints "✅ ... passed" or says what is wrong. Numbers and
+# latent ids in this text are those the solution notebook prints on the shipped course world (a
+# test checks that each is still printed); trust the printed values if the world is retrained.
+
+# %% [module]
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class GraphLatent:
+    """One transcoder latent node of a circuit_tracer `Graph`."""
+
+    node: int  # its row and column in graph.adjacency_matrix
+    layer: int
+    pos: int
+    latent: int  # index in the layer's transcoder
+    activation: float
+    influence: float  # on the logits (circuit_tracer's influence, see chapter 03)
+
+    @property
+    def label(self) -> str:
+        return f"L{self.layer} #{self.latent} @{self.pos}"
+
+
+def logit_weights(graph) -> Tensor:
+    """Per node of `graph`: the probability of each logit node, 0 elsewhere (where influence starts)."""
+    weights = torch.zeros(len(graph.adjacency_matrix))
+    weights[-len(graph.logit_targets):] = graph.logit_probabilities
+    return weights
+
+# %%
+import tempfile
+import warnings
+from pathlib import Path
+
+import plotly.express as px
+import plotly.io as pio
+from tabulate import tabulate
+
+import tests  # this chapter's checks: chapters/04_interventions/tests.py
+from utils.interventions import generate_with_interventions, next_token_probs
+from utils.world import labelled_corpus, load_model, load_transcoders, replacement_model
+
+torch.set_grad_enabled(False)  # we never train; attribute() below needs them, inside torch.enable_grad()
+warnings.filterwarnings("ignore", message=".*non-leaf Tensor.*")  # circuit_tracer's backward, harmless
+if "connected" in pio.renderers.default:
+    pio.renderers.default = "notebook"  # plotly's bundled JavaScript: the plots work offline
+
+model = load_model()
+transcoders = load_transcoders()
+rm = replacement_model(model, transcoders)  # circuit_tracer's ReplacementModel on the course weights
+
+# %% [markdown]
+# ## 1 · Attributing a prompt, and reading the graph
+#
+# `circuit_tracer.attribute(tokens, model)` runs the whole of chapter 03 (the local replacement
+# model, the salient logits, the active latents, the edges by batched backward passes) and returns
+# an unpruned `Graph`. A graph can be saved with `graph.to_pt(path)` and loaded back with
+# `Graph.from_pt(path)`, so an expensive graph is computed once.
+
+# %%
+from circuit_tracer import attribute  # noqa: E402
+from circuit_tracer.graph import Graph  # noqa: E402
+
+prompt = " The state containing Dallas has its capital in"
+tokens = model.to_tokens(prompt)[0]
+with torch.enable_grad():  # attribute() runs backward passes
+    graph = attribute(tokens, rm, batch_size=256, verbose=False)
+saved = Path(tempfile.mkdtemp()) / "dallas_graph.pt"  # a scratch folder, not the repository
+graph.to_pt(str(saved))
+graph = Graph.from_pt(str(saved))
+probs = next_token_probs(rm, tokens)
+AUSTIN, SACRAMENTO, TEXAS = (model.to_single_token(t) for t in (" Austin", " Sacramento", " Texas"))
+print(f"{len(graph.active_features)} active latents, {len(graph.selected_features)} of them nodes; "
+      f"{len(graph.logit_targets)} logit nodes; adjacency {tuple(graph.adjacency_matrix.shape)}")
+print(f"P(' Austin') = {float(probs[AUSTIN]):.3f}, P(' Texas') = {float(probs[TEXAS]):.3f}")
+
+# %% [markdown]
+# Expected output: {{508}} latents, all of them nodes, and P(' Austin') = {{0.811}}.
+#
+# The matrix is ordered [latents, error nodes, embeddings, logits] (chapter 03 used a topological
+# order instead; the content is the same). Row = target, column = source. The latent nodes are
+# indexed through two tensors:
+#
+# - `graph.active_features` is `(n_active, 3)`: `(layer, pos, latent)` of every active latent;
+# - `graph.selected_features` holds, for latent node `i`, its row in `active_features` (attribute
+#   can keep only some of the active latents as nodes; here it keeps all, but do not rely on that);
+# - `graph.activation_values[i]` is node `i`'s activation.
+#
+# ### Exercise 1 · `graph_latent_table`
+#
+# Return the `k` latent nodes with the largest influence on the logits, largest first, as
+# `GraphLatent`s. Influence is chapter 03's: circuit_tracer's `compute_node_influence(adjacency,
+# logit_weights)` (`from circuit_tracer.graph import compute_node_influence`; `logit_weights(graph)`
+# is defined above).
+
+# %% [exercise]
+def graph_latent_table(graph, k: int = 10) -> list[GraphLatent]:
+    """The k latent nodes of `graph` with the largest influence on its logits, largest first."""
+    # BEGIN SOLUTION
+    from circuit_tracer.graph import compute_node_influence
+
+    n_latents = len(graph.selected_features)
+    influence = compute_node_influence(graph.adjacency_matrix, logit_weights(graph))[:n_latents]
+    features = graph.active_features[graph.selected_features]
+    order = influence.argsort(descending=True, stable=True)[:k]
+    return [GraphLatent(int(i), *(int(x) for x in features[i]), float(graph.activation_values[i]), float(influence[i]))
+            for i in order]
+    # END SOLUTION
+
+# %% [hint]
+# The first `len(graph.selected_features)` nodes are the latents; their `(layer, pos, latent)` is
+# `graph.active_features[graph.selected_features[i]]`, not `graph.active_features[i]`.
+
+# %% [hint]
+# Influence comes from the whole (unnormalised) adjacency matrix: `compute_node_influence` normalises
+# it itself. Sort by influence, not by activation.
+
+# %% [check]
+tests.test_graph_latent_table(graph_latent_table)
+
+# %%
+top = graph_latent_table(graph, k=10)
+print(tabulate([(g.label, model.to_str_tokens(tokens[g.pos:g.pos + 1])[0], f"{g.activation:.2f}", f"{g.influence:.3f}")
+                for g in top], headers=["latent", "token", "activation", "influence"]))
+
+# %% [markdown]
+# Expected output: the most influential latent is {{L0 #206 @8}}, as in chapter 03, and all ten sit
+# at the last position (' in'): the graph reads the city from four positions back through
+# attention, and computes nothing at the city's own position.
+#
+# ## 2 · Supernodes
+#
+# A single latent rarely explains an answer; a **supernode** is a group of latents we believe play
+# one role ("Texas", "say a capital"). Chapter 03 grouped them by hand from dashboards. The course
+# world can do it automatically: each latent's best *planted concept* on the labelled corpus (its
+# F1 against the labels) names a role. `circuit_tracer` cannot do this on a real model, where no
+# labels exist. We keep only the entity families of this prompt: `city:`, `state:`, `in_state:`
+# (tokens of a sentence about a place in that state) and `capital:`.
+
+# %%
+from utils.world.concepts import streamed_concept_scores  # noqa: E402
+
+corpus = labelled_corpus(n_docs=100)
+scores = streamed_concept_scores(model, transcoders, corpus, progress=False)  # per layer: concept x latent
+ENTITY_FAMILIES = ("city:", "state:", "in_state:", "capital:")
+entity = torch.tensor([c.startswith(ENTITY_FAMILIES) for c in scores[0].concepts])
+
+
+def best_entity_concept(layer: int, latent: int) -> str:
+    """The entity concept a latent matches best (F1 on the labelled corpus)."""
+    f1 = torch.where(entity, scores[layer].f1[:, latent], torch.tensor(-1.0))
+    return scores[layer].concepts[int(f1.argmax())]
+
+
+print(best_entity_concept(top[0].layer, top[0].latent))
+
+# %% [markdown]
+# ### Exercise 2 · `supernodes_from_labels`
+#
+# Group latents by a label: `concept_of(latent)` gives a `GraphLatent`'s concept (e.g.
+# `"in_state:Texas"`). Return `{concept: [latents with that concept]}`, keeping each group's
+# latents in the order given and only concepts that start with one of `families`.
+
+# %% [exercise]
+def supernodes_from_labels(latents: list[GraphLatent], concept_of, families: tuple[str, ...]) -> dict[str, list[GraphLatent]]:
+    """{concept: its latents, in the given order}, for the concepts that start with one of `families`."""
+    # BEGIN SOLUTION
+    groups: dict[str, list[GraphLatent]] = {}
+    for latent in latents:
+        concept = concept_of(latent)
+        if concept.startswith(tuple(families)):
+            groups.setdefault(concept, []).append(latent)
+    return groups
+    # END SOLUTION
+
+# %% [hint]
+# One pass over `latents`, `dict.setdefault(concept, []).append(latent)`; `str.startswith` accepts a
+# tuple of prefixes.
+
+# %% [check]
+tests.test_supernodes_from_labels(supernodes_from_labels)
+
+# %%
+kept = graph_latent_table(graph, k=40)
+supernodes = supernodes_from_labels(kept, lambda g: best_entity_concept(g.layer, g.latent), ENTITY_FAMILIES)
+for concept, members in sorted(supernodes.items(), key=lambda kv: -sum(g.influence for g in kv[1]))[:8]:
+    print(f"{concept:22} {len(members)} latents, influence {sum(g.influence for g in members):.3f}: "
+          f"{', '.join(g.label for g in members)}")
+
+# %% [markdown]
+# Expected output: the four largest groups are `capital:Austin` (influence {{0.217}}),
+# `in_state:Texas` ({{0.206}}), then `capital:Sacramento` ({{0.125}}) and `in_state:California`
+# ({{0.120}}). Labels for the *other* state appear as large groups on a Texas prompt. A latent's
+# best entity concept names what it fires on most *among the labels*, often with low precision
+# (chapter 03 found 0.10 for the top latent), not necessarily its role on this prompt. The
+# interventions below will tell.
+#
+# ### Exercise 3 · `supernode_graph`
+#
+# A supernode graph sums edges: the edge from supernode A to supernode B is the sum of the
+# adjacency entries from every member of A to every member of B. Return the names (the
+# supernodes', then `"logits"`) and the `(n + 1, n + 1)` matrix `[target, source]`, where the
+# `"logits"` row sums the edges into all logit nodes.
+
+# %% [exercise]
+def supernode_graph(graph, supernodes: dict[str, list[GraphLatent]]) -> tuple[list[str], Tensor]:
+    """(names, weights[target, source]) of the supernodes and one "logits" node."""
+    # BEGIN SOLUTION
+    n_logits = len(graph.logit_targets)
+    n_nodes = len(graph.adjacency_matrix)
+    groups = [[g.node for g in members] for members in supernodes.values()]
+    groups.append(list(range(n_nodes - n_logits, n_nodes)))
+    weights = torch.zeros(len(groups), len(groups))
+    for t, targets in enumerate(groups):
+        for s, sources in enumerate(groups):
+            weights[t, s] = graph.adjacency_matrix[targets][:, sources].sum()
+    return [*supernodes, "logits"], weights
+    # END SOLUTION
+
+# %% [hint]
+# `graph.adjacency_matrix[targets][:, sources].sum()` sums a block; the logit nodes are the last
+# `len(graph.logit_targets)` rows.
+
+# %% [check]
+tests.test_supernode_graph(supernode_graph)
+
+# %%
+biggest = dict(sorted(supernodes.items(), key=lambda kv: -sum(g.influence for g in kv[1]))[:6])
+names, weights = supernode_graph(graph, biggest)
+px.imshow(weights.numpy(), x=names, y=names, color_continuous_scale="RdBu", color_continuous_midpoint=0,
+          labels=dict(x="source", y="target", color="edge"), title="Supernode graph of the Dallas prompt")
+
+# %% [markdown]
+# ## 3 · Ablations, with predictions first
+#
+# Before running an intervention, write down what you expect: it is the only way to find out that
+# your picture of the circuit is wrong. For the supernodes above, predict whether **zeroing** them
+# lowers P(' Austin'), and what **−2×** (flipping and doubling each latent) does.
+#
+# ### Exercise 4 · `scale_interventions`
+#
+# Return circuit_tracer's intervention tuples that set every latent of `members` to `factor` times
+# its activation on the prompt: `(layer, pos, latent, factor * activation)`.
+
+# %% [exercise]
+def scale_interventions(members: list[GraphLatent], factor: float) -> list[tuple[int, int, int, float]]:
+    """(layer, pos, latent, factor * activation) for each latent of `members`."""
+    # BEGIN SOLUTION
+    return [(g.layer, g.pos, g.latent, factor * g.activation) for g in members]
+    # END SOLUTION
+
+# %% [hint]
+# The value is the new activation, not a change: zero ablation is `factor = 0`.
+
+# %% [check]
+tests.test_scale_interventions(scale_interventions)
+
+# %% [markdown]
+# *Your predictions:* ...
+#
+# Now measure. `freeze_attention=True` keeps every attention pattern as on the clean prompt (the
+# setting of the attribution graph), `False` lets attention react to the change. circuit_tracer's
+# `constrained_layers` (not used here) would also freeze the latents of chosen layers, so that an
+# intervention could reach them only through attention and the error terms.
+
+# %%
+rows = []
+for concept, members in biggest.items():
+    row = [concept, len(members)]
+    for factor in (0.0, -2.0):
+        for frozen in (True, False):
+            p = next_token_probs(rm, tokens, scale_interventions(members, factor), freeze_attention=frozen)
+            row.append(f"{float(p[AUSTIN]):.3f}")
+    rows.append(row)
+print(f"P(' Austin') before any intervention: {float(probs[AUSTIN]):.3f}")
+print(tabulate(rows, headers=["supernode", "latents", "x0 frozen", "x0 free", "x-2 frozen", "x-2 free"]))
+
+# %% [markdown]
+# Expected output, in three findings:
+#
+# - **Zeroing is gentle, and not always in the expected direction.** Zeroing `capital:Austin`
+#   *raises* P(' Austin') to {{0.982}}; zeroing `in_state:Texas` lowers it only to {{0.6}}; the
+#   largest drop comes from `capital:Sacramento` ({{0.363}}), a group labelled with the *other*
+#   capital. The labels did not predict the roles.
+# - **−2× is a blunt tool.** Flipping and doubling almost any group of several latents sends
+#   P(' Austin') near 0 (`in_state:Texas`: {{0}}), even groups labelled California. A large push
+#   off the model's usual activations breaks the answer whatever the latents mean, so a −2× drop
+#   says little on its own; compare it with a group that should not matter (`in_state:Arizona`
+#   stays at {{0.928}}).
+# - **Frozen or free attention matters little here,** because every group sits at the last
+#   position: no later position reads it through attention. (It would matter for latents at the
+#   city's position.)
+#
+# So the label groups do not isolate "Texas". In this small world the state is spread over many
+# weak latents, and a latent's best label is not its role. We need the latents that carry *this*
+# prompt's state, and the model can tell us which: compare it with a prompt about another state.
+#
+# ## 4 · Cross-prompt swaps
+#
+# Take two prompts that differ only in the city: Dallas (Texas) and Oakland (California). The
+# latents whose activations differ most between them, at the last position, are the candidates
+# for "which state". If they really carry it, then zeroing the Dallas prompt's side and writing in
+# the Oakland prompt's values should make the model answer ' Sacramento'.
+#
+# ### Exercise 5 · `contrast_latents`
+#
+# `acts` and `other` are the activations `(n_layers, d_transcoder)` of two prompts at one
+# position. Return the latents more active on `acts` (the `k` largest positive differences
+# `acts − other`, largest first) and those more active on `other` (the `k` largest positive
+# differences `other − acts`), each as a list of `(layer, latent)`. Leave out differences that are
+# not positive.
+
+# %% [exercise]
+def contrast_latents(acts: Tensor, other: Tensor, k: int = 8) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(latents more active on `acts`, latents more active on `other`), at most k each, largest first."""
+    # BEGIN SOLUTION
+    d = acts.shape[-1]
+
+    def largest(diff: Tensor) -> list[tuple[int, int]]:
+        top = diff.flatten().topk(k)
+        return [(int(i) // d, int(i) % d) for v, i in zip(top.values, top.indices) if v > 0]
+
+    return largest(acts - other), largest(other - acts)
+    # END SOLUTION
+
+# %% [hint]
+# Flatten `(n_layers, d)` to one axis, `topk`, then turn each flat index `i` back into
+# `(i // d, i % d)`. Do it once for `acts − other` and once for `other − acts`.
+
+# %% [check]
+tests.test_contrast_latents(contrast_latents)
+
+# %% [markdown]
+# ### Exercise 6 · `swap_interventions`
+#
+# Given `acts` and `other` (both `(n_layers, d_transcoder)` at position `pos`), return the
+# interventions that zero the prompt's own side and set the other side to its activations on the
+# other prompt: first every `(layer, pos, latent, 0.0)` of `own`, then every
+# `(layer, pos, latent, other[layer, latent])` of `new`.
+
+# %% [exercise]
+def swap_interventions(own: list[tuple[int, int]], new: list[tuple[int, int]], other: Tensor,
+                       pos: int) -> list[tuple[int, int, int, float]]:
+    """Zero `own` and write in `new` at the other prompt's values, all at position `pos`."""
+    # BEGIN SOLUTION
+    return ([(layer, pos, latent, 0.0) for layer, latent in own]
+            + [(layer, pos, latent, float(other[layer, latent])) for layer, latent in new])
+    # END SOLUTION
+
+# %% [hint]
+# The other prompt's value of latent `(layer, latent)` is `other[layer, latent]`; the position is
+# the same in both prompts because they differ only in one single-token city.
+
+# %% [check]
+tests.test_swap_interventions(swap_interventions)
+
+# %%
+def last_position_acts(prompt_tokens: Tensor) -> Tensor:
+    """Every transcoder latent at the last position, (n_layers, d_transcoder)."""
+    _, acts = rm.get_activations(prompt_tokens)
+    return acts[:, -1]
+
+
+other_tokens = model.to_tokens(" The state containing Oakland has its capital in")[0]
+pos = len(tokens) - 1
+acts, other = last_position_acts(tokens), last_position_acts(other_tokens)
+rows = []
+for k in (4, 8, 16):
+    own, new = contrast_latents(acts, other, k)
+    zeroed = next_token_probs(rm, tokens, [(layer, pos, latent, 0.0) for layer, latent in own])
+    swapped = next_token_probs(rm, tokens, swap_interventions(own, new, other, pos))
+    rows.append([k, f"{float(zeroed[AUSTIN]):.3f}", f"{float(swapped[AUSTIN]):.3f}", f"{float(swapped[SACRAMENTO]):.3f}",
+                 model.to_str_tokens(swapped.argmax())[0]])
+print(tabulate(rows, headers=["k each way", "zeroed: P(Austin)", "swapped: P(Austin)", "swapped: P(Sacramento)", "top-1"]))
+
+# %% [markdown]
+# Expected output: with 8 latents each way, zeroing the Dallas side lowers P(' Austin') from 0.811
+# to {{0.186}}, and the swap makes ' Sacramento' the answer with P = {{0.713}}. With 4 each way
+# nothing flips (P(' Sacramento') {{0.016}}); with 16 the swap is stronger ({{0.829}}). A handful
+# of latents at the last position, chosen by contrast rather than by label, carry the state.
+#
+# ### Many pairs
+#
+# One pair can be luck. `flip_table` takes one city per state (the first of each state in the fact
+# table), runs the same swap with `k = 8` for every ordered pair of different states, and counts
+# a pair as flipped when the other state's capital becomes the top-1.
+
+# %%
+from utils.world import facts as world_facts  # noqa: E402
+
+CITIES = {state: next(c for c, s in world_facts.CITY_TO_STATE.items() if s == state) for state in world_facts.STATES}
+
+
+def two_hop_tokens(city: str) -> Tensor:
+    return model.to_tokens(f" The state containing {city} has its capital in")[0]
+
+
+def flip_table(cities: dict[str, str], k: int = 8) -> list[dict]:
+    """For every ordered pair of the cities (one per state): the swap of exercise 6 with k latents each way."""
+    acts = {state: last_position_acts(two_hop_tokens(city)) for state, city in cities.items()}
+    rows = []
+    for state, city in cities.items():
+        city_tokens = two_hop_tokens(city)
+        base = next_token_probs(rm, city_tokens)
+        for other_state, other_city in cities.items():
+            if other_state == state:
+                continue
+            own, new = contrast_latents(acts[state], acts[other_state], k)
+            swapped = next_token_probs(rm, city_tokens, swap_interventions(own, new, acts[other_state], len(city_tokens) - 1))
+            target = model.to_single_token(" " + world_facts.STATE_TO_CAPITAL[other_state])
+            rows.append(dict(city=city, other=other_city, base_correct=int(base.argmax()) == model.to_single_token(
+                " " + world_facts.STATE_TO_CAPITAL[state]), top1=model.to_str_tokens(swapped.argmax())[0],
+                p_other=float(swapped[target]), flipped=int(swapped.argmax()) == target))
+    return rows
+
+
+rows = flip_table(CITIES)
+print(f"flip rate over {len(rows)} ordered pairs: {sum(r['flipped'] for r in rows) / len(rows):.2f}")
+by_city = {}
+for r in rows:
+    by_city.setdefault(r["city"], []).append(r)
+print(tabulate([(city, "yes" if rs[0]["base_correct"] else "no", f"{sum(r['flipped'] for r in rs)}/{len(rs)}",
+                 f"{sum(r['flipped'] for r in rows if r['other'] == city)}/{len(rs)}") for city, rs in by_city.items()],
+               headers=["city", "answered before", "flipped away from it", "flipped towards its capital"]))
+
+# %% [markdown]
+# Expected output: the swap flips {{0.74}} of the 182 ordered pairs. It works best where the model
+# knows both facts, and fails most on Philadelphia ({{5/13}}) and Tucson, whose prompts the model
+# answers weakly or not at all before any intervention (Portland and Philadelphia are wrong to
+# start with): a swap can only move a state the model represents. Portland still flips away
+# ({{13/13}}), because what is removed is whatever the model had, right or wrong.
+#
+# ## 5 · Generation with interventions
+#
+# An intervention can also be held while the model writes. `generate_with_interventions` (in
+# `utils/interventions.py`, around circuit_tracer's `feature_intervention_generate`) continues the
+# prompt greedily. A position can be a `slice`: `slice(n, None)` means "position n and every
+# position after it", including the tokens the model generates.
+#
+# ### Exercise 7 · `from_position_on`
+#
+# Return the same interventions with each position `pos` replaced by `slice(pos, None)`, so that
+# they are applied at that position and every later one.
+
+# %% [exercise]
+def from_position_on(interventions: list[tuple]) -> list[tuple]:
+    """The interventions, each held from its position to the end of the text (generated tokens included)."""
+    # BEGIN SOLUTION
+    return [(layer, slice(pos, None), latent, value) for layer, pos, latent, value in interventions]
+    # END SOLUTION
+
+# %% [hint]
+# Keep layer, latent and value; only the position changes, to `slice(pos, None)`.
+
+# %% [check]
+tests.test_from_position_on(from_position_on)
+
+# %%
+own, new = contrast_latents(acts, other, 8)
+swap = swap_interventions(own, new, other, pos)
+for name, chosen in [("no intervention", []), ("swap at the last position", swap),
+                     ("swap held on every later position", from_position_on(swap))]:
+    out = generate_with_interventions(rm, tokens, chosen, max_new_tokens=8)
+    print(f"{name:34} ->{model.tokenizer.decode(out[len(tokens):].tolist())}")
+
+# %% [markdown]
+# Expected output: without intervention the model goes on "{{Austin. The state of Texas has its}}".
+# With the swap at the last position only, it writes "{{Sacramento. The state of California has its}}":
+# once ' Sacramento' is written, the model reads its own answer and carries on about California.
+# Held on every later position, the swap keeps pushing each new token, and the text drifts into
+# "{{The state that contains Pasadena}}" (a California city): the intervention no longer answers
+# one question but rewrites whatever comes after. Try other prompts and other `k`.

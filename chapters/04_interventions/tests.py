@@ -1,0 +1,241 @@
+"""Checks for chapter 04. The notebook calls them as `tests.test_<exercise>(learner_code, ...)`.
+
+Graph reading is checked on small graphs built here by hand (their influences worked out from the
+definition) and against circuit_tracer on the course model's Dallas prompt; the intervention
+helpers against values written out here. Each check names the known mistakes it recognises.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import torch
+
+import solutions.ch04_interventions as ref
+from utils.checks import Mistake, check, expect, fail
+
+DALLAS = " The state containing Dallas has its capital in"
+
+
+@lru_cache(maxsize=1)
+def _world():
+    from utils.world import load_model, load_transcoders, replacement_model
+
+    model = load_model()
+    return model, replacement_model(model, load_transcoders())
+
+
+@lru_cache(maxsize=1)
+def _dallas_graph():
+    from circuit_tracer import attribute
+
+    model, rm = _world()
+    with warnings.catch_warnings(), torch.enable_grad():  # the notebook turns gradients off; attribute needs them
+        warnings.simplefilter("ignore")
+        return attribute(model.to_tokens(DALLAS)[0], rm, batch_size=256, verbose=False)
+
+
+def _hand_graph():
+    """Five active latents of which three are nodes, in the order [L0#7@1, L2#3@2, L1#9@1] (not the
+    order of active_features), one error node per (layer, position) for 3 layers x 3 positions, 3
+    embeddings and 1 logit. Edges: embedding 0 -> node 0 (2.0), node 0 -> node 1 (1.0), node 2 ->
+    node 1 (-3.0), node 1 -> logit (1.0), node 2 -> logit (0.5), embedding 2 -> logit (1.0)."""
+    from circuit_tracer.attribution.targets import LogitTarget
+    from circuit_tracer.graph import Graph
+    from transformer_lens import HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=3, d_model=4, n_ctx=8, d_head=2, n_heads=2, d_mlp=8, d_vocab=10, act_fn="gelu")
+    active = torch.tensor([[0, 0, 1], [1, 1, 9], [2, 1, 4], [0, 1, 7], [2, 2, 3]])
+    selected = torch.tensor([3, 4, 1])
+    n_latents, n_errors, n_embeddings = 3, 9, 3
+    n = n_latents + n_errors + n_embeddings + 1
+    emb, logit = n_latents + n_errors, n - 1
+    adjacency = torch.zeros(n, n)
+    adjacency[0, emb] = 2.0
+    adjacency[1, 0] = 1.0
+    adjacency[1, 2] = -3.0
+    adjacency[logit, 1] = 1.0
+    adjacency[logit, 2] = 0.5
+    adjacency[logit, emb + 2] = 1.0
+    return Graph(input_string="a b c", input_tokens=torch.tensor([1, 5, 6]), active_features=active,
+                 adjacency_matrix=adjacency, cfg=cfg, selected_features=selected,
+                 activation_values=torch.tensor([5.0, 0.5, 2.0]),
+                 logit_targets=[LogitTarget(token_str="x", vocab_idx=3)], logit_probabilities=torch.tensor([1.0]),
+                 scan="hand", vocab_size=10)
+
+
+# Influence on the logit in the hand graph, by hand. Normalise each row by its total |input|:
+# node 1 <- node 0 (1/4), node 2 (-3/4: |.| = 3/4); logit <- node 1 (1/2.5), node 2 (.5/2.5), emb 2.
+# Influence = sum over paths of |normalised weights| products, times P(logit) = 1:
+#   node 1: 0.4; node 2: 0.2 + 0.75 * 0.4 = 0.5; node 0: 0.25 * 0.4 = 0.1.
+HAND_INFLUENCE = {0: 0.1, 1: 0.4, 2: 0.5}
+HAND_LATENTS = {0: (0, 1, 7, 5.0), 1: (2, 2, 3, 0.5), 2: (1, 1, 9, 2.0)}  # node -> layer, pos, latent, activation
+
+
+def _rows(result, where: str) -> list[tuple]:
+    expect(isinstance(result, (list, tuple)), f"{where} should return a list of GraphLatent, not {type(result).__name__}.")
+    fields = ("node", "layer", "pos", "latent", "activation", "influence")
+    for item in result:
+        missing = [f for f in fields if not hasattr(item, f)]
+        expect(not missing, f"{where}: each item should be a GraphLatent (with {', '.join(fields)}); "
+                            f"got {type(item).__name__} without {', '.join(missing)}.")
+    return [(int(g.node), int(g.layer), int(g.pos), int(g.latent), float(g.activation), float(g.influence)) for g in result]
+
+
+@check
+def test_graph_latent_table(graph_latent_table) -> None:
+    """A hand graph whose nodes are not in active_features order, then the Dallas graph."""
+    where = "graph_latent_table(hand graph, k=3)"
+    got = _rows(graph_latent_table(_hand_graph(), k=3), where)
+    expect(len(got) == 3, f"{where} returned {len(got)} latents; the graph has 3 latent nodes and k=3.")
+    want = sorted(HAND_INFLUENCE, key=HAND_INFLUENCE.get, reverse=True)
+    nodes = [r[0] for r in got]
+    if sorted(nodes) != [0, 1, 2]:
+        fail(f"{where} returned nodes {nodes}; the latent nodes are 0, 1 and 2 (the first "
+             f"len(graph.selected_features) rows of the adjacency matrix).")
+    for node, layer, pos, latent, activation, influence in got:
+        true = HAND_LATENTS[node]
+        if (layer, pos, latent) != true[:3]:
+            wrong_row = tuple(int(x) for x in _hand_graph().active_features[node])
+            hint = (" Hint: node i is graph.active_features[graph.selected_features[i]], not graph.active_features[i]."
+                    if (layer, pos, latent) == wrong_row else "")
+            fail(f"{where}: node {node} is (layer, pos, latent) = {(layer, pos, latent)}, expected {true[:3]}.{hint}")
+        expect(abs(activation - true[3]) < 1e-6, f"{where}: node {node} has activation {activation}, expected {true[3]} "
+                                                  f"(graph.activation_values[{node}]).")
+        expect(abs(influence - HAND_INFLUENCE[node]) < 1e-5,
+               f"{where}: node {node} has influence {influence:.4f}, expected {HAND_INFLUENCE[node]:.4f}. Hint: use "
+               f"compute_node_influence(graph.adjacency_matrix, logit_weights(graph)) on the whole matrix.")
+    if nodes != want:
+        by_activation = sorted(HAND_LATENTS, key=lambda i: HAND_LATENTS[i][3], reverse=True)
+        hint = (" Hint: sort by influence, not by activation." if nodes == by_activation else
+                " Hint: largest influence first." if nodes == want[::-1] else "")
+        fail(f"{where} returned nodes in the order {nodes}, expected {want} (largest influence first).{hint}")
+    got = _rows(graph_latent_table(_hand_graph(), k=2), "graph_latent_table(hand graph, k=2)")
+    expect([r[0] for r in got] == want[:2], f"graph_latent_table(hand graph, k=2) should return the 2 most influential "
+                                            f"latents {want[:2]}, got nodes {[r[0] for r in got]}.")
+    graph = _dallas_graph()
+    got = _rows(graph_latent_table(graph, k=10), "graph_latent_table(Dallas graph, k=10)")
+    want = _rows(ref.graph_latent_table(graph, k=10), "reference")
+    for (g, w) in zip(got, want):
+        expect(g[:4] == w[:4] and abs(g[5] - w[5]) < 1e-5,
+               f"graph_latent_table(Dallas graph, k=10) gives {g[:4]} with influence {g[5]:.4f} where circuit_tracer's "
+               f"influence ranks {w[:4]} ({w[5]:.4f}) (node, layer, pos, latent).")
+
+
+def _latent(node: int, layer: int = 0, pos: int = 1, latent: int = 0, activation: float = 1.0) -> "ref.GraphLatent":
+    return ref.GraphLatent(node, layer, pos, latent, activation, 0.1)
+
+
+@check
+def test_supernodes_from_labels(supernodes_from_labels) -> None:
+    latents = [_latent(i, latent=i) for i in range(6)]
+    labels = {0: "in_state:Texas", 1: "state:Texas", 2: "capital:Austin", 3: "in_state:Texas", 4: "p6", 5: "state:Ohio"}
+    where = "supernodes_from_labels(6 latents, families=('state:', 'capital:'))"
+    got = supernodes_from_labels(latents, lambda g: labels[g.latent], ("state:", "capital:"))
+    expect(isinstance(got, dict), f"{where} should return a dict {{concept: [latents]}}, not {type(got).__name__}.")
+    want = {"state:Texas": [latents[1]], "capital:Austin": [latents[2]], "state:Ohio": [latents[5]]}
+    if set(got) != set(want):
+        hint = (" Hint: keep only concepts that start with one of the families." if "p6" in got else
+                " Hint: 'in_state:Texas' contains 'state:' but does not start with it: use str.startswith."
+                if "in_state:Texas" in got else "")
+        fail(f"{where} has groups {sorted(got)}, expected {sorted(want)}.{hint}")
+    for concept, members in want.items():
+        expect(list(got[concept]) == members, f"{where}: group {concept!r} holds {list(got[concept])}, expected {members}.")
+    where = "supernodes_from_labels(6 latents, families=('in_state:',))"
+    got = supernodes_from_labels(latents, lambda g: labels[g.latent], ("in_state:",))
+    expect(set(got) == {"in_state:Texas"} and [g.node for g in got["in_state:Texas"]] == [0, 3],
+           f"{where} should be {{'in_state:Texas': [latents 0 and 3, in that order]}}, got "
+           f"{ {k: [g.node for g in v] for k, v in got.items()} }.")
+    got = supernodes_from_labels(latents, lambda g: labels[g.latent], ["capital:"])
+    expect(set(got) == {"capital:Austin"}, "supernodes_from_labels should accept families as a list too "
+                                           f"(['capital:'] gave groups {sorted(got)}).")
+
+
+@check
+def test_supernode_graph(supernode_graph) -> None:
+    graph = _hand_graph()
+    latents = {node: _latent(node) for node in range(3)}
+    groups = {"A": [latents[0], latents[2]], "B": [latents[1]]}
+    where = "supernode_graph(hand graph, {'A': nodes 0 and 2, 'B': node 1})"
+    result = supernode_graph(graph, groups)
+    expect(isinstance(result, (tuple, list)) and len(result) == 2, f"{where} should return (names, weights).")
+    names, weights = result
+    expect(list(names) == ["A", "B", "logits"], f"{where}: names {list(names)}, expected ['A', 'B', 'logits'].")
+    expect(isinstance(weights, torch.Tensor) and weights.shape == (3, 3),
+           f"{where}: weights should be a (3, 3) tensor, got {getattr(weights, 'shape', type(weights).__name__)}.")
+    # by hand: B <- A = 1.0 + (-3.0); logits <- A = 0.5; logits <- B = 1.0; nothing else between groups
+    want = torch.tensor([[0.0, 0.0, 0.0], [-2.0, 0.0, 0.0], [0.5, 1.0, 0.0]])
+    transposed, absolute = want.T, torch.tensor([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.5, 1.0, 0.0]])
+    expect(torch.allclose(weights.float(), want), f"{where} gives {weights.tolist()}, expected {want.tolist()} "
+                                                  "(row = target, column = source).", weights,
+           [Mistake.looks_like(transposed, "the matrix is [target, source], as graph.adjacency_matrix is."),
+            Mistake.looks_like(absolute, "sum the signed edges: an inhibiting edge (negative) cancels an exciting one.")])
+
+
+@check
+def test_scale_interventions(scale_interventions) -> None:
+    members = [_latent(0, layer=1, pos=4, latent=17, activation=2.5), _latent(1, layer=3, pos=4, latent=2, activation=-0.5)]
+    for factor in (0.0, -2.0, 3.0):
+        got = scale_interventions(members, factor)
+        want = [(1, 4, 17, 2.5 * factor), (3, 4, 2, -0.5 * factor)]
+        expect(isinstance(got, (list, tuple)) and len(got) == 2,
+               f"scale_interventions(2 latents, {factor}) should return 2 tuples, got {got!r}.")
+        got = [tuple(x) for x in got]
+        ok = all(len(g) == 4 and g[:3] == w[:3] and abs(float(g[3]) - w[3]) < 1e-6 for g, w in zip(got, want))
+        change = [(l, p, i, (factor - 1) * a) for l, p, i, a in [(1, 4, 17, 2.5), (3, 4, 2, -0.5)]]
+        expect(ok, f"scale_interventions(2 latents, factor={factor}) gives {got}, expected {want} "
+                   "((layer, pos, latent, new value)).", got,
+               [Mistake(lambda g: all(abs(float(a[3]) - b[3]) < 1e-6 for a, b in zip(g, change)) and factor != 1,
+                        "the value is the latent's new activation, factor * activation, not the change from it."),
+                Mistake(lambda g: [tuple(a[:3]) for a in g] == [(4, 1, 17), (4, 3, 2)],
+                        "the tuple is (layer, pos, latent, value): layer first.")])
+
+
+@check
+def test_contrast_latents(contrast_latents) -> None:
+    acts = torch.zeros(3, 5)
+    other = torch.zeros(3, 5)
+    acts[0, 1], acts[2, 4], acts[1, 0] = 3.0, 2.0, 1.0
+    other[1, 3], other[2, 4], other[0, 2] = 4.0, 1.5, 0.5
+    where = "contrast_latents(acts, other, k=2) on (3 layers, 5 latents)"
+    result = contrast_latents(acts, other, k=2)
+    expect(isinstance(result, (tuple, list)) and len(result) == 2, f"{where} should return (own, new).")
+    own, new = ([tuple(int(v) for v in x) for x in side] for side in result)
+    expect(own == [(0, 1), (1, 0)], f"{where}: the latents more active on acts should be [(0, 1), (1, 0)] "
+                                    f"(differences 3.0 and 1.0; (2, 4) differs by only 0.5), got {own}.", own,
+           [Mistake(lambda o: o == [(0, 1), (1, 2)],
+                    "turn a flat index i back into (i // d, i % d) with d = latents per layer, not the number of layers.")])
+    expect(new == [(1, 3), (0, 2)], f"{where}: the latents more active on other should be [(1, 3), (0, 2)] "
+                                    f"(differences 4.0 and 0.5), got {new}.", new,
+           [Mistake(lambda n: n == [(1, 3), (0, 1)],
+                    "rank other - acts on its own: |acts - other| mixes both directions.")])
+    result = contrast_latents(acts, other, k=4)
+    own, new = ([tuple(int(v) for v in x) for x in side] for side in result)
+    expect(own == [(0, 1), (1, 0), (2, 4)] and new == [(1, 3), (0, 2)],
+           f"contrast_latents(acts, other, k=4) should leave out differences that are not positive: expected "
+           f"own [(0, 1), (1, 0), (2, 4)] and new [(1, 3), (0, 2)], got {own} and {new}.")
+
+
+@check
+def test_swap_interventions(swap_interventions) -> None:
+    other = torch.arange(12.0).reshape(3, 4)
+    own, new = [(0, 1), (2, 3)], [(1, 2), (0, 0)]
+    got = [tuple(x) for x in swap_interventions(own, new, other, pos=6)]
+    want = [(0, 6, 1, 0.0), (2, 6, 3, 0.0), (1, 6, 2, 6.0), (0, 6, 0, 0.0)]
+    ok = len(got) == 4 and all(g[:3] == w[:3] and abs(float(g[3]) - w[3]) < 1e-6 for g, w in zip(got, want))
+    expect(ok, f"swap_interventions(own={own}, new={new}, other=arange(12).reshape(3, 4), pos=6) gives {got}, "
+               f"expected {want}: own zeroed, then new set to other[layer, latent].", got,
+           [Mistake(lambda g: len(g) == 2, "zero the prompt's own latents too, not only write in the new ones."),
+            Mistake(lambda g: len(g) == 4 and float(g[2][3]) == 9.0,
+                    "other[layer, latent] is other[1, 2] = 6.0 for (1, 2); index the layer first.")])
+
+
+@check
+def test_from_position_on(from_position_on) -> None:
+    given = [(0, 3, 17, 0.0), (2, 8, 5, 1.5)]
+    got = [tuple(x) for x in from_position_on(given)]
+    want = [(0, slice(3, None), 17, 0.0), (2, slice(8, None), 5, 1.5)]
+    expect(got == want, f"from_position_on({given}) gives {got}, expected {want}.", got,
+           [Mistake(lambda g: [x[1] for x in g] == [slice(None, 3), slice(None, 8)],
+                    "slice(pos, None) is 'from pos on'; slice(None, pos) is 'before pos'.")])

@@ -1,0 +1,195 @@
+"""Chapter 04's checks against wrong implementations: each must fail with the message meant for it;
+correct alternatives the text allows must pass.
+
+(That the reference solutions pass every check is tested for all chapters in test_chapter_checks.py.)
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import solutions.ch04_interventions as ref
+from check_helpers import fails_with
+from utils import course
+
+
+@pytest.fixture(scope="module")
+def checks04():
+    return course.load_checks("04_interventions")
+
+
+def passes(check, fn, capsys) -> None:
+    check(fn)
+    assert f"✅ {check.__name__} passed" in capsys.readouterr().out
+
+
+# -------------------------------------------------------------------------------------------------
+# graph_latent_table
+
+
+def table_variant(*, index_active_directly=False, by_activation=False, ascending=False, normalise_first=False,
+                  ignore_k=False):
+    from circuit_tracer.graph import compute_node_influence, normalize_matrix
+
+    def graph_latent_table(graph, k=10):
+        n = len(graph.selected_features)
+        matrix = normalize_matrix(graph.adjacency_matrix) if normalise_first else graph.adjacency_matrix
+        influence = compute_node_influence(matrix, ref.logit_weights(graph))[:n]
+        features = graph.active_features[:n] if index_active_directly else graph.active_features[graph.selected_features]
+        key = graph.activation_values if by_activation else influence
+        order = key.argsort(descending=not ascending)
+        order = order if ignore_k else order[:k]
+        return [ref.GraphLatent(int(i), *(int(x) for x in features[i]), float(graph.activation_values[i]),
+                                float(influence[i])) for i in order]
+
+    return graph_latent_table
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (table_variant(index_active_directly=True), ["node 2 is (layer, pos, latent) = (2, 1, 4), expected (1, 1, 9)",
+                                                 "graph.active_features[graph.selected_features[i]]"]),
+    (table_variant(by_activation=True), ["in the order [0, 2, 1]", "sort by influence, not by activation"]),
+    (table_variant(ascending=True), ["in the order [0, 1, 2]", "largest influence first"]),
+    (table_variant(ignore_k=True), ["k=2) should return the 2 most influential"]),
+])
+def test_graph_latent_table_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_graph_latent_table, wrong, *messages)
+
+
+def test_graph_latent_table_influence_from_a_normalised_matrix_is_the_same(checks04, capsys):
+    """circuit_tracer normalises inside compute_node_influence, and normalising twice changes nothing:
+    an allowed alternative."""
+    passes(checks04.test_graph_latent_table, table_variant(normalise_first=True), capsys)
+
+
+def test_graph_latent_table_wrong_type_gets_a_clear_message(checks04):
+    fails_with(checks04.test_graph_latent_table, lambda graph, k=10: [(0, 1, 2)] * k, "should be a GraphLatent")
+
+
+# -------------------------------------------------------------------------------------------------
+# supernodes_from_labels
+
+
+def groups_variant(*, contains=False, no_filter=False, sorted_members=False):
+    def supernodes_from_labels(latents, concept_of, families):
+        groups = {}
+        for g in latents:
+            c = concept_of(g)
+            keep = True if no_filter else (any(f in c for f in families) if contains else c.startswith(tuple(families)))
+            if keep:
+                groups.setdefault(c, []).append(g)
+        if sorted_members:
+            groups = {c: sorted(m, key=lambda g: -g.node) for c, m in groups.items()}
+        return groups
+
+    return supernodes_from_labels
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (groups_variant(contains=True), ["'in_state:Texas' contains 'state:' but does not start with it"]),
+    (groups_variant(no_filter=True), ["keep only concepts that start with one of the families"]),
+    (groups_variant(sorted_members=True), ["[latents 0 and 3, in that order]"]),
+])
+def test_supernodes_from_labels_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_supernodes_from_labels, wrong, *messages)
+
+
+def test_supernodes_from_labels_with_families_only_as_a_tuple_fails_on_a_list(checks04):
+    def tuple_only(latents, concept_of, families):
+        return {c: m for c, m in ref.supernodes_from_labels(latents, concept_of, families).items()} if isinstance(
+            families, tuple) else {"x": []}
+
+    fails_with(checks04.test_supernodes_from_labels, tuple_only, "should accept families as a list too")
+
+
+# -------------------------------------------------------------------------------------------------
+# supernode_graph
+
+
+def supernode_graph_variant(*, transpose=False, absolute=False, no_logits=False):
+    def supernode_graph(graph, supernodes):
+        names, weights = ref.supernode_graph(graph, supernodes)
+        if absolute:
+            adjacency = graph.adjacency_matrix.abs()
+            groups = [[g.node for g in m] for m in supernodes.values()]
+            groups.append(list(range(len(adjacency) - len(graph.logit_targets), len(adjacency))))
+            weights = torch.tensor([[float(adjacency[t][:, s].sum()) for s in groups] for t in groups])
+        if transpose:
+            weights = weights.T
+        if no_logits:
+            return names[:-1], weights[:-1, :-1]
+        return names, weights
+
+    return supernode_graph
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (supernode_graph_variant(transpose=True), ["the matrix is [target, source]"]),
+    (supernode_graph_variant(absolute=True), ["sum the signed edges"]),
+    (supernode_graph_variant(no_logits=True), ["names ['A', 'B'], expected ['A', 'B', 'logits']"]),
+])
+def test_supernode_graph_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_supernode_graph, wrong, *messages)
+
+
+# -------------------------------------------------------------------------------------------------
+# scale_interventions, contrast_latents, swap_interventions, from_position_on
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (lambda members, factor: [(g.layer, g.pos, g.latent, (factor - 1) * g.activation) for g in members],
+     ["not the change from it"]),
+    (lambda members, factor: [(g.pos, g.layer, g.latent, factor * g.activation) for g in members], ["layer first"]),
+    (lambda members, factor: [(g.layer, g.pos, g.latent, factor) for g in members], ["factor=-2.0) gives", "expected [(1, 4, 17, -5.0)"]),
+])
+def test_scale_interventions_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_scale_interventions, wrong, *messages)
+
+
+def test_scale_interventions_may_return_tensors_for_values(checks04, capsys):
+    passes(checks04.test_scale_interventions,
+           lambda members, factor: [(g.layer, g.pos, g.latent, torch.tensor(factor * g.activation)) for g in members], capsys)
+
+
+def contrast_variant(*, divide_by_layers=False, absolute=False, keep_non_positive=False):
+    def contrast_latents(acts, other, k=8):
+        n_layers, d = acts.shape
+        width = n_layers if divide_by_layers else d
+
+        def largest(diff):
+            top = diff.flatten().topk(k)
+            return [(int(i) // width, int(i) % width) for v, i in zip(top.values, top.indices) if keep_non_positive or v > 0]
+
+        own = largest(acts - other)
+        return own, largest((acts - other).abs()) if absolute else largest(other - acts)
+
+    return contrast_latents
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (contrast_variant(divide_by_layers=True), ["(i // d, i % d) with d = latents per layer"]),
+    (contrast_variant(absolute=True), ["|acts - other| mixes both directions"]),
+    (contrast_variant(keep_non_positive=True), ["leave out differences that are not positive"]),
+])
+def test_contrast_latents_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_contrast_latents, wrong, *messages)
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (lambda own, new, other, pos: [(l, pos, i, float(other[l, i])) for l, i in new], ["zero the prompt's own latents too"]),
+    (lambda own, new, other, pos: [(l, pos, i, 0.0) for l, i in own] + [(l, pos, i, float(other[i, l])) for l, i in new],
+     ["index the layer first"]),
+    (lambda own, new, other, pos: [(l, pos, i, 0.0) for l, i in own] + [(l, pos - 1, i, float(other[l, i])) for l, i in new],
+     ["expected [(0, 6, 1, 0.0)"]),
+])
+def test_swap_interventions_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_swap_interventions, wrong, *messages)
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (lambda ivs: [(l, slice(None, p), i, v) for l, p, i, v in ivs], ["slice(pos, None) is 'from pos on'"]),
+    (lambda ivs: [(l, slice(p, p + 1), i, v) for l, p, i, v in ivs], ["expected [(0, slice(3, None, None), 17, 0.0)"]),
+])
+def test_from_position_on_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_from_position_on, wrong, *messages)
