@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from utils.interventions import next_token_probs
+
 
 @dataclass(frozen=True)
 class GraphLatent:
@@ -25,6 +27,12 @@ class GraphLatent:
     @property
     def label(self) -> str:
         return f"L{self.layer} #{self.latent} @{self.pos}"
+
+
+def acts_at(rm, tokens: Tensor, pos: int) -> Tensor:
+    """Every transcoder latent of the replacement model `rm` at position `pos` of `tokens`, (n_layers, d_transcoder)."""
+    _, acts = rm.get_activations(tokens)
+    return acts[:, pos]
 
 
 def logit_weights(graph) -> Tensor:
@@ -95,3 +103,18 @@ def swap_interventions(own: list[tuple[int, int]], new: list[tuple[int, int]], o
 def from_position_on(interventions: list[tuple]) -> list[tuple]:
     """The interventions, each held from its position to the end of the text (generated tokens included)."""
     return [(layer, slice(pos, None), latent, value) for layer, pos, latent, value in interventions]
+
+
+def flip_rate(rm, prompts: list[Tensor], answers: list[int], pos: int, k: int = 8) -> float:
+    """Fraction of ordered pairs with different answers that the swap at `pos` flips to the other answer."""
+    acts = [acts_at(rm, tokens, pos) for tokens in prompts]
+    flipped = pairs = 0
+    for i, (tokens, answer) in enumerate(zip(prompts, answers)):
+        for j, other_answer in enumerate(answers):
+            if other_answer == answer:
+                continue
+            own, new = contrast_latents(acts[i], acts[j], k)
+            probs = next_token_probs(rm, tokens, swap_interventions(own, new, acts[j], pos))
+            flipped += int(probs.argmax()) == other_answer
+            pairs += 1
+    return flipped / pairs

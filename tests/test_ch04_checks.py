@@ -193,3 +193,36 @@ def test_swap_interventions_names_the_mistake(checks04, wrong, messages):
 ])
 def test_from_position_on_names_the_mistake(checks04, wrong, messages):
     fails_with(checks04.test_from_position_on, wrong, *messages)
+
+
+# -------------------------------------------------------------------------------------------------
+# flip_rate
+
+
+def flip_rate_variant(*, same_answer_pairs=False, rise_counts=False, own_values=False):
+    def flip_rate(rm, prompts, answers, pos, k=8):
+        acts = [ref.acts_at(rm, t, pos) for t in prompts]
+        flipped = pairs = 0
+        for i, (tokens, answer) in enumerate(zip(prompts, answers)):
+            before = ref.next_token_probs(rm, tokens)
+            for j, other_answer in enumerate(answers):
+                if i == j or (other_answer == answer and not same_answer_pairs):
+                    continue
+                own, new = ref.contrast_latents(acts[i], acts[j], k)
+                values = acts[i] if own_values else acts[j]
+                probs = ref.next_token_probs(rm, tokens, ref.swap_interventions(own, new, values, pos))
+                hit = probs[other_answer] > before[other_answer] if rise_counts else int(probs.argmax()) == other_answer
+                flipped += int(hit)
+                pairs += 1
+        return flipped / pairs
+
+    return flip_rate
+
+
+@pytest.mark.parametrize("wrong", [
+    flip_rate_variant(same_answer_pairs=True),
+    flip_rate_variant(rise_counts=True),
+    flip_rate_variant(own_values=True),
+])
+def test_flip_rate_catches_wrong_counting(checks04, wrong):
+    fails_with(checks04.test_flip_rate, wrong, "expected", "ordered pairs with different answers")

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from utils.interventions import next_token_probs
+
 
 @dataclass(frozen=True)
 class GraphLatent:
@@ -49,6 +51,12 @@ class GraphLatent:
     @property
     def label(self) -> str:
         return f"L{self.layer} #{self.latent} @{self.pos}"
+
+
+def acts_at(rm, tokens: Tensor, pos: int) -> Tensor:
+    """Every transcoder latent of the replacement model `rm` at position `pos` of `tokens`, (n_layers, d_transcoder)."""
+    _, acts = rm.get_activations(tokens)
+    return acts[:, pos]
 
 
 def logit_weights(graph) -> Tensor:
@@ -67,7 +75,7 @@ import plotly.io as pio
 from tabulate import tabulate
 
 import tests  # this chapter's checks: chapters/04_interventions/tests.py
-from utils.interventions import generate_with_interventions, next_token_probs
+from utils.interventions import generate_with_interventions
 from utils.world import labelled_corpus, load_model, load_transcoders, replacement_model
 
 torch.set_grad_enabled(False)  # we never train; attribute() below needs them, inside torch.enable_grad()
@@ -387,8 +395,7 @@ tests.test_swap_interventions(swap_interventions)
 # %%
 def last_position_acts(prompt_tokens: Tensor) -> Tensor:
     """Every transcoder latent at the last position, (n_layers, d_transcoder)."""
-    _, acts = rm.get_activations(prompt_tokens)
-    return acts[:, -1]
+    return acts_at(rm, prompt_tokens, -1)
 
 
 other_tokens = model.to_tokens(" The state containing Oakland has its capital in")[0]
@@ -500,3 +507,138 @@ for name, chosen in [("no intervention", []), ("swap at the last position", swap
 # Held on every later position, the swap keeps pushing each new token, and the text drifts into
 # "{{The state that contains Pasadena}}" (a California city): the intervention no longer answers
 # one question but rewrites whatever comes after. Try other prompts and other `k`.
+
+# %% [markdown]
+# ## 6 · How much does a graph explain?
+#
+# Chapter 03 computed two graph scores by hand; circuit_tracer has them as `compute_graph_scores`.
+# The **replacement score** is the share of the embeddings' influence on the logits that does not
+# pass through error nodes; the **completeness score** is, weighted by influence, the share of
+# each node's input that comes from latents and embeddings rather than errors. An intervention
+# can only test what the graph names, so a low score warns that much of the answer lives in the
+# error nodes, where no latent can be swapped.
+
+# %%
+from circuit_tracer.graph import compute_graph_scores  # noqa: E402
+
+
+def attribute_prompt(text: str):
+    with torch.enable_grad(), warnings.catch_warnings():  # attribute() runs backward passes
+        warnings.simplefilter("ignore")  # circuit_tracer's backward warns about a .grad it never reads
+        return attribute(model.to_tokens(text)[0], rm, batch_size=256, verbose=False)
+
+
+LANDMARK_PROMPT = " Everyone knows the Eiffel tower is located in"
+landmark_graph = attribute_prompt(LANDMARK_PROMPT)
+for name, g in [("Dallas (two-hop)", graph), ("Eiffel (landmark)", landmark_graph)]:
+    replacement, completeness = compute_graph_scores(g)
+    print(f"{name:18} replacement {replacement:.3f}  completeness {completeness:.3f}")
+
+# %% [markdown]
+# Expected output: the Dallas graph scores {{0.793}} and {{0.936}}, the Eiffel graph {{0.620}} and
+# {{0.871}}. About a fifth of the Dallas prompt's influence, and nearly two fifths of the Eiffel prompt's,
+# reaches the answer through error nodes: what the transcoders of this small world do not
+# capture. The swaps above worked *despite* that, because they only need the latents that differ
+# between two prompts, not a complete account of either.
+#
+# ## 7 · A second circuit, found blind
+#
+# Now the landmark facts: "Everyone knows the Eiffel tower is located in" → ' Paris'. Every
+# landmark is written in three pieces (' E', 'iff', 'el'), so all such prompts have the same
+# length and a swap between two of them lines up position by position. Where does the model
+# hold "which city"? At the landmark's pieces, at the kind word, or only at the last position?
+# Find out with swaps, before looking at any label.
+#
+# ### Exercise 8 · `flip_rate`
+#
+# For prompts of equal length and their answer token ids, return the fraction of ordered pairs
+# `(i, j)` with different answers for which swapping prompt `j`'s contrast latents into prompt
+# `i` at position `pos` (exercises 5 and 6, `k` each way, activations from `acts_at(rm, tokens, pos)`,
+# defined at the top)
+# makes `answers[j]` the top-1 next token of prompt `i`. Use `next_token_probs(rm, tokens,
+# interventions)`.
+
+# %% [exercise]
+def flip_rate(rm, prompts: list[Tensor], answers: list[int], pos: int, k: int = 8) -> float:
+    """Fraction of ordered pairs with different answers that the swap at `pos` flips to the other answer."""
+    # BEGIN SOLUTION
+    acts = [acts_at(rm, tokens, pos) for tokens in prompts]
+    flipped = pairs = 0
+    for i, (tokens, answer) in enumerate(zip(prompts, answers)):
+        for j, other_answer in enumerate(answers):
+            if other_answer == answer:
+                continue
+            own, new = contrast_latents(acts[i], acts[j], k)
+            probs = next_token_probs(rm, tokens, swap_interventions(own, new, acts[j], pos))
+            flipped += int(probs.argmax()) == other_answer
+            pairs += 1
+    return flipped / pairs
+    # END SOLUTION
+
+# %% [hint]
+# Compute each prompt's activations once. Two nested loops over the prompts; skip pairs whose
+# answers are equal (a prompt with itself, or two landmarks of one city).
+
+# %% [hint]
+# A pair is flipped when `int(probs.argmax()) == answers[j]`, not when P(answers[j]) merely rises.
+
+# %% [check]
+tests.test_flip_rate(flip_rate)
+
+# %%
+first_per_city: dict = {}
+for lm in world_facts.LANDMARKS:
+    first_per_city.setdefault(lm.city, lm)
+landmarks = list(first_per_city.values())[:12]  # the first landmark of each of 12 cities
+landmark_prompts = [model.to_tokens(f" Everyone knows the {''.join(lm.pieces).strip()} {lm.kind} is located in")[0]
+                    for lm in landmarks]
+landmark_answers = [model.to_single_token(" " + lm.city) for lm in landmarks]
+print(model.to_str_tokens(landmark_prompts[0]))
+rows = []
+for pos, where in [(6, "last landmark piece"), (7, "kind word"), (10, "last position")]:
+    rows.append([pos, where] + [f"{flip_rate(rm, landmark_prompts, landmark_answers, pos, k):.2f}" for k in (8, 16)])
+print(tabulate(rows, headers=["position", "token", "flip rate, k=8", "k=16"]))
+
+# %% [markdown]
+# *Your hypothesis, before the reveal:* where is "which city" held, and by how many latents?
+#
+# Expected output: swapping at the landmark's last piece or at the kind word flips nothing
+# ({{0}} at both, even with 16 latents each way), while at the last position {{0.18}} of the pairs
+# flip with 8 latents each way and {{0.33}} with 16. Two readings fit: the city is not in the
+# transcoder latents at the landmark's positions at all, or it is there but also carried by the
+# other pieces (' E' and 'iff' as well as 'el') and by error nodes, so that one position's swap is
+# outvoted. Either way, the landmark circuit is less concentrated at the last position than the
+# two-hop one (0.74 of pairs flipped there).
+#
+# ### The reveal
+#
+# The planted labels say what the swapped latents are. For one pair, Eiffel (Paris) and Colosseum
+# (Rome), here are the latents the swap at the last position moves, with their best planted
+# concept on the labelled corpus:
+
+# %%
+eiffel = landmark_prompts[0]
+colosseum = landmark_prompts[[lm.name for lm in landmarks].index("Colosseum")]
+own, new = contrast_latents(acts_at(rm, eiffel, 10), acts_at(rm, colosseum, 10), 8)
+
+
+def best_concept(layer: int, latent: int) -> str:
+    f1 = scores[layer].f1[:, latent]
+    return f"{scores[layer].concepts[int(f1.argmax())]} (F1 {float(f1.max()):.2f})"
+
+
+print("zeroed (more active on Eiffel):   ", "; ".join(f"L{l} #{i}: {best_concept(l, i)}" for l, i in own))
+print("written in (more active on Colosseum):", "; ".join(f"L{l} #{i}: {best_concept(l, i)}" for l, i in new))
+probs = next_token_probs(rm, eiffel, swap_interventions(own, new, acts_at(rm, colosseum, 10), 10))
+print("after the swap, top-1:", model.to_str_tokens(probs.argmax())[0])
+
+# %% [markdown]
+# Expected output: of the 16 latents the swap moves, only one has a landmark or city as its best
+# planted concept ({{landmark:Colosseum}}, F1 {{0.20}}); the others match unrelated concepts
+# (sports, repeated spans, the two-hop template) with F1 below 0.6, and this pair does not
+# flip: the top-1 stays ' Paris'. So the latents that *differ* between two landmark prompts at the
+# last position are mostly not about landmarks, and the ones that are carry too little to move
+# the answer. Together with the low replacement score, the honest conclusion on this world is that
+# the landmark → city lookup is done largely outside clean transcoder latents (in the error nodes
+# and in many weak latents), unlike the two-hop state, which a handful of latents carries.
+# Chapter 05 looks at why a dictionary can split or blur a concept like this.

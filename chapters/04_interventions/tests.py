@@ -239,3 +239,35 @@ def test_from_position_on(from_position_on) -> None:
     expect(got == want, f"from_position_on({given}) gives {got}, expected {want}.", got,
            [Mistake(lambda g: [x[1] for x in g] == [slice(None, 3), slice(None, 8)],
                     "slice(pos, None) is 'from pos on'; slice(None, pos) is 'before pos'.")])
+
+
+LANDMARK_CHECK = ("Eiffel", "Louvre", "Colosseum", "Kremlin", "Westminster")  # Eiffel and Louvre: both Paris
+
+
+@lru_cache(maxsize=1)
+def _landmark_prompts():
+    from utils.world import facts as F
+
+    model, _ = _world()
+    chosen = [next(lm for lm in F.LANDMARKS if lm.name == name) for name in LANDMARK_CHECK]
+    prompts = [model.to_tokens(f" Everyone knows the {''.join(lm.pieces).strip()} {lm.kind} is located in")[0]
+               for lm in chosen]
+    return prompts, [model.to_single_token(" " + lm.city) for lm in chosen]
+
+
+@check
+def test_flip_rate(flip_rate) -> None:
+    """Against the reference on five landmark prompts (two of them about Paris), at two positions."""
+    _, rm = _world()
+    prompts, answers = _landmark_prompts()
+    for pos, k in ((10, 16), (10, 8)):
+        where = f"flip_rate(rm, 5 landmark prompts, pos={pos}, k={k})"
+        got = flip_rate(rm, prompts, answers, pos, k)
+        expect(isinstance(got, (float, int)) or (isinstance(got, torch.Tensor) and got.numel() == 1),
+               f"{where} should return one number, the fraction of pairs flipped; got {type(got).__name__}.")
+        want = ref.flip_rate(rm, prompts, answers, pos, k)
+        n_pairs = sum(a != b for a in answers for b in answers)
+        expect(abs(float(got) - want) < 1e-9,
+               f"{where} = {float(got):.4f}, expected {want:.4f} ({round(want * n_pairs)} of the {n_pairs} ordered pairs "
+               f"with different answers). Count a pair only when the answers differ (Eiffel and Louvre are both "
+               f"Paris), and only when the other answer becomes the top-1.")
