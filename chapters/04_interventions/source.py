@@ -325,9 +325,10 @@ print(tabulate(rows, headers=["supernode", "latents", "x0 frozen", "x0 free", "x
 #   off the model's usual activations breaks the answer whatever the latents mean, so a −2× drop
 #   says little on its own; compare it with a group that should not matter (`in_state:Arizona`
 #   stays at {{0.928}}).
-# - **Frozen or free attention matters little here,** because every group sits at the last
-#   position: no later position reads it through attention. (It would matter for latents at the
-#   city's position.)
+# - **Frozen or free attention** differs little when zeroing, more for −2× (`capital:Austin`:
+#   {{0.199}} frozen, {{0.017}} free). All these latents sit at the last position, but the last
+#   position's own queries in later layers read its residual stream: free attention lets a large
+#   change there redirect what those layers look at.
 #
 # So the label groups do not isolate "Texas". In this small world the state is spread over many
 # weak latents, and a latent's best label is not its role. We need the latents that carry *this*
@@ -461,11 +462,12 @@ print(tabulate([(city, "yes" if rs[0]["base_correct"] else "no", f"{sum(r['flipp
                headers=["city", "answered before", "flipped away from it", "flipped towards its capital"]))
 
 # %% [markdown]
-# Expected output: the swap flips {{0.74}} of the 182 ordered pairs. It works best where the model
-# knows both facts, and fails most on Philadelphia ({{5/13}}) and Tucson, whose prompts the model
-# answers weakly or not at all before any intervention (Portland and Philadelphia are wrong to
-# start with): a swap can only move a state the model represents. Portland still flips away
-# ({{13/13}}), because what is removed is whatever the model had, right or wrong.
+# Expected output: the swap flips {{0.74}} of the 182 ordered pairs. It fails most often on
+# Philadelphia and Tucson ({{5/13}} flipped away from each). The model gets Philadelphia's and
+# Portland's prompts wrong before any intervention, yet Portland flips away in {{13/13}} pairs:
+# a swap removes whatever state the model had, right or wrong, and writes in the other one. The
+# table does not say why Tucson resists; a larger `k`, or the per-pair probabilities, would be
+# the next experiment.
 #
 # ## 5 · Generation with interventions
 #
