@@ -15,8 +15,7 @@ PROMPT = " The state containing Dallas has its capital in"
 
 @pytest.fixture(scope="module")
 def world():
-    torch.set_grad_enabled(False)
-    model = load_model()
+    model = load_model()  # (no global torch.set_grad_enabled: it would leak into later test files)
     transcoders = load_transcoders()
     rm = replacement_model(model, transcoders)
     tokens = model.to_tokens(PROMPT)[0]
