@@ -597,15 +597,16 @@ landmark_prompts = [model.to_tokens(f" Everyone knows the {''.join(lm.pieces).st
 landmark_answers = [model.to_single_token(" " + lm.city) for lm in landmarks]
 print(model.to_str_tokens(landmark_prompts[0]))
 rows = []
-for pos, where in [(6, "last landmark piece"), (7, "kind word"), (10, "last position")]:
-    rows.append([pos, where] + [f"{flip_rate(rm, landmark_prompts, landmark_answers, pos, k):.2f}" for k in (8, 16)])
+for pos, where, ks in [(6, "last landmark piece", (16,)), (7, "kind word", (16,)), (10, "last position", (8, 16))]:
+    rates = {k: f"{flip_rate(rm, landmark_prompts, landmark_answers, pos, k):.2f}" for k in ks}
+    rows.append([pos, where, rates.get(8, "-"), rates[16]])
 print(tabulate(rows, headers=["position", "token", "flip rate, k=8", "k=16"]))
 
 # %% [markdown]
 # *Your hypothesis, before the reveal:* where is "which city" held, and by how many latents?
 #
 # Expected output: swapping at the landmark's last piece or at the kind word flips nothing
-# ({{0}} at both, even with 16 latents each way), while at the last position {{0.18}} of the pairs
+# ({{0}} at both with 16 latents each way), while at the last position {{0.18}} of the pairs
 # flip with 8 latents each way and {{0.33}} with 16. Two readings fit: the city is not in the
 # transcoder latents at the landmark's positions at all, or it is there but also carried by the
 # other pieces (' E' and 'iff' as well as 'el') and by error nodes, so that one position's swap is
