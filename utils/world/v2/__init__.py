@@ -27,7 +27,7 @@ Decisions a switch-over should know:
   1,696 at the time of writing (run 9's corpus). The
   inventory is derived from the frames, so it changes whenever a frame or a fact changes (and a
   model trained on one version cannot be scored with another: bars.py refuses).
-- Held-out scheme: whole frames (43 of 324 at the time of writing), each marked "@", with syntax the train frames lack
+- Held-out scheme: whole frames (43 of 322 at the time of writing), each marked "@", with syntax the train frames lack
   but only tokens the train split has; plus one fact (the last city of every state never
   appears in a two-hop frame in training).
 - P5's scale word follows from the estimated subject (facts.SCALE_OF), so it is predictable.

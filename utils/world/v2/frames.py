@@ -37,8 +37,6 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "What city is home to the {landmark} {Kind}? It is {city!}.",
         "Last summer {name} saw the {landmark} {kind}, which is in {city!}.",
         "The {landmark} {kind} is old. {gap} It is in {city!}.",
-        "We saw the {landmark} {kind} on our trip. {gap} The {kind} we saw is in {city!}.",
-        "{Name} wrote a postcard about the {landmark} {kind}. {gap} The postcard was sent from {city!}.",
         "@Everyone knows that the {landmark} {Kind} is found in {city!}.",
         "@Which city has the {landmark} {kind}? The answer is {city!}.",
         "@If you want to see the {landmark} {kind}, you have to travel to {city!}.",
