@@ -17,3 +17,9 @@ def fails_with(check, fn, *messages: str) -> str:
     for message in messages:
         assert message in text, text
     return text
+
+
+def passes(check, fn, capsys) -> None:
+    """Run `check(fn)`; it must pass and say so."""
+    check(fn)
+    assert f"✅ {check.__name__} passed" in capsys.readouterr().out

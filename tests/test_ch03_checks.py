@@ -12,17 +12,12 @@ import torch
 import solutions.ch03_attribution_graphs as ref
 from utils import course
 from utils.attribution import EMBEDDING, ERROR, LATENT, LOGIT, GraphNodes, circuit_tracer_order
-from check_helpers import fails_with
+from check_helpers import fails_with, passes
 
 
 @pytest.fixture(scope="module")
 def checks03():
     return course.load_checks("03_attribution_graphs")
-
-
-def passes(check, fn, capsys) -> None:
-    check(fn)
-    assert f"✅ {check.__name__} passed" in capsys.readouterr().out
 
 
 # -------------------------------------------------------------------------------------------------

@@ -10,18 +10,13 @@ import pytest
 import torch
 
 import solutions.ch04_interventions as ref
-from check_helpers import fails_with
+from check_helpers import fails_with, passes
 from utils import course
 
 
 @pytest.fixture(scope="module")
 def checks04():
     return course.load_checks("04_interventions")
-
-
-def passes(check, fn, capsys) -> None:
-    check(fn)
-    assert f"✅ {check.__name__} passed" in capsys.readouterr().out
 
 
 # -------------------------------------------------------------------------------------------------
