@@ -105,3 +105,11 @@ def test_a_batch_of_prompts_is_refused(world):
     _, _, rm, tokens = world
     with pytest.raises(ValueError, match="one prompt"):
         intervened_logits(rm, torch.stack([tokens, tokens]), [(0, 1, 0, 0.0)])
+
+
+def test_a_negative_position_counts_from_the_end(world):
+    _, _, rm, tokens = world
+    layer, idx, _ = _active_last_layer_latents(rm, tokens)
+    end = next_token_probs(rm, tokens, [(layer, len(tokens) - 1, int(idx[0]), -5.0)])
+    assert torch.allclose(next_token_probs(rm, tokens, [(layer, -1, int(idx[0]), -5.0)]), end)
+    assert not torch.allclose(end, next_token_probs(rm, tokens), atol=1e-3)  # the intervention did something
