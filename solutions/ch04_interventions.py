@@ -54,6 +54,18 @@ def graph_latent_table(graph, k: int = 10) -> list[GraphLatent]:
             for i in order]
 
 
+def hand_supernodes() -> dict[str, list[str]]:
+    """Your grouping of the ten most influential latents, {group name: [labels]}."""
+    # Read from the contexts printed above on the shipped world: 206 fires after sentences about
+    # Texas and 569 just before ' Austin'; 495, 13 and 662 on ' in' / ' of' before a state name;
+    # 672 and 362 where a capital follows; 724 (' is' after "the number of"), 636 ("goal of") and
+    # 856 (inside landmark names) look unrelated to this prompt.
+    return {"Texas": ["L0 #206 @8", "L1 #569 @8"],
+            "say a state": ["L0 #495 @8", "L0 #13 @8", "L0 #662 @8"],
+            "say a capital": ["L2 #672 @8", "L1 #362 @8"],
+            "other": ["L0 #724 @8", "L0 #636 @8", "L3 #856 @8"]}
+
+
 def supernodes_from_labels(latents: list[GraphLatent], concept_of, families: tuple[str, ...]) -> dict[str, list[GraphLatent]]:
     """{concept: its latents, in the given order}, for the concepts that start with one of `families`."""
     groups: dict[str, list[GraphLatent]] = {}
@@ -75,6 +87,14 @@ def supernode_graph(graph, supernodes: dict[str, list[GraphLatent]]) -> tuple[li
         for s, sources in enumerate(groups):
             weights[t, s] = graph.adjacency_matrix[targets][:, sources].sum()
     return [*supernodes, "logits"], weights
+
+
+def ablation_predictions() -> dict[str, str]:
+    """Your predictions, {supernode name: "lower" | "higher" | "same"}, for zeroing each supernode."""
+    # What a reader of the top examples and labels above might predict (most turn out wrong: see below).
+    return {"Texas": "lower", "say a state": "lower", "say a capital": "lower", "other": "same",
+            "capital:Austin": "lower", "in_state:Texas": "lower", "in_state:California": "same",
+            "in_state:Arizona": "same"}
 
 
 def scale_interventions(members: list[GraphLatent], factor: float) -> list[tuple[int, int, int, float]]:

@@ -12,6 +12,7 @@ import torch
 import solutions.ch04_interventions as ref
 from check_helpers import fails_with, passes
 from utils import course
+from utils.checks import CheckFailed
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,73 @@ def supernode_graph_variant(*, transpose=False, absolute=False, no_logits=False)
 ])
 def test_supernode_graph_names_the_mistake(checks04, wrong, messages):
     fails_with(checks04.test_supernode_graph, wrong, *messages)
+
+
+# -------------------------------------------------------------------------------------------------
+# hand_supernodes and ablation_predictions: only their form is checked (no grouping or prediction is
+# "right" before the interventions), so the wrong ones here are malformed, and unusual but
+# well-formed answers must pass.
+
+
+@pytest.fixture(scope="module")
+def shown(checks04):
+    """The ten latent labels the check offers, from the reference table of the Dallas graph."""
+    labels = checks04._dallas_top_labels()
+    assert len(labels) == 10 and all(label.startswith("L") and " #" in label and " @" in label for label in labels)
+    return labels
+
+
+@pytest.mark.parametrize("make, messages", [  # both built from the shown labels
+    (lambda shown: [list(shown)], lambda shown: ["should return a dict", "not list"]),
+    (lambda shown: {"all": list(shown)}, lambda shown: ["1 group(s)", "at least two"]),
+    (lambda shown: {"a": list(shown[:2]), "b": []}, lambda shown: ["group 'b' should be a non-empty list"]),
+    (lambda shown: {"a": list(shown[:2]), "b": list(shown[1:3])},
+     lambda shown: [f"{shown[1]!r} is in two groups, 'a' and 'b'"]),
+    (lambda shown: {"a": [shown[0].replace(" ", "")], "b": [shown[1]]},
+     lambda shown: [f"{shown[0].replace(' ', '')!r} is not one of the ten latents shown",
+                    f"write it as printed, {shown[0]!r}"]),
+    (lambda shown: {"a": ["L9 #1 @8"], "b": [shown[1]]},
+     lambda shown: ["'L9 #1 @8' is not one of the ten latents shown", shown[0]]),
+    (lambda shown: {"": [shown[0]], "b": [shown[1]]}, lambda shown: ["group names should be non-empty strings"]),
+])
+def test_hand_supernodes_names_a_malformed_grouping(checks04, shown, make, messages):
+    fails_with(checks04.test_hand_supernodes, lambda: make(shown), *messages(shown))
+
+
+@pytest.mark.parametrize("make", [
+    lambda shown: {"one": [shown[0]], "rest": list(shown[1:])},  # uneven, but two groups
+    lambda shown: {"x": (shown[3],), "y": (shown[7], shown[2])},  # tuples, and latents left out
+])
+def test_hand_supernodes_accepts_any_wellformed_grouping(checks04, shown, make, capsys):
+    passes(checks04.test_hand_supernodes, lambda: make(shown), capsys)
+
+
+@pytest.mark.parametrize("predictions, messages", [
+    (["lower", "higher", "same"], ["should return a dict", "not list"]),
+    ({"Texas": "lower", "other": "same"}, ["predicts 2 supernode(s)", "at least three"]),
+    ({"Texas": "down", "other": "same", "say a state": "lower"}, ["'Texas' is 'down'", "write 'lower'"]),
+    ({"Texas": "lower", "other": 0.5, "say a state": "lower"}, ["'other' is 0.5", "'lower', 'higher', 'same'"]),
+    ({"Texas": "lower", 3: "same", "say a state": "lower"}, ["names should be strings"]),
+])
+def test_ablation_predictions_names_a_malformed_answer(checks04, predictions, messages):
+    fails_with(checks04.test_ablation_predictions, lambda: predictions, *messages)
+
+
+def test_ablation_predictions_may_be_wrong(checks04, capsys):
+    """Predictions opposite to the reference's still pass: the check is about committing, not guessing."""
+    flipped = {name: {"lower": "higher", "higher": "same", "same": "lower"}[p] for name, p in ref.ablation_predictions().items()}
+    passes(checks04.test_ablation_predictions, lambda: flipped, capsys)
+
+
+def test_a_stub_is_not_implemented_yet(checks04):
+    """The exercise notebook's untouched cells: 'not implemented', not a crash in the check."""
+    def stub():
+        raise NotImplementedError("hand_supernodes is not implemented yet")
+
+    for check in (checks04.test_hand_supernodes, checks04.test_ablation_predictions):
+        with pytest.raises(CheckFailed) as failure:
+            check(stub)
+        assert str(failure.value).startswith(f"{check.__name__}: not implemented yet ("), failure.value
 
 
 # -------------------------------------------------------------------------------------------------

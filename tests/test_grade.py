@@ -231,3 +231,23 @@ def test_the_review_scan_flags_reaching_around_the_checks_but_not_honest_code():
     sparse = next(c for c in chapter_source(CHAPTER).cells if c.solution and c.solution.startswith("class SparseTensor"))
     renamed = sparse.solution.replace("is_nonzero", "mask").replace("values", "vals")
     assert similarity(renamed, sparse.source, sparse.solution) > 0.9
+
+
+@pytest.mark.parametrize("chapter", ["02_transcoders", "03_attribution_graphs", "04_interventions",
+                                     "05_understanding_latents"])
+def test_an_untouched_exercise_notebook_grades_as_not_implemented(chapter, run_python, tmp_path):
+    """Chapter 01's stub is graded above with its demo cells removed; here each later chapter's exercise
+    notebook as shipped: every exercise must come out "not implemented", none failed or not run."""
+    from utils.course import REPO_ROOT
+
+    folder = REPO_ROOT / "chapters" / chapter
+    n_checks = (folder / "source.py").read_text().count("# %% [check]")
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    (submissions / "student.ipynb").write_bytes((folder / f"{chapter}.ipynb").read_bytes())
+    _, rows, _ = grade(run_python, tmp_path / "grades", submissions, options=["--timeout", "300"])
+    row = rows["student"]
+    exercises = {k: v for k, v in row.items() if k not in ("notebook", "chapter", "status", "score", "review")}
+    assert len(exercises) == n_checks > 0, row
+    assert set(exercises.values()) == {"not implemented"}, row
+    assert (row["status"], row["score"], row["review"]) == ("incomplete", f"0/{n_checks}", ""), row

@@ -123,6 +123,35 @@ def test_graph_latent_table(graph_latent_table) -> None:
                f"influence ranks {w[:4]} ({w[5]:.4f}) (node, layer, pos, latent).")
 
 
+@lru_cache(maxsize=1)
+def _dallas_top_labels() -> tuple[str, ...]:
+    return tuple(g.label for g in ref.graph_latent_table(_dallas_graph(), k=10))
+
+
+@check
+def test_hand_supernodes(hand_supernodes) -> None:
+    """Only the form: any grouping of the ten latents shown is allowed (section 3 tests it)."""
+    groups = hand_supernodes()
+    shown = _dallas_top_labels()
+    expect(isinstance(groups, dict), f"hand_supernodes() should return a dict {{group name: [latent labels]}}, "
+                                     f"not {type(groups).__name__}.")
+    expect(len(groups) >= 2, f"hand_supernodes() has {len(groups)} group(s); make at least two, so that the groups "
+                             "say something different from 'all of them'.")
+    seen: dict[str, str] = {}
+    for name, labels in groups.items():
+        expect(isinstance(name, str) and name.strip() != "", f"group names should be non-empty strings, got {name!r}.")
+        expect(isinstance(labels, (list, tuple)) and len(labels) > 0,
+               f"group {name!r} should be a non-empty list of latent labels, got {labels!r}.")
+        for label in labels:
+            if label not in shown:
+                near = [s for s in shown if isinstance(label, str) and s.replace(" ", "") == label.replace(" ", "")]
+                fail(f"group {name!r}: {label!r} is not one of the ten latents shown"
+                     + (f"; write it as printed, {near[0]!r}." if near else f" ({', '.join(shown)})."))
+            expect(label not in seen, f"{label!r} is in two groups, {seen.get(label)!r} and {name!r}; put each "
+                                      "latent in one group (or in none).")
+            seen[label] = name
+
+
 def _latent(node: int, layer: int = 0, pos: int = 1, latent: int = 0, activation: float = 1.0) -> "ref.GraphLatent":
     return ref.GraphLatent(node, layer, pos, latent, activation, 0.1)
 
@@ -171,6 +200,24 @@ def test_supernode_graph(supernode_graph) -> None:
                                                   "(row = target, column = source).", weights,
            [Mistake.looks_like(transposed, "the matrix is [target, source], as graph.adjacency_matrix is."),
             Mistake.looks_like(absolute, "sum the signed edges: an inhibiting edge (negative) cancels an exciting one.")])
+
+
+@check
+def test_ablation_predictions(ablation_predictions) -> None:
+    """Only the form: a prediction may be wrong (the table after the measurement scores it)."""
+    predictions = ablation_predictions()
+    expect(isinstance(predictions, dict), "ablation_predictions() should return a dict {supernode name: 'lower' | "
+                                          f"'higher' | 'same'}}, not {type(predictions).__name__}.")
+    expect(len(predictions) >= 3, f"ablation_predictions() predicts {len(predictions)} supernode(s); predict at "
+                                  "least three, before measuring.")
+    allowed = ("lower", "higher", "same")
+    synonyms = {"down": "lower", "decrease": "lower", "up": "higher", "increase": "higher", "unchanged": "same",
+                "none": "same"}
+    for name, value in predictions.items():
+        expect(isinstance(name, str), f"supernode names should be strings as printed above, got {name!r}.")
+        if value not in allowed:
+            hint = f" (write {synonyms[value.lower()]!r})" if isinstance(value, str) and value.lower() in synonyms else ""
+            fail(f"the prediction for {name!r} is {value!r}; it should be one of {', '.join(map(repr, allowed))}{hint}.")
 
 
 @check
