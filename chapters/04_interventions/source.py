@@ -574,11 +574,14 @@ def two_hop_tokens(city: str) -> Tensor:
     return model.to_tokens(f" The state containing {city} has its capital in")[0]
 
 
-def flip_table(cities: dict[str, str], k: int = 8) -> list[dict]:
-    """For every ordered pair of the cities (one per state): the swap of exercise 8 with k latents each way."""
+def flip_table(cities: dict[str, str], k: int = 8, only: set[str] | None = None) -> list[dict]:
+    """For every ordered pair of the cities (one per state): the swap of exercise 8 with k latents each way
+    (with `only`: just the pairs whose first city is in it)."""
     acts = {state: last_position_acts(two_hop_tokens(city)) for state, city in cities.items()}
     rows = []
     for state, city in cities.items():
+        if only is not None and city not in only:
+            continue
         city_tokens = two_hop_tokens(city)
         base = next_token_probs(rm, city_tokens)
         for other_state, other_city in cities.items():
@@ -606,9 +609,24 @@ print(tabulate([(city, "yes" if rs[0]["base_correct"] else "no", f"{sum(r['flipp
 # Expected output: the swap flips {{0.74}} of the 182 ordered pairs. It fails most often on
 # Philadelphia and Tucson ({{5/13}} flipped away from each). The model gets Philadelphia's and
 # Portland's prompts wrong before any intervention, yet Portland flips away in {{13/13}} pairs:
-# a swap removes whatever state the model had, right or wrong, and writes in the other one. The
-# table does not say why Tucson resists; a larger `k`, or the per-pair probabilities, would be
-# the next experiment.
+# a swap removes whatever state the model had, right or wrong, and writes in the other one.
+#
+# Why do some cities resist? One guess: their state is spread over more than 8 latents. Test it on
+# the cities that flipped away in fewer than 8 of their 13 pairs, with more latents each way.
+
+# %%
+resisting = {city for city, rs in by_city.items() if sum(r["flipped"] for r in rs) < 8}
+more = {k: flip_table(CITIES, k, only=resisting) for k in (16, 32)}
+print(tabulate([(city, f"{sum(r['flipped'] for r in by_city[city])}/13",
+                 *(f"{sum(r['flipped'] for r in more[k] if r['city'] == city)}/13" for k in (16, 32)))
+                for city in sorted(resisting)], headers=["city", "k = 8", "k = 16", "k = 32"]))
+
+# %% [markdown]
+# Expected output: with 32 latents each way, Tucson flips away in {{13/13}} pairs and Philadelphia
+# in {{11/13}}: for these cities the state is carried by more latents than the 8 swapped. But more
+# is not always better: Detroit falls from {{7/13}} at k = 8 to {{5/13}} at k = 16 before rising
+# again. A likely reason, not measured here: the latents that differ most between two prompts
+# also carry differences other than the state, and swapping more of them writes those in too.
 #
 # ## 5 · Generation with interventions
 #
