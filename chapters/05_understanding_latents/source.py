@@ -370,7 +370,7 @@ def umap_and_clusters(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
     threads = torch.get_num_threads()
     try:
         xy = UMAP(n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", n_epochs=200,
-                  random_state=seed).fit_transform(x)
+                  random_state=seed, n_jobs=1).fit_transform(x)  # a seed runs on one thread anyway (umap warns)
         return xy, hdbscan.HDBSCAN(min_cluster_size=10, cluster_selection_method="leaf").fit_predict(xy)
     finally:
         torch.set_num_threads(threads)
