@@ -113,3 +113,25 @@ def test_a_negative_position_counts_from_the_end(world):
     end = next_token_probs(rm, tokens, [(layer, len(tokens) - 1, int(idx[0]), -5.0)])
     assert torch.allclose(next_token_probs(rm, tokens, [(layer, -1, int(idx[0]), -5.0)]), end)
     assert not torch.allclose(end, next_token_probs(rm, tokens), atol=1e-3)  # the intervention did something
+
+
+def test_other_types_of_tokens_and_values_give_the_same_result(world):
+    """What a learner might pass: ids as a (1, n) tensor, int32 or a list; a value as an int, a
+    float64 or 0-d tensor (e.g. `other[layer, latent]`), numpy numbers, a layer as a 0-d tensor."""
+    import numpy as np
+
+    _, _, rm, tokens = world
+    layer, idx, acts = _active_last_layer_latents(rm, tokens)
+    latent, value = int(idx[0]), float(acts[0]) * -2
+    want = next_token_probs(rm, tokens, [(layer, len(tokens) - 1, latent, value)])
+    assert not torch.allclose(want, next_token_probs(rm, tokens), atol=1e-3)
+    same_tokens = [tokens[None], tokens.to(torch.int32), tokens.tolist()]
+    same_values = [torch.tensor(value, dtype=torch.float64), np.float32(value), torch.tensor([value])[0]]
+    for t in same_tokens:
+        assert torch.allclose(next_token_probs(rm, t, [(layer, len(tokens) - 1, latent, value)]), want, atol=1e-6)
+    for v in same_values:
+        assert torch.allclose(next_token_probs(rm, tokens, [(layer, len(tokens) - 1, latent, v)]), want, atol=1e-5)
+    assert torch.allclose(next_token_probs(rm, tokens, [(torch.tensor(layer), np.int64(len(tokens) - 1), latent, value)]),
+                          want, atol=1e-6)
+    zero = next_token_probs(rm, tokens, [(layer, -1, latent, 0.0)])
+    assert torch.allclose(next_token_probs(rm, tokens, [(layer, -1, latent, 0)]), zero)  # an int value
