@@ -345,7 +345,7 @@ px.imshow(weights.numpy(), x=names, y=names, color_continuous_scale="RdBu", colo
 # %%
 from utils.graph_explorer import explore_graph  # noqa: E402
 
-view = explore_graph(graph, node_threshold=0.8, edge_threshold=0.98, title="The Dallas prompt, your supernodes")
+view = explore_graph(graph, node_threshold=0.8, edge_threshold=0.98, latent_details=False)  # which nodes pruning keeps
 node_ids = {name: [i for i in (f"{g.layer}_{g.latent}_{g.pos}" for g in members) if i in view.nodes]
             for name, members in hand.items()}
 view = explore_graph(graph, node_threshold=0.8, edge_threshold=0.98, title="The Dallas prompt, your supernodes",
@@ -565,6 +565,8 @@ print(tabulate(rows, headers=["k each way", "zeroed: P(Austin)", "swapped: P(Aus
 # a pair as flipped when the other state's capital becomes the top-1.
 
 # %%
+import functools  # noqa: E402
+
 from utils.world import facts as world_facts  # noqa: E402
 
 CITIES = {state: next(c for c, s in world_facts.CITY_TO_STATE.items() if s == state) for state in world_facts.STATES}
@@ -574,10 +576,16 @@ def two_hop_tokens(city: str) -> Tensor:
     return model.to_tokens(f" The state containing {city} has its capital in")[0]
 
 
+@functools.lru_cache(maxsize=None)
+def city_acts(city: str) -> Tensor:
+    """The last position's latents of the city's two-hop prompt (computed once per city)."""
+    return last_position_acts(two_hop_tokens(city))
+
+
 def flip_table(cities: dict[str, str], k: int = 8, only: set[str] | None = None) -> list[dict]:
     """For every ordered pair of the cities (one per state): the swap of exercise 8 with k latents each way
     (with `only`: just the pairs whose first city is in it)."""
-    acts = {state: last_position_acts(two_hop_tokens(city)) for state, city in cities.items()}
+    acts = {state: city_acts(city) for state, city in cities.items()}
     rows = []
     for state, city in cities.items():
         if only is not None and city not in only:
