@@ -48,18 +48,32 @@ def labelled_corpus(*args, **kwargs):
     return label(*args, **kwargs)
 
 
+def explain_concept(code: str) -> str:
+    """What one of this world's concept codes means (utils.world.concepts.CONCEPT_LEGEND)."""
+    from .concepts import explain_concept as explain
+
+    return explain(code)
+
+
+def concept_legend_table(codes=None) -> str:
+    """A markdown table of this world's concept codes and their meanings."""
+    from .concepts import concept_legend_table as table
+
+    return table(codes)
+
+
 WORLD_NAME = "course-world"  # the model's cfg.model_name, its dictionaries' metadata and its graphs' scan
 _WORLD_MODULES = {WORLD_NAME: "utils.world", "course-world-v2": "utils.world.v2"}
 
 
 def world_named(name: str | None):
     """The module of the course world called `name` (v1 `utils.world` or v2 `utils.world.v2`; both
-    have load_model, load_tokenizer, load_transcoders, replacement_model, labelled_corpus and
-    TOKENIZER_DIR), or None
+    have load_model, load_tokenizer, load_transcoders, replacement_model, labelled_corpus,
+    explain_concept, concept_legend_table and TOKENIZER_DIR), or None
     for any other name. The name is a model's `cfg.model_name`, a dictionary's
     `cfg.metadata.model_name` or a circuit_tracer graph's `scan`."""
     module = _WORLD_MODULES.get(name or "")
     return importlib.import_module(module) if module else None
 
 
-__all__ = ["load_model", "load_tokenizer", "load_transcoders", "replacement_model", "labelled_corpus", "world_named", "WORLD_NAME", "facts", "ARTIFACTS", "MODEL_DIR", "TOKENIZER_DIR"]
+__all__ = ["load_model", "load_tokenizer", "load_transcoders", "replacement_model", "labelled_corpus", "explain_concept", "concept_legend_table", "world_named", "WORLD_NAME", "facts", "ARTIFACTS", "MODEL_DIR", "TOKENIZER_DIR"]

@@ -84,19 +84,22 @@ CONCEPT_LEGEND = {
 }
 
 
-def explain_concept(code: str) -> str:
-    """What a concept code means: the exact code first, then its family ("city:Paris" -> "city:")."""
+def explain_concept(code: str, legend: dict[str, str] | None = None) -> str:
+    """What a concept code means: the exact code first, then its family ("city:Paris" -> "city:").
+    `legend`: another world's legend (utils.world.v2.concepts passes its own); v1's by default."""
+    legend = CONCEPT_LEGEND if legend is None else legend
     family = code.split(":", 1)[0] + ":" if ":" in code else None
-    meaning = CONCEPT_LEGEND.get(code) or CONCEPT_LEGEND.get(family)
+    meaning = legend.get(code) or legend.get(family)
     if meaning is None:
         raise KeyError(f"no legend for concept {code!r}")
     return meaning
 
 
-def concept_legend_table(codes=None) -> str:
-    """A markdown table of concept codes and their meanings (all of them by default)."""
-    rows = [f"| `{code}{'…' if code.endswith(':') else ''}` | {explain_concept(code)} |"
-            for code in (codes or CONCEPT_LEGEND)]
+def concept_legend_table(codes=None, legend: dict[str, str] | None = None) -> str:
+    """A markdown table of concept codes and their meanings (all of the legend's by default)."""
+    legend = CONCEPT_LEGEND if legend is None else legend
+    rows = [f"| `{code}{'…' if code.endswith(':') else ''}` | {explain_concept(code, legend)} |"
+            for code in (codes or legend)]
     return "\n".join(["| concept | what it labels |", "|---|---|", *rows])
 
 

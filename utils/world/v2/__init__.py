@@ -114,6 +114,20 @@ def labelled_corpus(n_docs: int = 300, n_ctx: int = 128, split: str = "heldout",
     return type(data)(data.tokens, [data.concepts[i] for i in keep], data.labels[..., keep], data.mask)
 
 
+def explain_concept(code: str) -> str:
+    """What one of v2's concept codes means (utils.world.v2.concepts.CONCEPT_LEGEND)."""
+    from .concepts import explain_concept as explain
+
+    return explain(code)
+
+
+def concept_legend_table(codes=None) -> str:
+    """A markdown table of v2's concept codes and their meanings."""
+    from .concepts import concept_legend_table as table
+
+    return table(codes)
+
+
 def check_tokenizer_matches_corpus() -> None:
     """Refuse to label text when the frames in the code no longer give the shipped tokenizer's
     vocabulary (token ids would silently mean other tokens)."""
