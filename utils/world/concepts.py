@@ -86,7 +86,7 @@ CONCEPT_LEGEND = {
 
 def explain_concept(code: str, legend: dict[str, str] | None = None) -> str:
     """What a concept code means: the exact code first, then its family ("city:Paris" -> "city:").
-    `legend`: another world's legend (utils.world.v2.concepts passes its own); v1's by default."""
+    `legend`: another world's legend (a later world passes its own); this world's by default."""
     legend = CONCEPT_LEGEND if legend is None else legend
     family = code.split(":", 1)[0] + ":" if ":" in code else None
     meaning = legend.get(code) or legend.get(family)
