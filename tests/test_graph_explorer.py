@@ -164,6 +164,23 @@ def test_layout_rows_are_layers_and_columns_positions(graph, view):
         assert max(left) < min(right)  # columns never overlap
 
 
+
+def test_labels_of_neighbouring_nodes_in_a_row_take_opposite_sides(view):
+    """Two logits of one position (' Austin', ' Texas') sit 0.3 apart: one label above, one below, so
+    they cannot print over each other. Nodes far apart, or in other rows, keep theirs above; tokens
+    keep theirs below the axis row."""
+    from utils.graph_explorer import Node, _text_positions
+
+    def node(x, y):
+        return Node(f"n{x}_{y}", "logit", None, 0, "x", x=x, y=y)
+
+    row = [node(8.0, 5), node(8.3, 5), node(8.6, 5), node(2.0, 5), node(8.3, 4)]
+    assert _text_positions(row, "logit") == ["top center", "bottom center", "top center", "top center", "top center"]
+    trace = {t.name: t for t in view.figure.data}
+    assert set(trace["tokens"].textposition) == {"bottom center"}
+    assert len(trace["logits"].textposition) == len(trace["logits"].x)
+
+
 def test_supernodes_sum_their_members_edges(graph):
     base = explore_graph(graph, n_docs=N_DOCS)
     feats = sorted((n for n in base.nodes.values() if n.kind == "feature" and n.layer == 0),

@@ -602,7 +602,7 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
             continue
         fig.add_trace(go.Scatter(
             x=[n.x for n in chosen], y=[n.y for n in chosen], mode="markers+text" if kind != "feature" else "markers",
-            text=[_short(n) for n in chosen], textposition="bottom center" if kind == "token" else "top center",
+            text=[_short(n) for n in chosen], textposition=_text_positions(chosen, kind),
             textfont=dict(size=10), customdata=[n.id for n in chosen], hovertext=[n.hover for n in chosen],
             hovertemplate="%{hovertext}<extra></extra>", name=kind + "s",
             marker=dict(symbol=symbol, color=colour, size=size, line=dict(width=1, color="#333"))))
@@ -636,6 +636,20 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
                    range=[-0.6, n_layers + 1.6], showgrid=True, zeroline=False),
     )
     return fig
+
+
+def _text_positions(chosen: list[Node], kind: str) -> list[str]:
+    """Where each node's label goes: tokens below, others above, except that a node close to its
+    left neighbour in the same row takes the other side, so two logits of one position
+    (' Austin', ' Texas') do not print over each other."""
+    if kind == "token":
+        return ["bottom center"] * len(chosen)
+    where = ["top center"] * len(chosen)
+    order = sorted(range(len(chosen)), key=lambda i: (chosen[i].y, chosen[i].x))
+    for prev, i in zip(order, order[1:]):
+        if chosen[i].y == chosen[prev].y and chosen[i].x - chosen[prev].x < 2 * NODE_GAP and where[prev] == "top center":
+            where[i] = "bottom center"
+    return where
 
 
 def _short(n: Node) -> str:
