@@ -235,19 +235,24 @@ def test_the_review_scan_flags_reaching_around_the_checks_but_not_honest_code():
 
 @pytest.mark.parametrize("chapter", ["02_transcoders", "03_attribution_graphs", "04_interventions",
                                      "05_understanding_latents"])
-def test_an_untouched_exercise_notebook_grades_as_not_implemented(chapter, run_python, tmp_path):
-    """Chapter 01's stub is graded above with its demo cells removed; here each later chapter's exercise
-    notebook as shipped: every exercise must come out "not implemented", none failed or not run."""
+def test_each_chapter_grades_its_stub_as_not_implemented_and_its_solution_as_passed(chapter, run_python, tmp_path):
+    """Chapter 01 is graded above with its demo cells removed; here each later chapter's two
+    notebooks as shipped, side by side: the exercise notebook must come out "not implemented" on
+    every exercise (none failed or not run), the solution notebook "passed" on every one."""
     from utils.course import REPO_ROOT
 
     folder = REPO_ROOT / "chapters" / chapter
     n_checks = (folder / "source.py").read_text().count("# %% [check]")
     submissions = tmp_path / "submissions"
     submissions.mkdir()
-    (submissions / "student.ipynb").write_bytes((folder / f"{chapter}.ipynb").read_bytes())
-    _, rows, _ = grade(run_python, tmp_path / "grades", submissions, options=["--timeout", "300"])
-    row = rows["student"]
-    exercises = {k: v for k, v in row.items() if k not in ("notebook", "chapter", "status", "score", "review")}
-    assert len(exercises) == n_checks > 0, row
-    assert set(exercises.values()) == {"not implemented"}, row
-    assert (row["status"], row["score"], row["review"]) == ("incomplete", f"0/{n_checks}", ""), row
+    (submissions / "stub.ipynb").write_bytes((folder / f"{chapter}.ipynb").read_bytes())
+    (submissions / "solved.ipynb").write_bytes((folder / f"{chapter}_solutions.ipynb").read_bytes())
+    _, rows, report = grade(run_python, tmp_path / "grades", submissions, options=["--timeout", "300", "--jobs", "2"])
+    marks = {name: {k: v for k, v in row.items() if k not in ("notebook", "chapter", "status", "score", "review")}
+             for name, row in rows.items()}
+    assert len(marks["stub"]) == len(marks["solved"]) == n_checks > 0, rows
+    assert set(marks["stub"].values()) == {"not implemented"}, rows["stub"]
+    assert (rows["stub"]["status"], rows["stub"]["score"], rows["stub"]["review"]) == ("incomplete", f"0/{n_checks}", "")
+    assert set(marks["solved"].values()) == {"passed"}, report["solved"]
+    assert (rows["solved"]["status"], rows["solved"]["score"]) == ("ok", f"{n_checks}/{n_checks}"), rows["solved"]
+    assert rows["solved"]["review"].startswith("it is the solution notebook"), rows["solved"]
