@@ -177,8 +177,8 @@ print(tabulate([(g.label, model.to_str_tokens(tokens[g.pos:g.pos + 1])[0], f"{g.
 # ### By hand, from the top examples
 #
 # Below, each of the ten latents above with the three held-out contexts where it fires most (the
-# top examples of its dashboard; the token it fires on is in [brackets], and the contexts are cut
-# at that token's neighbours). `display_dashboard(transcoders[layer], latent, model=model)` (from
+# top examples of its dashboard: a few tokens around the one it fires on, which is in
+# [brackets]). `display_dashboard(transcoders[layer], latent, model=model)` (from
 # `utils.dashboard`) shows a latent's whole dashboard.
 
 # %%
@@ -455,8 +455,8 @@ print(f"{sum(right)} of {len(right)} predictions right; not a supernode above: "
 # - **Neither the top examples nor the labels predicted the roles.** The reference predictions get
 #   {{2 of 8}} right. The hand group that looked unrelated to the prompt, "other" (' is' after
 #   "the number of", "goal of", a piece of a landmark's name), gives the largest drop of all:
-#   P(' Austin') {{0.169}}. Top examples show where a latent fires most strongly, not what it does
-#   at a weaker activation on another prompt. Zeroing "say a capital" lowers P(' Austin') to
+#   P(' Austin') {{0.169}}. Top examples show where a latent fires most strongly, which need not be
+#   what it does on this prompt. Zeroing "say a capital" lowers P(' Austin') to
 #   {{0.447}}, while zeroing "say a state" *raises* it to {{0.992}}, consistent with its edge to
 #   ' Texas': it supported the competing answer. Among the label groups, zeroing `capital:Austin`
 #   raises P(' Austin') to {{0.982}}, zeroing `in_state:Texas` lowers it only to {{0.6}}, and a group
@@ -631,9 +631,9 @@ print(tabulate([(city, f"{sum(r['flipped'] for r in by_city[city])}/13",
 
 # %% [markdown]
 # Expected output: with 32 latents each way, Tucson flips away in {{13/13}} pairs and Philadelphia
-# in {{11/13}}: for these cities the state is carried by more latents than the 8 swapped. But more
-# is not always better: Detroit falls from {{7/13}} at k = 8 to {{5/13}} at k = 16 before rising
-# again. A likely reason, not measured here: the latents that differ most between two prompts
+# in {{11/13}}, consistent with the state of these cities being carried by more latents than the
+# 8 swapped. But more is not always better: Detroit falls from {{7/13}} at k = 8 to {{5/13}} at
+# k = 16 before rising again. A likely reason, not measured here: the latents that differ most between two prompts
 # also carry differences other than the state, and swapping more of them writes those in too.
 #
 # ## 5 · Generation with interventions
