@@ -155,6 +155,9 @@ def shown(checks04):
     (lambda shown: {"a": ["L9 #1 @8"], "b": [shown[1]]},
      lambda shown: ["'L9 #1 @8' is not one of the ten latents shown", shown[0]]),
     (lambda shown: {"": [shown[0]], "b": [shown[1]]}, lambda shown: ["group names should be non-empty strings"]),
+    (lambda shown: {"a": shown[0], "b": [shown[1]]},  # one label, not a list of labels
+     lambda shown: ["group 'a' should be a non-empty list of latent labels", repr(shown[0])]),
+    (lambda shown: {"a": [[shown[0]]], "b": [shown[1]]}, lambda shown: ["is not one of the ten latents shown"]),
 ])
 def test_hand_supernodes_names_a_malformed_grouping(checks04, shown, make, messages):
     fails_with(checks04.test_hand_supernodes, lambda: make(shown), *messages(shown))
