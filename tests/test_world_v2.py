@@ -77,7 +77,7 @@ def test_whole_word_fraction_by_hand(tokenizer):
 
 
 def test_unknown_words_fall_back_to_characters(tokenizer):
-    assert _tokens(tokenizer, "Zog ate") == ["Z", "o", "g", " a", "t", "e"]
+    assert _tokens(tokenizer, "Zog zips") == ["Z", "o", "g", " z", "i", "p", "s"]
     # a word that merely starts like a landmark does not get the landmark's pieces
     assert _tokens(tokenizer, " Eiffelturm")[:3] == [" E", "i", "f"]
     assert _tokens(tokenizer, "a  b") == ["a", " ", " b"]
@@ -174,7 +174,9 @@ def test_every_relation_has_many_frames_with_questions_and_held_out_ones():
 def _frame_regex(frame: str) -> re.Pattern:
     """A frame's fixed words with anything in the slots; matches whatever text it produced."""
     parts = re.split(r"\{[A-Za-z_0-9]+!?\}", frame_text(frame))
-    return re.compile(".+?".join(re.escape(p) for p in parts), re.DOTALL)
+    # a bio verb "[work|works]" matches either person
+    parts = [re.sub(r"\\\[([a-z]+)\\\|([a-z]+)\\\]", r"(?:\1|\2)", re.escape(p)) for p in parts]
+    return re.compile(".+?".join(parts), re.DOTALL)
 
 
 def test_held_out_frames_never_appear_in_the_train_split():
@@ -257,7 +259,8 @@ def test_known_v1_bugs_are_gone():
     assert "tickets live" not in text and "tickets are thought to live" not in text
     for doc in docs:  # "a apple" -> "an apple" (the letter A, as in "starts with A", is fine)
         for x, y in zip(doc, doc[1:]):
-            article = x.text.strip() in ("a", "A") and not any(lab.startswith("letter:") for lab in x.labels)
+            article = x.text.strip() in ("a", "A") and not any(lab.startswith("letter:") for lab in x.labels) \
+                and "unseen_word" not in x.labels  # the letter a inside a made-up word is no article
             assert not (article and y.text.strip()[:1] in "aeiouAEIOU"), doc_text(doc)
 
 

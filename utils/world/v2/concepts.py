@@ -86,6 +86,18 @@ CONCEPT_LEGEND = {
     # professions (P12)
     "profession": "every token of a profession sentence ('The nurse said that she would come back later.')",
     "profession:": "one profession",
+    # bios for SHIFT (P12, chapter 08): intended = the field, spurious = the narrative person
+    "bio": "every token of a short bio ('I am a nurse in Dallas. I work at the hospital.')",
+    "bio_intro": "every token of a bio's introduction, which names the profession",
+    "bio_medicine": "every token of a bio sentence about medical work ('She works at the hospital.')",
+    "bio_law": "every token of a bio sentence about legal work ('I work at the court.')",
+    "bio_life": "every token of a bio sentence about life outside work ('He lives in Austin with his family.')",
+    "bio_field:": "every token of a bio whose profession is in that field (medicine or law): the intended attribute",
+    "bio_person:": "every token of a bio told in that person (first: 'I am'; third: 'Mary is'): the spurious attribute",
+    "bio_profession": "the profession named in a bio's introduction",
+    "person_marker": "a word that shows a bio's person: its pronoun, possessive, 'am'/'is', 'have'/'has', or the name",
+    "person_marker:": "the person-showing words of one person (first or third)",
+    "chat": "every token of a chatty sentence with everyday words ('What is your name? My name is Anna.')",
     "pronoun:": "one pronoun",
     # everything else
     "everyday": "every token of an everyday sentence ('Mary bought the red car yesterday.')",

@@ -120,6 +120,14 @@ PROFESSIONS: dict[str, float] = {
     "doctor": 0.5, "lawyer": 0.5, "writer": 0.5, "singer": 0.5,
 }
 
+# P12 for SHIFT (chapter 08): bios whose intended attribute is the profession's field
+BIO_FIELDS: dict[str, tuple[str, ...]] = {
+    "medicine": ("doctor", "nurse", "surgeon", "dentist"),
+    "law": ("lawyer", "judge", "attorney", "solicitor"),
+}
+BIO_FIELD_OF: dict[str, str] = {prof: field for field, profs in BIO_FIELDS.items() for prof in profs}
+BIO_PERSONS: tuple[str, ...] = ("first", "third")  # the spurious attribute: "I am a nurse" / "Mary is a nurse"
+
 # --- P9: definitions (the first word of each definition is unique, so top-1 is checkable) --
 DEFINITIONS: dict[str, str] = {
     "nut": "hard seed", "lake": "inland water", "bread": "baked dough", "mountain": "tall hill",

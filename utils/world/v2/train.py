@@ -47,12 +47,13 @@ def make_batch(step: int, batch_size: int, n_ctx: int, seed: int = 0) -> torch.T
 
 
 def train(out_dir: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, size: str = "full",
-          checkpoint_every: int = 200, log_every: int = 25) -> dict:
+          checkpoint_every: int = 200, log_every: int = 25, seed: int = 0) -> dict:
+    """Train one run; `seed` sets both the initial weights and the data stream."""
     from transformer_lens import HookedTransformer
 
     if out_dir.resolve().is_relative_to(ARTIFACTS) or out_dir.resolve().is_relative_to(V2_ARTIFACTS):
         raise ValueError(f"{out_dir} is inside the shipped artifacts; v2 runs write elsewhere (e.g. /tmp)")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     overrides = SIZES[size]
     cfg = make_config(len(vocabulary()), overrides)
     model = HookedTransformer(cfg)
@@ -74,7 +75,7 @@ def train(out_dir: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, siz
     t0 = time.time()
     for step in range(start, steps):
         t_data = time.time()
-        tokens = make_batch(step, batch_size, cfg.n_ctx)
+        tokens = make_batch(step, batch_size, cfg.n_ctx, seed)
         data_s += time.time() - t_data
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=min(200, steps // 10 + 1))
@@ -97,7 +98,7 @@ def train(out_dir: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, siz
         "n_ctx": cfg.n_ctx, "tokens_seen": steps * batch_size * cfg.n_ctx, "lr": lr,
         "train_minutes": round((elapsed + wall) / 60, 2), "data_generation_share": round(data_s / max(wall, 1e-9), 3),
         "final_train_loss_last50": round(sum(history[-50:]) / max(1, len(history[-50:])), 4),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "seed": seed,
     }
     torch.save(plain_state_dict(model), out_dir / "model.pt")
     (out_dir / "config.json").write_text(json.dumps(dict(overrides, d_vocab=cfg.d_vocab), indent=1))
@@ -132,9 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and data stream")
     p.add_argument("--eval", action="store_true", help="measure the v2 bars after training")
     args = p.parse_args(argv)
-    info = train(args.out, args.steps, args.batch_size, args.lr, args.size)
+    info = train(args.out, args.steps, args.batch_size, args.lr, args.size, seed=args.seed)
     print(json.dumps(info, indent=1))
     if args.eval:
         from .bars import format_rows, measure
