@@ -15,7 +15,7 @@ import torch
 
 from utils.world.v2 import facts as F
 from utils.world.v2.corpus import BOS, PAD, UNK, CorpusGenerator, doc_text, run_words, sentence_text
-from utils.world.v2.frames import FRAMES, HELD_OUT, PROBED, frame_text, is_heldout
+from utils.world.v2.frames import FRAMES, HELD_OUT, PROBED, frame_text, is_heldout, is_test
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,20 +179,25 @@ def _frame_regex(frame: str) -> re.Pattern:
     return re.compile(".+?".join(parts), re.DOTALL)
 
 
-def test_held_out_frames_never_appear_in_the_train_split():
-    train, held = CorpusGenerator(11, split="train"), CorpusGenerator(11, split="heldout", heldout_frame_rate=1.0)
+@pytest.mark.parametrize("split", ["heldout", "test"])
+def test_held_out_frames_never_appear_in_the_train_split(split):
+    """Neither a validation frame ("@") nor a test frame ("#") is ever written in training, and a
+    test frame's syntax is not a validation frame's either."""
+    train, held = CorpusGenerator(11, split="train"), CorpusGenerator(11, split=split, heldout_frame_rate=1.0)
+    other = CorpusGenerator(11, split="heldout" if split == "test" else "test", heldout_frame_rate=1.0)
     for relation in FRAMES:
-        held_frames = [f for f in FRAMES[relation] if is_heldout(f)]
+        held_frames = [f for f in FRAMES[relation] if is_heldout(f) and is_test(f) == (split == "test")]
         if not held_frames:
             continue
         train_texts = [sentence_text(train.sentence(relation, lead_space=False)) for _ in range(300)]
-        held_texts = [sentence_text(held.sentence(relation, lead_space=False)) for _ in range(100)]
+        held_texts = [sentence_text(held.sentence(relation, lead_space=False)) for _ in range(150)]
+        other_texts = [sentence_text(other.sentence(relation, lead_space=False)) for _ in range(150)]
         for frame in held_frames:
             pattern = _frame_regex(frame)
             if relation != "ioi":  # IOI swaps its first two names, which the fixed words straddle
                 assert any(pattern.fullmatch(t) for t in held_texts), f"check is blind to {frame!r}"
-            leaked = [t for t in train_texts if pattern.fullmatch(t)]
-            assert not leaked, f"train text matches held-out frame {frame!r}: {leaked[0]!r}"
+            leaked = [t for t in train_texts + other_texts if pattern.fullmatch(t)]
+            assert not leaked, f"train or {split}-other text matches held-out frame {frame!r}: {leaked[0]!r}"
     for doc in CorpusGenerator(12, split="train").documents(1500):
         assert not any("heldout_frame" in t.labels or "heldout_content" in t.labels for t in doc)
 
@@ -206,6 +211,20 @@ def test_held_out_frames_are_made_of_tokens_the_train_split_has():
 def test_held_out_split_uses_held_out_frames():
     labels = [lab for d in CorpusGenerator(1, split="heldout").documents(300) for t in d for lab in t.labels]
     assert "heldout_frame" in labels and "heldout_content" in labels
+
+
+def test_the_test_set_has_eight_frames_per_relation_and_the_test_split_uses_only_them():
+    """Issue 26: at least 8 test frames per probed relation, each with an answer; the test split
+    draws test frames where it draws held-out ones, the validation split never does."""
+    for relation in PROBED:
+        test = [f for f in FRAMES[relation] if is_test(f)]
+        assert len(test) >= 8 and all("!}" in f for f in test), relation
+    for split, want in (("test", True), ("heldout", False)):
+        gen = CorpusGenerator(2, split=split, heldout_frame_rate=1.0)
+        for relation in PROBED:
+            for _ in range(20):
+                index, frame = gen.pick_frame(relation, probe_only=True)
+                assert is_heldout(frame) and is_test(frame) == want, (split, frame)
 
 
 def test_answers_agree_with_the_fact_tables():
@@ -310,7 +329,7 @@ def test_v1_does_not_import_v2():
 
 def test_bad_split_and_genre_are_one_line_errors():
     with pytest.raises(ValueError, match="split must be"):
-        CorpusGenerator(split="test")
+        CorpusGenerator(split="validation")
     with pytest.raises(ValueError, match="unknown genre"):
         CorpusGenerator().document(genre="poetry")
 
@@ -456,7 +475,9 @@ def test_every_held_out_answer_cue_is_seen_before_an_entity_in_training():
     unseen = []
     for relation in PROBED:
         for frame in FRAMES[relation]:
-            if not is_heldout(frame) or "!}" not in frame:
+            # validation frames only: the test frames ("#") were written blind, before any model, and
+            # keep whatever cue their wording has (issue 26 measures wordings the corpus never wrote)
+            if not is_heldout(frame) or is_test(frame) or "!}" not in frame:
                 continue
             cue = _answer_cue(frame_text(frame))
             pattern = r"\W*".join(re.escape(w) for w in cue) + r"\s*\{X\}"
@@ -499,3 +520,22 @@ def test_per_frame_table_counts_each_frame(tokenizer):
             assert correct == total and wrong == ""
         else:
             assert correct == 0 and wrong == " the"
+
+
+def test_made_up_words_are_character_tokens_that_tokenize_back(tokenizer):
+    """Training text puts made-up or misspelt words in place of incidental ones; they must be the
+    character tokens the tokenizer falls back to, and never turn a neighbour into another word
+    (a made-up word ending in "a" once made the next vowel-initial value write "an" after it)."""
+    from utils.world.v2.tokenizer import vocabulary
+
+    vocab, seen = vocabulary(), 0
+    gen = CorpusGenerator(21, split="train", unseen_word_rate=1.0)
+    for doc in gen.documents(400):
+        assert all(t.text in vocab for t in doc), [t.text for t in doc if t.text not in vocab]
+        ids = tokenizer(doc_text(doc), add_special_tokens=False).input_ids
+        assert tokenizer.convert_ids_to_tokens(ids) == [t.text for t in doc], doc_text(doc)
+        made_up = [t for t in doc if "unseen_word" in t.labels]
+        seen += len(made_up)
+        assert all(len(t.text.strip()) == 1 for t in made_up)
+    assert seen > 500
+    assert CorpusGenerator(21, split="heldout").unseen_word_rate == 0.0  # evaluation text has none

@@ -27,13 +27,15 @@ from functools import lru_cache
 from typing import Callable, Iterator
 
 from . import facts as F
-from .frames import FRAMES, frame_text, is_heldout
+from .frames import FRAMES, frame_text, is_heldout, is_test
 
 BOS = "<|bos|>"
 PAD = "<|pad|>"
 UNK = "<|unk|>"
 SPECIAL_TOKENS = (PAD, BOS, UNK)  # ids 0, 1, 2: BOS is not 0 (circuit-tracer skips id 0)
 CLOSERS = ('."', '!"', '?"', ',"')
+# "heldout" is the validation split (frames marked "@"), "test" the test split ("#", test_set_frames.py)
+SPLITS = ("train", "heldout", "test")
 CLOSER_NAME = {'."': "period", '!"': "exclamation", '?"': "question", ',"': "comma"}
 
 
@@ -120,7 +122,8 @@ def render(text: str, values: dict[str, Value], labels: frozenset[str] = frozens
 def _word_tokens(words: tuple[str, ...], space: bool, capital: bool, before: Sentence) -> list[Token]:
     first = words[0][0].upper() + words[0][1:] if capital else words[0]
     # "a" before a vowel becomes "an" ("an eagle", "an inland water")
-    if before and before[-1].text.strip() in ("a", "A") and _VOWEL_START.match(first):
+    if before and before[-1].text.strip() in ("a", "A") and _VOWEL_START.match(first) \
+            and "unseen_word" not in before[-1].labels:  # the last letter of a made-up word is no article
         before[-1] = Token(before[-1].text + "n", before[-1].labels)
     texts = [(" " if space else "") + first] + [" " + w for w in words[1:]]
     return [Token(x) for x in texts]
@@ -224,8 +227,8 @@ class CorpusGenerator:
 
     def __init__(self, seed: int = 0, split: str = "train", profession_bias: float = 1.0,
                  heldout_frame_rate: float = 0.5, unseen_word_rate: float | None = None):
-        if split not in ("train", "heldout"):
-            raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         self.rng = random.Random(f"v2-{seed}-{split}")
         self.split = split
         self.profession_bias = profession_bias
@@ -239,8 +242,9 @@ class CorpusGenerator:
     def pick_frame(self, relation: str, probe_only: bool = False) -> tuple[int, str]:
         """(index, frame) of `relation` allowed in this split; `probe_only` keeps frames with an answer."""
         frames = [(i, f) for i, f in enumerate(FRAMES[relation]) if not probe_only or "!}" in f]
-        held = [x for x in frames if is_heldout(x[1])]
-        if self.split == "heldout" and held and self.rng.random() < self.heldout_frame_rate:
+        # "heldout" draws validation frames ("@"), "test" the test frames ("#")
+        held = [x for x in frames if is_heldout(x[1]) and is_test(x[1]) == (self.split == "test")]
+        if self.split != "train" and held and self.rng.random() < self.heldout_frame_rate:
             return self.rng.choice(held)
         return self.rng.choice([x for x in frames if not is_heldout(x[1])])
 
