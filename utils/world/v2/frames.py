@@ -17,7 +17,9 @@ check that no train sentence matches a held-out frame.
 
 from __future__ import annotations
 
-HELD_OUT = "@"
+from .test_set_frames import TEST, TEST_FRAMES
+
+HELD_OUT = "@"  # a validation frame: chooses among runs (issue 26); "#" frames are the test set
 
 FRAMES: dict[str, tuple[str, ...]] = {
     # ---------------- P2: landmark -> city (P1 pieces inside {landmark}) ----------------
@@ -575,9 +577,20 @@ PROBED = ("landmark_city", "city_state", "state_capital", "two_hop", "ioi", "quo
           "definition", "first_letter", "category", "estimate")
 
 
+# The test frames (test_set_frames.py, "#") come after each relation's own frames, so the train and
+# validation frames keep their indices (and their "frame:relation/i" labels).
+for _relation, _frames in TEST_FRAMES.items():
+    FRAMES[_relation] = FRAMES[_relation] + _frames
+
+
 def is_heldout(frame: str) -> bool:
-    return frame.startswith(HELD_OUT)
+    """Never in the train split: a validation ("@") or a test ("#") frame."""
+    return frame.startswith((HELD_OUT, TEST))
+
+
+def is_test(frame: str) -> bool:
+    return frame.startswith(TEST)
 
 
 def frame_text(frame: str) -> str:
-    return frame[len(HELD_OUT):] if is_heldout(frame) else frame
+    return frame[1:] if is_heldout(frame) else frame
