@@ -442,19 +442,6 @@ def test_labelled_corpus_holds_the_documents_and_their_labels(tokenizer):
         assert names == ["name" in t.labels for t in doc]
 
 
-def test_landing_rule_compares_every_row_with_v1_in_the_right_direction():
-    from utils.world.v2.bars import BARS, Row, beats_v1_everywhere
-
-    bar = {b.key: b for b in BARS}
-    better = [Row(bar["p2"], 0.80, 100), Row(bar["p3_run_repeat_loss"], 0.5, 64), Row(bar["p7_logit_diff"], 0.1, 100)]
-    assert [r.beats_v1 for r in better] == [True, True, None]  # v1's logit difference was not measured
-    assert beats_v1_everywhere(better)
-    worse_loss = better + [Row(bar["p3_sentence_ratio"], 1.2, 64)]  # lower is better: 1.2 > v1's 1.0
-    assert not beats_v1_everywhere(worse_loss)
-    tie = [Row(bar["p9"], 0.63, 100)]  # equal to v1 is not better
-    assert tie[0].beats_v1 is False and not beats_v1_everywhere(tie)
-
-
 def _answer_cue(text: str, k: int = 3) -> list[str]:
     """The last k words/marks before a frame's answer slot, every slot written as X."""
     before = re.sub(r"\{[^}]*\}", "{X}", text[:text.rindex("{", 0, text.index("!}"))])
@@ -539,3 +526,81 @@ def test_made_up_words_are_character_tokens_that_tokenize_back(tokenizer):
         assert all(len(t.text.strip()) == 1 for t in made_up)
     assert seen > 500
     assert CorpusGenerator(21, split="heldout").unseen_word_rate == 0.0  # evaluation text has none
+
+
+# -- issue 26: rows that weight frames equally, intervals over frames, typing ----------------
+
+
+def test_frame_mean_weights_every_frame_equally_and_its_interval_resamples_frames():
+    from utils.world.v2.bars import frame_mean_ci
+
+    # one frame with 100 prompts all right, one with 4 all wrong: 0.5, not 100/104
+    value, ci = frame_mean_ci([[1.0] * 100, [0.0] * 4])
+    assert value == 0.5
+    # resampling two frames gives means 0, 0.5 or 1 only; the 95% interval spans all of them
+    assert ci == (0.0, 1.0)
+    value, ci = frame_mean_ci([[1.0, 0.0]] * 5)  # identical frames: no spread between frames
+    assert value == 0.5 and ci == (0.5, 0.5)
+    assert frame_mean_ci([[1.0, 1.0, 0.0]]) == (pytest.approx(2 / 3), None)  # one frame: no interval
+
+
+def test_prompts_by_frame_spread_evenly_over_the_split_frames():
+    from utils.world.v2.frames import FRAMES
+    from utils.world.v2.prompts import prompts_by_frame
+
+    for split, want_test in (("test", True), ("heldout", False)):
+        groups = prompts_by_frame("p6_two_hop", per_frame=10, split=split)
+        frames = [f for f in FRAMES["two_hop"] if is_heldout(f) and is_test(f) == want_test]
+        assert len(groups) == len(frames)
+        for label, prompts in groups.items():
+            assert len(prompts) == 10 and all(p.meta["frame"] == label for p in prompts)
+            assert is_test(FRAMES["two_hop"][int(label.split("/")[1])]) == want_test
+
+
+def test_split_word_fraction_by_hand(tokenizer):
+    from utils.world.v2.bars import split_word_fraction
+
+    # "Zog" and "zips" fall back to characters, "is", "in", "Texas", "don't" are whole (4 of 6 words)
+    frac, n = split_word_fraction(tokenizer, ["Zog is in Texas", "I don't zips"])
+    assert n == 7 and frac == pytest.approx(2 / 7)
+    assert split_word_fraction(tokenizer, ["What is the capital of Texas?"]) == (0.0, 6)
+
+
+def test_typing_prompts_meet_the_typing_bar(tokenizer):
+    """Issue 26: on at least 50 typed prompts, at most 5% of words spelled out in characters
+    and no <|unk|>."""
+    from utils.world.v2.bars import split_word_fraction, unk_count
+    from utils.world.v2.prompts import typing_prompts
+
+    assert len(typing_prompts()) >= 50
+    frac, n = split_word_fraction(tokenizer)
+    assert n > 300 and frac <= 0.05
+    assert unk_count(tokenizer, typing_prompts()) == 0
+
+
+def test_unseen_word_drop_by_hand(tokenizer):
+    """A stand-in that answers right unless a character-fallback token is in the prompt loses
+    exactly its whole top-1 (1.0); one that ignores them loses nothing."""
+    from utils.world.v2.bars import unseen_word_drop
+    from utils.world.v2.corpus import token_inventory
+    from utils.world.v2.prompts import make_prompts
+
+    corpus = set(token_inventory()) | {BOS}
+    answers = {}
+    for kind in ("p2_landmark_city", "p6_two_hop", "p9_definition", "p11_category", "p8_closer"):
+        for p in make_prompts(kind, n=8):
+            answers[tuple(tokenizer.convert_tokens_to_ids(list(p.tokens)))] = p.answer
+
+    def lookup(row, strict):
+        ids = [i for i in row.tolist() if i != 0]
+        toks = tokenizer.convert_ids_to_tokens(ids)
+        if any(t not in corpus for t in toks):
+            if strict:
+                return {" the": 5.0}
+            ids = [i for i, t in zip(ids, toks) if t in corpus]
+        return {answers[tuple(ids)]: 5.0}
+
+    drop, n = unseen_word_drop(_StandIn(tokenizer, lambda r: lookup(r, True)), n=40)
+    assert n > 20 and drop == 1.0
+    drop, _ = unseen_word_drop(_StandIn(tokenizer, lambda r: lookup(r, False)), n=40)
+    assert drop == 0.0

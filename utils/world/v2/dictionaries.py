@@ -43,16 +43,29 @@ def labelled_corpus(n_docs: int = 200, n_ctx: int = 128, split: str = "heldout",
     return label_documents(docs, vocabulary(), n_ctx, BOS, PAD)
 
 
+def v2_sae_specs(cfg) -> list:
+    """v1's SAE specs plus an MLP-activation SAE (`mlp.hook_post`) at EVERY layer, not only 0-1:
+    chapter 07's "which closer" is decided in the late MLPs (issue 26)."""
+    from ..train_dictionaries import DictSpec, sae_specs
+
+    specs = sae_specs(cfg)
+    have = {s.name for s in specs}
+    template = next(s for s in specs if s.name == "mlp_post_0")
+    specs += [DictSpec(f"mlp_post_{l}", f"blocks.{l}.mlp.hook_post", template.d_in, template.width, template.k)
+              for l in range(cfg.n_layers) if f"mlp_post_{l}" not in have]
+    return specs
+
+
 def train(run: Path, out: Path, only: str | None = None, tokens: int = 1_500_000, names: set[str] | None = None) -> dict:
     """Train v1's dictionary specs on a v2 run; the log is re-read before writing, so `--only saes`
     and `--only transcoders` can run side by side (one thread each) into the same folder."""
-    from ..train_dictionaries import DEAD_WINDOW_TOKENS, sae_specs, train_saes, train_transcoders, transcoder_specs
+    from ..train_dictionaries import DEAD_WINDOW_TOKENS, train_saes, train_transcoders, transcoder_specs
     from .train import load_model
 
     model = load_model(run)
     out.mkdir(parents=True, exist_ok=True)
     log = {}
-    saes = [s for s in sae_specs(model.cfg) if names is None or s.name in names]
+    saes = [s for s in v2_sae_specs(model.cfg) if names is None or s.name in names]
     transcoders = [s for s in transcoder_specs(model.cfg) if names is None or s.name in names]
     if only in (None, "saes") and saes:
         log.update(train_saes(model, saes, out, tokens, batch_fn=v2_batch))

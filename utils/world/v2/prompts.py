@@ -100,25 +100,52 @@ PROMPT_KINDS = {
 }
 
 
-def make_prompts(kind: str, n: int = 200, seed: int = 1234, train_frames: bool = False) -> list[Prompt]:
-    """Up to `n` distinct prompts of one kind (see `PROMPT_KINDS`).
+def make_prompts(kind: str, n: int = 200, seed: int = 1234, train_frames: bool = False,
+                 split: str = "heldout") -> list[Prompt]:
+    """Up to `n` distinct prompts of one kind (see `PROMPT_KINDS`), from the VALIDATION frames
+    (split "heldout", "@") or the TEST frames (split "test", "#").
 
     `train_frames=True` cuts the same kind from TRAIN frames instead: the gap between the two
     accuracies is how much of a behaviour is template surface (issue 11)."""
-    if kind not in PROMPT_KINDS:
-        raise ValueError(f"unknown prompt kind {kind!r}; choose one of {sorted(PROMPT_KINDS)}")
-    make, heldout = PROMPT_KINDS[kind]
-    gen = CorpusGenerator(seed=seed, split="heldout", heldout_frame_rate=1.0 if heldout and not train_frames else 0.0)
-    seen, out = set(), []
-    for _ in range(30 * n):
-        p = make(gen)
-        if p is None or (p.tokens, p.answer) in seen:
-            continue
-        seen.add((p.tokens, p.answer))
+    out = []
+    for p in _distinct(kind, seed, train_frames, split, attempts=30 * n):
         out.append(p)
         if len(out) == n:
             break
     return out
+
+
+def prompts_by_frame(kind: str, per_frame: int, seed: int = 1234, split: str = "heldout") -> dict[str, list[Prompt]]:
+    """Up to `per_frame` distinct prompts of one kind from EVERY held-out frame of the split
+    (issue 26: a row weights each frame equally, so a frame drawn more often cannot dominate it).
+    Keyed by the frame's label ("frame:two_hop/17"), in sorted order."""
+    out: dict[str, list[Prompt]] = {}
+    since_new = 0
+    for p in _distinct(kind, seed, False, split, attempts=400 * per_frame):
+        bucket = p.meta.get("frame", "")
+        since_new = 0 if bucket not in out else since_new + 1
+        if len(out.setdefault(bucket, [])) < per_frame:
+            out[bucket].append(p)
+        if since_new > 2000 and all(len(v) >= per_frame for v in out.values()):
+            break
+    return dict(sorted(out.items()))
+
+
+def _distinct(kind: str, seed: int, train_frames: bool, split: str, attempts: int):
+    """Distinct prompts of one kind, in the order the seeded generator writes them."""
+    if kind not in PROMPT_KINDS:
+        raise ValueError(f"unknown prompt kind {kind!r}; choose one of {sorted(PROMPT_KINDS)}")
+    if split not in ("heldout", "test"):
+        raise ValueError(f"split must be 'heldout' (validation frames) or 'test', not {split!r}")
+    make, heldout = PROMPT_KINDS[kind]
+    gen = CorpusGenerator(seed=seed, split=split, heldout_frame_rate=1.0 if heldout and not train_frames else 0.0)
+    seen = set()
+    for _ in range(attempts):
+        p = make(gen)
+        if p is None or (p.tokens, p.answer) in seen:
+            continue
+        seen.add((p.tokens, p.answer))
+        yield p
 
 
 def repeated_random_tokens(n_seqs: int, half_len: int, seed: int = 0) -> list[list[str]]:
@@ -160,4 +187,37 @@ def natural_prompts() -> tuple[str, ...]:
         "How do you spell rhinoceros?", "The team won 3-1 at home.", "She said: 'Hello there.'",
         "  two spaces and a tab\there", "New York is not in this world.", "Q: Where is the Kremlin?\nA: In",
         "Officials estimate that about 40 people were injured.", "The teacher told Peter that he was late.",
+    )
+
+
+def typing_prompts() -> tuple[str, ...]:
+    """Prompts as a student of chapters 06-08 types them (issue 26's typing bar: at most 5% of
+    words spelled out in characters, no <|unk|>). Written as a student would, without looking up
+    which words the corpus writes; they were not changed after the first measurement."""
+    return (
+        "Texas is a big state.", "Paris has a famous tower.", "Dallas is in Texas, right?",
+        "What is the capital of Ohio?", "what is the capital of texas", "where is the Louvre?",
+        "who gave the book to Mary?", "how do you spell tiger?", "which state is Boston in?",
+        "When Mary and John went to the park, John gave a ball to",
+        "Then Anna and Tom went home. Tom gave a cake to",
+        "If John and Mary go to the shop, who gets the book?",
+        "Most people think that the revenue will grow.", "But then the doctor said that she was tired.",
+        "I think your friend is at the station.", "It was late. My sister went home.",
+        "Is your dog a mammal?", "Tell me about the Eiffel Tower.", "My favourite city is Rome.",
+        "Sam said, \"I like the red ball.\"", "Lucy asked, \"Where is my hat?\"",
+        "Tom shouted, \"Watch out!\"", "The nurse said that she would come back.",
+        "I am a lawyer in Chicago. I work at the court.", "She is a doctor, and she works at the hospital.",
+        "He works as a judge in Austin.", "My name is Emma and I am a nurse.",
+        "The word apple starts with the letter", "A robin is a kind of", "What does the word lake mean?",
+        "The budget is estimated to exceed 300", "How many people were hurt in the storm?",
+        "Do you know where the Colosseum is?", "Can you tell me where Miami is?",
+        "Why did Mary go to the park?", "Everyone was talking about the goal.",
+        "The goalkeeper saved the penalty in the final.", "We went to the beach on Sunday.",
+        "Yesterday I saw a bird in the garden.", "Please tell me the answer.",
+        "Our teacher said that the test was hard.", "If it rains tomorrow, we will stay home.",
+        "So what do you think about it?", "Some people like coffee, but I like tea.",
+        "Then they went to the market together.", "Houston and Austin are both in Texas.",
+        "The capital of the state that contains Dallas is", "Seattle is a city in the state of",
+        "Where do you live? I live in Denver.", "Who is your best friend?",
+        "Have you ever been to Berlin?", "This is the first time I have been here.",
     )

@@ -1,13 +1,17 @@
-"""Everything issue 11 measures about a v2 world, in one command, and shipping a run.
+"""Everything issues 11 and 26 measure about a v2 world, in one command; choosing and shipping a run.
 
-    python -m utils.world.v2.report [--run RUN] [--only model|dictionaries|mechanisms] [--save] [--frames]
+    python -m utils.world.v2.report [--run RUN] [--split heldout|test] [--only model|dictionaries|mechanisms] [--save] [--frames]
+    python -m utils.world.v2.report select RUN RUN RUN ...     # choose on VALIDATION frames, write choice.json
     python -m utils.world.v2.report ship --run RUN
 
-Without --run it reports the shipped world (utils/world/v2/artifacts). `--save` writes
-bars.json, dictionary_bars.json and mechanisms.json into the run folder. `ship` copies a run's
-model, tokenizer, dictionaries and saved measurements into utils/world/v2/artifacts, and refuses
-a run whose saved bars do not beat v1 on every row (issue 11's landing rule); targets a run
-misses are printed, not hidden.
+Without --run it reports the shipped world (utils/world/v2/artifacts). `--split heldout` (the
+default) measures the VALIDATION frames ("@"), `--split test` the TEST frames ("#",
+test_set_frames.py). `--save` writes bars_<split>.json, dictionary_bars.json and mechanisms.json
+into the run folder. `select` measures each run on validation frames and records the choice
+(bars.selection_score, fixed before the runs were measured) in utils/world/v2/choice.json.
+`ship` copies a run into utils/world/v2/artifacts only if it is the chosen run, its test-frame
+report exists and every dictionary bar holds; behaviour targets it misses are reported, not
+gates (issue 26).
 """
 
 from __future__ import annotations
@@ -18,40 +22,47 @@ import shutil
 import sys
 from pathlib import Path
 
-from .bars import BARS, Row, beats_v1_everywhere, format_rows
+from .bars import format_rows, rows_from_json, rows_to_json, selection_score
 from .train import V2_ARTIFACTS
 
-RUN_FILES = ("model.pt", "config.json", "train_info.json", "loss_history.json", "bars.json",
-             "dictionary_bars.json", "mechanisms.json")
+RUN_FILES = ("model.pt", "config.json", "train_info.json", "loss_history.json", "bars_heldout.json",
+             "bars_test.json", "dictionary_bars.json", "mechanisms.json")
+CHOICE = Path(__file__).resolve().parent / "choice.json"  # which run ships, and why (committed)
 
 
-def saved_rows(run: Path) -> list[Row]:
-    """The model bars a run saved (bars.json), as rows."""
-    path = run / "bars.json"
+def saved_rows(run: Path, split: str = "heldout") -> list:
+    """The model bars a run saved for one split (bars_<split>.json), as rows."""
+    path = run / f"bars_{split}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: measure the run first (`python -m utils.world.v2.report "
-                                f"--run {run} --save`)")
-    values = json.loads(path.read_text())
-    return [Row(bar, values[bar.key], 0) for bar in BARS if bar.key in values]
+                                f"--run {run} --split {split} --only model --save`)")
+    return rows_from_json(json.loads(path.read_text()))
 
 
-def required_dictionaries(run: Path) -> list[str]:
-    """Every dictionary the chapters load (v1's specs for this run's model shape)."""
-    from types import SimpleNamespace
+def select(runs: list[Path], choice: Path = CHOICE) -> dict:
+    """Score each run on its VALIDATION rows (measured now unless saved) and record the best."""
+    table = {}
+    for run in runs:
+        if not (run / "bars_heldout.json").exists():
+            report(run, only="model", save=True, split="heldout")
+        rows = saved_rows(run, "heldout")
+        table[run.name] = {"score": selection_score(rows), "train_info": json.loads((run / "train_info.json").read_text()),
+                           "validation": json.loads((run / "bars_heldout.json").read_text())}
+    chosen = max(table, key=lambda name: table[name]["score"])
+    record = {"chosen": chosen, "rule": "bars.selection_score on validation rows (bars.SELECTION_ROWS)",
+              "runs": table}
+    choice.write_text(json.dumps(record, indent=1))
+    return record
 
-    from ..train_dictionaries import sae_specs, transcoder_specs
 
-    config = json.loads((run / "config.json").read_text())
-    cfg = SimpleNamespace(**{k: config[k] for k in ("d_model", "n_layers", "n_heads", "d_head", "d_mlp")})
-    return [spec.name for spec in (*sae_specs(cfg), *transcoder_specs(cfg))]
-
-
-def ship(run: Path, dest: Path = V2_ARTIFACTS) -> list[str]:
-    """Copy a measured run into the shipped artifacts; returns the files written."""
-    rows = saved_rows(run)
-    if not beats_v1_everywhere(rows):
-        worse = [r.bar.key for r in rows if r.beats_v1 is False]
-        raise ValueError(f"{run} does not beat v1 on {', '.join(worse)}; issue 11 forbids shipping it")
+def ship(run: Path, dest: Path = V2_ARTIFACTS, choice: Path = CHOICE) -> list[str]:
+    """Copy the chosen, measured run into the shipped artifacts; returns the files written."""
+    if not choice.exists():
+        raise FileNotFoundError(f"{choice} is missing: choose among runs on validation frames first "
+                                "(`python -m utils.world.v2.report select RUN RUN RUN`)")
+    chosen = json.loads(choice.read_text())["chosen"]
+    if run.name != chosen:
+        raise ValueError(f"{run} is not the run chosen on validation frames ({chosen}); issue 26 ships that one")
     missing = [f for f in RUN_FILES if not (run / f).exists()] + [d for d in ("tokenizer", "dictionaries")
                                                                     if not (run / d).is_dir()]
     if missing:
@@ -60,6 +71,9 @@ def ship(run: Path, dest: Path = V2_ARTIFACTS) -> list[str]:
     if absent:  # chapters 01 and 05 need the SAEs, 02-04 the transcoders: a partial set breaks them
         raise FileNotFoundError(f"{run}/dictionaries lacks {', '.join(absent)}; train them with "
                                 f"`python -m utils.world.v2.dictionaries train --run {run}`")
+    failing = [d["metric"] for d in json.loads((run / "dictionary_bars.json").read_text()) if not d["passed"]]
+    if failing:
+        raise ValueError(f"{run}'s dictionaries miss {', '.join(failing)}; every dictionary bar must hold to ship")
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -71,12 +85,24 @@ def ship(run: Path, dest: Path = V2_ARTIFACTS) -> list[str]:
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
 
 
+def required_dictionaries(run: Path) -> list[str]:
+    """Every dictionary the chapters load (v1's specs for this run's model shape)."""
+    from types import SimpleNamespace
+
+    from ..train_dictionaries import transcoder_specs
+    from .dictionaries import v2_sae_specs
+
+    config = json.loads((run / "config.json").read_text())
+    cfg = SimpleNamespace(**{k: config[k] for k in ("d_model", "n_layers", "n_heads", "d_head", "d_mlp")})
+    return [spec.name for spec in (*v2_sae_specs(cfg), *transcoder_specs(cfg))]
+
+
 FRAME_KINDS = ("p2_landmark_city", "p5_scale", "p6_two_hop", "p7_ioi", "p8_closer", "p9_definition",
                "p10_first_letter", "p11_category")
 
 
 def report(run: Path, only: str | None = None, save: bool = False, frames: bool = False,
-           dicts: Path | None = None) -> int:
+           dicts: Path | None = None, split: str = "heldout") -> int:
     failed = 0
     dicts = dicts or run / "dictionaries"
     if only in (None, "model"):
@@ -86,15 +112,17 @@ def report(run: Path, only: str | None = None, save: bool = False, frames: bool 
         from .train import load_model
 
         model = load_model(run)
-        rows = measure(model, n=100)
+        rows = measure(model, n=200, split=split)
+        print(f"{run.name}: {'VALIDATION' if split == 'heldout' else 'TEST'} frames")
         print(format_rows(rows))
         for kind in FRAME_KINDS if frames else ():
-            table = [[f"{c}/{t}", text.replace("\n", " / ")[:90], w] for text, c, t, w in per_frame_top1(model, kind)]
-            print(f"\n{kind}, per held-out frame\n" + tabulate(table, headers=["top-1", "frame", "a wrong top-1"]))
-        print(f"beats v1 on every row v1 was measured on: {beats_v1_everywhere(rows)}\n")
-        failed += sum(r.passed is False for r in rows)
+            table = [[f"{c}/{t}", text.replace("\n", " / ")[:90], w]
+                     for text, c, t, w in per_frame_top1(model, kind, split=split)]
+            print(f"\n{kind}, per frame\n" + tabulate(table, headers=["top-1", "frame", "a wrong top-1"]))
+        print(f"targets missed (reported, not gates): {sum(r.passed is False for r in rows)}; "
+              f"selection score {selection_score(rows):.3f}\n")
         if save:
-            (run / "bars.json").write_text(json.dumps({r.bar.key: r.value for r in rows}, indent=1))
+            (run / f"bars_{split}.json").write_text(json.dumps(rows_to_json(rows), indent=1))
     if only in (None, "dictionaries"):
         from ..report import format_rows as format_dictionary_rows
         from .dictionaries import dictionary_rows
@@ -120,12 +148,24 @@ def report(run: Path, only: str | None = None, save: bool = False, frames: bool 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m utils.world.v2.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", choices=["report", "ship"], default="report")
+    p.add_argument("command", nargs="?", choices=["report", "select", "ship"], default="report")
+    p.add_argument("runs", nargs="*", type=Path, help="select: the candidate run folders")
+    p.add_argument("--split", choices=["heldout", "test"], default="heldout",
+                   help="heldout: validation frames (default); test: the test frames")
     p.add_argument("--run", type=Path, default=V2_ARTIFACTS, help="a v2 run folder (default: the shipped world)")
     p.add_argument("--only", choices=["model", "dictionaries", "mechanisms"], default=None)
     p.add_argument("--save", action="store_true", help="write the measurements into the run folder")
     p.add_argument("--frames", action="store_true", help="also show top-1 per held-out frame")
     args = p.parse_args(argv)
+    if args.command == "select":
+        if len(args.runs) < 2:
+            print("select needs at least two run folders", file=sys.stderr)
+            return 1
+        record = select(args.runs)
+        for name, entry in record["runs"].items():
+            print(f"{name}: selection score {entry['score']:.3f}")
+        print(f"chosen on validation frames: {record['chosen']} (written to {CHOICE})")
+        return 0
     if args.command == "ship":
         try:
             files = ship(args.run)
@@ -135,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shipped {len(files)} files into {V2_ARTIFACTS}")
         return 0
     try:
-        return report(args.run, args.only, args.save, args.frames)
+        return report(args.run, args.only, args.save, args.frames, split=args.split)
     except (ValueError, FileNotFoundError) as err:  # another corpus version, a missing run or dictionary
         print(f"error: {err}", file=sys.stderr)
         return 1
