@@ -89,9 +89,10 @@ class CityPrompt:
     city_pos: int  # index in prompt.tokens of the city's last token
 
 
-def two_hop_prompts(cities, per_city: int = 6, seed: int = 4321) -> list[CityPrompt]:
-    """Held-out-frame two-hop prompts about each city, with the position of the city's last token."""
-    gen = CorpusGenerator(seed=seed, split="heldout", heldout_frame_rate=1.0)
+def two_hop_prompts(cities, per_city: int = 6, seed: int = 4321, split: str = "heldout") -> list[CityPrompt]:
+    """Held-out-frame two-hop prompts about each city (validation frames, or the test frames with
+    split="test"), with the position of the city's last token."""
+    gen = CorpusGenerator(seed=seed, split=split, heldout_frame_rate=1.0)
     out = []
     for city in cities:
         seen = set()
