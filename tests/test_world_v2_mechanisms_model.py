@@ -126,3 +126,15 @@ def test_group_accuracy_and_probe_by_hand():
     x = torch.stack([y.float() * 2 - 1, torch.randn(len(bios))], 1)
     predict = B.train_probe(x, y)
     assert torch.equal(predict(x), y)
+
+
+def test_head_locality_by_hand():
+    from types import SimpleNamespace
+
+    from utils.world.v2.mechanisms_model import head_locality
+
+    # 2 heads of width 2: latent 0 lives in head 0, latent 1 is split 50/50, latent 2 has 0.9 in head 1
+    w = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0], [0.1 ** 0.5, 0.0, 0.9 ** 0.5, 0.0]])
+    result = head_locality(SimpleNamespace(W_dec=w), n_heads=2)
+    assert result["latents"] == 3 and result["head_local_share"] == pytest.approx(2 / 3)
+    assert result["median_top_head_share"] == pytest.approx(0.9)

@@ -58,16 +58,25 @@ def delete_tokens(bio: Bio, tokens=PRONOUNS) -> Bio:
 
 
 @torch.no_grad()
-def pooled(model, bios: list[Bio], hook: str, edit=None) -> torch.Tensor:
-    """Mean over each bio's tokens (BOS excluded) of the activation at `hook`, shape (n, d).
-    `edit(act)` may change the activation first (e.g. ablate SAE latents)."""
+def activations(model, bios: list[Bio], hook: str) -> list[torch.Tensor]:
+    """Each bio's activations at `hook` over its tokens (BOS excluded), shape (len, d) each."""
     out = []
     for bio in bios:
         ids = torch.tensor([_ids(model, bio.tokens)])
         _, cache = model.run_with_cache(ids, names_filter=lambda name: name == hook)
-        act = cache[hook][0, 1:]
-        out.append((edit(act) if edit else act).mean(0))
-    return torch.stack(out)
+        out.append(cache[hook][0, 1:])
+    return out
+
+
+@torch.no_grad()
+def pool(acts: list[torch.Tensor], edit=None) -> torch.Tensor:
+    """Mean over each bio's tokens, shape (n, d); `edit(act)` may change the activations first
+    (e.g. ablate SAE latents: the change is made at the hook, and read there, not propagated)."""
+    return torch.stack([(edit(a) if edit else a).mean(0) for a in acts])
+
+
+def pooled(model, bios: list[Bio], hook: str, edit=None) -> torch.Tensor:
+    return pool(activations(model, bios, hook), edit)
 
 
 def train_probe(x: torch.Tensor, y: torch.Tensor, epochs: int = 300, weight_decay: float = 1e-3, seed: int = 0):
@@ -129,8 +138,55 @@ def probe_figures(model, layer: int = 2, n_train: int = 400, n_test: int = 400) 
 def format_report(result: dict) -> str:
     from tabulate import tabulate
 
-    rows = [[name, f"{r['field_accuracy']:.2f}", f"{r['person_accuracy']:.2f}", f"{r['worst_group']:.2f}"]
-            for name, r in ((k, result[k]) for k in ("ambiguous_probe", "oracle_probe", "token_deletion", "shift")
-                            if k in result)]
-    return (f"P12 bios, probe on the mean of {result['hook']} (held-out bio frames, {result['n_test']} bios):\n"
+    names = ("ambiguous_probe", "oracle_probe", "token_deletion", "shift", "shift_retrained")
+    rows = [[name, f"{result[name]['field_accuracy']:.2f}", f"{result[name]['person_accuracy']:.2f}",
+             f"{result[name]['worst_group']:.2f}"] for name in names if name in result]
+    text = (f"P12 bios, probe on the mean of {result['hook']} (held-out bio frames, {result['n_test']} bios):\n"
             + tabulate(rows, headers=["probe", "field acc", "follows person", "worst group"]))
+    if "random_retrained_worst_group" in result:
+        r = np.array(result["random_retrained_worst_group"])
+        text += (f"\nSHIFT ablated {result['k']} judged latents; {len(r)} draws of {result['k']} random latents, "
+                 f"retrained: worst group median {np.median(r):.2f} (10th-90th percentile "
+                 f"{np.percentile(r, 10):.2f}-{np.percentile(r, 90):.2f})")
+    return text
+
+def ablate(sae, latents: list[int]):
+    """An edit for `pooled`: subtract the chosen latents' decoder contributions (error term kept)."""
+    idx = torch.tensor(latents, dtype=torch.long)
+
+    @torch.no_grad()
+    def edit(act):
+        return act - sae.encode(act)[:, idx] @ sae.W_dec[idx]
+    return edit
+
+
+def shift_figures(model, sae, layer: int = 2, k: int = 20, n_train: int = 400, n_test: int = 400,
+                  n_random: int = 20) -> dict:
+    """SHIFT on the pooled-residual probe: ablate the `k` judged latents at the probe's hook and
+    re-evaluate the ambiguous probe, then retrain it on the ablated ambiguous set; beside it,
+    `n_random` draws of `k` random latents (the distribution of worst-group accuracy)."""
+    hook = f"blocks.{layer}.hook_resid_pre"
+    amb, bal = make_bios(n_train, AMBIGUOUS, seed=1), make_bios(n_train, GROUPS, seed=2)
+    test = make_bios(n_test, GROUPS, split="heldout", seed=3)
+    a_amb, a_bal, a_test = (activations(model, b, hook) for b in (amb, bal, test))
+    probe = train_probe(pool(a_amb), field_labels(amb))
+    with torch.no_grad():
+        acts = pool(a_bal, edit=lambda a: sae.encode(a))
+    first = torch.tensor([b.person == "first" for b in bal])
+    med = torch.tensor([b.field == "medicine" for b in bal])
+    person_gap = (acts[first].mean(0) - acts[~first].mean(0)).abs()
+    field_gap = (acts[med].mean(0) - acts[~med].mean(0)).abs()
+    latents = (person_gap - field_gap).argsort(descending=True)[:k].tolist()
+    edit = ablate(sae, latents)
+    x_test = pool(a_test, edit)
+    retrained = train_probe(pool(a_amb, edit), field_labels(amb))
+    rng = np.random.default_rng(0)
+    random_worst = []
+    for _ in range(n_random):
+        e = ablate(sae, rng.choice(sae.W_dec.shape[0], size=k, replace=False).tolist())
+        p = train_probe(pool(a_amb, e), field_labels(amb))
+        random_worst.append(group_accuracy(p, pool(a_test, e), test)["worst_group"])
+    return {"hook": hook, "k": k, "latents": latents,
+            "shift": group_accuracy(probe, x_test, test),
+            "shift_retrained": group_accuracy(retrained, x_test, test),
+            "random_retrained_worst_group": random_worst}

@@ -256,12 +256,12 @@ def pair_swap_effects(rm, model, test: list[CityPrompt], size: int = SUPERNODE_S
             "swap_flip_rate": sum(flips) / len(flips)}
 
 
-def measure(run: Path, dicts: Path | None = None, per_city: int = 6, n_ioi: int = 100) -> dict:
+def measure(run: Path, dicts: Path | None = None, per_city: int = 6, n_ioi: int = 200, split: str = "heldout") -> dict:
     from ..dictionaries import load_transcoders, replacement_model
     from .train import load_model
 
     model = load_model(run)
-    attention = ioi_head_attention(model, make_prompts("p7_ioi", n=n_ioi))
+    attention = ioi_head_attention(model, make_prompts("p7_ioi", n=n_ioi, split=split))
     layer, head, io = best_io_head(attention)
     out = {"ioi_best_head": f"L{layer}H{head}", "ioi_best_head_io_attention": io,
            "ioi_attention": attention.tolist()}
@@ -269,9 +269,9 @@ def measure(run: Path, dicts: Path | None = None, per_city: int = 6, n_ioi: int 
     rm = replacement_model(model, load_transcoders(model.cfg.n_layers, folder=dicts))
     fit_cities = [c for c in F.CITY_TO_STATE if c not in F.TWO_HOP_UNSEEN_CITIES]
     fit = two_hop_prompts(fit_cities, per_city=per_city)
-    test = two_hop_prompts(F.TWO_HOP_UNSEEN_CITIES, per_city=per_city, seed=8765)
+    test = two_hop_prompts(F.TWO_HOP_UNSEEN_CITIES, per_city=per_city, seed=8765, split=split)
     out["state"] = {where: state_supernode_effects(rm, model, fit, test, where) for where in POSITIONS}
-    pair_test = two_hop_prompts(F.TWO_HOP_UNSEEN_CITIES, per_city=2, seed=8765)
+    pair_test = two_hop_prompts(F.TWO_HOP_UNSEEN_CITIES, per_city=2, seed=8765, split=split)
     out["pairwise"] = pair_swap_effects(rm, model, pair_test)
     return out
 

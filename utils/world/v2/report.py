@@ -136,13 +136,36 @@ def report(run: Path, only: str | None = None, save: bool = False, frames: bool 
             (run / "dictionary_bars.json").write_text(json.dumps(
                 [{"metric": r.metric, "value": r.value, "target": r.target, "passed": r.passed} for r in rows], indent=1))
     if only in (None, "mechanisms"):
-        from .mechanisms import format_report, measure as measure_mechanisms
-
-        result = measure_mechanisms(run, dicts)
-        print(format_report(result))
+        result = mechanisms(run, dicts, split)
         if save:
             (run / "mechanisms.json").write_text(json.dumps(result, indent=1))
     return 1 if failed else 0
+
+
+def mechanisms(run: Path, dicts: Path, split: str = "heldout", bio_layer: int = 2) -> dict:
+    """Issue 26's mechanism figures, printed as they are measured: IOI heads and state supernodes
+    (mechanisms.py), two-hop patching and closer stages (mechanisms_model.py), attention-SAE head
+    locality, and the P12 probes with SHIFT (bios.py)."""
+    from ..dictionaries import load_dictionary
+    from . import bios, mechanisms_model
+    from .mechanisms import format_report, measure as measure_circuits
+    from .train import load_model
+
+    model = load_model(run)
+    out = {"split": split}
+    out["circuits"] = measure_circuits(run, dicts, split=split)
+    print(format_report(out["circuits"]))
+    out["model"] = mechanisms_model.measure(model, split=split)
+    print(mechanisms_model.format_report(out["model"]))
+    out["head_locality"] = {f"attn_z_{l}": mechanisms_model.head_locality(
+        load_dictionary(f"attn_z_{l}", folder=dicts), model.cfg.n_heads) for l in range(model.cfg.n_layers)}
+    print("attention SAEs, share of latents with >= 80% of their decoder's squared norm in one head: "
+          + ", ".join(f"{k} {v['head_local_share']:.2f}" for k, v in out["head_locality"].items()))
+    out["bios"] = bios.probe_figures(model, layer=bio_layer)
+    sae = load_dictionary(f"resid_pre_{bio_layer}", folder=dicts)
+    out["bios"].update(bios.shift_figures(model, sae, layer=bio_layer))
+    print(bios.format_report(out["bios"]))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
