@@ -170,6 +170,35 @@ def test_the_report_reads_well(hostile, hostile_folder):
 # The parts that need no kernel.
 
 
+def test_odd_files_are_reported_not_fatal_and_csv_cells_stay_text(run_python, tmp_path):
+    """Issue 31: a FIFO named *.ipynb hung the grader; a file name that is not UTF-8 left no
+    grades.csv; a notebook named '=1+1 (formula).ipynb' reached grades.csv as a live formula.
+    None of these needs a kernel: each is graded "unreadable" or "not a course notebook"."""
+    import csv
+    import json
+    import os
+
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.ipynb")
+    (folder / "=1+1 (formula).ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4,
+                                                             "nbformat_minor": 5}))
+    bad_name = os.fsencode(folder) + b"/caf\xe9 \xff.ipynb"
+    with open(bad_name, "w") as f:
+        f.write("{}")
+    out = tmp_path / "grades"
+    result = run_python(["-m", "utils.grade", str(folder), "--out", str(out)])
+    assert (out / "grades.csv").exists(), result.stdout[-2000:]
+    rows = list(csv.reader((out / "grades.csv").open(encoding="utf-8")))
+    by_name = {r[0]: r for r in rows[1:]}
+    assert by_name["pipe.ipynb"][2] == "unreadable"
+    assert "'=1+1 (formula).ipynb" in by_name and "=1+1 (formula).ipynb" not in by_name
+    assert any(name.startswith("caf\ufffd") for name in by_name)
+    assert all(not r[0].startswith(("=", "+", "-", "@")) for r in rows[1:])
+    grades = json.loads((out / "grades.json").read_text())
+    assert {g["status"] for g in grades} <= {"unreadable", "not a course notebook"}
+
+
 def test_restoring_puts_every_check_cell_of_the_source_back_in_place():
     import nbformat
     from nbformat.v4 import new_code_cell

@@ -193,7 +193,7 @@ def test_shipped_model_meets_every_bar(model):
 
 
 def test_report_command_json_and_exit_code():
-    out = subprocess.run([sys.executable, "-m", "utils.world", "report", "--json", "--only", "model"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "utils.world", "report", "--world", "v1", "--json", "--only", "model"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert out.returncode == 0, out.stderr[-2000:]

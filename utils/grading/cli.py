@@ -52,6 +52,12 @@ _WORKERS: set[int] = set()  # pids of the workers running now (several with --jo
 _WORKERS_LOCK = threading.Lock()
 
 
+def printable_name(name: str) -> str:
+    """A file name as text that any report can hold: a name that is not UTF-8 (its bytes come back
+    from the file system as surrogates) once left the grader without a grades.csv at all."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def find_notebooks(paths: list[str]) -> list[tuple[Path, str]]:
     """(path, short name) of every notebook: names are relative to the folder given."""
     found = []
@@ -59,16 +65,19 @@ def find_notebooks(paths: list[str]) -> list[tuple[Path, str]]:
         path = Path(raw)
         if path.is_dir():
             for nb in sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts):
-                found.append((nb, nb.relative_to(path).as_posix()))
-        elif path.is_file():
-            found.append((path, path.name))
+                found.append((nb, printable_name(nb.relative_to(path).as_posix())))
+        elif path.exists():
+            found.append((path, printable_name(path.name)))
         else:
             raise SystemExit(f"error: {raw} does not exist")
     names = [name for _, name in found]
-    return [(p, name if names.count(name) == 1 else str(p)) for p, name in found]
+    return [(p, name if names.count(name) == 1 else printable_name(str(p))) for p, name in found]
 
 
 def read_notebook(path: Path):
+    # a FIFO, a device or a link to one named *.ipynb would block the read (a FIFO hung the grader)
+    if not path.is_file():
+        raise ValueError("not a regular file")
     if path.stat().st_size > MAX_NOTEBOOK_BYTES:
         raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
     notebook = nbformat.reads(path.read_text(encoding="utf-8", errors="replace"), as_version=4)

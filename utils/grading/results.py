@@ -121,9 +121,26 @@ def grade_from_events(grade: Grade, restored, exercises: list[str], events: list
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    # a path that is not UTF-8 reaches here as surrogates; write its bytes as U+FFFD, never crash
+    data = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if _has_surrogates(text) else text
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
+    partial.write_text(data, encoding="utf-8", errors="replace")
     os.replace(partial, path)
+
+
+def _inert(cell) -> str:
+    """A CSV cell that a spreadsheet shows as text: a cell starting with = + - @ (or a tab or
+    carriage return) would run as a formula (a notebook named '=1+1 (formula).ipynb' did)."""
+    text = str(cell)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def write_reports(grades: list[Grade], out: Path) -> list[list[str]]:
@@ -140,7 +157,7 @@ def write_reports(grades: list[Grade], out: Path) -> list[list[str]]:
         def write(self, text):
             lines.append(text)
 
-    csv.writer(_Lines()).writerows(rows)
+    csv.writer(_Lines()).writerows([[_inert(cell) for cell in row] for row in rows])
     _atomic_write(out / "grades.csv", "".join(lines))
     report = [{**asdict(g), "score": g.score} for g in grades]
     _atomic_write(out / "grades.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")

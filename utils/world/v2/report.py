@@ -168,6 +168,39 @@ def mechanisms(run: Path, dicts: Path, split: str = "heldout", bio_layer: int = 
     return out
 
 
+def show_saved(run: Path = V2_ARTIFACTS) -> int:
+    """What a measured run saved (the shipped world by default), without measuring again: the
+    behaviour rows on test and validation frames with their intervals, the dictionary bars and
+    the mechanism figures. `python -m utils.world report` prints this for the shipped v2 world."""
+    from tabulate import tabulate
+
+    test, validation = saved_rows(run, "test"), {r.bar.key: r for r in saved_rows(run, "heldout")}
+
+    def cell(r):
+        return "" if r is None else f"{r.value:.3f}" + ("" if r.ci is None else f" ({r.ci[0]:.2f}-{r.ci[1]:.2f})")
+
+    verdict = {True: "met", False: "missed", None: ""}
+    print(f"course world v2 ({run}): behaviour on TEST frames (written before any model was measured) and on "
+          "validation frames (which chose the run); 95% intervals from a bootstrap over frames")
+    print(tabulate([[r.bar.metric, cell(r), r.bar.target, verdict[r.passed], cell(validation.get(r.bar.key)), r.n, r.frames or ""]
+                    for r in test], headers=["metric", "test", "target", "", "validation", "n (test)", "frames"]))
+    bars = json.loads((run / "dictionary_bars.json").read_text())
+    bad = [b["metric"] for b in bars if not b["passed"]]
+    print(f"\ndictionaries: {len(bars) - len(bad)} of {len(bars)} bars met" + (f"; failing: {', '.join(bad)}" if bad else ""))
+    mech = json.loads((run / "mechanisms.json").read_text())
+    if "circuits" in mech:
+        from . import bios, mechanisms_model
+        from .mechanisms import format_report
+
+        print(f"\nmechanisms ({'test' if mech.get('split') == 'test' else 'validation'} frames):")
+        print(format_report(mech["circuits"]))
+        print(mechanisms_model.format_report(mech["model"]))
+        print("attention SAEs, share of head-local latents: "
+              + ", ".join(f"{k} {v['head_local_share']:.2f}" for k, v in mech["head_locality"].items()))
+        print(bios.format_report(mech["bios"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m utils.world.v2.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
