@@ -176,7 +176,9 @@ def test_hand_supernodes_accepts_any_wellformed_grouping(checks04, shown, make, 
     ({"Texas": "lower", "other": "same"}, ["predicts 2 supernode(s)", "at least three"]),
     ({"Texas": "down", "other": "same", "say a state": "lower"}, ["'Texas' is 'down'", "write 'lower'"]),
     ({"Texas": "lower", "other": 0.5, "say a state": "lower"}, ["'other' is 0.5", "'lower', 'higher', 'same'"]),
-    ({"Texas": "lower", 3: "same", "say a state": "lower"}, ["names should be strings"]),
+    ({"Texas": "lower", 3: "same", "say a state": "lower"}, ["names should be non-empty strings"]),
+    ({"Texas": "lower", "  ": "same", "say a state": "lower"}, ["names should be non-empty strings", "got ' "]),
+    ({"Texas": "lower", "": "same", "say a state": "lower"}, ["names should be non-empty strings"]),
 ])
 def test_ablation_predictions_names_a_malformed_answer(checks04, predictions, messages):
     fails_with(checks04.test_ablation_predictions, lambda: predictions, *messages)

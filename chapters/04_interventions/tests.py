@@ -214,7 +214,8 @@ def test_ablation_predictions(ablation_predictions) -> None:
     synonyms = {"down": "lower", "decrease": "lower", "up": "higher", "increase": "higher", "unchanged": "same",
                 "none": "same"}
     for name, value in predictions.items():
-        expect(isinstance(name, str), f"supernode names should be strings as printed above, got {name!r}.")
+        expect(isinstance(name, str) and name.strip() != "",
+               f"supernode names should be non-empty strings as printed above, got {name!r}.")
         if value not in allowed:
             hint = f" (write {synonyms[value.lower()]!r})" if isinstance(value, str) and value.lower() in synonyms else ""
             fail(f"the prediction for {name!r} is {value!r}; it should be one of {', '.join(map(repr, allowed))}{hint}.")
