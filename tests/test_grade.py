@@ -256,6 +256,15 @@ def test_the_review_scan_flags_reaching_around_the_checks_but_not_honest_code():
         "reads the kernel's history (`In`)",
         "opens files (`open`)",
     ]
+    # Patching through another name is flagged as the plain patch is (issue 31)
+    for aliased in ("m = torch\nm.isclose = lambda *a, **k: True",
+                    "import json\nj = json\nj.dumps = str",
+                    "f = torch.testing\nf.assert_close = print",
+                    "mods = [torch]\nmods[0].isclose = print",
+                    "for m in (torch,):\n    m.allclose = print"):
+        assert any(r.startswith("changes a module or library object") for r in scan_source(aliased)), aliased
+    # ... but a tensor made by a library call is the student's own object
+    assert scan_source("x = torch.zeros(3)\nx.requires_grad = True\nacts = x\nacts.grad = None") == []
     # A copy with every name changed is still a copy.
     sparse = next(c for c in chapter_source(CHAPTER).cells if c.solution and c.solution.startswith("class SparseTensor"))
     renamed = sparse.solution.replace("is_nonzero", "mask").replace("values", "vals")

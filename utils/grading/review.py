@@ -106,7 +106,7 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Attribute(self, node):
         root = node
-        while isinstance(root, ast.Attribute):
+        while isinstance(root, (ast.Attribute, ast.Subscript)):
             root = root.value
         if node.attr in _DUNDERS:
             self.flag(f"reaches into objects (`.{node.attr}`)")
@@ -166,12 +166,48 @@ def _python(source: str) -> str:
         return source
 
 
+def _aliases(tree: ast.AST, imported: set[str]) -> set[str]:
+    """Names bound to a module or library object under another name (`m = torch`,
+    `f = torch.isclose`, `mods = [json]`, `for m in (torch,)`): patching through them
+    (`m.isclose = ...`) forged passes unflagged (issue 31). A call's result (`x = torch.zeros(3)`)
+    is the student's own object, not an alias."""
+
+    def refers(value) -> bool:
+        if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
+            return any(refers(v) for v in value.elts)
+        root = value
+        while isinstance(root, (ast.Attribute, ast.Subscript)):
+            root = root.value
+        return isinstance(root, ast.Name) and root.id in imported and not isinstance(value, ast.Call)
+
+    def targets(node) -> list[str]:
+        return [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
+
+    imported = set(imported)
+    while True:
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None and refers(node.value):
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                    found.update(targets(t))
+            elif isinstance(node, (ast.For, ast.comprehension)) and refers(node.iter):
+                found.update(targets(node.target))
+        if found <= imported:
+            return imported
+        imported |= found
+
+
 def scan_source(source: str) -> list[str]:
     try:
         tree = ast.parse(_python(source))
     except SyntaxError:
         return []
     scanner = _Scanner()
+    for node in ast.walk(tree):  # imports first, so that aliases of them are known wherever they are
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                scanner.imported.add((alias.asname or alias.name).split(".")[0])
+    scanner.imported = _aliases(tree, scanner.imported)
     scanner.visit(tree)
     return scanner.reasons
 
