@@ -234,6 +234,27 @@ def test_restoring_puts_every_check_cell_of_the_source_back_in_place():
     assert len(set(restored.nonces.values())) == len(restored.nonces)
 
 
+def test_a_check_cell_copied_above_its_exercise_still_runs_after_it():
+    """Issue 31: a copy of a check cell put ABOVE its exercise was kept and the real one dropped,
+    so the check ran before the exercise existed and a correct exercise was graded "not run"."""
+    import nbformat
+
+    from utils import course
+    from utils.grading.restore import restore
+
+    notebook = nbformat.read(course.exercise_notebook_path(CHAPTER), as_version=4)
+    cells = notebook.cells
+    check = next(c for c in cells if "tests.test_latent_acts_to_logits(" in c.source)
+    exercise = next(c for c in cells if "def latent_acts_to_logits" in c.source)
+    cells.insert(cells.index(exercise), nbformat.from_dict(dict(check)))  # the copy, above
+    restored = restore(notebook, CHAPTER, "/course")
+    assert restored.dropped == 1 and restored.edited == []
+    index = next(i for i, names in restored.checks.items() if names == ("latent_acts_to_logits",))
+    before = "\n".join(c.source for c in restored.notebook.cells[:index])
+    assert "def latent_acts_to_logits" in before
+    assert sum(names == ("latent_acts_to_logits",) for names in restored.checks.values()) == 1
+
+
 def test_the_review_scan_flags_reaching_around_the_checks_but_not_honest_code():
     from utils import course
     from utils.grading.restore import chapter_source

@@ -165,6 +165,7 @@ def restore(student, chapter_name: str, course_root: str, only: list[str] | None
     order = [c.id for c in chapter.cells]
     entries: list[tuple[str | None, object]] = []  # (source id or None, cell)
     placed: set[str] = set()
+    seen_locked: set[str] = set()
     edited, dropped = [], 0
     skipped = {c.id for c in chapter.cells if c.kind == "check" and only and not set(build.exercises_in([c.source])) & set(only)}
 
@@ -183,13 +184,15 @@ def restore(student, chapter_name: str, course_root: str, only: list[str] | None
         if kind == "code":
             locked = _locked_id(cell, chapter, locked_sources)
             if locked is not None:
+                # Setup and check cells are put back where the SOURCE has them, below, whatever the
+                # student moved: a check cell copied above its exercise used to run before it and
+                # left the exercise "not run" (issue 31). Here they are only noted.
                 if locked in skipped:
                     continue
-                if locked and locked not in placed:
-                    placed.add(locked)
+                if locked and locked not in seen_locked:
+                    seen_locked.add(locked)
                     if normalise(cell_source(cell)) != normalise(by_id[locked].source) and locked != "setup":
                         edited.append(f"check cell `{_first_line(by_id[locked].source)}` was edited")
-                    entries.append((locked, None))
                 else:
                     dropped += 1
                 continue
@@ -201,11 +204,11 @@ def restore(student, chapter_name: str, course_root: str, only: list[str] | None
             entries.append((cid, nbformat.v4.new_markdown_cell(cell_source(cell))))
             placed.add(cid)
 
-    # Re-insert deleted setup/check cells before the next source cell still in the notebook.
+    # Insert every setup/check cell before the next source cell still in the notebook.
     for position, cid in enumerate(order):
         if by_id[cid].kind not in LOCKED_KINDS or cid in placed or cid in skipped:
             continue
-        if cid != "setup":
+        if cid != "setup" and cid not in seen_locked:
             edited.append(f"check cell `{_first_line(by_id[cid].source)}` was deleted")
         later = set(order[position + 1 :])
         at = next((i for i, (eid, _) in enumerate(entries) if eid in later), len(entries))
