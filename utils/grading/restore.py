@@ -179,14 +179,20 @@ def restore(student, chapter_name: str, course_root: str, only: list[str] | None
         found = by_text.get(normalise(cell_source(cell)))
         return found if found not in placed else None
 
+    earlier_of = {cid: set(order[:i]) - {cid} for i, cid in enumerate(order)}
+    student_ids = []  # the chapter cell each student cell is (by id or unchanged text), or None
     for cell in student.cells:
+        cid = cell.get("id")
+        student_ids.append(cid if isinstance(cid, str) and cid in by_id else by_text.get(normalise(cell_source(cell))))
+
+    def ids_below(index: int) -> set:
+        return {cid for cid in student_ids[index + 1:] if cid is not None and by_id[cid].kind not in LOCKED_KINDS}
+
+    for student_index, cell in enumerate(student.cells):
         kind = cell.get("cell_type")
         if kind == "code":
             locked = _locked_id(cell, chapter, locked_sources)
             if locked is not None:
-                # Setup and check cells are put back where the SOURCE has them, below, whatever the
-                # student moved: a check cell copied above its exercise used to run before it and
-                # left the exercise "not run" (issue 31). Here they are only noted.
                 if locked in skipped:
                     continue
                 if locked and locked not in seen_locked:
@@ -195,6 +201,12 @@ def restore(student, chapter_name: str, course_root: str, only: list[str] | None
                         edited.append(f"check cell `{_first_line(by_id[locked].source)}` was edited")
                 else:
                     dropped += 1
+                # A check cell runs where the student has it only if no source cell that comes before
+                # it in the chapter is further down; otherwise (a copy put above its exercise used to
+                # leave a correct exercise "not run", issue 31) it goes back to its place below.
+                if locked and locked not in placed and not (earlier_of[locked] & ids_below(student_index)):
+                    placed.add(locked)
+                    entries.append((locked, None))
                 continue
             cid = source_id(cell)
             entries.append((cid, nbformat.v4.new_code_cell(cell_source(cell))))
