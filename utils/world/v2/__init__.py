@@ -8,15 +8,18 @@ v2 by changing its imports:
 v1 never imports v2. One job per module:
 
     facts.py      the fact tables (what is true in the world)
-    frames.py     every way a relation is stated; held-out frames marked "@"
+    frames.py     every way a relation is stated; validation frames marked "@"
+    test_set_frames.py  the test frames ("#"), written before any model was measured on them
     corpus.py     the seeded generator of labelled documents, and the token inventory
     tokenizer.py  whole words + character fallback: never <|unk|> on ASCII text
     prompts.py    evaluation prompts cut from held-out frames, and natural prompts
-    bars.py       the v2 quality bars and the measurements behind them
+    bars.py       the v2 quality bars, frame-balanced rows with bootstrap intervals, run selection
     train.py      the training entry point (reuses v1's model helpers)
     dictionaries.py  v1's dictionary specs trained on a v2 run, and their bars on v2 text
     mechanisms.py the chapter 04/06 targets: IOI head attention, state supernode ablation/swap
-    report.py     all of the above in one command, and `ship` (a run into v2/artifacts)
+    mechanisms_model.py  two-hop patching by layer and position, closer stages, head-local z latents
+    bios.py       P12 for SHIFT: bios (field intended, narrative person spurious), probes, SHIFT
+    report.py     all of the above in one command, `select` (on validation frames) and `ship`
 
 Decisions a switch-over should know:
 - Text convention: no normaliser. A document starts with a no-space word ("What"), every later
@@ -24,12 +27,13 @@ Decisions a switch-over should know:
   Texas?") is exactly corpus text, and decode(encode(text)) == text.
 - Vocabulary: corpus tokens (words with and without a leading space, where the corpus writes
   them so) plus 255 character tokens, some of which are also corpus tokens (" E", "."); d_vocab
-  1,696 at the time of writing (run 9's corpus). The
+  1,905 at the time of writing (issue 26's corpus). The
   inventory is derived from the frames, so it changes whenever a frame or a fact changes (and a
   model trained on one version cannot be scored with another: bars.py refuses).
-- Held-out scheme: whole frames (43 of 322 at the time of writing), each marked "@", with syntax the train frames lack
-  but only tokens the train split has; plus one fact (the last city of every state never
-  appears in a two-hop frame in training).
+- Held-out scheme: whole frames with syntax the train frames lack but only tokens the train split
+  has: validation frames ("@", they choose among runs and have informed decisions) and test frames
+  ("#", at least 8 per probed relation, measured once after the choice); plus one fact (the last
+  city of every state never appears in a two-hop frame in training).
 - P5's scale word follows from the estimated subject (facts.SCALE_OF), so it is predictable.
 """
 
