@@ -75,9 +75,19 @@ def test_a_run_without_its_test_report_or_measurements_is_refused(tmp_path):
         ship(run, dest=tmp_path / "shipped", choice=_choose(tmp_path))
 
 
-def test_a_run_whose_dictionaries_miss_a_bar_is_refused_naming_it(tmp_path):
+def test_a_run_whose_dictionaries_miss_a_fidelity_bar_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match="L0 resid_pre_0"):
         ship(_run(tmp_path, dictionary_bars_pass=False), dest=tmp_path / "shipped", choice=_choose(tmp_path))
+
+
+def test_a_missed_concept_findability_row_is_reported_not_a_gate(tmp_path):
+    run = _run(tmp_path)
+    bars = json.loads((run / "dictionary_bars.json").read_text())
+    bars.append({"metric": "concept number: resid_pre_1#260 (P=0.28, R=0.62)", "value": 0.38, "target": ">= 0.50",
+                 "passed": False})
+    (run / "dictionary_bars.json").write_text(json.dumps(bars))
+    files = ship(run, dest=tmp_path / "shipped", choice=_choose(tmp_path))
+    assert "dictionary_bars.json" in files
 
 
 @pytest.mark.parametrize("absent", ["resid_pre_2_w64", "attn_z_3", "transcoder_2", "mlp_post_3"])
