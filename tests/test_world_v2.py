@@ -319,8 +319,10 @@ def test_v1_does_not_import_v2():
     import subprocess
     import sys
 
+    # the registry (__init__) and the command line (__main__, whose `report` shows the shipped v2,
+    # issue 26) name both worlds; importing v1 must still not load v2 (checked below)
     for path in (ROOT / "utils" / "world").glob("*.py"):
-        if path.name != "__init__.py":
+        if path.name not in ("__init__.py", "__main__.py"):
             assert not re.search(r"\bv2\b", path.read_text()), path
     code = "import sys, utils.world, utils.world.dictionaries, utils.world.concepts; print('utils.world.v2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
