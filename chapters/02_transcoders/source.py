@@ -192,7 +192,7 @@ print(f"logits with the error term vs the clean model: max |difference| {float((
 # so from layer 1 on the transcoders read inputs that earlier transcoders have already changed; the
 # latents still agree exactly, because both ways compute the same thing in the same order. With the
 # error term, `sae_lens` adds back `mlp_out − transcoder output`, so the model's output is unchanged
-# (up to float rounding: {{1.48e-05}} here).
+# (up to float rounding, the size printed above: it varies with the CPU and library versions).
 #
 # How good a replacement are the transcoders? The next loss on the real tokens of the sample:
 
