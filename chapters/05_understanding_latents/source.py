@@ -457,16 +457,16 @@ widths_per_cluster = family[family["cluster"] >= 0].groupby("cluster")["width"].
 print(f"clusters holding latents of at least 3 widths: {(widths_per_cluster >= 3).sum()} of {len(widths_per_cluster)}")
 
 # %% [markdown]
-# Expected output: {{1801}} of the 1984 latents are live; HDBSCAN finds {{40}} clusters and leaves
-# {{57%}} of the latents as noise. Over the whole family, {{0.53}} of the clustered, labelled
-# latents share their cluster's most common concept, against {{0.24}} with shuffled labels (at
-# most {{0.27}} in 20 shuffles): nearby decoder directions do tend to mean the same planted thing.
-# Per width the margin is small for the narrow SAEs ({{0.79}} against {{0.76}} at width {{64}},
-# where few latents are labelled and one concept dominates) and clear for the wide ones ({{0.57}}
-# against {{0.33}} at width {{1024}}). In the width-coloured map, latents of different widths mix
-# in the same regions rather than forming one island per width ({{36}} of the {{40}} clusters hold
-# latents of at least 3 widths), as splitting predicts: a wide SAE's latents sit near the narrow
-# latents they split from. Two cautions: most latents have no
+# Expected output: {{1801}} of the 1984 latents are live; HDBSCAN finds {{43}} clusters and leaves
+# {{53%}} of the latents as noise. Over the whole family, {{0.56}} of the clustered, labelled
+# latents share their cluster's most common concept, against {{0.23}} with shuffled labels (at
+# most {{0.26}} in 20 shuffles): nearby decoder directions do tend to mean the same planted thing.
+# Per width there is no margin for the narrowest SAE ({{0.80}} against {{0.77}} at width {{64}}, and
+# one shuffle reached {{0.84}}: few latents are labelled and one concept dominates) and a clear one
+# for the wide ones ({{0.57}} against {{0.34}} at width {{1024}}). In the width-coloured map, latents
+# of different widths mix in the same regions rather than forming one island per width ({{41}} of
+# the {{43}} clusters hold latents of at least 3 widths), as splitting predicts: a wide SAE's
+# latents sit near the narrow latents they split from. Two cautions: most latents have no
 # planted label, and the clusters move with the UMAP and HDBSCAN settings.
 
 
