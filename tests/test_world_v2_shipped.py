@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from utils.world import v2
 from utils.world.v2.bars import BARS, rows_from_json
