@@ -50,8 +50,7 @@ import plotly.io as pio
 import tests  # this chapter's checks: chapters/03_attribution_graphs/tests.py
 from utils import attribution
 from utils.attribution import circuit_tracer_order
-from utils.world import load_model
-from utils.world.dictionaries import load_transcoders, replacement_model
+from utils.world.v2 import load_model, load_transcoders, replacement_model
 
 torch.set_grad_enabled(False)  # gradients are switched on only where we need them
 if "connected" in pio.renderers.default:
@@ -61,9 +60,10 @@ if "connected" in pio.renderers.default:
 # ## 1 · The model, the transcoders and the prompt
 #
 # We load the course model and its four transcoders, and build `circuit_tracer`'s replacement
-# model from the same weights (`replacement_model()`, in `utils/world/dictionaries.py`): that is our
+# model from the same weights (`replacement_model()`, in `utils/world/v2/__init__.py`): that is our
 # reference throughout. The prompt is a two-hop question of the course world: the answer needs the
-# state that contains the city, then that state's capital.
+# state that contains the city, then that state's capital. Its sentence form is one of the world's
+# *validation* frames: the model never saw a sentence of this shape in training, only the facts.
 
 # %%
 model = load_model()
@@ -74,7 +74,7 @@ for transcoder in transcoders.values():
     transcoder.requires_grad_(False)
 reference_model = replacement_model(model, transcoders)  # circuit_tracer, same weights and transcoders
 
-prompt = " The state containing Dallas has its capital in"
+prompt = "The state containing Dallas has its capital in"
 tokens = model.to_tokens(prompt)[0]  # BOS first
 print(model.to_str_tokens(tokens))
 probs = model(tokens)[0, -1].softmax(-1)
@@ -82,8 +82,8 @@ top = probs.topk(3)
 print("top next tokens:", [(model.tokenizer.decode([int(i)]), round(float(p), 3)) for p, i in zip(top.values, top.indices)])
 
 # %% [markdown]
-# Expected output: 9 tokens, and the model answers ' Austin' with probability {{0.811}}, with
-# ' Texas' (the intermediate hop) second at {{0.179}}.
+# Expected output: 9 tokens, and the model answers ' Austin' with probability {{0.994}}; the
+# intermediate hop, ' Texas', comes second with {{0.005}}.
 #
 # `run_prompt` (in `utils/attribution.py`) runs the model once and keeps everything the local
 # replacement model will freeze, plus every transcoder's latents and error. Read it: the fields of
@@ -374,8 +374,8 @@ for kind, name in attribution.KIND_NAMES.items():
 print("logits:", [nodes.describe(i, model.tokenizer) for i in (nodes.kind == LOGIT).nonzero()[:, 0].tolist()])
 
 # %% [markdown]
-# Expected output: 9 embeddings, {{508}} active latents (about 16 per layer and position, BOS
-# excluded), 36 error nodes and 2 logits, ' Austin' and ' Texas': together they pass 0.95.
+# Expected output: 9 embeddings, {{544}} active latents (17 per layer and position on average, BOS
+# excluded), 36 error nodes and a single logit, ' Austin', whose probability alone passes 0.95.
 #
 # ## 6 · Edges by backward passes
 #
@@ -527,8 +527,8 @@ print(f"strictly lower-triangular: {bool((adjacency.triu() == 0).all())}; nonzer
 print(f"time: ours {ours_s:.2f} s, circuit_tracer {ct_s:.2f} s (one run each; see benchmarks/attribution.py)")
 
 # %% [markdown]
-# Every edge agrees with circuit_tracer to float rounding (differences around 1e-6 on edges up to
-# about {{7.358}}), and the matrix is strictly lower-triangular.
+# Every edge agrees with circuit_tracer to float rounding (differences of a few 1e-6 on edges up to
+# {{5.490}}), and the matrix is strictly lower-triangular.
 #
 # **What is an edge worth?** The edges into a latent add up to its pre-activation, less the
 # constants. Let's check on the most active latent of the last layer at the last position.
@@ -759,8 +759,8 @@ for kind, name in attribution.KIND_NAMES.items():
     print(f"{name:>9}: {int((kept.kind == kind).sum())}")
 
 # %% [markdown]
-# Expected output: the pruned graph keeps {{42}} of the 555 nodes, of which {{27}} latents, and {{386}}
-# of the 51901 nonzero edges.
+# Expected output: the pruned graph keeps {{61}} of the {{590}} nodes, of which {{47}} latents, and {{779}}
+# of the {{59232}} nonzero edges.
 #
 # ## 8 · How much do the latents explain?
 #
@@ -813,27 +813,68 @@ tests.test_compute_graph_scores(compute_graph_scores)
 # %%
 replacement, completeness = compute_graph_scores(graph.adjacency, graph.nodes)
 print(f"replacement score {replacement:.3f}, completeness score {completeness:.3f}")
+print(f"share of the influence reaching an end of the graph that ends at error nodes (1 - replacement): {1 - replacement:.3f}")
 
 # %% [markdown]
-# On this prompt the replacement score is {{0.793}}: about four fifths of the influence reaches
-# the tokens through latents, a fifth stops at error nodes. The completeness score, {{0.936}}, is
-# higher, because most nodes get only a small part of their input from errors. These are
-# the numbers of a small world's transcoders; the report (`python -m utils.world report`) tracks
-# them on held-out prompts.
+# On this prompt the replacement score is {{0.687}}: of the influence that reaches an end of the
+# graph, about two thirds reach the tokens through latents and {{0.313}} stops at error nodes. The
+# completeness score, {{0.904}}, is higher, because most nodes get only a small part of their input
+# from errors.
 #
-# ## 9 · Reading a real graph
+# One prompt is one sample. The cell below counts each kind of node's share of the *total*
+# influence (latents in the middle of paths included), and repeats the scores on the same sentence
+# about each **held-out city** of the world: the last city of every state, which never appears in a
+# two-hop sentence in training.
+
+# %%
+from utils.world.v2 import facts  # noqa: E402
+
+frame = "The state containing {} has its capital in"
+city_pos = 4  # every city of the world is one token, at position 4 of this frame
+held_out = facts.TWO_HOP_UNSEEN_CITIES
+
+
+def influence_shares(g) -> dict:
+    """Each kind of node's share of the total influence on the logits."""
+    infl = compute_influence(normalize_matrix(g.adjacency), g.nodes.logit_weights)
+    return {name: round(float(infl[g.nodes.kind == kind].sum() / infl.sum()), 3) for kind, name in attribution.KIND_NAMES.items()}
+
+
+print("Dallas, share of the total influence by kind of node:", influence_shares(graph))
+rows = []
+for city in held_out:
+    g = attribute(model, transcoders, model.to_tokens(frame.format(city))[0])
+    infl = compute_influence(normalize_matrix(g.adjacency), g.nodes.logit_weights)
+    emb = (g.nodes.kind == EMBEDDING).nonzero()[:, 0]
+    rows.append((*compute_graph_scores(g.adjacency, g.nodes), influence_shares(g)["error"],
+                 int(g.nodes.pos[emb[infl[emb].argmax()]]) == city_pos))
+rows = torch.tensor(rows)
+for name, column in zip(("replacement score", "completeness score", "error nodes' share"), rows.T[:3]):
+    print(f"{len(held_out)} held-out cities, {name:<18}: min {column.min():.3f}, median {column.median():.3f}, max {column.max():.3f}")
+print(f"the city is the most influential embedding in {int(rows[:, 3].sum())} of {len(held_out)} held-out-city graphs")
+
+# %% [markdown]
+# Error nodes hold {{0.139}} of the total influence on the Dallas graph. Over the {{14}} held-out
+# cities the replacement score ranges from {{0.599}} to {{0.740}} (median {{0.685}}) and the error
+# nodes' share from {{0.116}} to {{0.199}}: Dallas is a typical prompt, and on each of them between
+# a quarter and two fifths of the influence that reaches an end of the graph stops at an error node.
+# Whatever the latents show below, they show part of the story. The report
+# (`python -m utils.world report`) tracks the transcoders on held-out text.
+#
+# ## 9 · Reading the graph
 #
 # Now the payoff. Which nodes does the pruned graph keep, and what are they? We have three ways to
 # name a latent without running anything new: its **logit lens** (the tokens its writing vector
 # pushes up, `W_dec[i] @ W_U`), its **dashboard** (chapter 02: where it fires in the corpus), and,
 # in the course world, the **ground-truth concept** it matches best on the labelled corpus
 # (precision: how often it fires on the concept; recall: how much of the concept it covers). The
-# planted concepts include the template of the two-hop question (`p6`) and entities such as
-# `city:Dallas`, `in_state:Texas` (tokens of a sentence about a place in Texas), `state:Texas`,
+# planted concepts include the kind of sentence (`two_hop`, `city_pair`, ...) and entities such as
+# `city:Dallas`, `in_state:Texas` (tokens of a sentence about a place in Texas), `state:Texas` and
 # `capital:Austin`; we show the best concept overall and the best *entity* concept.
 
 # %%
-from utils.world.concepts import labelled_corpus, streamed_concept_scores  # noqa: E402
+from utils.world.concepts import streamed_concept_scores  # noqa: E402
+from utils.world.v2 import labelled_corpus  # noqa: E402
 
 corpus = labelled_corpus(n_docs=100)
 concept_scores = streamed_concept_scores(model, transcoders, corpus, progress=False)
@@ -842,15 +883,20 @@ entity = torch.tensor([c.split(":")[0] in ("city", "state", "capital", "in_state
 influence = compute_influence(normalize_matrix(graph.adjacency), graph.nodes.logit_weights)
 
 
+def best_concepts(i: int) -> list[tuple[str, float, float]]:
+    """(concept, precision, recall) of latent node i's best concept and of its best entity concept."""
+    layer, latent = int(graph.nodes.layer[i]), int(graph.nodes.index[i])
+    scores = concept_scores[layer]
+    best = int(scores.f1[:, latent].argmax())
+    best_entity = int(torch.where(entity, scores.f1[:, latent], torch.tensor(-1.0)).argmax())
+    return [(concepts[c], float(scores.precision[c, latent]), float(scores.recall[c, latent])) for c in (best, best_entity)]
+
+
 def name_latent(i: int) -> str:
     """Logit lens, best concept and best entity concept of latent node i, as one line."""
     layer, latent = int(graph.nodes.layer[i]), int(graph.nodes.index[i])
-    scores = concept_scores[layer]
     lens = model.to_str_tokens((transcoders[layer].W_dec[latent] @ model.W_U).topk(3).indices)
-    best = int(scores.f1[:, latent].argmax())
-    best_entity = int(torch.where(entity, scores.f1[:, latent], torch.tensor(-1.0)).argmax())
-    return (f"lens {lens}; {concepts[best]} ({scores.precision[best, latent]:.2f}, {scores.recall[best, latent]:.2f}); "
-            f"{concepts[best_entity]} ({scores.precision[best_entity, latent]:.2f}, {scores.recall[best_entity, latent]:.2f})")
+    return f"lens {lens}; " + "; ".join(f"{c} ({p:.2f}, {r:.2f})" for c, p, r in best_concepts(i))
 
 
 kept_latents = (pruned.node_mask & (graph.nodes.kind == LATENT)).nonzero()[:, 0]
@@ -860,20 +906,22 @@ print(f"kept latents by layer: {torch.bincount(graph.nodes.layer[kept_latents], 
 print("\nthe 8 most influential kept latents (influence; logit lens; best concept and best entity (precision, recall)):")
 for i in kept_latents[:8].tolist():
     print(f"{graph.nodes.describe(i):<12} {float(influence[i]):.3f}  {name_latent(i)}")
+print(f"highest precision of a kept latent's best entity concept: {max(best_concepts(i)[1][1] for i in kept_latents.tolist()):.2f}")
 print("\ninfluence of the embeddings:")
 for i in (graph.nodes.kind == EMBEDDING).nonzero()[:, 0].tolist():
     print(f"  {graph.nodes.describe(i, model.tokenizer):<22} {float(influence[i]):.3f}")
 
 # %% [markdown]
-# Expected output: all {{27}} kept latents sit at the last position (' in'), {{14}} of them in
-# layer 0; the rest of the graph is embeddings and the error nodes of the last position. Of the
-# inputs, ' Dallas' has by far the largest influence ({{0.247}}), then ' in' and ' capital'.
+# Expected output: {{44}} of the {{47}} kept latents sit at the last position (' in'), the other
+# three at 'The'; {{23}} of them are in layer 0. Nothing is kept at the city's position. Of the
+# inputs, ' Dallas' has the largest influence ({{0.141}}), then ' in' ({{0.119}}) and ' capital'
+# ({{0.095}}); section 8 found the city to be the most influential embedding on every held-out-city
+# graph as well.
 #
-# The top latent, {{L0 #206 @8}}, has a logit lens of ' Austin', ' palace', ' Texas', and its best
-# entity concept is `in_state:Texas` with recall {{0.84}}: it fires on most tokens about places in
-# Texas, though with low precision (0.10). Most of the others match the question's template (`p6`)
-# better than any entity. So the graph already suggests a shallow circuit: nothing is computed at
-# the city's position; the last position reads the city directly. The edges say how:
+# The labels name these latents poorly. The best concept of a kept latent is mostly the kind of
+# sentence (`two_hop`, `city_pair`), and its best *entity* concept is never precise: the highest
+# precision is {{0.08}}, so each such latent fires mostly on tokens that are not that entity. The
+# logit lenses are a mix of place names and unrelated words. Let's look at edges instead:
 
 # %%
 def strongest_inputs(t: int, k: int = 4) -> str:
@@ -887,11 +935,11 @@ for t in kept_latents[:3].tolist() + (graph.nodes.kind == LOGIT).nonzero()[:, 0]
     print(f"{graph.nodes.describe(t, model.tokenizer)} <- {strongest_inputs(t)}")
 
 # %% [markdown]
-# Expected output: {{L0 #206 @8}} gets {{+3.33}} from the ' Dallas' embedding four positions
-# back, through layer 0's attention, and less from ' in' itself; the logit ' Austin' gets its
-# largest edge from that same latent ({{+1.69}}), then from the error nodes of layers 3 and 2 at the
-# last position. ' Texas' draws on the same latent ({{+1.50}}). Error nodes carry a real share here:
-# the transcoders of this small world do not explain everything.
+# Expected output: the top latent, {{L0 #339 @8}}, gets {{+1.42}} from the ' Dallas' embedding four
+# positions back, which can only arrive through layer 0's attention, and {{+1.18}} from ' in'
+# itself. The logit ' Austin' gets its largest edges from error nodes at the last position (layer
+# 3: {{+2.29}}, layer 0: {{+2.08}}); its strongest latent input, {{L3 #131 @8}}, *lowers* it
+# ({{-1.01}}).
 #
 # The dashboard of the top latent shows where it fires in the corpus:
 
@@ -902,6 +950,179 @@ top = int(kept_latents[0])
 display_dashboard(transcoders[int(graph.nodes.layer[top])], int(graph.nodes.index[top]), model=model, data=corpus)
 
 # %% [markdown]
+# ### Where does the state come from?
+#
+# The graph says: the city is read at the last position, through layer 0's attention. That part of
+# the computation, attention, is frozen in the graph, so the graph cannot say which head does it.
+# We look at the model itself. First, where layer 0's heads look from the last position:
+
+# %%
+run = graph.run
+print("layer-0 attention from ' in' (last position) to each position:")
+print("        " + " ".join(f"{t!r:>12}" for t in model.to_str_tokens(tokens)))
+for head in range(model.cfg.n_heads):
+    print(f"  L0H{head}: " + " ".join(f"{float(a):>12.2f}" for a in run.patterns[0][head, -1]))
+
+# %% [markdown]
+# Head {{L0H1}} puts {{0.88}} of its attention on ' Dallas'; the other three spread theirs over the
+# words of the question. Where a head looks is not what it carries, so we **patch**: run the sentence
+# about a held-out city, copy one activation from the same sentence about a city of another state,
+# and count how often the answer becomes the other state's capital. Each head of layers 0 and 1 is
+# patched in turn at the last position (the other heads are the controls for L0H1), and so are the
+# city's embedding and the residual stream at the city's position and at the last position after
+# layer 0.
+
+# %%
+cities = sorted(facts.CITY_TO_STATE)
+city_tokens = torch.stack([model.to_tokens(frame.format(c))[0] for c in cities])  # the same frame for every city
+capital_of = {c: model.to_single_token(" " + facts.STATE_TO_CAPITAL[facts.CITY_TO_STATE[c]]) for c in cities}
+city_logits, city_cache = model.run_with_cache(city_tokens)
+answered = [int(city_logits[k, -1].argmax()) == capital_of[c] for k, c in enumerate(cities)]
+print(f"capital top-1 in this frame: {sum(answered)} of {len(cities)} cities, "
+      f"{sum(answered[cities.index(c)] for c in held_out)} of {len(held_out)} held-out cities")
+
+sites = {f"L{layer}H{head} output (hook_z) at the last position": (f"blocks.{layer}.attn.hook_z", -1, head)
+         for layer in range(2) for head in range(model.cfg.n_heads)}
+sites["embedding of the city"] = ("hook_embed", city_pos, None)
+sites["residual stream at the city after layer 0"] = ("blocks.1.hook_resid_pre", city_pos, None)
+sites["residual stream at the last position after layer 0"] = ("blocks.1.hook_resid_pre", -1, None)
+
+
+def patched_top1(k: int, donor: int, hook_name: str, pos: int, head: int | None) -> int:
+    """Top-1 token of city k's prompt with one activation taken from city `donor`'s prompt."""
+    def patch(activation, hook):
+        if head is None:
+            activation[:, pos] = city_cache[hook_name][donor, pos]
+        else:
+            activation[:, pos, head] = city_cache[hook_name][donor, pos, head]
+        return activation
+    return int(model.run_with_hooks(city_tokens[k : k + 1], fwd_hooks=[(hook_name, patch)])[0, -1].argmax())
+
+
+states = sorted(facts.STATES)
+flips, pairs = dict.fromkeys(sites, 0), 0
+for n, city in enumerate(held_out):
+    others = [s for s in states if s != facts.CITY_TO_STATE[city]]
+    for donor_state in (others[(3 * n + r) % len(others)] for r in range(3)):  # 3 other states per city
+        donor = facts.STATES[donor_state]["cities"][0]
+        pairs += 1
+        for site, (hook_name, pos, head) in sites.items():
+            flips[site] += patched_top1(cities.index(city), cities.index(donor), hook_name, pos, head) == capital_of[donor]
+print(f"\n{pairs} (held-out city, city of another state) pairs: how often the answer becomes the other state's capital")
+for site, count in flips.items():
+    print(f"  {site:<52} {count:>2} / {pairs}")
+
+# %% [markdown]
+# Expected output: the model names the right capital for all cities in this frame
+# ({{56 of 56 cities}}), the held-out ones included ({{14 of 14 held-out cities}}). Patching L0H1's output at the last position hands the answer to the other
+# state in {{42 / 42}} pairs; no other head of layers 0 and 1 does it once ({{0 / 42}}). Patching the
+# city's embedding does it too, and patching the residual stream at the city's position after
+# layer 0 never does: after layer 0, nothing at the city's position is used for the answer. One
+# head moves the state, at layer 0, straight from the city's token.
+#
+# That leaves the question a sceptic asks first: is there a first hop (city → state) computed
+# anywhere, or does a city's token embedding already say its state? A control that needs no
+# model run: classify each city's embedding by the nearest centroid of the other cities' embeddings
+# of each state (the city itself left out).
+
+# %%
+from utils.world.v2.mechanisms_model import state_from_embedding  # noqa: E402
+
+lookup = state_from_embedding(model)
+print(f"a city's state from its token embedding alone (nearest state centroid, the city left out): "
+      f"{lookup['correct']} of {lookup['cities']} (chance {lookup['chance']:.2f})")
+
+# %% [markdown]
+# It does, for every city: {{56 of 56}} against a chance level of {{0.07}}. So in this model the
+# "intermediate hop" is not computed: the state is a property of the city's embedding, L0H1 copies
+# it to the last position, and the rest of the model turns it into the capital there. That is why
+# the graph has nothing at the city's position, and why held-out cities work as well as the others.
+# It is also a warning about the word *two-hop*: a prompt that needs two facts does not make a model
+# compute them in two steps. (This is one frame; on the world's test frames the two-hop answer is
+# right only about half the time, see `python -m utils.world report`.)
+#
+# ### A "Texas" supernode?
+#
+# A **supernode** groups latents that you believe play one role. The tempting group here: the kept
+# latents whose best entity concept is about Texas. Two checks before believing in it. Is each
+# member about Texas, i.e. does it fire, at the last position of this same sentence, for Texas cities
+# and not for other states' cities? And does removing the group matter more than removing a random
+# group of the same size? We remove a group by subtracting what its members write
+# (`activation × W_dec`) from their layers' MLP outputs at the last position, in the real model,
+# and read P(capital); the random groups are 50 draws of as many other kept latents at the last
+# position.
+
+# %%
+texas = [i for i in kept_latents.tolist() if "Texas" in best_concepts(i)[1][0]]
+texas_cities = [cities.index(c) for c in facts.STATES["Texas"]["cities"]]
+other_cities = [k for k in range(len(cities)) if k not in texas_cities]
+acts_last = torch.stack([transcoders[layer].encode(city_cache[f"blocks.{layer}.ln2.hook_normalized"][:, -1])
+                         for layer in range(model.cfg.n_layers)], 1)  # (cities, n_layers, d_sae)
+
+
+def fires(i: int) -> Tensor:
+    """For each city, whether latent node i's latent is active at the last position of its sentence."""
+    return acts_last[:, int(graph.nodes.layer[i]), int(graph.nodes.index[i])] > 0
+
+
+print(f"{len(texas)} kept latents have a Texas entity as best entity concept; each fires on:")
+for i in texas:
+    print(f"  {graph.nodes.describe(i):<12} {best_concepts(i)[1][0]:<16} Texas cities {int(fires(i)[texas_cities].sum())} / "
+          f"{len(texas_cities)}, other states' cities {int(fires(i)[other_cities].sum())} / {len(other_cities)}")
+last_kept = [i for i in kept_latents.tolist() if int(graph.nodes.pos[i]) == len(tokens) - 1]
+specific = [i for i in last_kept if fires(i)[texas_cities].float().mean() >= 0.5 and fires(i)[other_cities].float().mean() <= 0.1]
+print(f"kept latents at the last position firing on >= half the Texas cities and <= 10% of the others: "
+      f"{[graph.nodes.describe(i) for i in specific]}, of which {sum(bool(fires(i)[cities.index('Amarillo')]) for i in specific)} "
+      f"of {len(specific)} fire for Amarillo")
+
+
+def p_capital_without(city: str, group: list[int]) -> float:
+    """P(capital) for `city` when the group's latents stop writing at the last position (the rest recomputes)."""
+    k, hooks = cities.index(city), []
+    for layer in range(model.cfg.n_layers):
+        ids = [int(graph.nodes.index[i]) for i in group if int(graph.nodes.layer[i]) == layer]
+        if ids:
+            written = acts_last[k, layer, ids] @ transcoders[layer].W_dec[ids]
+
+            def remove(activation, hook, written=written):
+                activation[:, -1] -= written
+                return activation
+            hooks.append((f"blocks.{layer}.hook_mlp_out", remove))
+    return float(model.run_with_hooks(city_tokens[k : k + 1], fwd_hooks=hooks)[0, -1].softmax(-1)[capital_of[city]])
+
+
+generator = torch.Generator().manual_seed(0)
+for name, group in (("labelled Texas", texas), ("Texas-specific", specific)):
+    rest = [i for i in last_kept if i not in group]
+    for city in ("Dallas", "Amarillo"):  # Amarillo: held out
+        draws = torch.tensor([p_capital_without(city, [rest[j] for j in torch.randperm(len(rest), generator=generator)[: len(group)].tolist()])
+                              for _ in range(50)])
+        q = draws.quantile(torch.tensor([0.1, 0.5, 0.9]))
+        removed = p_capital_without(city, group)
+        print(f"{name} group ({len(group)}), {city}: P(capital) {p_capital_without(city, []):.3f} -> {removed:.3f}; "
+              f"50 random groups: 10th/50th/90th percentile {q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}, "
+              f"{int((draws < removed).sum())} of 50 lower")
+
+# %% [markdown]
+# Expected output: the label-based group has {{8}} members, and it is not a Texas group. Five of them
+# fire on all four Texas cities but also on {{20 / 52}} to {{49 / 52}} of the other states' cities;
+# the two that fire on few other cities ({{8 / 52}} and {{9 / 52}}) miss half of the Texas cities.
+# Removing all eight leaves P(' Austin') almost where it was ({{0.994 -> 0.983}} for Dallas,
+# {{0.990 -> 0.988}} for the held-out Amarillo), a smaller drop than half the random groups of eight
+# other kept latents give ({{26 of 50}} random groups end lower for Dallas, {{41 of 50}} for
+# Amarillo). Random groups can hurt (their 10th percentile is {{0.795}} for Dallas), so some kept
+# latents matter; the Texas label does not tell which.
+#
+# The specificity screen finds five kept latents that do prefer Texas cities, none of them in the
+# labelled group. Removing them lowers P(' Austin') for Dallas to {{0.969}}, more than most random
+# groups of five do (only {{9 of 50}} end lower), and does nothing for Amarillo
+# ({{0.990 -> 0.990}}), for which only {{1 of 5}} of them fires. The screen was chosen on the
+# same sentences, so neither figure is a held-out test. What the evidence supports: the answer does
+# not rest on a small set of Texas latents at the last position. The state arrives there through
+# L0H1, and the transcoders spread what happens next over latents that also fire for other states,
+# and over error nodes.
+
+# %% [markdown]
 # ### The graph, to explore
 #
 # `explore_graph` (in `utils/graph_explorer.py`) draws a pruned graph offline: one column per
@@ -910,17 +1131,15 @@ display_dashboard(transcoders[int(graph.nodes.layer[top])], int(graph.nodes.inde
 # it to highlight its strongest paths to the logits. It takes a circuit_tracer `Graph`, so we convert
 # ours (`AttributionGraph.to_circuit_tracer`, which permutes our nodes into circuit_tracer's order):
 # the explorer then prunes it with circuit_tracer's own `prune_graph`, which keeps exactly the nodes
-# yours kept. A **supernode** groups latents that you believe play one role; its edges are the sums
-# of its members' edges. Here we group the kept latents whose best entity concept is about Texas.
+# yours kept. A supernode's edges are the sums of its members' edges; we draw the labelled group
+# as one, knowing now what it is worth.
 
 # %%
 from utils.graph_explorer import explore_graph  # noqa: E402
 
 ct_view_graph = graph.to_circuit_tracer(model)
-texas = [f"{int(graph.nodes.layer[i])}_{int(graph.nodes.index[i])}_{int(graph.nodes.pos[i])}"
-         for i in kept_latents.tolist() if "Texas" in name_latent(i).rsplit(";", 1)[1]]
-print(f"Texas supernode: {texas}")
-view = explore_graph(ct_view_graph, node_threshold=0.8, edge_threshold=0.98, supernodes={"Texas": texas},
+texas_ids = [f"{int(graph.nodes.layer[i])}_{int(graph.nodes.index[i])}_{int(graph.nodes.pos[i])}" for i in texas]
+view = explore_graph(ct_view_graph, node_threshold=0.8, edge_threshold=0.98, supernodes={"labelled Texas": texas_ids},
                      title="The state containing Dallas has its capital in", n_docs=len(corpus.tokens))
 view
 
@@ -930,15 +1149,15 @@ view
 #
 # ### Your hypothesis
 #
-# Write down, in a few lines, the circuit you believe the graph shows. Some questions to answer:
-# where is the city read from (which position, which layer's attention)? Which latents carry "a
-# place in Texas", and do they push ' Austin' and ' Texas' alike? What, if anything, in the graph
-# prefers the capital (' Austin') to the state (' Texas')? Which part is left to error nodes? Name
-# latents by their `L{layer} #{id} @{pos}` labels.
+# Write down, in a few lines, the circuit you believe this prompt runs, from the graph and the
+# experiments above. Some questions to answer: where is the city read from (which position, which
+# head)? Where is the state, and how would you tell a state *representation* from a state
+# *computation*? Which latents carry the answer at the last position, and how would you test that a
+# group of them matters more than a random group of the same size? How much of the answer is left to
+# error nodes, and what does that do to any claim about latents? Name latents by their
+# `L{layer} #{id} @{pos}` labels.
 #
-# Chapter 04 tests such hypotheses with interventions: if a group of latents really carries
-# "Texas", switching it off should lower ' Austin', and putting a California prompt's latents in its
-# place should make the model say ' Sacramento'.
+# Chapter 04 tests such hypotheses with interventions on many prompts.
 #
 # *Hypothesis (yours):* ...
 #

@@ -21,8 +21,8 @@ from utils.attribution import EMBEDDING, ERROR, KIND_NAMES, LATENT, LOGIT, Graph
 from utils.checks import Mistake, assert_tensor, check, expect, fail
 
 PROMPTS = {
-    "the Dallas prompt": " The state containing Dallas has its capital in",
-    "the Eiffel prompt": " Everyone knows the Eiffel tower is located in",
+    "the Dallas prompt": "The state containing Dallas has its capital in",  # one salient logit (' Austin')
+    "the Eiffel prompt": "Everyone knows the Eiffel tower is located in",  # five salient logits
 }
 
 # -------------------------------------------------------------------------------------------------
@@ -31,8 +31,7 @@ PROMPTS = {
 
 @lru_cache(maxsize=1)
 def _world():
-    from utils.world import load_model
-    from utils.world.dictionaries import load_transcoders, replacement_model
+    from utils.world.v2 import load_model, load_transcoders, replacement_model
 
     model = load_model()
     for param in model.parameters():
@@ -437,7 +436,7 @@ def test_build_graph_nodes(build_graph_nodes) -> None:
                       f"{where}: (layer, pos, latent) of the latent nodes against circuit_tracer's active features")
         assert_tensor(latents.activation, graph.activation_values, f"{where}: latent activations against circuit_tracer",
                       rtol=1e-5, atol=1e-6)
-    _, run, _ = _prompt("the Dallas prompt")
+    _, run, _ = _prompt("the Eiffel prompt")  # 5 salient logits by default
     few = build_graph_nodes(model, run, max_n_logits=1)
     expect(int((few.kind == LOGIT).sum()) == 1, "build_graph_nodes(..., max_n_logits=1) should make exactly one logit "
                                                  "node: pass max_n_logits and desired_logit_prob on to compute_salient_logits.")
@@ -693,7 +692,7 @@ def test_attribute(attribute) -> None:
     model, transcoders, rm = _world()
     from circuit_tracer import attribute as ct_attribute
 
-    tokens = model.to_tokens(" Dallas is a city in the state of")[0]
+    tokens = model.to_tokens("Dallas is a city in the state of")[0]
     result = attribute(model, transcoders, tokens)
     for field in ("tokens", "nodes", "adjacency"):
         expect(hasattr(result, field), f"attribute(...) should return an AttributionGraph with .{field}.")
@@ -705,9 +704,9 @@ def test_attribute(attribute) -> None:
            "attribute(...): the logit nodes differ from circuit_tracer's salient logits.")
     perm = circuit_tracer_order(nodes)
     assert_tensor(result.adjacency[perm][:, perm], graph.adjacency_matrix,
-                  "attribute(' Dallas is a city in the state of'): the adjacency matrix (in circuit_tracer's order)",
+                  "attribute('Dallas is a city in the state of'): the adjacency matrix (in circuit_tracer's order)",
                   check_dtype=False, **_edge_tolerance(graph.adjacency_matrix))
-    few = attribute(model, transcoders, _prompt("the Dallas prompt")[0], max_n_logits=1)  # 2 salient logits by default
+    few = attribute(model, transcoders, _prompt("the Eiffel prompt")[0], max_n_logits=1)  # 5 salient logits by default
     expect(int((few.nodes.kind == LOGIT).sum()) == 1, "attribute(..., max_n_logits=1) should have one logit node: pass "
                                                        "max_n_logits and desired_logit_prob on.")
 
