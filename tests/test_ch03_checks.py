@@ -76,6 +76,21 @@ def test_wrong_local_replacement_hooks(checks03, variant, message):
     fails_with(checks03.test_local_replacement_hooks, variant, message)
 
 
+def test_hooks_closing_over_the_loop_variable_are_named(checks03):
+    def local_replacement_hooks(model, transcoders, run, latent_acts=None):
+        acts = run.latents if latent_acts is None else latent_acts
+        hooks = [("ln_final.hook_scale", lambda a, hook: run.final_scale.expand_as(a))]
+        for layer in range(model.cfg.n_layers):  # every lambda sees the last value of `layer`
+            hooks += [(f"blocks.{layer}.attn.hook_pattern", lambda a, hook: run.patterns[layer].expand_as(a)),
+                      (f"blocks.{layer}.ln1.hook_scale", lambda a, hook: run.ln1_scale[layer].expand_as(a)),
+                      (f"blocks.{layer}.ln2.hook_scale", lambda a, hook: run.ln2_scale[layer].expand_as(a)),
+                      (f"blocks.{layer}.hook_mlp_out", lambda a, hook: (
+                          acts[layer] @ transcoders[layer].W_dec + transcoders[layer].b_dec + run.errors[layer]).expand_as(a))]
+        return hooks
+
+    fails_with(checks03.test_local_replacement_hooks, local_replacement_hooks, "Hint: every hook uses the last layer's values")
+
+
 def test_local_replacement_hooks_alternative(checks03, capsys):
     """sae_lens's decode, and frozen values repeated (not expanded) over the batch, are fine."""
 
@@ -180,6 +195,15 @@ def salient_variant(*, extra=0, demean=True, logits_out=False):
 ])
 def test_wrong_compute_salient_logits(checks03, variant, message):
     fails_with(checks03.test_compute_salient_logits, variant, message)
+
+
+def test_salient_logits_on_a_vocabulary_smaller_than_max_n_logits(checks03):
+    def compute_salient_logits(logits, W_U, max_n_logits=10, desired_logit_prob=0.95):
+        top = logits.softmax(-1).topk(max_n_logits)  # k not clamped to the vocabulary
+        n = min(int((top.values.cumsum(0) < desired_logit_prob).sum()) + 1, len(top.values))
+        return top.indices[:n], top.values[:n], (W_U[:, top.indices[:n]] - W_U.mean(1, keepdim=True)).T
+
+    fails_with(checks03.test_compute_salient_logits, compute_salient_logits, "Hint: a vocabulary can be smaller than max_n_logits")
 
 
 def test_compute_salient_logits_alternative(checks03, capsys):
@@ -290,6 +314,16 @@ def test_wrong_compute_attribution_matrix(checks03, variant, message):
     fails_with(checks03.test_compute_attribution_matrix, variant, message)
 
 
+def test_edges_without_the_source_activation_are_named(checks03):
+    """Every activation taken as 1, the BOS error's 0 included: the latent columns still name the mistake."""
+    def compute_attribution_matrix(model, transcoders, run, nodes, batch_size=256):
+        ones = GraphNodes(nodes.kind, nodes.layer, nodes.pos, nodes.index, torch.ones_like(nodes.activation))
+        return ref.compute_attribution_matrix(model, transcoders, run, ones, batch_size)
+
+    fails_with(checks03.test_compute_attribution_matrix, compute_attribution_matrix,
+               "Hint: multiply each edge by its source's activation")
+
+
 def test_compute_attribution_matrix_alternative(checks03, capsys):
     """One backward pass per target, on a single copy of the prompt: slow, and right."""
     passes(checks03.test_compute_attribution_matrix, lambda m, t, r, n, batch_size=256: _slow_attribution(m, t, r, n), capsys)
@@ -303,6 +337,7 @@ def test_compute_attribution_matrix_alternative(checks03, capsys):
     (lambda A: A / A.sum(1, keepdim=True).clamp(min=1e-10), "Hint: take absolute values first"),
     (lambda A: A.abs() / A.abs().sum(0, keepdim=True).clamp(min=1e-10), "Hint: normalise each *row*"),
     (lambda A: A.abs() / A.abs().sum(1, keepdim=True), "Hint: a row of zeros (a node with no inputs) must stay zero"),
+    (lambda A: A.abs_() / A.sum(1, keepdim=True).clamp(min=1e-10), "Hint: use adjacency.abs(), not abs_()"),
 ])
 def test_wrong_normalize_matrix(checks03, variant, message):
     fails_with(checks03.test_normalize_matrix, variant, message)

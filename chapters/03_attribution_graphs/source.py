@@ -858,8 +858,8 @@ print(f"the city is the most influential embedding in {int(rows[:, 3].sum())} of
 # cities the replacement score ranges from {{0.599}} to {{0.740}} (median {{0.685}}) and the error
 # nodes' share from {{0.116}} to {{0.199}}: Dallas is a typical prompt, and on each of them between
 # a quarter and two fifths of the influence that reaches an end of the graph stops at an error node.
-# Whatever the latents show below, they show part of the story. The report
-# (`python -m utils.world report`) tracks the transcoders on held-out text.
+# Whatever the latents show below, they show part of the story. The world's report
+# (`python -m utils.world report`) lists the transcoders' quality bars on held-out text.
 #
 # ## 9 · Reading the graph
 #
@@ -1017,8 +1017,8 @@ for site, count in flips.items():
 # ({{56 of 56 cities}}), the held-out ones included ({{14 of 14 held-out cities}}). Patching L0H1's output at the last position hands the answer to the other
 # state in {{42 / 42}} pairs; no other head of layers 0 and 1 does it once ({{0 / 42}}). Patching the
 # city's embedding does it too, and patching the residual stream at the city's position after
-# layer 0 never does: after layer 0, nothing at the city's position is used for the answer. One
-# head moves the state, at layer 0, straight from the city's token.
+# layer 0 never does: from layer 1 on, what sits at the city's position no longer decides the
+# answer. One head moves the state, at layer 0, straight from the city's token.
 #
 # That leaves the question a sceptic asks first: is there a first hop (city → state) computed
 # anywhere, or does a city's token embedding already say its state? A control that needs no
