@@ -1,4 +1,5 @@
-"""Shared fixtures: chapter checks loaded by path, and student notebooks made from chapter 01.
+"""Shared fixtures: chapter checks loaded by path, student notebooks made from chapter 01, and one
+grader run over every chapter's exercise and solution notebooks (`graded_course`).
 
 There is deliberately no tests/__init__.py: notebooks `import tests` to get their chapter's
 checks, and a regular package named `tests` at the repository root could shadow them.
@@ -7,6 +8,8 @@ checks, and a regular package named `tests` at the repository root could shadow 
 from __future__ import annotations
 
 import copy
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -243,3 +246,59 @@ def hostile_folder(tmp_path_factory) -> Path:
         else:
             nbformat.write(notebook, path)
     return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Every chapter's two notebooks, graded once per test run and shared by the tests that need an
+# executed notebook: the solution runs clean (tests/test_notebooks.py), its text quotes only
+# values it prints (same), the exercise notebook grades "not implemented" and the solution
+# "passed" on every exercise (tests/test_grade.py). One grader run executes each notebook once.
+
+
+class GradedChapter:
+    def __init__(self, chapter: str, rows: dict, report: dict, printed: str, stdout: str):
+        self.chapter, self.stdout = chapter, stdout
+        self.stub, self.solved = rows.get("stub"), rows.get("solved")  # grades.csv rows
+        self.stub_report, self.solved_report = report.get("stub"), report.get("solved")  # grades.json entries
+        self.printed = printed  # what the solution notebook showed as text (the grader's --printed)
+
+
+@pytest.fixture(scope="session")
+def graded_course(request, tmp_path_factory):
+    """`graded_course(chapter)` -> GradedChapter. On first use, grades the exercise and solution
+    notebooks of every chapter that the selected tests ask for, in one `python -m utils.grade
+    --jobs 2 --printed` run (so `pytest -k 03_` executes chapter 03's notebooks only)."""
+    needed = sorted({item.callspec.params["chapter"] for item in request.session.items
+                     if "graded_course" in getattr(item, "fixturenames", ())
+                     and "chapter" in getattr(getattr(item, "callspec", None), "params", {})})
+    results: dict[str, GradedChapter] = {}
+
+    def graded(chapter: str) -> GradedChapter:
+        if not results:
+            root = tmp_path_factory.mktemp("graded_course")
+            submissions, out = root / "submissions", root / "grades"
+            for name in needed or [chapter]:
+                folder = submissions / name
+                folder.mkdir(parents=True)
+                (folder / "stub.ipynb").write_bytes(course.exercise_notebook_path(name).read_bytes())
+                (folder / "solved.ipynb").write_bytes(course.solution_notebook_path(name).read_bytes())
+            result = subprocess.run(
+                [sys.executable, "-m", "utils.grade", str(submissions), "--out", str(out), "--jobs", "2",
+                 "--timeout", "300", "--printed", str(out / "printed")],
+                cwd=course.REPO_ROOT, env={**os.environ, "COURSE_ROOT": str(course.REPO_ROOT)},
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=3600,
+            )
+            assert result.returncode == 0, result.stdout
+            with open(out / "grades.csv", newline="") as f:
+                rows = list(csv.DictReader(f))
+            report = json.loads((out / "grades.json").read_text())
+            for name in needed or [chapter]:
+                mine = {r["notebook"].split("/")[-1].removesuffix(".ipynb"): r for r in rows if r["notebook"].startswith(f"{name}/")}
+                entries = {g["notebook"].split("/")[-1].removesuffix(".ipynb"): g for g in report if g["notebook"].startswith(f"{name}/")}
+                text_file = out / "printed" / f"{name}__solved.txt"
+                printed = text_file.read_text() if text_file.exists() else ""
+                results[name] = GradedChapter(name, mine, entries, printed, result.stdout)
+        assert chapter in results, f"{chapter} was not among the chapters graded for this run: {sorted(results)}"
+        return results[chapter]
+
+    return graded

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from utils import course
+
 CHAPTER = "01_latent_gradients"
 WRONG_SPARSE_TENSOR = "test_sparse_tensor failed: SparseTensor.from_dense(the 2×3 example): indices has shape (2, 3)"
 
@@ -23,7 +25,8 @@ def grade(run_python, out, *paths, options=(), **env):
 
 def test_grading_the_chapter_01_submissions(student_notebooks, run_python, tmp_path):
     folder = student_notebooks["solved"].parent
-    printed, rows, report = grade(run_python, tmp_path / "grades", folder, options=["--timeout", "120", "--jobs", "2"])
+    printed, rows, report = grade(run_python, tmp_path / "grades", folder,
+                                  options=["--timeout", "120", "--jobs", "2", "--printed", str(tmp_path / "printed")])
 
     results = {name.removeprefix(f"{CHAPTER}_"): row for name, row in rows.items()}
     details = {name: g["detail"] for name, g in report.items()}
@@ -44,6 +47,12 @@ def test_grading_the_chapter_01_submissions(student_notebooks, run_python, tmp_p
 
     messages = {name.removeprefix(f"{CHAPTER}_"): g["exercises"]["sparse_tensor"]["message"] for name, g in report.items()}
     assert messages["solved"] == "test_sparse_tensor passed"
+    # --printed: what each notebook showed, as text, read by the worker (the kernel cannot write it),
+    # without the grader's result markers.
+    shown = {p.stem.removeprefix(f"{CHAPTER}_"): p.read_text() for p in (tmp_path / "printed").glob("*.txt")}
+    assert set(shown) == set(results), sorted(shown)
+    assert "✅ test_sparse_tensor passed" in shown["solved"] and "✅" not in shown["stub"]
+    assert "\"sparse_tensor\"" not in "".join(shown.values())  # a marker line holds the exercise's JSON record
     assert messages["stub"].startswith("test_sparse_tensor: not implemented yet")
     assert messages["wrong"].startswith(WRONG_SPARSE_TENSOR + " but should have shape (3, 2). Hint:")
     # Cells are named as Jupyter shows them.
@@ -292,26 +301,20 @@ def test_the_review_scan_flags_reaching_around_the_checks_but_not_honest_code():
     assert similarity(renamed, sparse.source, sparse.solution) > 0.9
 
 
-@pytest.mark.parametrize("chapter", ["02_transcoders", "03_attribution_graphs", "04_interventions",
-                                     "05_understanding_latents"])
-def test_each_chapter_grades_its_stub_as_not_implemented_and_its_solution_as_passed(chapter, run_python, tmp_path):
-    """Chapter 01 is graded above with its demo cells removed; here each later chapter's two
-    notebooks as shipped, side by side: the exercise notebook must come out "not implemented" on
-    every exercise (none failed or not run), the solution notebook "passed" on every one."""
-    from utils.course import REPO_ROOT
-
-    folder = REPO_ROOT / "chapters" / chapter
-    n_checks = (folder / "source.py").read_text().count("# %% [check]")
-    submissions = tmp_path / "submissions"
-    submissions.mkdir()
-    (submissions / "stub.ipynb").write_bytes((folder / f"{chapter}.ipynb").read_bytes())
-    (submissions / "solved.ipynb").write_bytes((folder / f"{chapter}_solutions.ipynb").read_bytes())
-    _, rows, report = grade(run_python, tmp_path / "grades", submissions, options=["--timeout", "300", "--jobs", "2"])
-    marks = {name: {k: v for k, v in row.items() if k not in ("notebook", "chapter", "status", "score", "review")}
+@pytest.mark.parametrize("chapter", course.chapter_names())
+def test_each_chapter_grades_its_stub_as_not_implemented_and_its_solution_as_passed(chapter, graded_course):
+    """Each chapter's two notebooks as shipped, graded in the one shared run (`graded_course`): the
+    exercise notebook must come out "not implemented" on every exercise (none failed or not run),
+    the solution notebook "passed" on every one."""
+    graded = graded_course(chapter)
+    rows = {"stub": graded.stub, "solved": graded.solved}
+    assert None not in rows.values(), graded.stdout
+    n_checks = (course.REPO_ROOT / "chapters" / chapter / "source.py").read_text().count("# %% [check]")
+    marks = {name: {k: v for k, v in row.items() if k not in ("notebook", "chapter", "status", "score", "review") and v}
              for name, row in rows.items()}
     assert len(marks["stub"]) == len(marks["solved"]) == n_checks > 0, rows
     assert set(marks["stub"].values()) == {"not implemented"}, rows["stub"]
     assert (rows["stub"]["status"], rows["stub"]["score"], rows["stub"]["review"]) == ("incomplete", f"0/{n_checks}", "")
-    assert set(marks["solved"].values()) == {"passed"}, report["solved"]
+    assert set(marks["solved"].values()) == {"passed"}, graded.solved_report
     assert (rows["solved"]["status"], rows["solved"]["score"]) == ("ok", f"{n_checks}/{n_checks}"), rows["solved"]
     assert rows["solved"]["review"].startswith("it is the solution notebook"), rows["solved"]

@@ -1,7 +1,6 @@
-"""Notebooks under `pytest --nbmake`: solutions run clean and still print every value their text
-quotes; a wrong answer fails with its check's message."""
-
-import shutil
+"""Solution notebooks run clean and still print every value their text quotes (both read from one
+grader run, `graded_course` in tests/conftest.py); under `pytest --nbmake` a wrong answer fails
+with its check's message."""
 
 import nbformat
 import pytest
@@ -10,35 +9,24 @@ from utils import course
 from utils.text_check import stale_quotes
 
 
-@pytest.fixture(scope="session")
-def executed_solutions(tmp_path_factory, run_python):
-    """One `pytest --nbmake` run per solution notebook, on a copy whose outputs it writes back
-    (`--overwrite`), so the text check reads the outputs of that same run. Runs lazily, per chapter."""
-    runs = {}
-
-    def execute(chapter):
-        if chapter not in runs:
-            copy = tmp_path_factory.mktemp(chapter) / course.solution_notebook_path(chapter).name
-            shutil.copy(course.solution_notebook_path(chapter), copy)
-            result = run_python(["-m", "pytest", "--nbmake", "--overwrite", str(copy), "-p", "no:cacheprovider"])
-            runs[chapter] = result, nbformat.read(copy, as_version=4)
-        return runs[chapter]
-
-    return execute
+@pytest.mark.parametrize("chapter", course.chapter_names())
+def test_the_solution_notebook_runs(chapter, graded_course):
+    """Executed once for the whole run by the grader (tests/conftest.py, `graded_course`): no cell
+    raises, none times out, every exercise passes."""
+    solved = graded_course(chapter).solved_report
+    assert solved is not None, graded_course(chapter).stdout
+    assert (solved["status"], solved["detail"]) == ("ok", ""), solved
+    assert {e: r["result"] for e, r in solved["exercises"].items() if r["result"] != "passed"} == {}, solved
 
 
 @pytest.mark.parametrize("chapter", course.chapter_names())
-def test_the_solution_notebook_runs(chapter, executed_solutions):
-    result, _ = executed_solutions(chapter)
-    assert result.returncode == 0, result.stdout
-
-
-@pytest.mark.parametrize("chapter", course.chapter_names())
-def test_the_text_quotes_only_values_the_solution_notebook_prints(chapter, executed_solutions):
-    result, notebook = executed_solutions(chapter)
-    if result.returncode != 0:
+def test_the_text_quotes_only_values_the_solution_notebook_prints(chapter, graded_course):
+    graded = graded_course(chapter)
+    if graded.solved is None or graded.solved["status"] != "ok":
         pytest.skip("the solution notebook does not run (see test_the_solution_notebook_runs)")
-    stale = stale_quotes(notebook)
+    assert graded.printed.strip(), "the grader's --printed run wrote no text for the solution notebook"
+    notebook = nbformat.read(course.solution_notebook_path(chapter), as_version=4)
+    stale = stale_quotes(notebook, graded.printed)
     assert not stale, f"{len(stale)} quoted value(s) of {chapter} are stale:\n" + "\n".join(map(str, stale))
 
 

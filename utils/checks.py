@@ -30,6 +30,7 @@ import io
 import re
 import sysconfig
 import traceback
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
@@ -37,6 +38,7 @@ from typing import Any, Callable, Iterable, NoReturn
 import torch
 
 from utils.course import REPO_ROOT, SOLUTIONS_DIR, UTILS_DIR, is_chapter_checks_file
+from utils.input_guard import guarded
 
 PASSED, FAILED, NOT_IMPLEMENTED = "passed", "failed", "not implemented"
 
@@ -522,23 +524,55 @@ def _explain_exception(check_name: str, exc: Exception) -> tuple[str, str]:
 # The decorator and the record the grader reads
 
 
-def check(fn: Callable[..., Any]) -> Callable[..., None]:
-    """Give a chapter check the uniform pass line, failure messages and grading record."""
+def _guards(value: Any, mutates: tuple[str, ...], on_change: Callable[[str], None]) -> Any:
+    """A function the check is given, wrapped in the inputs-unchanged guard (utils/input_guard.py),
+    unless it is ours (utils/) or a library's; anything else as it is."""
+    if not isinstance(value, types.FunctionType) or getattr(value, "__guarded__", False):
+        return value
+    path = Path(value.__code__.co_filename)
+    if value.__code__.co_filename.startswith("<frozen") or any(
+            part in ("site-packages", "dist-packages") for part in path.parts):
+        return value
+    resolved = path.resolve()
+    if any(resolved.is_relative_to(d) for d in (UTILS_DIR, *_LIBRARY_DIRS)):
+        return value
+    return guarded(value, mutates, on_change)
+
+
+def check(fn: Callable[..., Any] | None = None, *, mutates: tuple[str, ...] = ()) -> Callable[..., None]:
+    """Give a chapter check the uniform pass line, failure messages and grading record, and guard
+    every function it is given against changing its arguments in place (`mutates` names the
+    arguments an exercise is meant to change, e.g. a hook's activation). `@check` or
+    `@check(mutates=("activation",))`."""
+    if fn is None:
+        return functools.partial(check, mutates=mutates)
     check_name = fn.__name__
     exercise = check_name.removeprefix("test_")
 
     @functools.wraps(fn)
     def run_check(*args: Any, **kwargs: Any) -> None:
+        # An in-place edit is reported after the check, unless the check's own message already names
+        # one ("... changed ..."): the check knows which call it was.
+        changes: list[str] = []
+        args = tuple(_guards(a, mutates, changes.append) for a in args)
+        kwargs = {k: _guards(v, mutates, changes.append) for k, v in kwargs.items()}
         try:
             fn(*args, **kwargs)
         except CheckFailed as exc:
-            message = f"{check_name} failed: {exc}"
+            own = changes and "changed" not in str(exc)
+            message = f"{check_name} failed: {changes[0] if own else exc}"
             _record(exercise, FAILED, message)
             raise CheckFailed(message) from exc
         except Exception as exc:
             status, message = _explain_exception(check_name, exc)
+            if changes and status != NOT_IMPLEMENTED:
+                status, message = FAILED, f"{check_name} failed: {changes[0]}"
             _record(exercise, status, message)
             raise CheckFailed(message) from exc
+        if changes:
+            message = f"{check_name} failed: {changes[0]}"
+            _record(exercise, FAILED, message)
+            raise CheckFailed(message)
         _record(exercise, PASSED, f"{check_name} passed")
         print(f"✅ {check_name} passed")
 

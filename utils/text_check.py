@@ -29,19 +29,25 @@ class StaleQuote:
         return f"cell {self.cell}: {self.value!r} is no longer printed (quoted in: {self.sentence!r})"
 
 
+def output_text(output: dict) -> str:
+    """The text one output shows a reader: a stream's text, or a display's plain text, markdown and
+    HTML (tags, scripts and styles stripped); "" for anything else."""
+    if output.get("output_type") == "stream":
+        text = output.get("text", "")
+        return "".join(text) if isinstance(text, list) else str(text)
+    parts = []
+    for mimetype in _TEXT_MIMETYPES:
+        data = (output.get("data") or {}).get(mimetype)
+        if data:
+            text = "".join(data) if isinstance(data, list) else str(data)
+            parts.append(_TAG.sub(" ", _CODE.sub(" ", text)) if mimetype == "text/html" else text)
+    return "\n".join(parts)
+
+
 def printed_text(notebook: nbformat.NotebookNode) -> str:
     """Everything the notebook's code cells printed or displayed as text, one output per line."""
-    parts = []
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                parts.append(output.get("text", ""))
-            for mimetype in _TEXT_MIMETYPES:
-                data = output.get("data", {}).get(mimetype)
-                if data:
-                    text = "".join(data) if isinstance(data, list) else data
-                    parts.append(_TAG.sub(" ", _CODE.sub(" ", text)) if mimetype == "text/html" else text)
-    return "\n".join(parts)
+    parts = (output_text(output) for cell in notebook.cells for output in cell.get("outputs", []))
+    return "\n".join(part for part in parts if part)
 
 
 def is_printed(value: str, text: str) -> bool:
@@ -57,9 +63,10 @@ def _sentence(source: str, value: str) -> str:
     return source[start:end].strip()
 
 
-def stale_quotes(notebook: nbformat.NotebookNode) -> list[StaleQuote]:
-    """The quoted values of `notebook`'s markdown that none of its outputs print."""
-    text = printed_text(notebook)
+def stale_quotes(notebook: nbformat.NotebookNode, printed: str | None = None) -> list[StaleQuote]:
+    """The quoted values of `notebook`'s markdown that none of its outputs print (or, given
+    `printed`, that this text does not contain: what the grader's `--printed` run wrote)."""
+    text = printed_text(notebook) if printed is None else printed
     stale = []
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "markdown":

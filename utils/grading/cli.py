@@ -43,11 +43,12 @@ import nbformat
 from utils import course
 from utils.grading import review as reviewing
 from utils.grading.restore import chapter_source, claimed_chapter, recognise, resolve_chapter, restore
-from utils.grading.results import Grade, grade_from_events, tables, write_reports
+from utils.grading.results import Grade, _atomic_write, grade_from_events, tables, write_reports
 from utils.grading.sandbox import Scratch, Snapshot, become_subreaper, changed_files, end_tree, minimal_env
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 _EVENT_BYTES = 8 * 2**20
+_PRINTED_BYTES = 4 * 2**20  # text kept per notebook for --printed (on top of _EVENT_BYTES)
 _WORKERS: set[int] = set()  # pids of the workers running now (several with --jobs)
 _WORKERS_LOCK = threading.Lock()
 
@@ -123,7 +124,22 @@ def grade_notebook(path: Path, short: str, args, snapshot: Snapshot, expected: s
     if any(e.get("markers", 0) > 1 for e in events):
         grade.review.append("a check cell printed its result marker more than once")
     exercises = [e for e in source.exercises if not args.exercises or e in args.exercises]
+    if args.printed:
+        write_printed(args.printed, short, events)
     return grade_from_events(grade, restored, exercises, events, end)
+
+
+def printed_path(folder: Path, short: str) -> Path:
+    """Where --printed puts the text of the notebook graded as `short` (its relative path, flattened)."""
+    return folder / (printable_name(short).replace("/", "__").replace("\\", "__").removesuffix(".ipynb") + ".txt")
+
+
+def write_printed(folder: Path, short: str, events: list[dict]) -> None:
+    """What the notebook showed as text, cell after cell, as the worker read it (the kernel never
+    writes this file)."""
+    cells = sorted((e["cell"], e.get("text") or "") for e in events if isinstance(e.get("cell"), int))
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(printed_path(folder, short), "\n".join(text for _, text in cells if text))
 
 
 def run_worker(restored, scratch: Scratch, protected: dict[str, str], args) -> tuple[list[dict], dict | None]:
@@ -141,6 +157,7 @@ def run_worker(restored, scratch: Scratch, protected: dict[str, str], args) -> t
         "kernel_log": str(scratch.root / "kernel.log"),
         "protected": protected,
         "memory_gb": args.memory_gb,
+        "keep_text": _PRINTED_BYTES if args.printed else 0,
     }
     events: list[dict] = []
     with open(scratch.root / "worker.log", "w") as worker_log:
@@ -160,7 +177,7 @@ def run_worker(restored, scratch: Scratch, protected: dict[str, str], args) -> t
             total = 0
             for line in worker.stdout:
                 total += len(line)
-                if total > _EVENT_BYTES:
+                if total > _EVENT_BYTES + (_PRINTED_BYTES if args.printed else 0):
                     break
                 try:
                     event = json.loads(line)
@@ -209,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exercises", type=lambda t: [e for e in t.split(",") if e],
                         help="grade only these exercises (comma-separated names); their checks alone are run")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (default 1)")
+    parser.add_argument("--printed", type=Path, metavar="DIR",
+                        help="also write what each notebook showed as text (its first 4 MB) to DIR/NAME.txt")
     args = parser.parse_args(argv)
     expected = resolve_chapter(args.chapter) if args.chapter else None
     if args.exercises:

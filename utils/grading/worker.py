@@ -12,7 +12,10 @@ job comes on stdin; one JSON line per event goes to stdout, which the kernel doe
     {"end": "done"|"dead"|"budget"|"error", "detail": ...}
 
 Outputs are not kept: only errors and the check cells' marker lines are read, so endless output
-costs no memory; past `output_limit` bytes the cell is interrupted.
+costs no memory; past `output_limit` bytes the cell is interrupted. Only when the job asks for it
+(`keep_text`: a byte budget, the grader's `--printed`) does each cell event also carry the text the
+cell showed (`"text"`, as `utils.text_check.output_text` reads an output), up to that budget for the
+whole notebook.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from utils.grading.sandbox import limit_resources
+from utils.text_check import output_text
 
 TIMEOUT_ENAME = "CellTimeout"
 OUTPUT_ENAME = "OutputLimit"
@@ -54,6 +58,7 @@ class _CellState:
         self.pending = ""
         self.bytes = 0
         self.capped = False
+        self.text: list[str] = []
 
 
 class GradingClient(NotebookClient):
@@ -68,6 +73,7 @@ class GradingClient(NotebookClient):
         self.on_cell_start = self._start
         self.on_cell_execute = self._before_execute
         self.on_cell_executed = self._executed
+        self.text_left = int(job.get("keep_text") or 0)  # bytes of shown text still to keep
         self.timeout_func = lambda cell: max(1, min(job["timeout"], int(self.deadline - time.monotonic()) + 1))
 
     def _start(self, cell, cell_index):
@@ -112,6 +118,7 @@ class GradingClient(NotebookClient):
             "ename": ename, "evalue": (evalue or "")[:2000] if ename else None, "timed_out": timed_out,
             "marker": state.marker, "markers": state.markers, "output_bytes": state.bytes, "output_capped": state.capped,
             "seconds": round(time.monotonic() - getattr(state, "started", time.monotonic()), 2),
+            **({"text": "\n".join(state.text)} if self.job.get("keep_text") else {}),
         })
 
     def output(self, outs, msg, display_id, cell_index):
@@ -133,6 +140,14 @@ class GradingClient(NotebookClient):
             state.ename, state.evalue = str(content.get("ename")), str(content.get("evalue"))
         else:
             state.bytes += sum(len(str(v)) for v in (content.get("data") or {}).values())
+        if self.text_left > 0 and kind in ("stream", "display_data", "execute_result"):
+            shown = output_text({"output_type": kind, **content})
+            if cell_index in self.check_cells:  # the result markers are the grader's, not the notebook's text
+                nonce = self.check_cells[cell_index]
+                shown = "\n".join(line for line in shown.split("\n") if not line.startswith(nonce))
+            shown = shown[: self.text_left]
+            self.text_left -= len(shown)
+            state.text.append(shown)
         if state.bytes > self.job["output_limit"] and not state.capped:
             state.capped = True
             asyncio.ensure_future(ensure_async(self.km.interrupt_kernel()))
