@@ -152,33 +152,131 @@ def test_click_path_is_the_strongest_path_by_enumeration(graph, view):
         assert len(view.paths[n.id]) == min(3, len(paths))
 
 
-def test_layout_rows_are_layers_and_columns_positions(graph, view):
-    rows = {"token": 0, "logit": graph.cfg.n_layers + 1}
+def test_layout_bands_are_layers_and_columns_positions(graph, view):
+    edges = [0.0]  # bands stack from the bottom; each is centred on its tick
+    for centre in view.figure.layout.yaxis.tickvals:
+        edges.append(2 * centre - edges[-1])
+    assert edges[-1] == view.figure.layout.yaxis.range[1]
+    band = {"token": 0, "logit": graph.cfg.n_layers + 1}
     for n in view.nodes.values():
-        assert n.y == pytest.approx(rows.get(n.kind, (n.layer or 0) + 1), abs=0.11), n.id
+        b = band.get(n.kind, (n.layer or 0) + 1)
+        assert edges[b] < n.y < edges[b + 1], n.id  # inside its layer's band
     by_pos = {}
     for n in view.nodes.values():
         by_pos.setdefault(n.pos, []).append(n.x)
     ordered = [by_pos[p] for p in sorted(by_pos)]
     for left, right in itertools.pairwise(ordered):
         assert max(left) < min(right)  # columns never overlap
+    # one axis unit is one pixel of the plot area, so the distances below are what a reader sees
+    layout = view.figure.layout
+    assert layout.width - layout.margin.l - layout.margin.r == layout.xaxis.range[1] - layout.xaxis.range[0]
+    assert layout.height - layout.margin.t - layout.margin.b == layout.yaxis.range[1] - layout.yaxis.range[0]
 
 
+def _boxes(view):
+    """Each node's marker and label as (left, bottom, right, top) in pixels, from the layout's
+    estimate of a label's width (utils.graph_explorer.CHAR_PX per character)."""
+    from utils.graph_explorer import KIND_STYLE, LABEL_FONT, _label_px, _short
 
-def test_labels_of_neighbouring_nodes_in_a_row_take_opposite_sides(view):
-    """Two logits of one position (' Austin', ' Texas') sit 0.3 apart: one label above, one below, so
-    they cannot print over each other. Nodes far apart, or in other rows, keep theirs above; tokens
-    keep theirs below the axis row."""
-    from utils.graph_explorer import Node, _text_positions
+    markers, labels = {}, {}
+    for n in view.nodes.values():
+        r = KIND_STYLE[n.kind][2] / 2 + 1
+        markers[n.id] = (n.x - r, n.y - r, n.x + r, n.y + r)
+        if _short(n):
+            w = _label_px(n)
+            labels[n.id] = (n.x - w / 2, n.y + r, n.x + w / 2, n.y + r + LABEL_FONT + 3)
+    return markers, labels
 
-    def node(x, y):
-        return Node(f"n{x}_{y}", "logit", None, 0, "x", x=x, y=y)
 
-    row = [node(8.0, 5), node(8.3, 5), node(8.6, 5), node(2.0, 5), node(8.3, 4)]
-    assert _text_positions(row, "logit") == ["top center", "bottom center", "top center", "top center", "top center"]
-    trace = {t.name: t for t in view.figure.data}
-    assert set(trace["tokens"].textposition) == {"bottom center"}
-    assert len(trace["logits"].textposition) == len(trace["logits"].x)
+def _overlapping(boxes: dict, others: dict | None = None) -> list:
+    """Pairs of boxes (left, bottom, right, top) that intersect: within `boxes`, or between `boxes`
+    and `others` (a node's own label and marker are not a pair)."""
+    def meet(a, b):
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    if others is None:
+        return [(i, j) for i, a in boxes.items() for j, b in boxes.items() if i < j and meet(a, b)]
+    return [(i, j) for i, a in boxes.items() for j, b in others.items() if i != j and meet(a, b)]
+
+
+def _group_across_layers(view) -> list[str]:
+    """The most influential latent and the next two of other layers (a supernode over 2-3 bands)."""
+    top = sorted((n for n in view.nodes.values() if n.kind == "feature"), key=lambda n: -n.influence)
+    return [top[0].id] + [n.id for n in top if n.layer != top[0].layer][:2]
+
+
+def test_no_two_nodes_or_labels_overlap(graph, view):
+    """The 9-token Dallas graph (40 nodes, 26 latents in one cell's column) and the same graph with a
+    supernode over several layers: no marker meets another marker or a label, no label another label."""
+    assert graph.n_pos == 9 and len(view.nodes) >= 40
+    grouped = explore_graph(graph, n_docs=N_DOCS, supernodes={"a group over layers": _group_across_layers(view)})
+    for v in (view, grouped):
+        markers, labels = _boxes(v)
+        assert not _overlapping(markers), _overlapping(markers)
+        assert not _overlapping(labels), _overlapping(labels)
+        assert not _overlapping(labels, markers), _overlapping(labels, markers)
+
+
+def test_a_supernode_sits_at_its_most_influential_member(graph, view):
+    members = [view.nodes[m] for m in _group_across_layers(view)]
+    grouped = explore_graph(graph, n_docs=N_DOCS, supernodes={"group": [m.id for m in reversed(members)]})
+    node, top = grouped.nodes["group"], members[0]
+    assert (node.layer, node.pos) == (top.layer, top.pos)
+    layers = sorted({m.layer for m in members})
+    assert f"drawn at its most influential member, {top.label}" in node.hover
+    assert f"its members span layers {layers[0]}–{layers[-1]}" in node.hover
+    bar = next(t for t in grouped.figure.data if t.name == "span of group")
+    bands = grouped.figure.layout.yaxis.tickvals
+    assert list(bar.y) == [bands[layers[0] + 1], bands[layers[-1] + 1]] and set(bar.x) == {node.x}
+
+
+def test_no_edge_hover_point_sits_on_a_node(view):
+    from utils.graph_explorer import EDGE_HOVER_CLEARANCE
+
+    points = next(t for t in view.figure.data if t.name == "edges")
+    assert len(points.x) > 0.5 * len(view.edges)  # most edges keep their hover text
+    for x, y in zip(points.x, points.y):
+        assert min((x - n.x) ** 2 + (y - n.y) ** 2 for n in view.nodes.values()) >= EDGE_HOVER_CLEARANCE ** 2
+
+
+def test_in_chromium_nodes_and_labels_do_not_overlap_and_each_hover_names_its_node(graph, view, tmp_path):
+    """The saved page, drawn by plotly.js in headless Chromium (with a supernode): the rendered
+    bounding boxes of node markers and labels never intersect, and hovering each node's centre
+    shows that node's own hover text (not an edge's, not a neighbour's). A screenshot is saved."""
+    grouped = explore_graph(graph, n_docs=N_DOCS, supernodes={"group": _group_across_layers(view)})
+    path = grouped.save(tmp_path / "graph.html")
+    names = [t.name for t in grouped.figure.data]
+    node_traces = [i for i, name in enumerate(names) if name in ("tokens", "features", "errors", "logits", "supernodes")]
+    with chromium(tmp_path, width=1600, height=1000) as (context, _):
+        page = context.new_page()
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_selector("#attribution-graph .main-svg", timeout=20_000)
+        drawn = []  # (node id, marker box, label box or None)
+        for i in node_traces:
+            trace = page.locator(".scatterlayer .trace").nth(i)
+            points, texts = trace.locator("path.point"), trace.locator("g.textpoint text")
+            for k, nid in enumerate(grouped.figure.data[i].customdata):
+                label = texts.nth(k).bounding_box() if grouped.figure.data[i].text[k] else None
+                drawn.append((nid, points.nth(k).bounding_box(), label))
+        hovers = {}
+        for nid, box, _ in drawn:
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_selector(".hoverlayer .hovertext", timeout=5_000)
+            hovers[nid] = page.evaluate("document.querySelector('.hoverlayer').textContent")
+            page.mouse.move(2, 2)
+        page.screenshot(path=str(tmp_path / "graph.png"), full_page=True)
+
+    def corners(b):
+        return (b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"])
+
+    markers = {nid: corners(b) for nid, b, _ in drawn}
+    labels = {nid: corners(b) for nid, _, b in drawn if b is not None and b["width"] > 0}
+    assert len(markers) == len(grouped.nodes) and len(labels) == len(grouped.nodes) - graph.n_pos
+    assert not _overlapping(markers), _overlapping(markers)
+    assert not _overlapping(labels), _overlapping(labels)
+    assert not _overlapping(labels, markers), _overlapping(labels, markers)
+    wrong = {nid: text[:80] for nid, text in hovers.items() if f"id {nid})" not in text}
+    assert not wrong, wrong
 
 
 def test_supernodes_sum_their_members_edges(graph):

@@ -13,8 +13,12 @@ feature `"{layer}_{feature}_{pos}"`, error `"0_{layer}_{pos}"`, token `"E_{token
 logit `"{n_layers + 1}_{token_id}_{pos}"` (an error node whose id would repeat a feature's is
 called `"error_{layer}_{pos}"`). `view.nodes` lists them.
 
-Nodes sit in a grid: one column per token position, one row per layer (token embeddings at the
-bottom, logits on top). An edge's width grows with |weight|; blue edges excite, red ones inhibit.
+Nodes sit in a grid: one column per token position, one band per layer (token embeddings at the
+bottom, logits on top), at most four nodes to a line of a cell, each latent labelled with its
+number (its band and column give its layer and position), laid out in pixels so that no two
+nodes or labels overlap. A supernode is drawn where its most influential member is, with a grey
+bar over the bands its members span; its hover lists the members. An edge's width grows with
+|weight|; blue edges excite, red ones inhibit.
 Hovering over a node shows its activation and influence on the logits and, for a transcoder
 latent of the course world, the planted concept it matches best and its top activating contexts
 on held-out text (computed for the shown latents only, and cached). Picking a node in the
@@ -63,7 +67,7 @@ class Node:
     id: str  # circuit_tracer's node id (supernodes: their name)
     kind: str  # token, feature, error, logit or supernode
     layer: int | None  # transcoder layer of features and errors, else None
-    pos: int  # token position (a supernode: its members' rounded mean)
+    pos: int  # token position (a supernode: its most influential member's)
     label: str  # short name shown in tables
     activation: float | None = None  # a feature's activation; a logit's probability
     influence: float = 0.0  # influence on the logits (circuit_tracer's node influence); a supernode:
@@ -72,9 +76,10 @@ class Node:
     latent: dict | None = None  # course-world feature: best concept and top examples (see latent_info)
     hover: str = ""  # plotly hover text
     members: list[str] = field(default_factory=list)  # node ids grouped into a supernode
-    member_rows: list[float] = field(default_factory=list)  # rows of a supernode's members
-    x: float = 0.0
-    y: float = 0.0
+    member_rows: list[int] = field(default_factory=list)  # bands of a supernode's members (see _row)
+    band: int | None = None  # a supernode's band (that of its most influential member)
+    x: float = 0.0  # pixels from the plot area's left edge
+    y: float = 0.0  # pixels from its bottom edge
 
 
 @dataclass
@@ -150,8 +155,7 @@ class GraphView:
     # -- Jupyter ------------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        figure = self.figure.to_plotly_json()
-        figure["layout"].pop("width", None)  # fill the notebook's width (a saved page keeps its own)
+        figure = self.figure.to_plotly_json()  # its own width: the layout is in pixels (see _layout)
         bundle = {
             "application/vnd.plotly.v1+json": figure | {"config": _CONFIG},
             "text/html": self.html_table(),
@@ -464,13 +468,13 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
     if supernodes:
         nodes, edges = _group(nodes, edges, supernodes, toks, graph.cfg.n_layers)
     paths = _strongest_paths(nodes, edges)
-    centres = _layout(nodes, graph.n_pos, graph.cfg.n_layers)
+    layout = _layout(nodes, graph.n_pos, graph.cfg.n_layers)
     if title is None:
         top = graph.logit_targets[0]
         more = len(graph.logit_targets) - 1
         title = (f"Attribution graph: {graph.input_string!r} → {top.token_str!r} (p={float(graph.logit_probabilities[0]):.2f})"
                  + (f" and {more} other logit{'s' if more > 1 else ''}" if more else ""))
-    figure = _figure(nodes, edges, paths, toks, centres, graph.cfg.n_layers, title)
+    figure = _figure(nodes, edges, paths, toks, layout, graph.cfg.n_layers, title)
     return GraphView(graph, title, nodes, edges, paths, figure, node_threshold, edge_threshold, supernodes)
 
 
@@ -525,13 +529,17 @@ def _group(nodes, edges, supernodes, toks, n_layers):
     grouped = {k: v for k, v in nodes.items() if k not in owner}
     for name, members in supernodes.items():
         ms = [nodes[m] for m in members]
-        layers = [m.layer for m in ms if m.layer is not None]
-        grouped[name] = Node(name, "supernode", round(sum(layers) / len(layers)) if layers else None,
-                             round(sum(m.pos for m in ms) / len(ms)), name,
+        top = max(ms, key=lambda m: m.influence)  # drawn where its most influential member is
+        grouped[name] = Node(name, "supernode", top.layer, top.pos, name,
                              influence=sum(m.influence for m in ms), members=list(members))
-        grouped[name].hover = _hover(grouped[name], toks) + "<br>" + "<br>".join(
-            f"  {_pe(m.label)}" + (f": {_pe(m.latent['concept'])}" if m.latent else "") for m in ms)
         grouped[name].member_rows = [_row(m, n_layers) for m in ms]
+        grouped[name].band = _row(top, n_layers)
+        layers = sorted({m.layer for m in ms if m.layer is not None})
+        spans = (f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers[0]}–{layers[-1]}") if layers else ""
+        grouped[name].hover = (_hover(grouped[name], toks) + f"<br>drawn at its most influential member, {_pe(top.label)}"
+                               + (f"; its members span {spans} (the grey bar)" if len(layers) > 1 else "")
+                               + "<br>" + "<br>".join(f"  {_pe(m.label)}" + (f": {_pe(m.latent['concept'])}" if m.latent else "")
+                                                      for m in ms))
     summed: dict[tuple[str, str], float] = {}
     for s, t, w in edges:
         s, t = owner.get(s, s), owner.get(t, t)
@@ -540,43 +548,88 @@ def _group(nodes, edges, supernodes, toks, n_layers):
     return grouped, [(s, t, w) for (s, t), w in summed.items()]
 
 
-def _row(n: Node, n_layers: int) -> float:
+def _row(n: Node, n_layers: int) -> int:
+    """The band a node is drawn in: 0 tokens, 1 + layer for features and errors, n_layers + 1 logits;
+    a supernode sits in the band and column of its most influential member (see _group)."""
     if n.kind == "token":
         return 0
     if n.kind == "logit":
         return n_layers + 1
     if n.kind == "supernode":
-        return sum(n.member_rows) / len(n.member_rows)
+        return n.band
     return 1 + n.layer
 
 
-NODE_GAP = 0.3  # horizontal room per node, in units of an empty column's width
+# The layout is in pixels: the figure's axes span exactly its plot area, so one unit is one pixel and
+# the distances below are what a reader sees (and what tests/test_graph_explorer.py measures).
+LABEL_FONT = 10  # px; a label's width is estimated as CHAR_PX per character
+CHAR_PX = 6.4
+SLOT_PX = 40  # least horizontal room per node in a cell
+LINE_PX = 38  # vertical room per line of nodes in a cell: marker, label above it, a gap
+PER_LINE = 4  # nodes per line of a cell; more go to further lines
+COLUMN_PAD, BAND_PAD = 26, 30  # space around each cell
+MIN_COLUMN, MIN_BAND = 70, 70
+MARGIN = dict(l=70, r=24, t=110, b=60)
 
 
-def _layout(nodes: dict[str, Node], n_pos: int, n_layers: int) -> list[float]:
-    """Place nodes in (position, row) cells; a column is as wide as its fullest cell needs.
-    Returns the x coordinate of each position's centre, then the total width."""
-    cells: dict[tuple[float, int], list[Node]] = {}
+def _label_px(n: Node) -> float:
+    return CHAR_PX * len(_short(n)) + 6
+
+
+def _slot_px(n: Node) -> float:
+    return max(SLOT_PX, _label_px(n), KIND_STYLE[n.kind][2] + 12)
+
+
+def _layout(nodes: dict[str, Node], n_pos: int, n_layers: int) -> dict:
+    """Place nodes in (band, position) cells, PER_LINE to a line, in pixels; columns and bands are as
+    wide and tall as their fullest cell needs. Returns the column centres, band centres and size."""
+    cells: dict[tuple[int, int], list[Node]] = {}
     for n in nodes.values():
         cells.setdefault((_row(n, n_layers), n.pos), []).append(n)
-    widths = [1.0] * n_pos
-    for (_, pos), members in cells.items():
-        widths[pos] = max(widths[pos], NODE_GAP * (len(members) + 1))
-    centres = [sum(widths[:p]) + widths[p] / 2 for p in range(n_pos)]
-    for (row, pos), members in cells.items():
+    lines: dict[tuple[int, int], list[list[Node]]] = {}
+    for key, members in cells.items():
         members.sort(key=lambda n: ({"supernode": 0, "feature": 1}.get(n.kind, 2), -n.influence))
-        k = len(members)
-        for i, n in enumerate(members):
-            n.x = centres[pos] + (i - (k - 1) / 2) * NODE_GAP
-            n.y = row + ((0.1 if i % 2 else -0.1) if k > 4 else 0.0)
-    return centres + [sum(widths)]  # and the total width last
+        lines[key] = [members[i:i + PER_LINE] for i in range(0, len(members), PER_LINE)]
+    widths = [float(MIN_COLUMN)] * n_pos
+    heights = [float(MIN_BAND)] * (n_layers + 2)
+    for (band, pos), rows in lines.items():
+        widths[pos] = max(widths[pos], max(sum(map(_slot_px, row)) for row in rows) + COLUMN_PAD)
+        heights[band] = max(heights[band], LINE_PX * len(rows) + BAND_PAD)
+    columns = [sum(widths[:p]) + widths[p] / 2 for p in range(n_pos)]
+    bands = [sum(heights[:b]) + heights[b] / 2 for b in range(n_layers + 2)]
+    for (band, pos), rows in lines.items():
+        for j, row in enumerate(rows):
+            x = columns[pos] - sum(map(_slot_px, row)) / 2
+            for n in row:
+                n.x = x + _slot_px(n) / 2
+                n.y = bands[band] + ((len(rows) - 1) / 2 - j) * LINE_PX  # first line on top
+                x += _slot_px(n)
+    return {"columns": columns, "bands": bands, "width": sum(widths), "height": sum(heights)}
 
 
-def _figure(nodes, edges, paths, toks, centres, n_layers, title):
+EDGE_HOVER_CLEARANCE = 18  # px: an edge's hover point closer than this to a node is left out (the node wins)
+
+
+def _edge_hover_points(nodes, edges) -> list[tuple[float, float, str]]:
+    """The middle of each edge, carrying its hover text, unless it falls on or near a node, where it
+    would take the node's hover (plotly shows the closest point)."""
+    points = []
+    for s, t, w in edges:
+        x, y = (nodes[s].x + nodes[t].x) / 2, (nodes[s].y + nodes[t].y) / 2
+        if all((x - n.x) ** 2 + (y - n.y) ** 2 >= EDGE_HOVER_CLEARANCE ** 2 for n in nodes.values()):
+            points.append((x, y, f"{_pe(nodes[s].label)} → {_pe(nodes[t].label)}: {w:+.4g}"))
+    return points
+
+
+def _figure(nodes, edges, paths, toks, layout, n_layers, title):
     import plotly.graph_objects as go
 
-    *centres, total = centres
     fig = go.Figure()
+    for n in nodes.values():  # a supernode's grey bar spans its members' bands
+        if n.kind == "supernode" and len(set(n.member_rows)) > 1:
+            fig.add_trace(go.Scatter(x=[n.x, n.x], y=[layout["bands"][min(n.member_rows)], layout["bands"][max(n.member_rows)]],
+                                     mode="lines", hoverinfo="skip", showlegend=False, name=f"span of {n.label}",
+                                     line=dict(width=14, color="rgba(120,120,120,0.3)")))
     top = max((abs(w) for _, _, w in edges), default=1.0) or 1.0
     classes: dict[tuple[bool, int], list[tuple[str, str]]] = {}
     for s, t, w in edges:
@@ -591,19 +644,19 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
                                  line=dict(width=0.6 + 1.6 * level, color=f"rgba({rgb},{0.25 + 0.18 * level:.2f})"),
                                  name=f"{'excitatory' if positive else 'inhibitory'} edges, width class {level}"))
+    points = _edge_hover_points(nodes, edges)
     fig.add_trace(go.Scatter(  # invisible points in the middle of edges carry their hover text
-        x=[(nodes[s].x + nodes[t].x) / 2 for s, t, _ in edges], y=[(nodes[s].y + nodes[t].y) / 2 for s, t, _ in edges],
+        x=[x for x, _, _ in points], y=[y for _, y, _ in points],
         mode="markers", marker=dict(size=7, color="rgba(0,0,0,0)"), showlegend=False, name="edges",
-        hovertemplate="%{text}<extra></extra>",
-        text=[f"{_pe(nodes[s].label)} → {_pe(nodes[t].label)}: {w:+.4g}" for s, t, w in edges]))
+        hovertemplate="%{text}<extra></extra>", text=[text for _, _, text in points]))
     for kind, (symbol, colour, size) in KIND_STYLE.items():
         chosen = [n for n in nodes.values() if n.kind == kind]
         if not chosen:
             continue
         fig.add_trace(go.Scatter(
-            x=[n.x for n in chosen], y=[n.y for n in chosen], mode="markers+text" if kind != "feature" else "markers",
+            x=[n.x for n in chosen], y=[n.y for n in chosen], mode="markers+text",
             text=[_short(n) for n in chosen], textposition=_text_positions(chosen, kind),
-            textfont=dict(size=10), customdata=[n.id for n in chosen], hovertext=[n.hover for n in chosen],
+            textfont=dict(size=LABEL_FONT), customdata=[n.id for n in chosen], hovertext=[n.hover for n in chosen],
             hovertemplate="%{hovertext}<extra></extra>", name=kind + "s",
             marker=dict(symbol=symbol, color=colour, size=size, line=dict(width=1, color="#333"))))
     for nid, n in nodes.items():  # one hidden trace per node: its strongest paths (shown on click / menu)
@@ -623,38 +676,35 @@ def _figure(nodes, edges, paths, toks, centres, n_layers, title):
                      args=[{"visible": [j == i for j in overlays]}, overlays]) for n, i in ranked]
     fig.update_layout(
         title=dict(text=_pe(title), font=dict(size=14), y=0.985, yanchor="top", x=0.01, xanchor="left"), template="plotly_white",
-        height=170 + 95 * (n_layers + 2), width=max(700, int(90 * total)), hovermode="closest", clickmode="event",
-        hoverlabel=dict(align="left", font=dict(size=11, family="monospace")), margin=dict(l=70, r=20, t=110, b=40),
+        height=int(layout["height"]) + MARGIN["t"] + MARGIN["b"], width=int(layout["width"]) + MARGIN["l"] + MARGIN["r"],
+        autosize=False, hovermode="closest", clickmode="event",
+        hoverlabel=dict(align="left", font=dict(size=11, family="monospace")), margin=dict(**MARGIN, autoexpand=False),
         legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
         updatemenus=[dict(buttons=buttons, direction="down", x=0, xanchor="left", y=1.02, yanchor="bottom",
                           showactive=True, font=dict(size=11))],
-        xaxis=dict(tickmode="array", tickvals=centres, ticktext=[f"{t}<br>{i}" for i, t in enumerate(map(_pe, toks))],
-                   range=[0, total], showgrid=False,
-                   zeroline=False, title="token position"),
-        yaxis=dict(tickmode="array", tickvals=list(range(n_layers + 2)),
+        xaxis=dict(tickmode="array", tickvals=layout["columns"],
+                   ticktext=[f"{t}<br>{i}" for i, t in enumerate(map(_pe, toks))],
+                   range=[0, int(layout["width"])], showgrid=False, zeroline=False, title="token position"),
+        yaxis=dict(tickmode="array", tickvals=layout["bands"],
                    ticktext=["tokens", *[f"layer {L}" for L in range(n_layers)], "logits"],
-                   range=[-0.6, n_layers + 1.6], showgrid=True, zeroline=False),
+                   range=[0, int(layout["height"])], showgrid=True, zeroline=False),
     )
     return fig
 
 
 def _text_positions(chosen: list[Node], kind: str) -> list[str]:
-    """Where each node's label goes: tokens below, others above, except that a node close to its
-    left neighbour in the same row takes the other side, so two logits of one position
-    (' Austin', ' Texas') do not print over each other."""
-    if kind == "token":
-        return ["bottom center"] * len(chosen)
-    where = ["top center"] * len(chosen)
-    order = sorted(range(len(chosen)), key=lambda i: (chosen[i].y, chosen[i].x))
-    for prev, i in zip(order, order[1:]):
-        if chosen[i].y == chosen[prev].y and chosen[i].x - chosen[prev].x < 2 * NODE_GAP and where[prev] == "top center":
-            where[i] = "bottom center"
-    return where
+    """Labels go above their node (the layout leaves a line's room for them); tokens have none."""
+    return ["bottom center" if kind == "token" else "top center"] * len(chosen)
 
 
 def _short(n: Node) -> str:
+    """A node's label on the figure (its band and column say its layer and position)."""
     if n.kind == "token":
         return ""  # the axis already names each position's token
     if n.kind == "logit":
         return _pe(n.label.removeprefix("logit "))
-    return _pe(n.label if n.kind == "supernode" else "err")
+    if n.kind == "feature":
+        return f"#{n.feature}"
+    if n.kind == "supernode":
+        return _pe(n.label)
+    return "err"

@@ -331,7 +331,9 @@ tests.test_supernode_graph(supernode_graph)
 # %%
 biggest = dict(sorted(supernodes.items(), key=lambda kv: -sum(g.influence for g in kv[1]))[:6])
 names, weights = supernode_graph(graph, biggest)
+side = 160 + 70 * len(names)  # room for each supernode's name and its cell's value
 px.imshow(weights.numpy(), x=names, y=names, color_continuous_scale="RdBu", color_continuous_midpoint=0,
+          text_auto=".2f", width=side + 260, height=side + 120,
           labels=dict(x="source", y="target", color="edge"), title="Supernode graph of the Dallas prompt")
 
 # %% [markdown]
