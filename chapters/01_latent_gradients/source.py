@@ -67,8 +67,7 @@ torch.set_grad_enabled(False)  # we switch gradients on only where we differenti
 # return them as `{layer: SAE}`. Nothing is downloaded.
 
 # %%
-from utils.world import load_model
-from utils.world.dictionaries import load_attn_saes, load_resid_saes
+from utils.world.v2 import load_attn_saes, load_model, load_resid_saes
 
 model = load_model()
 resid_saes = load_resid_saes()  # {layer: SAE on blocks.{layer}.hook_resid_pre}
@@ -80,7 +79,8 @@ for name, sae in [("resid_saes[2]", resid_saes[2]), ("attn_saes[2]", attn_saes[2
     print(f"{name}: {type(sae).__name__} on {sae.cfg.metadata.hook_name}, {sae.cfg.d_in} → {sae.cfg.d_sae} latents")
 
 # %% [markdown]
-# The tokenizer is word-level, except that landmark names are cut into designed pieces whose
+# The tokenizer is word-level (with single characters as a fallback for words it does not know),
+# except that landmark names are cut into designed pieces whose
 # first piece several landmarks share: " Eiffel" is `" E" + "iff" + "el"`, and " Escorial" also
 # starts with `" E"`. Remember this prompt: we come back to it all through the chapter.
 
@@ -171,8 +171,62 @@ for name, logits in [("clean model", clean_logits), ("SAE, use_error_term=True",
 
 # %% [markdown]
 # With the error term the logits are those of the clean model up to float rounding. Without it
-# some logits move by up to {{3.89e+00}}, yet the probability of " Paris" barely changes
-# ({{0.9993}} → {{0.9965}}): the logits that moved were already far below it.
+# some logits move by up to {{7.07e+00}}, and P(" Paris") even rises, from {{0.9185}} to {{0.9861}}.
+#
+# One prompt is one draw, and "the model still answers" needs a yardstick. The cell below asks
+# the same question of all 24 landmarks of the world ("The Louvre museum is in the city of", ...),
+# and compares the SAE with two controls at the same layer: a *random error* of the same size
+# (the true residual stream plus a random direction whose norm, at every position, is that of
+# the SAE's error; 20 draws), and the *floor*, where every latent is zero and only the decoder
+# bias is left.
+
+# %%
+from utils.world.v2.facts import LANDMARKS
+
+landmark_prompts = [f"The{''.join(lm.pieces)} {lm.kind} is in the city of" for lm in LANDMARKS]
+landmark_tokens = torch.cat([model.to_tokens(p) for p in landmark_prompts])  # all 11 tokens long
+landmark_answers = torch.tensor([model.to_single_token(" " + lm.city) for lm in LANDMARKS])
+
+
+def answer_stats(logits: Tensor) -> tuple[float, float]:
+    """(top-1 accuracy, mean probability of the answer) at the last position."""
+    last = logits[:, -1]
+    p_answer = last.softmax(-1)[torch.arange(len(landmark_answers)), landmark_answers]
+    return float((last.argmax(-1) == landmark_answers).float().mean()), float(p_answer.mean())
+
+
+hook = sae.cfg.metadata.hook_name
+_, lm_cache = model.run_with_cache_with_saes(landmark_tokens, saes=[sae], use_error_term=True,
+                                             names_filter=[f"{hook}.hook_sae_input", f"{hook}.hook_sae_recons"])
+x_true, x_recon = lm_cache[f"{hook}.hook_sae_input"], lm_cache[f"{hook}.hook_sae_recons"]
+error_norm = (x_recon - x_true).norm(dim=-1, keepdim=True)
+generator = torch.Generator().manual_seed(0)
+random_error = []
+for _ in range(20):
+    direction = torch.randn(x_true.shape, generator=generator)
+    random_error.append(answer_stats(model(x_true + direction / direction.norm(dim=-1, keepdim=True) * error_norm,
+                                           start_at_layer=hook_layer(sae))))
+random_acc, random_p = torch.tensor(random_error).T
+print(f"relative size of the SAE's error, |x_hat - x| / |x|, mean over tokens: "
+      f"{float((error_norm.squeeze(-1) / x_true.norm(dim=-1))[:, 1:].mean()):.2f}")
+print(f"{'run (24 landmark prompts)':44} top-1 accuracy   mean P(answer)")
+for name, (acc, p_answer) in [("clean model", answer_stats(model(landmark_tokens))),
+                              ("SAE spliced in (use_error_term=False)",
+                               answer_stats(model.run_with_saes(landmark_tokens, saes=[sae], use_error_term=False))),
+                              ("floor: decoder bias only", answer_stats(model(torch.zeros_like(x_true) + sae.b_dec,
+                                                                             start_at_layer=hook_layer(sae))))]:
+    print(f"{name:44} {acc:.3f}            {p_answer:.3f}")
+q = torch.tensor([0.1, 0.5, 0.9])
+print(f"{'random error of the same size, 20 draws':44} {' / '.join(f'{v:.3f}' for v in random_acc.quantile(q))}   "
+      f"{' / '.join(f'{v:.3f}' for v in random_p.quantile(q))}   (10th / 50th / 90th percentile)")
+
+# %% [markdown]
+# All 24 answers survive the SAE (accuracy {{1.000}}, as for the clean model), while the floor
+# answers none ({{0.000}}): the latents carry what the answer needs. The cost is in the
+# confidence, mean P(answer) {{0.964}} against {{0.994}}, and it is no larger than that of a
+# random error of the same size (median {{0.949}}, 10th–90th percentile {{0.927}}–{{0.975}}).
+# The error is about a third of the residual stream's norm ({{0.34}}), yet this task barely
+# notices it. That says nothing about other tasks: check the one you study.
 #
 # ### Streaming batches of corpus tokens: `ActivationsStore`
 #
@@ -184,9 +238,10 @@ for name, logits in [("clean model", clean_logits), ("SAE, use_error_term=True",
 # %%
 from sae_lens import ActivationsStore
 
-from utils.world.train_dictionaries import token_dataset
+from utils.world.train_dictionaries import token_dataset  # world-agnostic: it takes the world's batch maker
+from utils.world.v2.dictionaries import v2_batch
 
-dataset = token_dataset(n_rows=64, n_ctx=cfg.n_ctx, seed=3)  # a `datasets.Dataset` with "input_ids"
+dataset = token_dataset(n_rows=64, n_ctx=cfg.n_ctx, seed=3, batch_fn=v2_batch)  # a `datasets.Dataset` with "input_ids"
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # it warns that 64 rows are fewer than a training run wants
     store = ActivationsStore.from_sae(model=model, sae=sae, dataset=dataset, streaming=False,
@@ -212,15 +267,14 @@ from utils.dashboard import display_dashboard
 display_dashboard(sae, int(acts.argmax()))
 
 # %% [markdown]
-# The concept codes on a dashboard (`p6`, `p6_two_hop_answer`, `city:Paris`, ...) name the planted
-# phenomena of the course world: `p1`–`p12` are its twelve phenomena, and a code with a colon is
-# one member of a family. The legend below (click to open) says what each labels; it is the same
-# in every chapter, and `utils.world.concepts.explain_concept(code)` gives one entry.
+# The concept codes on a dashboard (`landmark`, `landmark_city`, `city:Paris`, `p3_repeat`, ...) name
+# the planted phenomena of the course world; a code with a colon is one member of a family. The legend below (click to open) says what each labels; it is the same
+# in every chapter, and `utils.world.v2.explain_concept(code)` gives one entry.
 
 # %%
 from IPython.display import Markdown
 
-from utils.world.concepts import concept_legend_table
+from utils.world.v2 import concept_legend_table
 
 display(Markdown(f"<details><summary><b>Legend: the planted concepts</b></summary>\n\n{concept_legend_table()}\n\n</details>"))
 
@@ -560,40 +614,43 @@ plot_gradients(
 # %% [markdown]
 # Hover over the heatmap. Most entries are exactly zero: a latent at one position can only
 # influence a later latent at the same or a later position, and even then most pairs do not
-# interact. Many of the big entries pair latents *on the same token*, often a latent with its
-# own continuation in the later layer. The cross-token entries are rarer and more interesting.
+# interact.
 #
-# The counts measure the caveat above, and it is not small: of the {{209}} (position, latent) pairs
-# active in the true run, only {{107}} are also active in the run computed from the layer-0
-# *reconstruction*, which has {{176}} of its own. Half of what the layer-3 SAE sees is decided by
-# the part of the residual stream that the layer-0 SAE does not reconstruct. So these gradients
-# describe the replacement model (layer-0 latents only, no error term) exactly, and the real model
-# only where the two runs share their latents; a link into a latent that is active in one run only
-# says nothing about the other.
+# The counts measure the caveat above, and it is not small: of the {{254}} (position, latent) pairs
+# active in the true run, only {{114}} are also active in the run computed from the layer-0
+# *reconstruction*, which has {{150}} in all. Less than half of what the layer-3 SAE sees survives
+# when the layer-0 SAE's error is dropped. So these gradients describe the replacement model
+# (layer-0 latents only, no error term) exactly, and the real model only where the two runs share
+# their latents; a link into a latent that is active in one run only says nothing about the other.
 #
-# ### Finding: a bigram circuit for " E" → "iff"
+# ### Finding: does " E" feed a landmark latent on "iff"?
 #
-# " E" starts both " Eiffel" and " Escorial". Reading "iff" after " E" settles which landmark
-# this is, so we may expect a latent on " E" that feeds, one position later, a latent on "iff"
-# that stands for the landmark word. The gradients give candidates; the course corpus tells us
-# what each candidate means. We run every dictionary of this chapter once over 300 held-out
-# documents, whose tokens carry ground-truth labels, and score single latents with
-# `utils/latent_truth.py`:
+# " E" starts both " Eiffel" and " Escorial"; "iff" settles which landmark this is. So we may
+# expect a latent on " E" that feeds, one position later, a latent on "iff" that stands for the
+# landmark word. The gradients give candidates; the course corpus tells us what each candidate
+# means. We run every dictionary of this chapter once over 300 held-out documents, whose tokens
+# carry ground-truth labels, and score single latents with `utils/latent_truth.py`:
 #
 # - `score(...)`: the **precision** (the share of the tokens a latent fires on that are in a
 #   set) and **recall** (the share of the set it fires on) of "the latent fires", at any strength;
 # - `top_share(...)`: the share of the latent's 20 strongest activations that fall in the set,
 #   which is what its dashboard's top examples show. Weak firings do not count there.
+#
+# Both need a chance level: a latent that fires at random has a precision equal to the share of
+# the set among all tokens, and we compare a top-20 share with that of every other latent of
+# the same SAE.
 
 # %%
 from utils.latent_truth import best_concepts, concept, corpus_activations, score, token_dependence, token_is, top_share
-from utils.world.concepts import labelled_corpus
+from utils.world.v2 import labelled_corpus
 
 data = labelled_corpus()  # 300 held-out documents with their labels
 corpus_acts = corpus_activations(model, {**{f"resid_pre_{l}": resid_saes[l] for l in range(cfg.n_layers)},
-                                         "attn_z_0": attn_saes[0], "attn_z_2": attn_saes[2]}, data)
+                                         "attn_z_1": attn_saes[1], "attn_z_3": attn_saes[3]}, data)
 E_id = model.to_single_token(" E")
 is_E, is_landmark, is_eiffel = token_is(data, E_id), concept(data, "landmark"), concept(data, "landmark:Eiffel")
+n_tokens = int(data.mask.sum())  # corpus tokens, BOS and padding left out
+print(f"chance: {int(is_landmark.sum())} of {n_tokens} corpus tokens are landmark pieces ({is_landmark.sum() / n_tokens:.3f})")
 
 
 def strongest_links(grads: Tensor, acts_from: "SparseTensor", acts_to: "SparseTensor", pos_from: int, pos_to: int,
@@ -608,49 +665,86 @@ def strongest_links(grads: Tensor, acts_from: "SparseTensor", acts_to: "SparseTe
             for value, i in zip(top.values, top.indices.tolist())]
 
 
+def alive(acts: Tensor) -> Tensor:
+    """The latents (of corpus activations (n_docs, n_ctx, d_sae)) that fire on at least 20 corpus tokens."""
+    return ((acts > 0) & data.mask[..., None]).sum((0, 1)) >= 20
+
+
+def top_shares(acts: Tensor, truth: Tensor, n: int = 20) -> Tensor:
+    """`top_share` of every latent at once: the share of its n strongest activations on `truth` tokens."""
+    top = acts[data.mask].topk(n, dim=0)  # (n, d_sae) over the corpus tokens
+    strong = top.values > 0
+    return (truth[data.mask][top.indices] & strong).sum(0) / strong.sum(0).clamp_min(1)
+
+
 pos_E, pos_iff = str_toks.index(" E"), str_toks.index("iff")
 acts_from_corpus, acts_to_corpus = corpus_acts[f"resid_pre_{layer_from}"], corpus_acts[f"resid_pre_{layer_to}"]
-print("link                       gradient   top-20 share of the earlier latent | of the later latent")
-print("                                        on ' E'  on landmarks          | on landmarks  on Eiffel")
-links = strongest_links(grads, acts_prev, acts_next_recon, pos_E, pos_iff)
-for value, latent_from, latent_to in links:
-    a, b = acts_from_corpus[..., latent_from], acts_to_corpus[..., latent_to]
-    print(f"F{layer_from}.{latent_from:<3} → F{layer_to}.{latent_to:<3}         {value:+7.3f}"
-          f"     {top_share(a, is_E, data):.2f}     {top_share(a, is_landmark, data):.2f}"
-          f"                 |     {top_share(b, is_landmark, data):.2f}          {top_share(b, is_eiffel, data):.2f}")
+print("\nlink                   gradient   top-20 share on landmarks: earlier latent | later latent")
+for value, latent_from, latent_to in strongest_links(grads, acts_prev, acts_next_recon, pos_E, pos_iff):
+    print(f"F{layer_from}.{latent_from:<3} → F{layer_to}.{latent_to:<3}       {value:+7.3f}"
+          f"                             {top_share(acts_from_corpus[..., latent_from], is_landmark, data):.2f}"
+          f"   |   {top_share(acts_to_corpus[..., latent_to], is_landmark, data):.2f}")
 
-# The circuit: the strongest link whose later latent is about landmark words.
-_, bigram_from, bigram_to = max(links, key=lambda link: (top_share(acts_to_corpus[..., link[2]], is_landmark, data), link[0]))
-print(f"\nbigram circuit: F{layer_from}.{bigram_from} on ' E' → F{layer_to}.{bigram_to} on 'iff'")
+landmark_shares = top_shares(acts_to_corpus, is_landmark)[alive(acts_to_corpus)]
+print(f"\nnull: top-20 landmark share of the {len(landmark_shares)} layer-{layer_to} latents that fire at least 20 times: "
+      f"median {landmark_shares.median():.2f}, 90th percentile {landmark_shares.quantile(0.9):.2f}, "
+      f"95th {landmark_shares.quantile(0.95):.2f}; {int((landmark_shares >= 0.9).sum())} latents reach 0.9")
+
+# The landmark latents active on "iff": top-20 share at least 0.9, largest activation first.
+on_iff = [(float(v), int(l)) for v, (_, pos, l) in zip(acts_next_recon.values, acts_next_recon.indices.tolist())
+          if pos == pos_iff and top_share(acts_to_corpus[..., int(l)], is_landmark, data) >= 0.9]
+landmark_latents = [latent for _, latent in sorted(on_iff, reverse=True)]
+print(f"landmark latents active on 'iff': {', '.join(f'F{layer_to}.{l}' for l in landmark_latents)}")
+print("\nstrongest link into them from each earlier position (the same-condition control for ' E'):")
+print("latent on 'iff'   " + "".join(f"{str_toks[p]!r:>11}" for p in range(pos_iff + 1)))
+for latent in landmark_latents:
+    row = (acts_next_recon.indices[:, 1] == pos_iff) & (acts_next_recon.indices[:, 2] == latent)
+    cells = [float(grads[row][:, acts_prev.indices[:, 1] == p].max()) for p in range(pos_iff + 1)]
+    print(f"F{layer_to}.{latent:<14}" + "".join(f"{c:+11.3f}" for c in cells))
+bigram_to = landmark_latents[0]
 
 # %% [markdown]
-# A closer look at the two latents, firing at any strength, and the dashboard of the later one:
+# A closer look at the strongest " E" latent of the links above, and at the dashboard of the
+# first landmark latent:
 
 # %%
+_, bigram_from, _ = strongest_links(grads, acts_prev, acts_next_recon, pos_E, pos_iff, n=1)[0]
 print(f"F{layer_from}.{bigram_from}:", score(acts_from_corpus[..., bigram_from], is_E, data, "token ' E'"))
 print(f"F{layer_from}.{bigram_from}:", score(acts_from_corpus[..., bigram_from], is_landmark, data, "concept landmark"))
 for name, truth in [("concept landmark", is_landmark), ("concept landmark:Eiffel", is_eiffel)]:
-    print(f"F{layer_to}.{bigram_to}:", score(acts_to_corpus[..., bigram_to], truth, data, name))
+    print(f"F{layer_to}.{bigram_to}:", score(acts_to_corpus[..., bigram_to], truth, data, name),
+          f"| top-20 share {top_share(acts_to_corpus[..., bigram_to], truth, data):.2f}")
 on_E = acts_prev.indices[acts_prev.indices[:, 1] == pos_E, 2].tolist()
-most_E = max(on_E, key=lambda latent: top_share(acts_from_corpus[..., latent], is_E, data))
+E_shares = {latent: top_share(acts_from_corpus[..., latent], is_E, data) for latent in on_E}
+most_E = max(E_shares, key=E_shares.get)
 print(f"\n{len(on_E)} layer-{layer_from} latents are active on ' E'; the most ' E'-specific is F{layer_from}.{most_E}, "
-      f"with {top_share(acts_from_corpus[..., most_E], is_E, data):.0%} of its 20 strongest activations on ' E'")
+      f"with {E_shares[most_E]:.0%} of its 20 strongest activations on ' E' "
+      f"(chance: {int(is_E.sum())} of {n_tokens} tokens are ' E', {is_E.sum() / n_tokens:.4f})")
 display_dashboard(resid_saes[layer_to], bigram_to, data=data)
 
 # %% [markdown]
-# **What the course world shows.** The two strongest links from " E" to "iff" ({{F0.306}} → {{F3.89}}
-# and F0.306 → {{F3.147}}) end in latents that have nothing to do with landmarks. The third,
-# **{{F0.124}} → {{F3.276}}** (gradient {{+2.957}}), ends in a *landmark-word* latent: all 20 of F3.276's
-# strongest activations in the corpus are on landmark pieces (only one of them an Eiffel piece),
-# and at any strength it fires on {{1662}} tokens, {{0.17}} of them landmark pieces (recall {{0.53}}).
+# **What the course world shows.** The five strongest links from " E" to "iff" all end in layer-3
+# latents with no landmark piece among their 20 strongest activations (top-20 share 0.00), which
+# is what most latents look like: over the {{430}} layer-3 latents that fire at least 20 times the
+# median share is {{0.00}} and the 95th percentile {{0.15}}. Only {{4}} latents reach 0.9, and two of
+# them are active on "iff": **{{F3.442}}** and {{F3.468}}. F3.442 is a landmark latent at any strength
+# too: precision {{0.28}} for landmark pieces (chance {{0.012}}), recall {{0.64}}. It is not an Eiffel
+# latent: it fires on {{0.67}} of the Eiffel pieces, but they are only {{0.10}} of its top 20.
 #
-# The earlier end is not an " E" latent, though: F0.124 fires on every " E" of the corpus
-# (recall {{1.00}}) but on {{1812}} tokens in all, and none of its 20 strongest activations is an " E".
-# The layer-0 SAE spreads " E" over many broad latents ({{25}} are active on it here; the most
-# " E"-specific, {{F0.510}}, has {{65%}} of its top activations on " E"). So what these dictionaries show
-# is *something on " E" feeds a landmark-word latent on "iff"*, not a clean pair of an " E"
-# latent and an Eiffel latent: the planted bigram is there, at the level of "this is a landmark
-# name", but not as sharply as in a larger dictionary on a real model.
+# Does " E" feed them? The same-condition control says no more than anything else does: the
+# strongest link from " E" into F3.442 ({{+2.150}}) is about as large as those from "The"
+# ({{+2.330}}) and from BOS ({{+1.803}}), positions that carry nothing about the landmark, and half of
+# the link from "iff" itself ({{+4.133}}). For F3.468 the link from " E" ({{+1.690}}) is a little
+# larger than those from "The" and BOS ({{+1.162}}, {{+1.207}}), and still well under the one from
+# "iff" ({{+4.311}}). And the earlier end of the
+# strongest link, {{F0.216}}, is not an " E" latent: it fires on all {{17}} " E" tokens of the corpus
+# (recall {{1.00}}) but on {{1433}} tokens in all. None of the {{20}} layer-0 latents active on " E" is specific
+# to it: the most specific, {{F0.349}}, has {{20%}} of its top activations on " E", far above the
+# chance share of {{0.0006}}, but four fifths elsewhere.
+#
+# So in this model a latent for the landmark word is there on "iff", but the gradients show no
+# " E" → "iff" bigram link into it: a 512-latent SAE at layer 0 spreads " E" over broad latents,
+# and the landmark latent is driven by its own token.
 
 # %% [markdown]
 # ## 4 · Token → latent gradients
@@ -736,8 +830,23 @@ plot_gradients(
 ).update_layout(height=450).show()
 
 # %% [markdown]
-# Each latent depends mostly on its own token (the diagonal band), but not only. The bigram
-# latent from above should depend on " E" as well as on "iff". Let's look at its column:
+# The diagonal band suggests that each latent depends mostly on its own token. Is that more
+# than chance? A latent at position $p$ can depend on $p + 1$ positions, so if its largest
+# gradient fell on a position at random it would be its own with probability $1/(p+1)$:
+
+# %%
+own_pos = token_acts.indices[:, 1]
+largest_from = token_grads[0].abs().argmax(0)  # the input position with the largest |gradient|, per latent
+past_bos = own_pos > 0  # on BOS there is only one position to depend on
+print(f"active layer-{layer_to} latents after BOS whose largest |gradient| is their own token: "
+      f"{int((largest_from == own_pos)[past_bos].sum())} of {int(past_bos.sum())} "
+      f"({float((largest_from == own_pos)[past_bos].float().mean()):.2f}); "
+      f"chance {float((1 / (own_pos[past_bos] + 1)).mean()):.2f}")
+print(f"... whose largest |gradient| is BOS: {int((largest_from == 0)[past_bos].sum())}")
+
+# %% [markdown]
+# The landmark latent on "iff" found above should depend on " E" as well as on "iff". Here is
+# its column:
 
 # %%
 column = ((token_acts.indices[:, 1] == pos_iff) & (token_acts.indices[:, 2] == bigram_to)).nonzero().flatten()
@@ -748,15 +857,17 @@ else:
         print(f"  {str_toks[pos]!r:10} ({pos}) → F{layer_to}.{bigram_to} on 'iff': {value:+.3f}")
 
 # %% [markdown]
-# **What the course world shows.** F3.276 on "iff" depends mostly on "iff" itself ({{+1.711}}) and
-# on BOS ({{+0.325}}); the gradient from " E" is small and negative ({{-0.084}}), although the
-# latent-to-latent link F0.124 → F3.276 was strongly positive. The two gradients answer different
-# questions, so they need not agree. The latent gradient follows one latent through the
-# *replacement* (layer-0 reconstruction, no error term). The token gradient scales the whole input
-# of " E" in the *real* model: every layer-0 latent on " E" moves at once, and so does the part of
-# the residual stream that no latent captures, and attention patterns change too. The token
-# gradient is not a sum of latent-to-latent gradients; here the other effects of scaling " E"
-# outweigh the F0.124 path.
+# **What the course world shows.** The diagonal is real: for {{165}} of the {{184}} active layer-3
+# latents after BOS the largest gradient comes from their own token ({{0.90}}, against {{0.22}} if
+# it fell on a random earlier-or-same position). F3.442 on "iff" is one of them, and clearly so:
+# {{+3.506}} from "iff", and from " E", "The" and BOS only {{-0.052}}, {{-0.065}} and {{-0.048}}. The token
+# gradient agrees with the latent gradients above: nothing about " E" drives this latent.
+#
+# The two kinds of gradient answer different questions, though, so they need not agree. The
+# latent gradient follows one latent through the *replacement* (layer-0 reconstruction, no error
+# term). The token gradient scales the whole input of a position in the *real* model: every
+# layer-0 latent there moves at once, and so does the part of the residual stream that no latent
+# captures, and the attention patterns. It is not a sum of latent-to-latent gradients.
 
 # %% [markdown]
 # ## 5 · Latent → logit gradients
@@ -767,7 +878,7 @@ else:
 # back at the input it is a representation, looking forward at the logits it is an action. This
 # section looks at the action.
 #
-# The vocabulary has 779 tokens, so a Jacobian over all of them would still be small here; on a
+# The vocabulary has 1,905 tokens, so a Jacobian over all of them would still be small here; on a
 # real model (50k tokens) it would not, so the function takes an optional list of `token_ids`
 # and returns only those logits. We differentiate only the `k` logits the model ranks highest.
 
@@ -922,6 +1033,8 @@ print("\nContext latents (earlier positions), by their extra push towards ' Pari
 for value, i in zip(*specific.masked_fill(~earlier, -torch.inf).topk(3)):
     _, pos, latent = logit_acts.indices[int(i)].tolist()
     print(f"  F{logit_layer}.{latent} on {str_toks[pos]!r} ({pos}): {value:+.3f}; {describe(latent)}")
+print(f"null: extra push of all {int(earlier.sum())} active latents at earlier positions: "
+      f"median {specific[earlier].median():+.3f}, 90th percentile {specific[earlier].quantile(0.9):+.3f}")
 context_index = int(specific.masked_fill(~earlier, -torch.inf).argmax())
 _, context_pos, paris_context = logit_acts.indices[context_index].tolist()
 print(f"\ncontext latent: F{logit_layer}.{paris_context} on {str_toks[context_pos]!r}")
@@ -930,18 +1043,52 @@ for name, truth in truths.items():
 print("   its best concepts:", "; ".join(str(m) for m in best_concepts(layer_corpus[..., paris_context], data, n=2)))
 
 # %% [markdown]
+# Is the context latent a "Paris" latent, or does it push whatever city the prompt is about?
+# The same-condition control: run the same analysis on the 24 landmark prompts of section 1,
+# and wherever the latent is active on a piece of the landmark's name, take its extra push
+# towards *that prompt's* answer (the model's top prediction, when it is the right city).
+
+# %%
+context_pushes = []  # (landmark, piece, extra push towards that prompt's answer)
+for landmark, lm_tokens, answer in zip(LANDMARKS, landmark_tokens, landmark_answers.tolist()):
+    with torch.enable_grad():
+        lm_grads, _, _, lm_ids, lm_acts = latent_to_logit_gradients(lm_tokens[None], logit_sae, model, k=k)
+    if lm_ids[0] != answer:
+        continue
+    lm_specific = lm_grads[0] - lm_grads[1:].mean(0)
+    lm_str = model.to_str_tokens(lm_tokens)
+    for j, (_, pos, latent) in enumerate(lm_acts.indices.tolist()):
+        if latent == paris_context and lm_str[pos] in landmark.pieces:
+            context_pushes.append((landmark.name, lm_str[pos], float(lm_specific[j])))
+pushes = torch.tensor([push for *_, push in context_pushes])
+print(f"F{logit_layer}.{paris_context} is active on a landmark piece in {len({n for n, *_ in context_pushes})} of 24 prompts "
+      f"({len(pushes)} pieces); its extra push towards that prompt's answer is positive on {int((pushes > 0).sum())}:")
+print("  " + ", ".join(f"{name} {piece!r} {push:+.2f}" for name, piece, push in sorted(context_pushes, key=lambda c: -c[2])))
+
+# %% [markdown]
 # **What the course world shows.** With the layer-2 SAE spliced in, the model still answers
-# " Paris" ({{99.65}}%, against {{99.93}}% without it). The latents with the largest gradient on
-# " Paris" sit on the last token, " of". The first, {{F2.198}} ({{+0.421}}), acts like a "France" latent:
-# among the top logits it raises " France" ({{+0.51}}) and " Paris" most and lowers other cities
-# (" Moscow" {{-0.42}}, " Berlin" {{-0.35}}). Its *inputs* are broader: it fires on {{1114}} corpus tokens, and none
-# of its 20 strongest activations is a landmark, Paris or France token. {{F2.182}} ({{+0.157}}) raises
-# most of the cities. The context comes in through earlier positions: ranked by their extra
-# push towards " Paris" over the other nine candidates, the top latent is **{{F2.178}} on "iff"**
-# ({{+0.072}}). It fires on every Paris and every France token of the corpus (recall {{1.00}} for both,
-# {{0.83}} for Eiffel pieces), but on {{880}} tokens in all (precision {{0.01}} to {{0.02}}; its best-matching
-# concept is dialogue, `p8`, at precision {{0.36}}): a broad latent whose firing includes the
-# Paris–France–Eiffel cluster, not a clean "France" latent.
+# " Paris" (and more confidently, {{98.61}}% against {{91.85}}%; section 1 showed that the SAE costs
+# no more confidence than a random error of its size over all 24 landmark prompts). The latents
+# with the largest gradient on " Paris" sit on the last token, " of". The first, {{F2.242}}
+# ({{+0.618}}), is no "Paris" latent: it fires on {{9138}} of the {{26477}} corpus tokens, and among the top
+# logits it also raises " Madrid" ({{+0.53}}) and " Barcelona" ({{+0.29}}) while lowering " Rome" ({{-0.43}})
+# and " Berlin" ({{-0.32}}).
+#
+# The context comes in through earlier positions. Ranked by their extra push towards " Paris"
+# over the other nine candidates, the top latent is **{{F2.139}} on "el"** ({{+0.354}}), but its lead is
+# thin: F2.242 on " the" ({{+0.345}}) and F2.52 on "el" ({{+0.342}}) follow within 0.02. All three stand
+# far above the other latents at earlier positions (median {{+0.000}}, 90th percentile {{+0.069}}
+# over {{183}}). F2.139 is a landmark latent: precision {{0.16}} for landmark pieces (chance 0.012),
+# recall {{0.82}}, and its best concept is `landmark`. It fires on every Eiffel piece, but with
+# precision {{0.01}} for them.
+#
+# The same-condition control settles what it does: F2.139 is active on a landmark piece in
+# {{17}} of the 24 landmark prompts, and on {{24}} of those {{33}} pieces it pushes towards *that*
+# prompt's city, most of all towards Madrid from the Escorial's "scor" ({{+0.37}}). So it is not a
+# Paris latent but a landmark latent whose push goes, in most prompts, to the city that the
+# rest of the context points at; it pushes the wrong way on a few pieces (the Escorial's "ial"
+# {{-0.19}}, the Acropolis's "polis" {{-0.11}}). A gradient is local: it says what the latent does in
+# this context, not what it does everywhere.
 
 # %% [markdown]
 # ## 6 · Attention SAEs and induction
@@ -959,37 +1106,50 @@ print("   its best concepts:", "; ".join(str(m) for m in best_concepts(layer_cor
 # - an **induction head** at the second `A` looks for a position that follows an `A`, finds the
 #   first `B`, and copies `B` forward as the prediction.
 #
-# Let's find such heads in the course model on a run of random words repeated once. The
+# Let's find such heads in the course model on runs of random words repeated once. The
 # previous-token score of a head is its mean attention from each position to the one before;
 # the induction score is its mean attention from the second copy to the token after the first
-# copy of the current token.
+# copy of the current token. A score needs a chance level: a head that spread its attention
+# evenly over the positions it can see would score $1/(p+1)$ at position $p$, averaged over the
+# positions scored. And one run of random words is one sample, so we score 20 runs and give the
+# median with the 10th and 90th percentiles.
 
 # %%
-from utils.world.prompts import repeated_random_tokens
+from utils.world.v2.prompts import repeated_random_tokens
 
-half = 10
-rep_tokens = torch.tensor([model.tokenizer.convert_tokens_to_ids(repeated_random_tokens(1, half, seed=0)[0])])
+half, n_runs = 10, 20
+rep_runs = torch.tensor([model.tokenizer.convert_tokens_to_ids(run) for run in repeated_random_tokens(n_runs, half, seed=0)])
+rep_tokens = rep_runs[:1]  # the first run is our example below
 rep_str = model.to_str_tokens(rep_tokens)
 print(repr("".join(rep_str)))
 
-_, rep_cache = model.run_with_cache(rep_tokens, names_filter=lambda name: name.endswith("hook_pattern"))
-print("head  previous-token score  induction score")
+_, rep_cache = model.run_with_cache(rep_runs, names_filter=lambda name: name.endswith("hook_pattern"))
+patterns = torch.stack([rep_cache["pattern", layer] for layer in range(cfg.n_layers)], 1)  # (run, layer, head, q, k)
+previous_scores = patterns.diagonal(-1, dim1=-2, dim2=-1).mean(-1)  # attention to the position just before
+induction_scores = patterns.diagonal(-(half - 1), dim1=-2, dim2=-1)[..., 1:].mean(-1)  # second A -> first B
+seq = 2 * half + 1
+chance_previous = sum(1 / (p + 1) for p in range(1, seq)) / (seq - 1)
+chance_induction = sum(1 / (p + 1) for p in range(half + 1, seq)) / half
+print(f"chance: previous-token {chance_previous:.2f}, induction {chance_induction:.2f}")
+print("head  previous-token score (10th to 90th pct.)  induction score (10th to 90th pct.)")
+q = torch.tensor([0.1, 0.5, 0.9])
 for layer in range(cfg.n_layers):
     for head in range(cfg.n_heads):
-        pattern = rep_cache["pattern", layer][0, head]
-        previous = pattern.diagonal(-1).mean()  # attention to the position just before
-        induction = pattern.diagonal(-(half - 1))[1:].mean()  # from the second A to the first B
-        print(f"{layer}.{head}   {previous:.2f}                  {induction:.2f}")
+        p10, p50, p90 = previous_scores[:, layer, head].quantile(q).tolist()
+        i10, i50, i90 = induction_scores[:, layer, head].quantile(q).tolist()
+        print(f"{layer}.{head}   {p50:.2f} ({p10:.2f} to {p90:.2f})                    {i50:.2f} ({i10:.2f} to {i90:.2f})")
 
 # %% [markdown]
-# **What the course world shows.** No head does either job alone. The previous-token scores are
-# modest and close: head 0.2 {{0.38}}, head 0.0 {{0.34}}, then heads 0.1 and 1.1 ({{0.27}} and
-# {{0.28}}). Induction is strong and shared by most heads of layers 2 and 3: head 2.3 {{0.77}},
-# 3.1 {{0.76}}, 2.0 {{0.70}}, 2.2 {{0.69}}, 2.1 {{0.59}} and 3.0 {{0.57}}. Below we look at the top scorer
-# of each kind, heads 0.2 and 2.3, but on this single run their margins over the runners-up are a
-# few hundredths; "the" previous-token head or "the" induction head would overclaim.
+# **What the course world shows.** Induction is clear and sits in layer 3: heads 3.0, 3.2 and 3.1
+# score {{0.76}}, {{0.72}} and {{0.65}} (10th percentiles {{0.66}}, {{0.56}}, {{0.53}}) against a chance level of
+# {{0.06}}, and no head of layers 0–2 gets above {{0.07}}. Previous-token attention is weaker and
+# spread out: the best head, 2.3, scores {{0.40}} ({{0.33}}–{{0.42}}), the heads 0.0–0.2 score {{0.27}} to
+# {{0.30}}, and the chance level is {{0.13}}. So "the induction heads of layer 3" is a fair claim here,
+# while "the" previous-token head would overclaim: several heads share the job and none of them
+# gives the previous token even half of its attention.
 #
-# The two heads' attention patterns (hover over a token to see where it attends). circuitsvis
+# The attention patterns of heads 2.3 and 3.0 on the first run (hover over a token to see where it
+# attends). circuitsvis
 # usually fetches its JavaScript from a CDN; `attention_patterns` shows it from the copy bundled
 # with the package, so the pattern renders offline too, and adds a static heatmap that is what
 # you see where scripts cannot run (a notebook executed elsewhere and opened untrusted).
@@ -997,7 +1157,7 @@ for layer in range(cfg.n_layers):
 # %%
 from utils.dashboard import attention_patterns
 
-heads = [(0, 2), (2, 3)]
+heads = [(2, 3), (3, 0)]
 try:
     display(attention_patterns(torch.stack([rep_cache["pattern", layer][0, head] for layer, head in heads]),
                                rep_str, [f"{layer}.{head}" for layer, head in heads]))
@@ -1105,13 +1265,15 @@ def latent_to_latent_gradients_attn(tokens: Tensor, sae_from, sae_to, model):
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, latent_acts_to_later_latent_acts_attn)
 
 # %% [markdown]
-# The gradients from the layer-0 to the layer-2 attention SAE on the repeated run. Each black
-# rectangle marks one place where induction should act: from a layer-0 latent on a first-half
-# token $B$ (position $p$) to a layer-2 latent on the token just before the second $B$, i.e. the
-# second $A$ (position $p + $ `half` $- 1$).
+# The induction heads sit in layer 3, so the later SAE is the layer-3 attention SAE. For the
+# earlier one we take layer 1's: below we compare layers 0, 1 and 2, and layer 1 is the one whose
+# gradients gather most consistently where induction acts. Here are the gradients between them
+# on the first run. Each black rectangle marks one place where induction should act: from a
+# layer-1 latent on a first-half token $B$ (position $p$) to a layer-3 latent on the token just
+# before the second $B$, i.e. the second $A$ (position $p + $ `half` $- 1$).
 
 # %%
-attn_from, attn_to = 0, 2
+attn_from, attn_to = 1, 3
 attn_grads, attn_prev, attn_next, attn_next_recon = latent_to_latent_gradients_attn(
     rep_tokens, attn_saes[attn_from], attn_saes[attn_to], model
 )
@@ -1132,10 +1294,10 @@ fig.show()
 
 # %% [markdown]
 # The heatmap is large. Induction latents should be active **through the repeated half** and
-# rarely in the first half, where nothing can be predicted yet. We count, for each layer-2
+# rarely in the first half, where nothing can be predicted yet. We count, for each layer-3
 # latent, the positions it is active on in each half, keep those active on at least half of
 # the repeated half and on at most a fifth of the first half, and plot only them (on the
-# repeated half) against the layer-0 latents on first-half tokens.
+# repeated half) against the layer-1 latents on first-half tokens.
 
 # %%
 second_half = next_pos >= half + 1
@@ -1153,13 +1315,57 @@ filtered = attn_grads[keep_next][:, keep_prev]
 plot_gradients(
     filtered, x=[l for l, k in zip(latent_labels(attn_prev, attn_from, rep_str), keep_prev) if k],
     y=[l for l, k in zip(latent_labels(attn_next_recon, attn_to, rep_str), keep_next) if k],
-    title="Induction latents (repeated half) against layer-0 latents (first half)",
+    title=f"Induction latents (repeated half) against layer-{attn_from} latents (first half)",
     x_title=f"from layer {attn_from}", y_title=f"to layer {attn_to}",
 ).update_layout(height=500).show()
 
 # %% [markdown]
-# Which layer-0 latents feed the induction latents where the circuit says they should, from
-# the first $B$ to the second $A$? Sum each layer-0 latent's gradients over those places:
+# Do the gradients into the induction latents gather where the circuit says, from the first $B$
+# to the second $A$, i.e. at a distance of `half` $- 1$ = 9 positions? A sceptic would ask
+# whether any other distance gathers as much, so we sum the gradients into the induction
+# latents over every pair of positions at each distance, and rank the circuit's distance among
+# all of them (a null over distances: about 30 distances, so rank 1 by chance about one time
+# in 30). One run is one sample, so we repeat it on the first 5 runs, from the attention SAEs
+# of layers 1 and 2.
+
+
+# %%
+def gradient_by_distance(grads: Tensor, acts_from: "SparseTensor", acts_to: "SparseTensor", keep: Tensor) -> Counter:
+    """Summed gradient into the kept rows, by distance (position to - position from)."""
+    by_distance = Counter()
+    dist = acts_to.indices[keep, 1][:, None] - acts_from.indices[:, 1][None, :]
+    for d, value in zip(dist.flatten().tolist(), grads[keep].flatten().tolist()):
+        by_distance[d] += value
+    return by_distance
+
+
+def induction_rows(acts: "SparseTensor") -> Tensor:
+    """Rows of the induction latents (the filter above) on the repeated half."""
+    second = acts.indices[:, 1] >= half + 1
+    n_second, n_first = Counter(acts.indices[second, 2].tolist()), Counter(acts.indices[~second, 2].tolist())
+    chosen = [l for l, n in n_second.items() if n >= half / 2 and n_first[l] <= half / 5]
+    return second & torch.isin(acts.indices[:, 2], torch.tensor(chosen, dtype=torch.long))
+
+
+n_distance_runs = 5
+print(f"from layer   rank of distance 9 by |summed gradient|, runs 0-{n_distance_runs - 1}   summed gradient at distance 9")
+for source_layer in (1, 2):
+    ranks, sums_at_9 = [], []
+    for run in range(n_distance_runs):
+        if source_layer == attn_from and run == 0:
+            g, a_from, a_to = attn_grads, attn_prev, attn_next_recon
+        else:
+            g, a_from, _, a_to = latent_to_latent_gradients_attn(rep_runs[run:run + 1], attn_saes[source_layer],
+                                                                 attn_saes[attn_to], model)
+        sums = gradient_by_distance(g, a_from, a_to, induction_rows(a_to))
+        ranked = sorted(sums, key=lambda d: -abs(sums[d]))
+        ranks.append(f"{ranked.index(half - 1) + 1}/{len(sums)}" if half - 1 in sums else "-")
+        sums_at_9.append(sums[half - 1])
+    print(f"{source_layer:>10}   {'  '.join(f'{r:>5}' for r in ranks)}{'':16}{' '.join(f'{v:+6.2f}' for v in sums_at_9)}")
+
+# %% [markdown]
+# Which layer-1 latents carry the gradient at distance 9 on the first run? Sum each one's
+# gradients over those places, and keep the three largest in size (the sign matters below):
 
 # %%
 feeding = Counter()
@@ -1168,50 +1374,86 @@ for row, (_, pos_to, latent_to) in zip(attn_grads[keep_next], attn_next_recon.in
     for value, (_, pos_from, latent_from) in zip(row.tolist(), attn_prev.indices.tolist()):
         if pos_from == first_b:
             feeding[latent_from] += value
-previous_token_latents = [latent for latent, _ in feeding.most_common(3)]
-for latent, total in feeding.most_common(3):
-    print(f"F{attn_from}.{latent}: summed gradient {total:+.3f} into the induction latents")
+feeding_latents = sorted(feeding, key=lambda l: -abs(feeding[l]))[:3]
+for latent in feeding_latents:
+    print(f"F{attn_from}.{latent}: summed gradient {feeding[latent]:+.3f} into the induction latents")
 
 # %% [markdown]
-# Now check both kinds against the corpus. An induction latent should fire on the repeated
-# half of repeated runs (the concept `p3_repeat`). A previous-token latent's activation should
-# depend on the token *before* it more than on its own token: `token_dependence` measures the
-# share of the variance of a latent's activation over the corpus that the identity of one token
-# explains. And its decoder direction should sit largely in the previous-token head, 0.2.
+# Now check both kinds against the corpus. An induction latent should fire on the repeated half
+# of repeated runs (the concept `p3_repeat`); its chance level is the share of such tokens, and
+# we compare its top-20 share with every other latent of the layer. A previous-token latent's
+# activation should depend on the token *before* it more than on its own token:
+# `token_dependence` measures the share of the variance of a latent's activation over the corpus
+# that the identity of one token explains, and the null is the same difference for every latent
+# of the layer. And its decoder should sit mostly in a previous-token head (a uniform share would
+# be 0.25 per head).
 
 # %%
 is_repeat = concept(data, "p3_repeat")
+print(f"chance: {int(is_repeat.sum())} of {n_tokens} corpus tokens are p3_repeat ({is_repeat.sum() / n_tokens:.3f})")
+attn_to_corpus, attn_from_corpus = corpus_acts[f"attn_z_{attn_to}"], corpus_acts[f"attn_z_{attn_from}"]
+repeat_shares = top_shares(attn_to_corpus, is_repeat)[alive(attn_to_corpus)]
+print(f"null: top-20 p3_repeat share of the {len(repeat_shares)} layer-{attn_to} latents that fire at least 20 times: "
+      f"median {repeat_shares.median():.2f}, 90th percentile {repeat_shares.quantile(0.9):.2f}")
 for latent in induction_latents:
-    acts_l = corpus_acts[f"attn_z_{attn_to}"][..., latent]
+    acts_l = attn_to_corpus[..., latent]
     print(f"F{attn_to}.{latent}:", score(acts_l, is_repeat, data, "concept p3_repeat"),
           f"| top-20 share {top_share(acts_l, is_repeat, data):.2f}")
 
+
+def token_dependences(acts: Tensor, previous: bool = False) -> Tensor:
+    """`token_dependence` of every latent at once: the share of the variance of its activation that
+    the identity of its own token (or of the previous token) explains."""
+    tokens = data.tokens if not previous else torch.cat([data.tokens[:, :1], data.tokens[:, :-1]], 1)
+    values, ids = acts[data.mask].double(), tokens[data.mask]
+    centred = values - values.mean(0)
+    sums = torch.zeros(int(ids.max()) + 1, acts.shape[-1], dtype=torch.double).index_add_(0, ids, centred)
+    counts = torch.bincount(ids).double()[:, None].clamp_min(1)
+    return ((sums**2 / counts).sum(0) / (centred**2).sum(0).clamp_min(1e-30)).float()
+
+
+def previous_minus_own(acts_l: Tensor) -> float:
+    return token_dependence(acts_l, data, previous=True) - token_dependence(acts_l, data)
+
+
+null_difference = (token_dependences(attn_from_corpus, previous=True) - token_dependences(attn_from_corpus))[alive(attn_from_corpus)]
+print(f"\nnull: previous-token minus own-token variance explained, {len(null_difference)} layer-{attn_from} latents: "
+      f"10th / 50th / 90th percentile {' / '.join(f'{v:+.2f}' for v in null_difference.quantile(q).tolist())}")
 head_share = attn_saes[attn_from].W_dec.reshape(-1, cfg.n_heads, cfg.d_head).norm(dim=-1) ** 2
 head_share = head_share / head_share.sum(-1, keepdim=True)
-for latent in previous_token_latents:
-    acts_l = corpus_acts[f"attn_z_{attn_from}"][..., latent]
-    print(f"F{attn_from}.{latent}: decoder share per head 0.0-0.3: {', '.join(f'{x:.2f}' for x in head_share[latent].tolist())}; "
-          f"variance explained by the previous token {token_dependence(acts_l, data, previous=True):.2f}, "
-          f"by its own token {token_dependence(acts_l, data):.2f}")
+for latent in feeding_latents:
+    acts_l = attn_from_corpus[..., latent]
+    print(f"F{attn_from}.{latent}: previous {token_dependence(acts_l, data, previous=True):.2f}, "
+          f"own {token_dependence(acts_l, data):.2f} (difference {previous_minus_own(acts_l):+.2f}); "
+          f"decoder share per head {attn_from}.0-{attn_from}.3: {', '.join(f'{x:.2f}' for x in head_share[latent].tolist())}")
 if induction_latents:
     display(display_dashboard(attn_saes[attn_to], induction_latents[0], data=data))
 
 # %% [markdown]
-# **What the course world shows.** Nine layer-2 attention latents pass the filter, active on
-# 5 to 7 of the 10 repeated positions and on at most 2 first-half positions:
-# {{F2.395}}, {{F2.274}}, {{F2.357}}, {{F2.142}}, {{F2.368}}, {{F2.477}}, {{F2.180}}, {{F2.347}} and {{F2.242}}. The corpus confirms
-# them as **induction latents**: 90–100% of the 20 strongest activations of each lie on the
-# repeated half of a repeated run (`p3_repeat`; top-20 shares {{0.90}} to {{1.00}}), and at any
-# strength their precision is {{0.58}}–{{0.84}} for all but F2.180 ({{0.37}}).
+# **What the course world shows.** Six layer-3 attention latents pass the filter, active on 5 or
+# 6 of the 10 repeated positions and on at most 2 first-half positions: {{F3.69}}, {{F3.13}},
+# {{F3.147}}, {{F3.351}}, {{F3.208}} and {{F3.430}}. The corpus confirms them as **induction latents**, with
+# a margin that is real but not unique to them: their precision for `p3_repeat` is {{0.23}} to
+# {{0.59}} (chance {{0.041}}), and {{0.65}} to {{1.00}} of their 20 strongest activations lie on repeated
+# halves, against a median of {{0.05}} over the {{292}} layer-3 latents; but a tenth of those latents
+# reach {{0.85}} too. Layer 3 is where this model does induction, and many of its attention latents
+# take part.
 #
-# The layer-0 latents that feed them where the circuit predicts are **{{F0.285}}, {{F0.26}} and
-# {{F0.10}}** (summed gradients {{+9.122}}, {{+8.904}}, {{+7.369}}). They look like **previous-token latents**:
-# the previous token explains more of their activation than their own token does ({{0.32}} against
-# {{0.23}}, 0.32 against {{0.22}}, {{0.42}} against {{0.26}} of the variance), and head 0.2, the best-scoring
-# previous-token head, holds the largest share of the decoder of each ({{0.51}}, {{0.36}} and {{0.48}}).
-# The evidence is weaker than for the induction latents: about a third of each decoder ({{0.29}},
-# {{0.33}}, 0.33) sits in head 0.0, which attends to the previous token almost as much (score 0.34
-# above).
+# The gradients from layer 1 gather where the circuit predicts: in all 5 runs, distance 9 carries
+# the largest summed gradient (in size) of about 30 distances, which chance would give about once
+# in 30 runs. From layer 2 it does so in 1 run of 5 (ranks 1 to 5). The size
+# and the sign vary from run to run ({{-13.27}}, {{-2.00}}, {{-2.79}}, {{+4.55}}, {{-3.48}} from layer 1): raising
+# these latents at the first $B$ can raise or lower the induction latents at the second $A$. The
+# first $B$ reaches the induction head by two routes, where it attends (through the keys) and
+# what it copies (through the values), and a summed gradient does not tell them apart.
+#
+# Nor are the layer-1 latents that carry it on the first run previous-token latents. {{F1.73}},
+# {{F1.42}} and {{F1.336}} (summed gradients {{-2.013}}, {{-1.712}}, {{+1.243}}) are explained by the previous
+# token no more than by their own (differences {{+0.00}}, +0.00 and {{-0.01}}), which is what a typical
+# layer-1 latent shows (median {{+0.02}}, 10th–90th percentile {{-0.02}} to {{+0.10}} over {{316}}), and the
+# heads of layer 1 are weak previous-token heads anyway (at most {{0.22}}, chance 0.13). So the SAE
+# gradients locate the induction interaction, but in this model they do not draw the textbook
+# picture of a previous-token latent feeding an induction latent.
 
 # %% [markdown]
 # ## 7 · On a real model
@@ -1245,18 +1487,19 @@ else:
 # ## Summary
 #
 # Gradients between sparse dictionaries are cheap when they are taken with respect to the active
-# latents only, and they point at candidate circuits; the course world's labels then say which
-# candidates mean what they seem to. In this model (dictionaries of `utils/world/artifacts`,
-# trained with a 100,000-token dead-latent window):
+# latents only, and they point at candidate circuits; the course world's labels, and a control
+# for every comparison, then say which candidates mean what they seem to. In this model
+# (world v2, dictionaries of `utils/world/v2/artifacts`):
 #
-# | finding | latents | ground truth |
+# | finding | latents | ground truth and control |
 # |---|---|---|
-# | " E" → "iff" link into a landmark-word latent | {{F0.124}} → {{F3.276}} | F3.276: 20/20 top activations on landmark pieces; F0.124 is a broad latent, not an " E" latent |
-# | latents pushing " Paris" | {{F2.198}} on " of" (raises Paris and France, lowers other cities); context: {{F2.178}} on "iff" | F2.178 fires on all Paris and France tokens (recall 1.00), but broadly (precision ≤ 0.02) |
-# | induction latents (attention, layer 2) | {{F2.395}}, {{F2.274}}, {{F2.357}}, {{F2.142}}, {{F2.368}}, {{F2.477}}, {{F2.180}}, {{F2.347}}, {{F2.242}} | 90–100% of top activations on `p3_repeat`; precision up to {{0.84}} |
-# | previous-token latents (attention, layer 0) | {{F0.285}}, {{F0.26}}, {{F0.10}} | previous token explains more variance than the own token; largest decoder share in head 0.2, about a third in head 0.0 |
+# | a landmark latent on "iff", but no " E" → "iff" link into it | {{F3.442}} | top-20 share 1.00 on landmark pieces (median latent 0.00); the link from " E" is no larger than from "The" or BOS |
+# | latents pushing " Paris" | {{F2.242}} on " of" (raises several cities); context: {{F2.139}} on "el" | F2.139 is a landmark latent (precision 0.16, chance 0.012) that pushes the prompt's own city in most landmark prompts, Madrid included |
+# | induction heads and latents (attention, layer 3) | heads 3.0, 3.1, 3.2; {{F3.69}}, {{F3.13}}, {{F3.147}}, {{F3.351}}, {{F3.208}}, {{F3.430}} | head scores 0.65–0.76 against chance 0.06; latents' precision for `p3_repeat` 0.23–0.59 against chance 0.041 |
+# | gradients at the induction distance | from the layer-1 attention SAE | the largest of ~30 distances in 5 of 5 runs (layer 2: 1 of 5); sign varies; carried by latents that are not previous-token latents |
 #
-# The induction circuit is the clearest; the landmark findings are real but blurred, because a
+# The induction heads are the clearest finding; the latent-level stories are blurred, because a
 # 512-latent SAE on a 128-dimensional residual stream does not give every token or landmark its
-# own latent. Chapter 02 turns to transcoders, whose latents read and write the MLPs and make
+# own latent, and because a gradient only says what happens near this one input. Chapter 02 turns
+# to transcoders, whose latents read and write the MLPs and make
 # such circuits easier to follow.
