@@ -1014,8 +1014,8 @@ for site, count in flips.items():
 
 # %% [markdown]
 # Expected output: the model names the right capital for all cities in this frame
-# ({{56 of 56 cities}}), the held-out ones included ({{14 of 14 held-out cities}}). Patching L0H1's output at the last position hands the answer to the other
-# state in {{42 / 42}} pairs; no other head of layers 0 and 1 does it once ({{0 / 42}}). Patching the
+# ({{56 of 56 cities}}), the held-out ones included ({{14 of 14 held-out cities}}). Patching L0H1's
+# output at the last position hands the answer to the other state in {{42 / 42}} pairs; no other head of layers 0 and 1 does it once ({{0 / 42}}). Patching the
 # city's embedding does it too, and patching the residual stream at the city's position after
 # layer 0 never does: from layer 1 on, what sits at the city's position no longer decides the
 # answer. One head moves the state, at layer 0, straight from the city's token.
@@ -1033,13 +1033,15 @@ print(f"a city's state from its token embedding alone (nearest state centroid, t
       f"{lookup['correct']} of {lookup['cities']} (chance {lookup['chance']:.2f})")
 
 # %% [markdown]
-# It does, for every city: {{56 of 56}} against a chance level of {{0.07}}. So in this model the
-# "intermediate hop" is not computed: the state is a property of the city's embedding, L0H1 copies
-# it to the last position, and the rest of the model turns it into the capital there. That is why
-# the graph has nothing at the city's position, and why held-out cities work as well as the others.
-# It is also a warning about the word *two-hop*: a prompt that needs two facts does not make a model
-# compute them in two steps. (This is one frame; on the world's test frames the two-hop answer is
-# right only about half the time, see `python -m utils.world report`.)
+# It does, for every city: {{56 of 56}} against a chance level of {{0.07}}. So no first hop needs to
+# be computed: the city's embedding already separates the states, L0H1 copies it to the last
+# position, and the layers after it produce the capital there. (Whether they build an explicit
+# "Texas" on the way, these experiments do not say.) That is why the graph keeps nothing at the
+# city's position, and why held-out cities work as well as the others: their embeddings were learned
+# from the other sentences that mention them. It is also a warning about the word *two-hop*: a
+# prompt that needs two facts need not make a model compute them in two steps. (This is one frame;
+# on the world's test frames the two-hop answer is right only about half the time, see
+# `python -m utils.world report`.)
 #
 # ### A "Texas" supernode?
 #
