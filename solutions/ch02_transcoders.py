@@ -198,5 +198,5 @@ def plot_attribution(attribution: Tensor, title: str):
 
 def hypothesis(str_tokens: list[str]) -> list[bool]:
     """For each token of a document: does the blind latent fire here? One bool per token."""
-    # Our reading of the evidence: the word that follows a number (a scale word or a counted noun).
-    return [i > 0 and str_tokens[i - 1].strip().isdigit() for i in range(len(str_tokens))]
+    # Our reading of the evidence: the latent fires on a number.
+    return [token.strip().isdigit() for token in str_tokens]

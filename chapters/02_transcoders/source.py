@@ -25,8 +25,8 @@
 # - put it all together in a **blind case study**: explain a latent without looking at the text it
 #   fires on, then score your explanation against the ground truth of the course world.
 #
-# Everything runs offline on the course world (the README's "The course world"): a 4-layer model
-# with `d_model = 128` and tied embeddings, and one transcoder per layer. Numbers and latent ids
+# Everything runs offline on the course world, version 2 (the README's "The course world"): a 4-layer
+# model with `d_model = 128` and tied embeddings, and one transcoder per layer. Numbers and latent ids
 # quoted in this text are those the solution notebook prints on the shipped course world (a test
 # checks that each is still printed); the notebook prints the ids it uses, so if you retrain the
 # world, trust the printed ids over the text.
@@ -62,9 +62,8 @@ import plotly.io as pio
 
 import tests  # this chapter's checks: chapters/02_transcoders/tests.py
 from utils import transcoders as tc_utils
-from utils.world import load_model
-from utils.world.concepts import labelled_corpus, streamed_concept_scores
-from utils.world.dictionaries import load_transcoders
+from utils.world.concepts import streamed_concept_scores  # works on any model, dictionaries and labelled corpus
+from utils.world.v2 import labelled_corpus, load_model, load_transcoders
 
 torch.set_grad_enabled(False)  # nothing in this chapter needs gradients
 # Plotly renders from its own bundled JavaScript (no CDN), so the plots work offline.
@@ -103,23 +102,24 @@ for layer, tc in transcoders.items():
 data = labelled_corpus()
 scores = streamed_concept_scores(model, transcoders, data)  # {layer: ConceptScores}
 density = {layer: s.density for layer, s in scores.items()}
+print(f"{len(data.tokens)} documents, {int(data.mask.sum()):,} real tokens")
 for layer, d in density.items():
     print(f"layer {layer}: {int((d > 0).sum())} live latents of {len(d)}, "
           f"on average {float(d.sum()):.1f} active per token")
 
 # %% [markdown]
-# The concepts are the planted phenomena of the course world, by code (`estimate`, `p6`,
-# `city:Paris`, ...). What each code labels (click to open):
+# The concepts are the planted phenomena of the course world, by code (`estimate`, `two_hop`,
+# `city:Athens`, ...). What each code labels (click to open):
 
 # %%
 from IPython.display import Markdown
 
-from utils.world.concepts import concept_legend_table
+from utils.world.v2 import concept_legend_table
 
 display(Markdown(f"<details><summary><b>Legend: the planted concepts</b></summary>\n\n{concept_legend_table()}\n\n</details>"))
 
 # %% [markdown]
-# A histogram of log₁₀(density) per layer. Dead latents (never active on these ~27,000 tokens)
+# A histogram of log₁₀(density) per layer. Dead latents (never active on these {{26,477}} real tokens)
 # have no logarithm; they are counted above and left out of the plot.
 
 # %%
@@ -137,18 +137,27 @@ dense = {layer: d > 0.1 for layer, d in density.items()}
 for layer, d in density.items():
     print(f"layer {layer}: {int(dense[layer].sum())} latents fire on more than 10% of tokens, "
           f"{float(d[dense[layer]].sum() / d.sum()):.0%} of all the layer's firings")
-best_of_dense = Counter(scores[3].best_concept(int(j))[0] for j in dense[3].nonzero().flatten())
-print("best-matching concepts of layer 3's dense latents:", best_of_dense.most_common(3))
+# How well do the dense latents match their best concept, against that concept's base rate (the
+# precision of a rule that fires at random)?
+base_rate = data.labels[data.mask].float().mean(0)  # (n_concepts,): share of real tokens with each label
+for layer in (0, 3):
+    best = [scores[layer].best_concept(int(j)) for j in dense[layer].nonzero().flatten()]
+    precision = torch.tensor([p for _, p, _, _ in best])
+    chance = torch.tensor([float(base_rate[data.concept_index(c)]) for c, *_ in best])
+    print(f"layer {layer}'s dense latents: best concepts {Counter(c for c, *_ in best).most_common(2)}; "
+          f"median precision {precision.median():.2f}, median base rate of those concepts {chance.median():.2f}")
 
 # %% [markdown]
-# Most latents are rare, as they should be, but not all: transcoder 3 has {{92}} latents that fire on
-# more than a tenth of all tokens, and together they account for {{50%}} of its firings (the other
-# layers: {{34}}, {{11}} and {{7}}). For {{87}} of them the best-matching concept is `p3_first`, the first copy
-# of a random run of words, where the next token cannot be predicted. That is a weak match, not an
-# explanation: a latent that fires on a tenth of all tokens cannot be precise about any one concept. A guess we have *not* tested: transcoder 3 was trained to keep the
-# model's next-token distribution (a KL term, see below), and broad, dense latents are a cheap way to
-# shape that distribution when the next token is uncertain. Dense latents are worth knowing about
-# because they show up in every attribution graph of chapter 03 without meaning much.
+# Most latents are rare, as they should be, but not all. Transcoder 0 has {{21}} latents that fire on
+# more than a tenth of all tokens, and together they account for {{17%}} of its firings; transcoder 3
+# has {{14}} ({{10%}}), transcoders 1 and 2 only {{2}} and {{3}}. Their best-matching concepts are broad:
+# `p3_run` (every token of a repeated run of random words) for {{15}} of layer 0's, `everyday` (every
+# token of an everyday sentence) for {{9}} of layer 3's. Compare each latent's precision for its best
+# concept with that concept's base rate, the precision of a rule that fires at random: layer 0's
+# dense latents reach a median {{0.25}} against {{0.08}} (three times chance, yet wrong three times in
+# four), layer 3's {{0.20}} against {{0.17}}, hardly above chance. A latent that fires on more than a
+# tenth of all tokens can only be precise about a concept at least that common. Dense latents are
+# worth knowing about because they show up in attribution graphs (chapter 03) without meaning much.
 
 # %% [markdown]
 # ## 2 · Running the model with transcoders
@@ -194,32 +203,62 @@ print(f"logits with the error term vs the clean model: max |difference| {float((
 # error term, `sae_lens` adds back `mlp_out − transcoder output`, so the model's output is unchanged
 # (up to float rounding, the size printed above: it varies with the CPU and library versions).
 #
-# How good a replacement are the transcoders? The next loss on the real tokens of the sample:
+# How good a replacement are the transcoders? A loss on its own says little, so we set it between
+# two references: the clean model, and the same model with that MLP's output set to zero (the MLP
+# removed). The *fraction of loss recovered* is `(zero − transcoder) / (zero − clean)`: 1 for a
+# perfect replacement, 0 for one no better than removing the MLP. We use 32 held-out documents and
+# give each number a 95% interval from resampling the documents (1,000 bootstrap draws).
 
 # %%
-def next_token_loss(logits: Tensor, tokens: Tensor) -> float:
-    """Mean cross-entropy of predicting tokens[:, 1:], over real tokens only."""
+loss_docs = data.tokens[:32]
+
+
+def doc_losses(logits: Tensor, tokens: Tensor) -> Tensor:
+    """Mean cross-entropy of predicting tokens[:, 1:] per document, over real tokens only: shape (n_docs,)."""
     pad, bos = model.tokenizer.pad_token_id, model.tokenizer.bos_token_id
     targets = tokens[:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="none")
-    real = ((targets != pad) & (targets != bos)).flatten()
-    return float(losses[real].mean())
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none")
+    real = ((targets != pad) & (targets != bos)).float()
+    return (losses * real).sum(1) / real.sum(1)
 
 
-print(f"clean model:                 {next_token_loss(clean_logits, sample):.3f}")
-print(f"every MLP → its transcoder:  {next_token_loss(lens_logits, sample):.3f}")
+def zero_mlp(layer: int) -> Tensor:
+    return model.run_with_hooks(loss_docs, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda out, hook: 0 * out)])
+
+
+boot = torch.randint(0, len(loss_docs), (1000, len(loss_docs)), generator=torch.Generator().manual_seed(0))
+
+
+def interval(per_doc: Tensor) -> str:
+    """The mean over documents with a 95% bootstrap interval."""
+    low, high = per_doc[boot].mean(1).quantile(torch.tensor([0.025, 0.975])).tolist()
+    return f"{float(per_doc.mean()):.3f} ({low:.3f} to {high:.3f})"
+
+
+clean = doc_losses(model(loss_docs), loss_docs)
+print(f"clean model: loss {interval(clean)}")
+every = doc_losses(model.run_with_saes(loss_docs, saes=list(transcoders.values()), use_error_term=False), loss_docs)
+print(f"every MLP -> its transcoder: loss {interval(every)}; minus clean {interval(every - clean)}")
 for layer, tc in transcoders.items():
-    one = model.run_with_saes(sample, saes=[tc], use_error_term=False)
-    print(f"only MLP {layer} → transcoder:   {next_token_loss(one, sample):.3f}")
+    replaced = doc_losses(model.run_with_saes(loss_docs, saes=[tc], use_error_term=False), loss_docs)
+    zeroed = doc_losses(zero_mlp(layer), loss_docs)
+    recovered = ((zeroed - replaced)[boot].mean(1) / (zeroed - clean)[boot].mean(1)).quantile(torch.tensor([0.025, 0.975]))
+    print(f"MLP {layer}: transcoder minus clean {interval(replaced - clean)}; zeroed minus clean {interval(zeroed - clean)}; "
+          f"loss recovered {float((zeroed - replaced).mean() / (zeroed - clean).mean()):.2f} "
+          f"({recovered[0]:.2f} to {recovered[1]:.2f})")
 
 # %% [markdown]
-# Expected output: clean {{2.325}}; every MLP replaced {{3.281}}. Replacing only MLP 0 costs most ({{2.926}}):
-# every later layer reads what MLP 0 wrote. MLPs 1 and 2 cost a few hundredths of a nat ({{2.365}} and
-# {{2.346}}). MLP 3's transcoder even scores {{2.299}}, slightly *below* the clean loss on this sample. It was trained
-# differently: the last MLP writes straight into the logits, so besides reconstructing the MLP's
-# output it was trained to keep the model's next-token distribution (a KL term, as in end-to-end
-# SAE training). With reconstruction alone it explained 95% of the variance yet lost half of what
-# MLP 3 contributes to the loss.
+# Expected output: the clean loss on these 32 documents is {{2.667}}; with all four MLPs replaced at
+# once it rises by {{0.974}} (95% interval {{0.702}} to {{1.264}}). One MLP at a time, the reference is
+# what removing it costs. Zeroing MLP 0 raises the loss by {{5.968}}; its transcoder gets back {{0.92}}
+# of that ({{0.89}} to {{0.95}}) and still costs {{0.460}}, by far the largest single cost, because every
+# later layer reads what MLP 0 wrote. Zeroing MLP 1, 2 or 3 costs much less ({{0.106}}, {{0.164}},
+# {{0.336}}), and their transcoders change the loss by amounts whose intervals include zero ({{0.003}},
+# {{-0.052}}, {{-0.018}}): on this sample they do as well as the MLPs they replace. Their fractions
+# recovered are ratios of small, noisy numbers (MLP 2's interval runs from {{-3.46}} to {{4.20}}), so
+# read the differences instead. Transcoder 3 was trained differently from the others: the last MLP
+# writes straight into the logits, so besides reconstructing the MLP's output it was trained to keep
+# the model's next-token distribution (a KL term, as in end-to-end SAE training).
 
 # %% [markdown]
 # ## 3 · Max-activating examples
@@ -425,7 +464,11 @@ def best_latent(concept: str, layers=(1, 2, 3)) -> tuple[int, int]:
     candidates = [(layer, *scores[layer].best_latent(concept)) for layer in layers]
     layer, latent, precision, recall, f1 = max(candidates, key=lambda c: c[-1])
     print(f"best latent for {concept!r}: transcoder {layer}, latent {latent} "
-          f"(precision {precision:.2f}, recall {recall:.2f}, F1 {f1:.2f})")
+          f"(precision {precision:.2f}, recall {recall:.2f}, F1 {f1:.2f}; "
+          f"base rate of the concept {float(base_rate[data.concept_index(concept)]):.3f})")
+    own, *own_scores = scores[layer].best_concept(latent)
+    print(f"the latent's own best concept: {own!r} (precision {own_scores[0]:.2f}, recall {own_scores[1]:.2f}, "
+          f"F1 {own_scores[2]:.2f}; base rate {float(base_rate[data.concept_index(own)]):.3f})")
     return layer, latent
 
 
@@ -434,13 +477,15 @@ goal_tc = transcoders[goal_layer]
 examples = fetch_max_activating_examples(model, goal_tc, data.tokens, goal_latent, k=10, buffer=8, display=True)
 
 # %% [markdown]
-# On the shipped course world the goal latent is **transcoder 1, latent {{431}}**, and it is a weak
-# match: precision {{0.26}}, recall {{0.47}}, F1 {{0.33}}. The transcoders of this small world did not learn a
-# clean goal-family latent, and the examples show what this one is instead: it fires on " goal"
-# ("the first **goal** of the season", "before the **goal**") and about as strongly on " full"
-# ("the streets of Florence were **full** of people"). A latent for a couple of tokens, then, one of
-# them a goal word. That is enough for the lesson below, because we now know exactly which tokens it
-# reads. (To see it in an offline dashboard: `utils.dashboard.display_dashboard(goal_tc, goal_latent)`.)
+# On the shipped course world the goal latent is **transcoder 1, latent {{397}}**, and as a detector
+# of goal words it is loose: precision {{0.20}}, recall {{0.90}}, F1 {{0.33}}. It catches nearly every
+# goal word, but four in five of the tokens it fires on are something else. (Chance for the
+# precision is the base rate, {{0.004}}: goal words are that share of the real tokens.) Its own best
+# match is broader, `sports` (precision {{0.58}} against a base rate of {{0.030}}), and the examples
+# show why: it fires on the noun a sports sentence is about, " goal" ("Who scored the **goal**?") but
+# also " trophy" ("The Town won the **trophy**") and " keeper" ("praised the **keeper**"). That is
+# enough for the lesson below, because we now know which tokens it reads. (To see it in an offline
+# dashboard: `utils.dashboard.display_dashboard(goal_tc, goal_latent)`.)
 #
 # ## 4 · Reading a latent from its weights
 #
@@ -503,10 +548,12 @@ tests.test_show_top_deembeddings(show_top_deembeddings)
 _ = show_top_deembeddings(model, goal_tc, goal_latent)
 
 # %% [markdown]
-# Expected output: numbers (" 2", " 5", " 600", " 60", ...) and a name (" Henry"). Neither " goal" nor
-# " full", the two tokens the latent fires on, is anywhere near the top. Why?
+# Expected output: sports words (" draw", " season", " twice", " keeper") mixed with two city names
+# ('Spokane', 'Knoxville') and places (" Arena", " Theatre"). For this latent the plain de-embedding
+# is not useless, but it misses " goal" and " trophy", the tokens of its top examples. Before judging
+# it on one latent, here is why one should not expect the plain embedding to work at all.
 #
-# ### Why the plain embedding misleads here
+# ### Why the plain embedding should mislead
 #
 # The course model has **tied embeddings**: `W_U = W_E.T` (check: `model.W_U` and `model.W_E.T` are
 # the same numbers). Consider the *direct path*, the embedding of the current token read off
@@ -522,13 +569,19 @@ _ = show_top_deembeddings(model, goal_tc, goal_latent)
 # %%
 W_E = model.W_E
 direct = W_E @ W_E.T  # direct-path bigram logits: row = current token, column = next token
-self_top = (direct.argmax(-1) == torch.arange(len(W_E))).float().mean()
-print(f"tokens whose top direct-path next token is themselves: {self_top:.0%}")
+self_top_all = direct.argmax(-1) == torch.arange(len(W_E))
+print(f"tokens whose top direct-path next token is themselves: {self_top_all.float().mean():.0%} of all {len(W_E)}")
 mlp0_out = model.blocks[0].mlp(model.blocks[0].ln2(W_E[:, None]))[:, 0]
 print(f"mean norm of W_E rows: {W_E.norm(dim=-1).mean():.2f}; "
       f"of MLP 0's output on them: {mlp0_out.norm(dim=-1).mean():.2f}")
+in_corpus = torch.bincount(data.tokens[data.mask], minlength=len(W_E)) > 0
+print(f"the same among the {int(in_corpus.sum())} tokens that occur in the held-out corpus: {self_top_all[in_corpus].float().mean():.0%}")
 cos = torch.nn.functional.cosine_similarity(W_E, W_E + mlp0_out, dim=-1)
-print(f"cosine between a token's embedding and its extended embedding: median {cos.median():.2f}")
+# Control: the cosine between a token's embedding and ANOTHER token's extended embedding (20 shuffles)
+shuffled = torch.stack([torch.nn.functional.cosine_similarity(W_E, (W_E + mlp0_out)[torch.randperm(len(W_E), generator=g)], dim=-1).median()
+                        for g in [torch.Generator().manual_seed(seed) for seed in range(20)]])
+print(f"cosine between a token's embedding and its extended embedding: median {cos.median():.2f}; "
+      f"with another token's (20 shuffles): median {shuffled.median():.2f}, range {shuffled.min():.2f} to {shuffled.max():.2f}")
 
 # What MLP 0 reads besides its own token: where layer-0 attention looks, on 100 corpus documents.
 _, attn_cache = model.run_with_cache(data.tokens[:100], names_filter="blocks.0.attn.hook_pattern")
@@ -537,22 +590,28 @@ for head in range(model.cfg.n_heads):
     p = pattern[:, head]
     print(f"layer-0 head {head}: attention to the token itself {p.diagonal(dim1=-2, dim2=-1)[real].mean():.2f}, "
           f"to BOS {p[..., 0][real].mean():.2f}, to the previous token {p.diagonal(-1, dim1=-2, dim2=-1)[real[:, 1:]].mean():.2f}")
+# Chance: a head that spread its attention evenly over the d + 1 positions that position d can see
+uniform = (1 / (torch.arange(real.shape[1]) + 1.0)).expand(real.shape)[real].mean()
+print(f"even attention would give each visible position {uniform:.2f} on average")
 
 # %% [markdown]
-# On the course model (expected output): for {{99%}} of tokens the direct path's favourite next token
-# is the token itself; the rows of `W_E` have norm {{1.29}} on average while MLP 0 writes vectors of
-# norm {{28.98}} on top of them; and the median cosine between a token's embedding and its extended
-# embedding is {{-0.01}}. So after layer 0 the residual stream holds almost nothing of `W_E`: the
-# embedding is a small key that MLP 0 turns into the token's real, much larger representation,
-# pointing somewhere else. A de-embedding through `W_E` asks which tokens' *keys* align with the
-# latent's reading vector, a question the model never asks.
+# On the course model (expected output): for {{74%}} of all tokens the direct path's favourite next
+# token is the token itself, and for {{96%}} of the {{1336}} tokens that occur in the held-out corpus
+# (most of the others are character tokens, which the model rarely sees). The rows of `W_E` have norm
+# {{1.47}} on average, while MLP 0 writes vectors of norm {{28.66}} on top of them. The median cosine
+# between a token's embedding and its extended embedding is {{-0.03}}; pairing each embedding with a
+# *random other* token's extended embedding gives the same (median {{-0.02}} over 20 shuffles, range
+# {{-0.03}} to {{-0.02}}). So after layer 0 the residual stream keeps no more of a token's own `W_E`
+# direction than of any other token's: the embedding is a small key that MLP 0 turns into a much
+# larger representation pointing elsewhere. A de-embedding through `W_E` asks which tokens' *keys*
+# align with the latent's reading vector, a question the model never asks.
 #
-# Layer-0 attention, though, does not keep each position to itself: each head puts only
-# {{0.10}}–{{0.20}} of its attention on the token itself and {{0.02}}–{{0.04}} on BOS, and heads 0 and 2
-# put about a third ({{0.32}}) on the previous token. So MLP 0 reads a blend of the token and its
-# neighbours. The extended embedding below ignores attention: it is what MLP 0 would make of the
-# token read *alone*, an approximation that suits latents driven by their own token and misleads
-# for latents driven by context.
+# Layer-0 attention, though, does not keep each position to itself: the heads put {{0.09}}–{{0.20}}
+# of their attention on the token itself, {{0.02}}–{{0.03}} on BOS and {{0.18}}–{{0.33}} on the
+# previous token, where attention spread evenly would give each visible position {{0.05}}. So MLP 0
+# reads a blend of the token and its neighbours, the previous token above all. The extended embedding
+# below ignores attention: it is what MLP 0 would make of the token read *alone*, an approximation
+# that suits latents driven by their own token and misleads for latents driven by context.
 #
 # ### Exercise: `create_extended_embedding`
 #
@@ -618,14 +677,59 @@ tests.test_show_top_deembeddings_extended(show_top_deembeddings_extended, create
 
 # %%
 goal_scores = show_top_deembeddings_extended(model, goal_tc, goal_latent)
-goal_words = [f" {w}" for w in ("goal", "goals", "goalie", "goalkeeper", "goalpost", "goalless")]
-top10 = model.to_str_tokens(goal_scores.topk(10).indices)
-print(f"goal words among the top 10 extended de-embeddings: {[t for t in top10 if t in goal_words]}")
 
 # %% [markdown]
-# Expected output: " full" first ({{+1.947}}) and " goal" fourth ({{+1.343}}), the two tokens of the max-activating
-# examples, with sports words (" defender", " trophy") close behind. The raw embedding pointed at
-# numbers; the extended embedding points at what the latent really reads.
+# Expected output: " trophy", one of the tokens of the top examples, fifth ({{+1.752}}) and " dived"
+# seventh, but also " Hard", " Soft", " Box" and disaster words (" injured", " evacuated", " rescued"),
+# and no goal word in the top 10. For this latent, by eye, the extended de-embedding is no clearer
+# than the plain one.
+#
+# One latent is an anecdote. To compare the two de-embeddings fairly we need a ground truth per token
+# and many latents. The ground truth: for every token seen at least 5 times in the held-out corpus,
+# the latent's *mean activation* over the places where that token is the current one. A de-embedding
+# that describes the latent well should rank the same tokens on top. We take the top 20 tokens of each
+# de-embedding (among those tokens) and count how many are also among the latent's 20 tokens of
+# highest mean activation, for every live latent of transcoder 1. A random ranking would share
+# 20/(number of tokens) of them on average: the chance level.
+
+# %%
+def top_overlap(scores_by_token: Tensor, truth: Tensor, n: int = 20) -> Tensor:
+    """Per column: the share of the n top rows of scores_by_token that are among the n top rows of truth."""
+    top_a, top_b = scores_by_token.topk(n, dim=0).indices, truth.topk(n, dim=0).indices  # (n, n_latents)
+    return (top_a[:, None, :] == top_b[None, :, :]).any(1).float().mean(0)
+
+
+goal_hook = hook_names(goal_tc)[0]
+_, layer1_cache = model.run_with_cache(data.tokens, names_filter=[goal_hook], stop_at_layer=goal_layer + 1)
+layer1_acts = goal_tc.encode(layer1_cache[goal_hook])  # (n_docs, seq, d_sae): every latent of transcoder 1
+real_tokens = data.tokens[data.mask]
+counts = torch.bincount(real_tokens, minlength=model.cfg.d_vocab)
+seen = counts >= 5
+mean_act = torch.zeros(model.cfg.d_vocab, goal_tc.cfg.d_sae).index_add_(0, real_tokens, layer1_acts[data.mask])
+mean_act = mean_act[seen] / counts[seen, None]  # (tokens seen >= 5 times, d_sae)
+live = density[goal_layer] > 0
+overlap = {  # (d_sae,) each
+    "plain": top_overlap(standardise(model.W_E)[seen] @ goal_tc.W_enc, mean_act),
+    "extended": top_overlap(create_extended_embedding(model)[seen] @ goal_tc.W_enc, mean_act),
+}
+print(f"{int(seen.sum())} tokens seen at least 5 times; {int(live.sum())} live latents; "
+      f"chance overlap {20 / int(seen.sum()):.3f}")
+for name, o in overlap.items():
+    q = o[live].quantile(torch.tensor([0.1, 0.5, 0.9])).tolist()
+    print(f"{name:>8} de-embedding: top-20 overlap with the mean activation, 10th/50th/90th percentile "
+          f"{q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f}; goal latent {float(o[goal_latent]):.2f}")
+more, less = (overlap["extended"] > overlap["plain"])[live], (overlap["extended"] < overlap["plain"])[live]
+print(f"live latents where the extended de-embedding overlaps more: {more.float().mean():.0%}, less: {less.float().mean():.0%}")
+
+# %% [markdown]
+# Expected output: over the {{978}} live latents of transcoder 1, the top 20 tokens of the extended
+# de-embedding share a median {{0.30}} of the latent's 20 tokens of highest mean activation (10th to
+# 90th percentile {{0.10}} to {{0.55}}); the plain de-embedding's share a median {{0.05}} ({{0.00}} to
+# {{0.10}}); a random ranking would share {{0.022}}. The extended de-embedding does better for {{91%}}
+# of the latents and worse for {{3%}}. So the plain embedding misleads as a rule, and the goal latent
+# ({{0.15}} plain, {{0.30}} extended) is one of the cases where it happens to look reasonable. Even the
+# extended de-embedding misses most of a typical latent's favourite tokens: it ignores context, which
+# the mean activation includes.
 #
 # The values are large because the extended embedding is standardised (each row has
 # root-mean-square 1, so norm √128 ≈ 11) while the transcoder's real inputs carry other things
@@ -713,6 +817,8 @@ def top_direct_influences(layer: int, latent: int, docs: Tensor, positions: Tens
     for early_layer in range(layer):
         influence = direct_influence(cache, transcoders[early_layer], transcoders[layer], latent)
         mean = influence[torch.arange(len(docs)), positions].mean(0)  # (d_sae_early,)
+        print(f"transcoder {early_layer}: total mean direct influence {float(mean.sum()):+.3f} "
+              f"from {int((mean != 0).sum())} active latents")
         top = mean.topk(n)
         rows += [(early_layer, int(i), float(v)) for v, i in zip(top.values, top.indices)]
     return sorted(rows, key=lambda row: row[-1], reverse=True)[:n]
@@ -721,7 +827,9 @@ def top_direct_influences(layer: int, latent: int, docs: Tensor, positions: Tens
 goal_docs, goal_pos = top_positions(goal_layer, goal_latent)
 goal_influences = top_direct_influences(goal_layer, goal_latent, goal_docs, goal_pos)
 for early_layer, early_latent, value in goal_influences[:5]:
-    print(f"transcoder {early_layer}, latent {early_latent}: mean direct influence {value:+.3f}")
+    concept, precision, _, _ = scores[early_layer].best_concept(early_latent)
+    print(f"transcoder {early_layer}, latent {early_latent}: mean direct influence {value:+.3f}; best concept {concept!r} "
+          f"(precision {precision:.2f}, base rate {float(base_rate[data.concept_index(concept)]):.3f})")
 
 # %%
 def show_what_it_reads(layer: int, latent: int, k: int = 10) -> None:
@@ -738,12 +846,14 @@ def show_what_it_reads(layer: int, latent: int, k: int = 10) -> None:
 show_what_it_reads(*goal_influences[0][:2])
 
 # %% [markdown]
-# Expected output: the largest direct influences all come from transcoder 0 (latents {{172}}, {{636}},
-# {{1013}}, ...; latent 172 adds {{+0.346}} on average). Layer 0 reads the residual stream before MLP 0
-# has written anything, so for it the *plain* de-embedding is the right one, and latent 172's is
-# all sports: " twice", " trophy", " dived", " match", " goal", " goalless", " season", " stadium".
-# So the goal latent is pushed both by its own tokens and by a layer-0 latent that says "this is a
-# sports sentence".
+# Expected output: transcoder 0 (the only one before layer 1) gives a total mean direct influence of
+# {{+1.943}}, spread over {{120}} latents active at these positions, and two of them give nearly half of
+# it: latents {{385}} ({{+0.455}}) and {{853}} ({{+0.422}}). Both match `sports` best, with precision
+# {{0.43}} and {{0.51}} against the concept's base rate of {{0.030}}. Layer 0 reads the residual stream
+# before MLP 0 has written anything, so for it the *plain* de-embedding is the right one, and latent
+# 385's top ten are all sports words: " team", " goal", " goalless", " goals", " goalkeeper",
+# " season", ... So the goal latent is driven mostly by layer-0 latents that read sports words at its
+# own position.
 #
 # ### Influence through attention heads
 #
@@ -898,13 +1008,46 @@ def mean_attribution(layer: int, latent: int, docs: Tensor, positions: Tensor) -
 goal_attribution = mean_attribution(goal_layer, goal_latent, goal_docs, goal_pos)
 plot_attribution(goal_attribution, f"Goal latent {goal_layer}.{goal_latent}: attribution at its top 20 examples").show()
 print("largest components:", top_components(goal_attribution))
-print(f"sum {float(goal_attribution.sum()):+.2f} = mean pre-activation minus b_enc")
+print(f"sum {float(goal_attribution.sum()):+.2f} = mean pre-activation minus b_enc; "
+      f"MLP 0's share {float(goal_attribution[1, -1] / goal_attribution.sum()):.2f}")
 
 # %% [markdown]
-# Expected output: MLP 0 contributes {{+1.83}} of the total {{+1.97}}; the layer-1 heads add or remove
-# a little ({{L1H2}} {{+0.22}}, L1H3 {{-0.10}}) and the embeddings themselves almost nothing. That fits the previous
-# sections: the latent reads the current token as MLP 0 has rewritten it (its extended embedding,
-# and layer-0 context such as the sports latent), not the raw embedding.
+# Expected output: MLP 0 contributes {{+2.19}} of the total {{+2.24}}, a share of {{0.97}}; the heads
+# and the embeddings add or remove a few hundredths each. A sceptic's question before reading anything
+# into this: is MLP 0's share special to the goal latent,
+# or is it what every latent of transcoder 1 looks like? The same attribution for 30 random live
+# latents of transcoder 1 (those active in at least 10 documents), each at its top 10 positions:
+
+# %%
+layer1_max = (layer1_acts * data.mask[..., None]).amax(1)  # (n_docs, d_sae): each latent's max per document
+eligible = ((layer1_max > 0).sum(0) >= 10).nonzero().flatten()
+random_latents = eligible[torch.randperm(len(eligible), generator=torch.Generator().manual_seed(0))[:30]]
+top_docs = layer1_max[:, random_latents].topk(10, dim=0).indices  # (10, 30): each latent's top documents
+union = top_docs.unique()  # one forward pass for all of them, with only the hooks the attribution reads
+cache = run_with_cache_with_transcoder(model, [goal_tc], data.tokens[union], names_filter=[
+    "hook_embed", "hook_pos_embed", "blocks.0.attn.hook_z", "blocks.1.attn.hook_z", "blocks.0.hook_mlp_out",
+    "blocks.1.ln2.hook_scale"])
+row_of = {int(doc): row for row, doc in enumerate(union)}
+mlp0_share, heads_share = [], []
+for latent, docs in zip(random_latents.tolist(), top_docs.T):
+    positions = (layer1_acts[docs, :, latent] * data.mask[docs]).argmax(-1)
+    attribution = torch.stack([component_attribution(model, cache, goal_tc, latent, row_of[int(d)], int(p))
+                               for d, p in zip(docs, positions)]).mean(0)
+    mlp0_share.append(float(attribution[1, -1] / attribution.sum()))
+    heads_share.append(float(attribution[1:, :-1].sum() / attribution.sum()))
+for name, shares, goal_value in (("MLP 0", mlp0_share, goal_attribution[1, -1]),
+                                 ("all heads", heads_share, goal_attribution[1:, :-1].sum())):
+    q = torch.tensor(shares).quantile(torch.tensor([0.1, 0.5, 0.9])).tolist()
+    print(f"{name}'s share of the total, 30 random latents: 10th/50th/90th percentile {q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f}; "
+          f"goal latent {float(goal_value / goal_attribution.sum()):.2f}")
+
+# %% [markdown]
+# Expected output: for random latents of transcoder 1, MLP 0's share has a median of {{0.92}} (10th to
+# 90th percentile {{0.82}} to {{1.00}}) and all heads together {{0.09}} ({{-0.00}} to {{0.19}}). The goal
+# latent's {{0.97}} is within that range: being fed by MLP 0 is what layer-1 latents do, not something
+# that tells the goal latent apart. It does fit section 4: later layers read each token as MLP 0 has
+# rewritten it (the extended embedding, plus the context layer-0 attention mixed in), not the raw
+# embedding.
 #
 # ## 7 · A blind case study
 #
@@ -944,12 +1087,13 @@ print(f"Logit lens of {blind_layer}.{blind_latent}:")
 _ = show_top_logits(model, blind_tc, blind_latent)
 print(f"Extended de-embedding of {blind_layer}.{blind_latent}:")
 _ = show_top_deembeddings_extended(model, blind_tc, blind_latent)
-# What we saw on the shipped course world (latent 2.589):
-# - logit lens: flat and mixed (the largest is +0.29 for " hat", then ' "', " has", " spent"). The
-#   latent does not exist to predict one kind of next token.
-# - extended de-embedding: words that count things on top, counted nouns and scale words alike
-#   (" homes", " million", " thousand", " workers", " billion", " birds"), then numbers (" 9", " 70").
-# Guess: it fires on the word that follows a number, whatever that word is.
+# What we saw on the shipped course world (latent 2.161):
+# - logit lens: flat and mixed (the largest is +0.39 for 'enon', then " were", " last", " this"). The
+#   latent does not exist to push one kind of next token.
+# - extended de-embedding: numbers fill nine of the top ten (" 25", " 2", " 80", " 400", ...), then
+#   " tickets", a counted noun. (Section 4 measured how far this ranking can be trusted: for a median
+#   latent of transcoder 1, 6 of its top 20 tokens.)
+# Guess: it fires on a number.
 
 # %% [solution]
 # (2) Direct influence from earlier transcoders at the latent's 20 top positions (ids only).
@@ -958,11 +1102,13 @@ for early_layer, early_latent, value in blind_influences[:4]:
     print(f"transcoder {early_layer}, latent {early_latent}: mean direct influence {value:+.3f}")
 for early_layer, early_latent, _ in blind_influences[:2]:
     show_what_it_reads(early_layer, early_latent, k=8)
-# What we saw: the strongest direct influences come from 0.987 (+0.84) and 0.26 (+0.47), then
-# 0.969 and 0.1014. 0.987 reads " thousand", " billion", " million" (and " chairs"): the word at
-# the latent's own position. 0.26 reads nothing but numbers, yet it is active at that same
-# position, so the number must have arrived there through attention 0, before MLP 0 (a
-# previous-token head). Both fit the guess: "this word, right after a number".
+# What we saw: transcoder 0 gives almost all of it (total +2.47, against +0.06 from transcoder 1).
+# The strongest are 0.883 (+0.53) and 0.95 (+0.34), then 0.1018 and 0.968. 0.883 reads nothing but
+# numbers (" 15", " 250", " 80", ...): the number at the latent's own position. 0.95 reads the
+# vocabulary of estimates and reports (" Some", " Officials", " thought", " expected", " budget",
+# " say", " report"), yet it is active at the number's position, so those words must have reached it
+# through layer-0 attention from earlier in the sentence. Refined guess: a number, more so in a
+# sentence that estimates or reports something.
 
 # %% [solution]
 # (3) Influence through attention heads: for every earlier transcoder and every head in between,
@@ -981,21 +1127,22 @@ for value, early_layer, early_latent, head_name in rows[:6]:
     print(f"transcoder {early_layer}, latent {early_latent} via {head_name}: mean influence {value:+.3f}")
 for _, early_layer, early_latent, _ in rows[:2]:
     show_what_it_reads(early_layer, early_latent, k=8)
-# What we saw: through attention heads, single earlier latents matter little (at most +0.04,
-# against +0.84 for the top direct path), mostly via L2H3, from 1.552 (reads numbers) and 1.660
-# (reads counted nouns). The number information does not need these paths: it reached MLP 0
-# through attention 0, which this table does not cover (there is no transcoder before layer 0).
+# What we saw: through attention heads, single earlier latents matter little (at most +0.02,
+# against +0.53 for the top direct path), mostly via L1H2 and L1H1, and the largest is 0.95 again,
+# the estimate-vocabulary latent, now read from other positions. The context reaches the latent
+# mostly before MLP 0 (layer-0 attention), which this table does not cover (there is no transcoder
+# before layer 0).
 
 # %% [solution]
 # (4) Which components feed the latent at its top positions?
 blind_attribution = mean_attribution(blind_layer, blind_latent, blind_docs, blind_pos)
 plot_attribution(blind_attribution, f"Blind latent {blind_layer}.{blind_latent}: attribution at its top 20 examples").show()
 print("largest components:", top_components(blind_attribution))
-# What we saw: MLP0 (+4.0) and MLP1 (+1.3) dominate; the heads of layers 1-2 add little (the
-# largest is L2H1 at -0.2). The latent is assembled from the extended embedding of its own token,
-# which by MLP 0 already knows that a number came just before.
+# What we saw: MLP0 (+2.62 of +2.56 in total) dominates; MLP1 adds +0.14 and every head is within
+# 0.06 of zero. That is what section 6 found for random latents of layer 1 too, so it says little
+# about this latent beyond "it reads its token as MLP 0 rewrote it".
 #
-# Our hypothesis: the latent fires on the token right after a number. It is written below.
+# Our hypothesis: the latent fires on a number. It is written below.
 
 # %% [markdown]
 # ### Exercise (open-ended, not graded): write your hypothesis
@@ -1007,8 +1154,8 @@ print("largest components:", top_components(blind_attribution))
 def hypothesis(str_tokens: list[str]) -> list[bool]:
     """For each token of a document: does the blind latent fire here? One bool per token."""
     # BEGIN SOLUTION
-    # Our reading of the evidence: the word that follows a number (a scale word or a counted noun).
-    return [i > 0 and str_tokens[i - 1].strip().isdigit() for i in range(len(str_tokens))]
+    # Our reading of the evidence: the latent fires on a number.
+    return [token.strip().isdigit() for token in str_tokens]
     # END SOLUTION
 
 
@@ -1025,42 +1172,69 @@ def hypothesis(str_tokens: list[str]) -> list[bool]:
 # hypothesis score against that concept's labels, and what are the latent's top examples?
 
 # %%
-_ = tc_utils.score_hypothesis(hypothesis, model, blind_tc, blind_latent, data, scores[blind_layer])
+result = tc_utils.score_hypothesis(hypothesis, model, blind_tc, blind_latent, data, scores[blind_layer])
 examples = fetch_max_activating_examples(model, blind_tc, data.tokens, blind_latent, k=8, buffer=8, display=True)
+
+# %% [markdown]
+# What would a rule with no idea score? Chance: a rule that picks as many tokens as yours, at random.
+# Its precision against the latent is about the latent's density, its recall the share of tokens it
+# picks. Twenty such rules:
+
+# %%
+def random_rule_scores(rule, latent_fires: Tensor, labels: Tensor, draws: int = 20) -> None:
+    """Precision against the latent and against the concept's labels of `draws` random rules that pick as many
+    real tokens as `rule` does."""
+    picked = sum(sum(map(bool, rule(model.to_str_tokens(doc[mask])))) for doc, mask in zip(data.tokens, data.mask))
+    generator = torch.Generator().manual_seed(0)
+    vs_latent, vs_concept = [], []
+    for _ in range(draws):
+        chosen = torch.zeros(len(latent_fires), dtype=torch.bool)
+        chosen[torch.randperm(len(latent_fires), generator=generator)[:picked]] = True
+        vs_latent.append(tc_utils.score_against(chosen, latent_fires)[0])
+        vs_concept.append(tc_utils.score_against(chosen, labels)[0])
+    for name, values in (("the latent", vs_latent), ("the concept's labels", vs_concept)):
+        q = torch.tensor(values).quantile(torch.tensor([0.1, 0.5, 0.9])).tolist()
+        print(f"random rules picking {picked} tokens, precision vs {name}: 10th/50th/90th percentile "
+              f"{q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}")
+
+
+blind_fires = tc_utils.latent_activations(model, blind_tc, data.tokens, blind_latent)[data.mask] > 0
+blind_concept = scores[blind_layer].best_concept(blind_latent)[0]
+blind_labels = data.labels[..., data.concept_index(blind_concept)][data.mask]
+if result is not None:
+    random_rule_scores(hypothesis, blind_fires, blind_labels)
 
 # %% [markdown]
 # Compare: which parts of your hypothesis held, which did not, and which evidence misled you? (Our
 # own comparison is in the solution notebook.)
 
 # %% [solution]
-# What we got on the shipped course world:
-# - against the latent's own firing, our rule has precision 0.92: nearly every word after a number
-#   fires it (all of " billion", " people", " apples", " tickets"...; a full stop after a number
-#   rarely does). But recall is only 0.15: those words carry just 0.24 of its total activation;
-# - the top examples ("estimated to exceed 8 **million** dollars", "at roughly 900 **thousand**
-#   dollars") are scale words right after a number, and they are its strongest activations;
-# - the best planted concept is `estimate` (every token of P5's estimate sentences), matched by the
-#   latent with precision 0.55 and recall 0.46. Our rule scores precision 0.72 and recall 0.10 on
-#   its labels: the after-number words of plain sentences ("bought 7 apples") are not estimates.
-# What we missed: a faint, wide tail. Over half of the tokens where it fires lie in estimate
-# sentences (that is the precision 0.55), many of them function words (" that", " were", " to",
-# " estimated"), at about half the strength of its after-number peak; the rest are scattered
-# (landmark pieces, city names). The weights-based evidence showed only the peak; the label match
-# comes from the tail. A broader rule, "after a number, or anywhere in a sentence once an estimating word has
-# appeared", scored below, trades precision for recall: against the latent precision 0.26, recall
-# 0.57 and 0.67 of the activation; against the `estimate` labels precision 0.44, recall 0.81.
-# (The top examples also show a corpus flaw: money subjects such as " the debt" are single tokens
-# that carry their own "the", hence "The the debt".)
-ESTIMATING = {" estimate", " estimated", " expected", " about", " roughly", " nearly", " around", " Around"}
+# What we got on the shipped course world (chance is the random rules above, about 0.02 precision):
+# - against the latent's own firing, our rule has precision 0.64: most numbers fire it (a third do
+#   not). But recall is only 0.17, and numbers carry only 0.24 of its total activation;
+# - the top examples ("estimate that about **500** people were evacuated", "the profit near **2**
+#   million dollars", "The room holds **25** chairs") are numbers, and they are its strongest
+#   activations;
+# - the best planted concept is `estimate` (every token of an estimate sentence), matched by the
+#   latent with precision 0.37 and recall 0.38 (base rate 0.02). Our rule scores precision 0.28 and
+#   recall 0.08 on its labels: many numbers are not in estimates ("The room holds 25 chairs").
+# What we missed: a wide, fainter tail. Most tokens where it fires are not numbers but the words
+# after one, to the end of the sentence (" people", " dollars", " million", " thousand", " billion"),
+# and scattered words elsewhere (" home", " here", " say", " Officials"). The weights showed the peak; the
+# label match comes from the tail. A broader rule, "a number and the rest of its sentence", scored
+# below, trades precision for recall: against the latent precision 0.23, recall 0.41 and 0.52 of the
+# activation; against the `estimate` labels precision 0.18, recall 0.33. We wrote it after seeing the
+# reveal, so its scores are a description, not a test.
+ENDINGS = (".", '."', "!", "?", '?"', '!"')
 
 
 def broader_hypothesis(str_tokens: list[str]) -> list[bool]:
-    fires, in_estimate = [], False
-    for tok, after_number in zip(str_tokens, hypothesis(str_tokens)):
-        in_estimate = in_estimate or tok in ESTIMATING
-        fires.append(after_number or in_estimate)
-        if tok in (".", '."', "!", "?", '?"', '!"'):
-            in_estimate = False
+    fires, after_number = [], False
+    for tok, is_number in zip(str_tokens, hypothesis(str_tokens)):
+        after_number = after_number or is_number
+        fires.append(after_number)
+        if tok in ENDINGS:
+            after_number = False
     return fires
 
 
@@ -1071,10 +1245,15 @@ _ = tc_utils.score_hypothesis(broader_hypothesis, model, blind_tc, blind_latent,
 #
 # - A transcoder replaces an MLP by sparse latents whose reading and writing vectors both live in
 #   the residual stream, so connections between latents are dot products of weights.
-# - De-embeddings must go through the **extended** embedding in a tied-embedding model: MLP 0
-#   rewrites every token before anything else reads it.
+# - De-embeddings should go through the **extended** embedding in a tied-embedding model: MLP 0
+#   rewrites every token before anything else reads it. Over all live latents of transcoder 1 its top
+#   tokens agree with where a latent fires far more often than the plain embedding's (median top-20
+#   overlap {{0.30}} against {{0.05}}, chance {{0.022}}), though it still misses what context adds.
 # - Influence = activation × pullback ÷ LayerNorm scale; through a head, also × attention pattern,
 #   with the reading vector pulled back through `W_O`, `W_V` and `ln1.w`. With frozen patterns and
 #   scales the component attribution is exact.
-# - Weights-based and input-dependent evidence can explain a latent without looking at its examples,
-#   and the course world lets us score how well.
+# - Weights-based and input-dependent evidence can explain a latent's strongest firing without
+#   looking at its examples (our blind rule: precision {{0.64}} against about {{0.022}} for random rules of
+#   the same size), and the course world lets us score how well, including what the rule missed.
+# - Every number needs its baseline: a concept's base rate for a precision, random latents for an
+#   attribution share, random rules for a hypothesis, the MLP removed for a transcoder's loss.

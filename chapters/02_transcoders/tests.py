@@ -39,7 +39,7 @@ def toy_model():
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from utils.world import load_tokenizer
+    from utils.world.v2 import load_tokenizer
 
     cfg = HookedTransformerConfig(n_layers=2, d_model=4, n_heads=2, d_head=2, d_mlp=4, d_vocab=3, n_ctx=4,
                                   act_fn="relu", normalization_type="LN", seed=0)
@@ -120,9 +120,7 @@ def _quiet(fn, *args, **kwargs):
 
 @lru_cache(maxsize=1)
 def _world():
-    from utils.world import load_model
-    from utils.world.concepts import labelled_corpus
-    from utils.world.dictionaries import load_transcoders
+    from utils.world.v2 import labelled_corpus, load_model, load_transcoders
 
     return load_model(), load_transcoders(), labelled_corpus().tokens
 
@@ -425,8 +423,17 @@ def _check_examples(actual, expected, model, k: int, buffer: int, where: str, sh
         reason = "did you take the top k of one batch only, skip the last (shorter) batch, or drop too many?"
     expect(len(actual) == len(expected),
            f"{where} returned {len(actual)} examples, but there are {len(expected)} (k={k}): " + reason)
-    assert_tensor(torch.tensor(acts), torch.tensor([a for a, _, _ in expected]), f"{where}: the activations",
-                  rtol=1e-4, atol=1e-5)
+    want = [float(a) for a, _, _ in expected]
+
+    def near(a: float, b: float) -> bool:
+        return abs(a - b) <= 1e-4 * abs(b) + 1e-5
+
+    missing = [w for w in want if not any(near(a, w) for a in acts)]
+    if missing and all(any(near(a, w) for w in want) or a <= min(want) for a in acts):
+        fail(f"{where}: the example with activation {missing[0]:.6g} is missing; yours are real examples, but not the "
+             "top k of all documents. Did you skip a batch (e.g. the last, shorter one) or keep the top k of one "
+             "batch only?")
+    assert_tensor(torch.tensor(acts), torch.tensor(want), f"{where}: the activations", rtol=1e-4, atol=1e-5)
     if not windows:
         return
     for i, ((_, toks, pos), (_, want_toks, want_pos)) in enumerate(zip(actual, expected)):
@@ -456,6 +463,15 @@ def test_fetch_max_activating_examples(fetch_max_activating_examples, get_k_larg
 
 
 SHORT_DOCS = (32, 8)  # documents cut to 32 tokens, buffer 8: top windows are shifted at both ends
+PADDED_DOCS = (12, 32, 8)  # 12 real tokens then padding up to 32, buffer 8: every window holds padding
+
+
+def _given_docs(tokens: Tensor, n_docs: int, length: int | None, real: int | None, pad: int) -> Tensor:
+    """The first n_docs documents, cut to `length` tokens, and padded after their first `real` tokens."""
+    docs = tokens[:n_docs] if length is None else tokens[:n_docs, :length].clone()
+    if real is not None:
+        docs[:, real:] = pad
+    return docs
 
 
 def _fetch_cases(fetch_max_activating_examples) -> None:
@@ -463,16 +479,19 @@ def _fetch_cases(fetch_max_activating_examples) -> None:
     n_docs = 40
     docs, tc = tokens[:n_docs], transcoders[1]
     ordinary = _most_active_latent(1, n_docs)
-    cases = [(ordinary, 6, _shifting_buffer(model, tc, docs, ordinary), None)]
+    cases = [(ordinary, 6, _shifting_buffer(model, tc, docs, ordinary), None, None)]
     special = _special_latent(1, n_docs)
     if special is not None:
-        cases.insert(0, (special, 6, 3, None))
-    cases.append((ordinary, 6, SHORT_DOCS[1], SHORT_DOCS[0]))
-    for latent, k, buffer, length in cases:
+        cases.insert(0, (special, 6, 3, None, None))
+    cases.append((ordinary, 6, SHORT_DOCS[1], SHORT_DOCS[0], None))
+    # windows that must reach into padding (the shipped corpus's top windows may all lie inside documents)
+    cases.append((ordinary, 6, PADDED_DOCS[2], PADDED_DOCS[1], PADDED_DOCS[0]))
+    for latent, k, buffer, length, real in cases:
         where = (f"fetch_max_activating_examples(transcoder 1, latent {latent}, {n_docs} documents"
-                 + (f" cut to their first {length} tokens" if length else "") + f", k={k}, buffer={buffer}, batch_size=15)")
-        expected = _reference_examples(latent, k, buffer, length=length)
-        given = docs if length is None else docs[:, :length]
+                 + (f" cut to their first {length} tokens" if length else "")
+                 + (f", padding after token {real}" if real else "") + f", k={k}, buffer={buffer}, batch_size=15)")
+        expected = _reference_examples(latent, k, buffer, length=length, real=real)
+        given = _given_docs(tokens, n_docs, length, real, model.tokenizer.pad_token_id)
         actual, _ = _quiet(fetch_max_activating_examples, model, tc, given, latent, k=k, buffer=buffer, batch_size=15)
         _check_examples(actual, expected, model, k, buffer, where, short=length is not None)
     bos_loving = _bos_loving_transcoder(n_docs)
@@ -487,9 +506,10 @@ def _fetch_cases(fetch_max_activating_examples) -> None:
 
 
 @lru_cache(maxsize=16)
-def _reference_examples(latent: int, k: int, buffer: int, n_docs: int = 40, length: int | None = None) -> list:
+def _reference_examples(latent: int, k: int, buffer: int, n_docs: int = 40, length: int | None = None,
+                        real: int | None = None) -> list:
     model, transcoders, tokens = _world()
-    docs = tokens[:n_docs] if length is None else tokens[:n_docs, :length]
+    docs = _given_docs(tokens, n_docs, length, real, model.tokenizer.pad_token_id)
     examples, _ = _quiet(ref.fetch_max_activating_examples, model, transcoders[1], docs, latent,
                          k=k, buffer=buffer, batch_size=15)
     return examples
