@@ -13,10 +13,10 @@
 # 1. **Background speedrun**: the course model and its dictionaries, running a model with SAEs
 #    spliced in, the error term, streaming corpus tokens, latent dashboards, memory helpers.
 # 2. **`SparseTensor`**: the data structure every later exercise differentiates through.
-# 3. **Latent → latent gradients** between residual-stream SAEs, and a bigram circuit.
+# 3. **Latent → latent gradients** between residual-stream SAEs, and a bigram circuit put to the test.
 # 4. **Token → latent gradients**: which input tokens drive a latent.
 # 5. **Latent → logit gradients**: which latents push the model towards its answer.
-# 6. **Attention SAEs and induction**: previous-token and induction latents.
+# 6. **Attention SAEs and induction**: induction heads and latents, and what feeds them.
 # 7. **On a real model**: the same functions on GPT-2 small (only when a network is there).
 #
 # Everything runs on the *course world*: a 4-layer model trained on a generated language whose
@@ -264,7 +264,7 @@ print(repr("".join(model.to_str_tokens(batch_tokens[0, :24]))))
 # %%
 from utils.dashboard import display_dashboard
 
-display_dashboard(sae, int(acts.argmax()))
+display_dashboard(sae, int(acts.argmax()), model=model)
 
 # %% [markdown]
 # The concept codes on a dashboard (`landmark`, `landmark_city`, `city:Paris`, `p3_repeat`, ...) name
@@ -604,6 +604,12 @@ grads, acts_prev, acts_next, acts_next_recon = latent_to_latent_gradients(
     tokens, resid_saes[layer_from], resid_saes[layer_to], model
 )
 print("Jacobian:", tuple(grads.shape))
+allowed = acts_next_recon.indices[:, 1][:, None] >= acts_prev.indices[:, 1][None, :]  # later position or same
+print(f"entries exactly zero: {float((grads == 0).float().mean()):.2f} of all, "
+      f"{float((grads[allowed] == 0).float().mean()):.2f} of those from an earlier or the same position")
+size = grads[allowed].abs()
+print(f"|gradient| from an earlier or the same position: median {size.median():.3f}, "
+      f"99th percentile {size.quantile(0.99):.3f}, largest {size.max():.3f}")
 alive_counts(acts_next, acts_next_recon)
 plot_gradients(
     grads, x=latent_labels(acts_prev, layer_from, str_toks), y=latent_labels(acts_next_recon, layer_to, str_toks),
@@ -612,9 +618,12 @@ plot_gradients(
 ).show()
 
 # %% [markdown]
-# Hover over the heatmap. Most entries are exactly zero: a latent at one position can only
-# influence a later latent at the same or a later position, and even then most pairs do not
-# interact.
+# Hover over the heatmap. A latent at one position can only influence a later latent at the
+# same or a later position, so every entry from a later position to an earlier one is exactly
+# zero ({{0.36}} of all entries). Every other entry is nonzero ({{0.00}} of them zero): among the
+# active latents the Jacobian is dense, and what makes it readable is that the largest few
+# entries stand an order of magnitude above the typical one (median size {{0.289}}, 99th
+# percentile {{3.474}}, largest {{11.637}}).
 #
 # The counts measure the caveat above, and it is not small: of the {{254}} (position, latent) pairs
 # active in the true run, only {{114}} are also active in the run computed from the layer-0
@@ -720,7 +729,7 @@ most_E = max(E_shares, key=E_shares.get)
 print(f"\n{len(on_E)} layer-{layer_from} latents are active on ' E'; the most ' E'-specific is F{layer_from}.{most_E}, "
       f"with {E_shares[most_E]:.0%} of its 20 strongest activations on ' E' "
       f"(chance: {int(is_E.sum())} of {n_tokens} tokens are ' E', {is_E.sum() / n_tokens:.4f})")
-display_dashboard(resid_saes[layer_to], bigram_to, data=data)
+display_dashboard(resid_saes[layer_to], bigram_to, model=model, data=data)
 
 # %% [markdown]
 # **What the course world shows.** The five strongest links from " E" to "iff" all end in layer-3
@@ -731,20 +740,19 @@ display_dashboard(resid_saes[layer_to], bigram_to, data=data)
 # too: precision {{0.28}} for landmark pieces (chance {{0.012}}), recall {{0.64}}. It is not an Eiffel
 # latent: it fires on {{0.67}} of the Eiffel pieces, but they are only {{0.10}} of its top 20.
 #
-# Does " E" feed them? The same-condition control says no more than anything else does: the
-# strongest link from " E" into F3.442 ({{+2.150}}) is about as large as those from "The"
-# ({{+2.330}}) and from BOS ({{+1.803}}), positions that carry nothing about the landmark, and half of
-# the link from "iff" itself ({{+4.133}}). For F3.468 the link from " E" ({{+1.690}}) is a little
-# larger than those from "The" and BOS ({{+1.162}}, {{+1.207}}), and still well under the one from
-# "iff" ({{+4.311}}). And the earlier end of the
-# strongest link, {{F0.216}}, is not an " E" latent: it fires on all {{17}} " E" tokens of the corpus
-# (recall {{1.00}}) but on {{1433}} tokens in all. None of the {{20}} layer-0 latents active on " E" is specific
-# to it: the most specific, {{F0.349}}, has {{20%}} of its top activations on " E", far above the
-# chance share of {{0.0006}}, but four fifths elsewhere.
+# Does " E" feed them? Hardly more than positions that carry nothing about the landmark do,
+# which is the same-condition control: the strongest link from " E" into F3.442 ({{+2.150}}) is
+# about as large as those from "The" ({{+2.330}}) and from BOS ({{+1.803}}), and half of the link from
+# "iff" itself ({{+4.133}}). For F3.468 the link from " E" ({{+1.690}}) is a little larger than those
+# from "The" and BOS ({{+1.162}}, {{+1.207}}), and still well under the one from "iff" ({{+4.311}}).
+# And the earlier end of the strongest link, {{F0.216}}, is not an " E" latent: it fires on all
+# {{17}} " E" tokens of the corpus (recall {{1.00}}) but on {{1433}} tokens in all. None of the {{20}}
+# layer-0 latents active on " E" is specific to it: the most specific, {{F0.349}}, has {{20%}} of its
+# top activations on " E", far above the chance share of {{0.0006}}, but four fifths elsewhere.
 #
 # So in this model a latent for the landmark word is there on "iff", but the gradients show no
-# " E" → "iff" bigram link into it: a 512-latent SAE at layer 0 spreads " E" over broad latents,
-# and the landmark latent is driven by its own token.
+# " E" → "iff" link into it that stands out from the control: a 512-latent SAE at layer 0
+# spreads " E" over broad latents, and the landmark latent is driven by its own token.
 
 # %% [markdown]
 # ## 4 · Token → latent gradients
@@ -861,7 +869,7 @@ else:
 # latents after BOS the largest gradient comes from their own token ({{0.90}}, against {{0.22}} if
 # it fell on a random earlier-or-same position). F3.442 on "iff" is one of them, and clearly so:
 # {{+3.506}} from "iff", and from " E", "The" and BOS only {{-0.052}}, {{-0.065}} and {{-0.048}}. The token
-# gradient agrees with the latent gradients above: nothing about " E" drives this latent.
+# gradient agrees with the latent gradients above: scaling " E" hardly moves this latent.
 #
 # The two kinds of gradient answer different questions, though, so they need not agree. The
 # latent gradient follows one latent through the *replacement* (layer-0 reconstruction, no error
@@ -1096,9 +1104,10 @@ print("  " + ", ".join(f"{name} {piece!r} {push:+.2f}" for name, piece, push in 
 # Attention-output SAEs read `blocks.ℓ.attn.hook_z`: the output of every head *before* the
 # output matrix $W_O$, all heads concatenated (`sae_lens` flattens `(..., n_heads, d_head)` into
 # `(..., n_heads · d_head)`, and its `decode` gives the shape back once it has seen an input).
-# A latent of such an SAE is therefore a pattern across heads, and often lives mostly in one.
+# A latent of such an SAE is therefore a pattern across heads: it can live mostly in one head,
+# or spread over several.
 #
-# Their gradients show the best-known circuit of all, **induction**. On a sequence that repeats,
+# Their gradients can show the best-known circuit of all, **induction**. On a sequence that repeats,
 # `… A B … A`, two heads cooperate to predict `B`:
 #
 # - a **previous-token head** writes into each position "the previous token was `A`", so the
@@ -1148,9 +1157,8 @@ for layer in range(cfg.n_layers):
 # while "the" previous-token head would overclaim: several heads share the job and none of them
 # gives the previous token even half of its attention.
 #
-# The attention patterns of heads 2.3 and 3.0 on the first run (hover over a token to see where it
-# attends). circuitsvis
-# usually fetches its JavaScript from a CDN; `attention_patterns` shows it from the copy bundled
+# The attention patterns of heads 2.3 and 3.0 on the first run (hover over a token to see where
+# it attends). circuitsvis usually fetches its JavaScript from a CDN; `attention_patterns` shows it from the copy bundled
 # with the package, so the pattern renders offline too, and adds a static heatmap that is what
 # you see where scripts cannot run (a notebook executed elsewhere and opened untrusted).
 
@@ -1266,8 +1274,8 @@ tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, late
 
 # %% [markdown]
 # The induction heads sit in layer 3, so the later SAE is the layer-3 attention SAE. For the
-# earlier one we take layer 1's: below we compare layers 0, 1 and 2, and layer 1 is the one whose
-# gradients gather most consistently where induction acts. Here are the gradients between them
+# earlier one we take layer 1's: below we compare it with layer 2's, and layer 1's gradients
+# gather more consistently where induction acts. Here are the gradients between them
 # on the first run. Each black rectangle marks one place where induction should act: from a
 # layer-1 latent on a first-half token $B$ (position $p$) to a layer-3 latent on the token just
 # before the second $B$, i.e. the second $A$ (position $p + $ `half` $- 1$).
@@ -1421,13 +1429,15 @@ print(f"\nnull: previous-token minus own-token variance explained, {len(null_dif
       f"10th / 50th / 90th percentile {' / '.join(f'{v:+.2f}' for v in null_difference.quantile(q).tolist())}")
 head_share = attn_saes[attn_from].W_dec.reshape(-1, cfg.n_heads, cfg.d_head).norm(dim=-1) ** 2
 head_share = head_share / head_share.sum(-1, keepdim=True)
+print(f"layer-{attn_from} latents with more than half of their decoder in one head: "
+      f"{float((head_share.max(-1).values > 0.5).float().mean()):.2f}")
 for latent in feeding_latents:
     acts_l = attn_from_corpus[..., latent]
     print(f"F{attn_from}.{latent}: previous {token_dependence(acts_l, data, previous=True):.2f}, "
           f"own {token_dependence(acts_l, data):.2f} (difference {previous_minus_own(acts_l):+.2f}); "
           f"decoder share per head {attn_from}.0-{attn_from}.3: {', '.join(f'{x:.2f}' for x in head_share[latent].tolist())}")
 if induction_latents:
-    display(display_dashboard(attn_saes[attn_to], induction_latents[0], data=data))
+    display(display_dashboard(attn_saes[attn_to], induction_latents[0], model=model, data=data))
 
 # %% [markdown]
 # **What the course world shows.** Six layer-3 attention latents pass the filter, active on 5 or
@@ -1451,7 +1461,9 @@ if induction_latents:
 # {{F1.42}} and {{F1.336}} (summed gradients {{-2.013}}, {{-1.712}}, {{+1.243}}) are explained by the previous
 # token no more than by their own (differences {{+0.00}}, +0.00 and {{-0.01}}), which is what a typical
 # layer-1 latent shows (median {{+0.02}}, 10th–90th percentile {{-0.02}} to {{+0.10}} over {{316}}), and the
-# heads of layer 1 are weak previous-token heads anyway (at most {{0.22}}, chance 0.13). So the SAE
+# heads of layer 1 are weak previous-token heads anyway (at most {{0.22}}, chance 0.13). Their
+# decoders are spread over the heads too (largest head shares {{0.47}}, {{0.35}}, {{0.48}}), like most of
+# the layer: only {{0.18}} of the layer-1 latents have more than half of their decoder in one head. So the SAE
 # gradients locate the induction interaction, but in this model they do not draw the textbook
 # picture of a previous-token latent feeding an induction latent.
 
