@@ -1058,6 +1058,7 @@ print("   its best concepts:", "; ".join(str(m) for m in best_concepts(layer_cor
 
 # %%
 context_pushes = []  # (landmark, piece, extra push towards that prompt's answer)
+all_piece_pushes = []  # the same for every active latent on a landmark piece: the null
 for landmark, lm_tokens, answer in zip(LANDMARKS, landmark_tokens, landmark_answers.tolist()):
     with torch.enable_grad():
         lm_grads, _, _, lm_ids, lm_acts = latent_to_logit_gradients(lm_tokens[None], logit_sae, model, k=k)
@@ -1066,12 +1067,19 @@ for landmark, lm_tokens, answer in zip(LANDMARKS, landmark_tokens, landmark_answ
     lm_specific = lm_grads[0] - lm_grads[1:].mean(0)
     lm_str = model.to_str_tokens(lm_tokens)
     for j, (_, pos, latent) in enumerate(lm_acts.indices.tolist()):
-        if latent == paris_context and lm_str[pos] in landmark.pieces:
-            context_pushes.append((landmark.name, lm_str[pos], float(lm_specific[j])))
+        if lm_str[pos] in landmark.pieces:
+            all_piece_pushes.append(float(lm_specific[j]))
+            if latent == paris_context:
+                context_pushes.append((landmark.name, lm_str[pos], float(lm_specific[j])))
 pushes = torch.tensor([push for *_, push in context_pushes])
 print(f"F{logit_layer}.{paris_context} is active on a landmark piece in {len({n for n, *_ in context_pushes})} of 24 prompts "
       f"({len(pushes)} pieces); its extra push towards that prompt's answer is positive on {int((pushes > 0).sum())}:")
 print("  " + ", ".join(f"{name} {piece!r} {push:+.2f}" for name, piece, push in sorted(context_pushes, key=lambda c: -c[2])))
+null_pushes = torch.tensor(all_piece_pushes)
+print(f"null: all {len(null_pushes)} active (latent, piece) pairs on landmark pieces: positive on "
+      f"{float((null_pushes > 0).float().mean()):.2f}, median {null_pushes.median():+.3f}, "
+      f"90th percentile {null_pushes.quantile(0.9):+.3f}; F{logit_layer}.{paris_context}: positive on "
+      f"{float((pushes > 0).float().mean()):.2f}, median {pushes.median():+.3f}")
 
 # %% [markdown]
 # **What the course world shows.** With the layer-2 SAE spliced in, the model still answers
@@ -1090,12 +1098,16 @@ print("  " + ", ".join(f"{name} {piece!r} {push:+.2f}" for name, piece, push in 
 # recall {{0.82}}, and its best concept is `landmark`. It fires on every Eiffel piece, but with
 # precision {{0.01}} for them.
 #
-# The same-condition control settles what it does: F2.139 is active on a landmark piece in
-# {{17}} of the 24 landmark prompts, and on {{24}} of those {{33}} pieces it pushes towards *that*
-# prompt's city, most of all towards Madrid from the Escorial's "scor" ({{+0.37}}). So it is not a
-# Paris latent but a landmark latent whose push goes, in most prompts, to the city that the
-# rest of the context points at; it pushes the wrong way on a few pieces (the Escorial's "ial"
-# {{-0.19}}, the Acropolis's "polis" {{-0.11}}). A gradient is local: it says what the latent does in
+# The same-condition control settles what it is: F2.139 is active on a landmark piece in {{17}} of
+# the 24 landmark prompts, and on {{24}} of those {{33}} pieces ({{0.73}}) it pushes towards *that* prompt's
+# city, most of all towards Madrid from the Escorial's "scor" ({{+0.37}}). So it is no Paris latent.
+# Is it a "landmark → its city" latent? Only weakly. Every latent active on a landmark piece is
+# the null here ({{1663}} pairs of latent and piece): {{0.56}} of them push towards the prompt's city,
+# with a median push of {{+0.004}} and a 90th percentile of {{+0.074}}. F2.139 leans the right way more
+# often, and its median push ({{+0.050}}) is above the typical latent's, but below that 90th
+# percentile: on most pieces it is one small contributor among many, and on a few it pushes the
+# wrong way (the Escorial's "ial" {{-0.19}}, the Acropolis's "polis" {{-0.11}}). Its large push on the
+# Eiffel prompt is the exception, not the rule. A gradient is local: it says what a latent does in
 # this context, not what it does everywhere.
 
 # %% [markdown]
@@ -1506,7 +1518,7 @@ else:
 # | finding | latents | ground truth and control |
 # |---|---|---|
 # | a landmark latent on "iff", but no " E" → "iff" link into it | {{F3.442}} | top-20 share 1.00 on landmark pieces (median latent 0.00); the link from " E" is no larger than from "The" or BOS |
-# | latents pushing " Paris" | {{F2.242}} on " of" (raises several cities); context: {{F2.139}} on "el" | F2.139 is a landmark latent (precision 0.16, chance 0.012) that pushes the prompt's own city in most landmark prompts, Madrid included |
+# | latents pushing " Paris" | {{F2.242}} on " of" (raises several cities); context: {{F2.139}} on "el" | F2.139 is a landmark latent (precision 0.16, chance 0.012); over 24 landmark prompts it pushes each prompt's own city on 0.73 of its pieces (typical latent 0.56), mostly weakly |
 # | induction heads and latents (attention, layer 3) | heads 3.0, 3.1, 3.2; {{F3.69}}, {{F3.13}}, {{F3.147}}, {{F3.351}}, {{F3.208}}, {{F3.430}} | head scores 0.65–0.76 against chance 0.06; latents' precision for `p3_repeat` 0.23–0.59 against chance 0.041 |
 # | gradients at the induction distance | from the layer-1 attention SAE | the largest of ~30 distances in 5 of 5 runs (layer 2: 1 of 5); sign varies; carried by latents that are not previous-token latents |
 #
