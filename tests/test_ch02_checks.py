@@ -108,12 +108,13 @@ def test_wrong_index_with_buffer(checks02, variant, message):
 # fetch_max_activating_examples
 
 
-def fetch_variant(*, mask=True, truncate=True, true_seq_pos=True, drop_pads=True):
+def fetch_variant(*, mask=True, truncate=True, true_seq_pos=True, drop_pads=True, skip_last=False):
     def fetch_max_activating_examples(model, transcoder, tokens, latent_idx, k=10, buffer=10, batch_size=100, display=False):
         hook = transcoder.cfg.metadata.hook_name
         layer = layer_of(transcoder)
         found = []
-        for start in range(0, len(tokens), batch_size):
+        starts = list(range(0, len(tokens), batch_size))
+        for start in starts[:-1] if skip_last else starts:
             batch = tokens[start : start + batch_size]
             _, cache = model.run_with_cache(batch, names_filter=[hook], stop_at_layer=layer + 1)
             acts = transcoder.encode(cache[hook])[..., latent_idx]
@@ -139,6 +140,8 @@ def fetch_variant(*, mask=True, truncate=True, true_seq_pos=True, drop_pads=True
     (fetch_variant(truncate=False), "keep only the overall top k after going through all batches."),
     (fetch_variant(true_seq_pos=False), "seq_pos is the max token's position in its window, which is not `buffer`"),
     (fetch_variant(drop_pads=False), "a window contains padding tokens; drop them"),
+    (fetch_variant(skip_last=True), "is missing; yours are real examples, but not the top k of all documents. Did you "
+                                    "skip a batch"),
 ])
 def test_wrong_fetch_max_activating_examples(checks02, variant, message):
     fails_with(checks02.test_fetch_max_activating_examples, variant, "fetch_max_activating_examples(transcoder 1, latent", message)

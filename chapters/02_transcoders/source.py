@@ -852,8 +852,9 @@ show_what_it_reads(*goal_influences[0][:2])
 # {{0.43}} and {{0.51}} against the concept's base rate of {{0.030}}. Layer 0 reads the residual stream
 # before MLP 0 has written anything, so for it the *plain* de-embedding is the right one, and latent
 # 385's top ten are all sports words: " team", " goal", " goalless", " goals", " goalkeeper",
-# " season", ... So the goal latent is driven mostly by layer-0 latents that read sports words at its
-# own position.
+# " season", ... (Latent 853's plain de-embedding is less clear, " anything", " borrowed", " painted",
+# so it probably draws on layer-0 attention, that is on context.) So nearly half of the goal latent's
+# direct input comes from two layer-0 latents that match sports sentences.
 #
 # ### Influence through attention heads
 #
@@ -1106,9 +1107,9 @@ for early_layer, early_latent, _ in blind_influences[:2]:
 # The strongest are 0.883 (+0.53) and 0.95 (+0.34), then 0.1018 and 0.968. 0.883 reads nothing but
 # numbers (" 15", " 250", " 80", ...): the number at the latent's own position. 0.95 reads the
 # vocabulary of estimates and reports (" Some", " Officials", " thought", " expected", " budget",
-# " say", " report"), yet it is active at the number's position, so those words must have reached it
-# through layer-0 attention from earlier in the sentence. Refined guess: a number, more so in a
-# sentence that estimates or reports something.
+# " say", " report"), yet it is active at the number's position, so what drives it there presumably
+# came through layer-0 attention from earlier words of the sentence. Refined guess: a number, more so
+# in a sentence that estimates or reports something.
 
 # %% [solution]
 # (3) Influence through attention heads: for every earlier transcoder and every head in between,
@@ -1139,8 +1140,8 @@ blind_attribution = mean_attribution(blind_layer, blind_latent, blind_docs, blin
 plot_attribution(blind_attribution, f"Blind latent {blind_layer}.{blind_latent}: attribution at its top 20 examples").show()
 print("largest components:", top_components(blind_attribution))
 # What we saw: MLP0 (+2.62 of +2.56 in total) dominates; MLP1 adds +0.14 and every head is within
-# 0.06 of zero. That is what section 6 found for random latents of layer 1 too, so it says little
-# about this latent beyond "it reads its token as MLP 0 rewrote it".
+# 0.06 of zero. Section 6 found the same for random latents of layer 1 (we did not run that control
+# for layer 2), so it says little about this latent beyond "it reads its token as MLP 0 rewrote it".
 #
 # Our hypothesis: the latent fires on a number. It is written below.
 
