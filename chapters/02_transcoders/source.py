@@ -251,10 +251,11 @@ for layer, tc in transcoders.items():
 # Expected output: the clean loss on these 32 documents is {{2.667}}; with all four MLPs replaced at
 # once it rises by {{0.974}} (95% interval {{0.702}} to {{1.264}}). One MLP at a time, the reference is
 # what removing it costs. Zeroing MLP 0 raises the loss by {{5.968}}; its transcoder gets back {{0.92}}
-# of that ({{0.89}} to {{0.95}}) and still costs {{0.460}}, by far the largest single cost, because every
-# later layer reads what MLP 0 wrote. Zeroing MLP 1, 2 or 3 costs much less ({{0.106}}, {{0.164}},
-# {{0.336}}), and their transcoders change the loss by amounts whose intervals include zero ({{0.003}},
-# {{-0.052}}, {{-0.018}}): on this sample they do as well as the MLPs they replace. Their fractions
+# of that ({{0.89}} to {{0.95}}) and still costs {{0.460}}, by far the largest single cost (MLP 0 does
+# far more work than the others, so the same relative error costs more). Zeroing MLP 1, 2 or 3 costs
+# much less ({{0.106}}, {{0.164}}, {{0.336}}), and their transcoders change the loss by amounts whose
+# intervals include zero ({{0.003}}, {{-0.052}}, {{-0.018}}): on this sample we cannot tell them apart
+# from the MLPs they replace. Their fractions
 # recovered are ratios of small, noisy numbers (MLP 2's interval runs from {{-3.46}} to {{4.20}}), so
 # read the differences instead. Transcoder 3 was trained differently from the others: the last MLP
 # writes straight into the logits, so besides reconstructing the MLP's output it was trained to keep
@@ -596,8 +597,8 @@ print(f"even attention would give each visible position {uniform:.2f} on average
 
 # %% [markdown]
 # On the course model (expected output): for {{74%}} of all tokens the direct path's favourite next
-# token is the token itself, and for {{96%}} of the {{1336}} tokens that occur in the held-out corpus
-# (most of the others are character tokens, which the model rarely sees). The rows of `W_E` have norm
+# token is the token itself, and for {{96%}} of the {{1336}} tokens that occur in the held-out corpus.
+# The rows of `W_E` have norm
 # {{1.47}} on average, while MLP 0 writes vectors of norm {{28.66}} on top of them. The median cosine
 # between a token's embedding and its extended embedding is {{-0.03}}; pairing each embedding with a
 # *random other* token's extended embedding gives the same (median {{-0.02}} over 20 shuffles, range
