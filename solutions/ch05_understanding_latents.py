@@ -11,59 +11,77 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from utils.world import facts as F
-from utils.world.corpus import BOS, HELD_OUT, PAD, T, _Slot, all_tokens, render
+from utils.world.v2 import facts as F, load_tokenizer
+from utils.world.v2.corpus import BOS, PAD, render, slots_of, value
+from utils.world.v2.frames import FRAMES, frame_text, is_heldout, is_test
 
 HOOK = "blocks.2.hook_resid_pre"  # where the whole SAE family reads
 
 
+def world_frames(relation: str, slots: set[str]) -> list[tuple[int, str, bool]]:
+    """(index, text, is a validation frame) of every frame of `relation` whose slots all lie in
+    `slots`. Test frames are left out: they are kept for the world's own final measurements."""
+    out = []
+    for i, frame in enumerate(FRAMES[relation]):
+        names = {s.rstrip("!")[0].lower() + s.rstrip("!")[1:] for s in slots_of(frame_text(frame))}
+        if not is_test(frame) and names <= slots:
+            out.append((i, frame_text(frame), is_heldout(frame)))
+    return out
+
+
+def pad_rows(rows: list[list[int]]) -> Tensor:
+    """Token id rows padded on the right into one (n, longest) tensor."""
+    pad = load_tokenizer().get_vocab()[PAD]
+    tokens = torch.full((len(rows), max(map(len, rows))), pad, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return tokens
+
+
 def spelling_prompts() -> dict:
-    """Every spelling word in every P10 template, cut just before the letter that answers it.
+    """Every spelling word in every P10 frame that ends on the letter, cut just before the letter.
 
     Returns {"tokens": (n, n_ctx) ids padded on the right, "last": (n,) position of the last real
-    token (where the model predicts the letter), "word": [str], "letter": [str], "template": (n,)
-    index into T["p10"], "heldout": (n,) bool, True for the held-out template}.
+    token (where the model predicts the letter), "word": [str], "letter": [str], "frame": (n,)
+    frame index, "heldout": (n,) bool, True for the world's validation frames, which the model never
+    trained on}.
     """
-    vocab = {t: i for i, t in enumerate(all_tokens())}
-    rows, words, letters, templates, heldout = [], [], [], [], []
-    for t_idx, template in enumerate(T["p10"]):
+    vocab = load_tokenizer().get_vocab()
+    rows, words, letters, frames, heldout = [], [], [], [], []
+    for idx, text, held in world_frames("first_letter", {"w", "letter"}):
+        if "{letter!}" not in text:
+            continue
         for word in F.SPELLING_WORDS:
             letter = F.first_letter(word)
-            sentence = render(template, {"w": _Slot(word, "spelled_word"), "letter": _Slot(letter, "p10_answer")})
-            cut = next(i for i, tok in enumerate(sentence) if "p10_answer" in tok.labels)
+            sentence = render(text, {"w": value(word, "spelled_word"), "letter": value(letter)}, lead_space=False)
+            cut = next(i for i, tok in enumerate(sentence) if "answer" in tok.labels)
             rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
             words.append(word)
             letters.append(letter)
-            templates.append(t_idx)
-            heldout.append(template.startswith(HELD_OUT))
-    n_ctx = max(map(len, rows))
-    tokens = torch.full((len(rows), n_ctx), vocab[PAD], dtype=torch.long)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = torch.tensor(row)
-    return {"tokens": tokens, "last": torch.tensor([len(r) - 1 for r in rows]), "word": words,
-            "letter": letters, "template": torch.tensor(templates), "heldout": torch.tensor(heldout)}
+            frames.append(idx)
+            heldout.append(held)
+    return {"tokens": pad_rows(rows), "last": torch.tensor([len(r) - 1 for r in rows]), "word": words,
+            "letter": letters, "frame": torch.tensor(frames), "heldout": torch.tensor(heldout)}
 
 
 def category_prompts() -> dict:
-    """Every P11 category word in every single-member P11 template, read at the word.
+    """Every P11 category word in every P11 frame that mentions a single member, read at the word.
 
     Returns {"tokens": (n, n_ctx) ids padded on the right, "position": (n,) position of the word,
     "word", "mid", "top": [str] (e.g. "sparrow", "bird", "animal"), "heldout": (n,) bool}.
     """
-    vocab = {t: i for i, t in enumerate(all_tokens())}
+    vocab = load_tokenizer().get_vocab()
     rows, positions, words, heldout = [], [], [], []
-    for template in T["p11_member"] + T["p11_mention"]:
-        for word, (top, mid) in F.WORD_TO_CATEGORY.items():
-            slots = {"w": _Slot(word, "member"), "mid": _Slot(mid), "A": _Slot(F.NAMES[0])}
-            sentence = render(template.lstrip(HELD_OUT), slots)
-            positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
-            rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
-            words.append(word)
-            heldout.append(template.startswith(HELD_OUT))
-    tokens = torch.full((len(rows), max(map(len, rows))), vocab[PAD], dtype=torch.long)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = torch.tensor(row)
-    return {"tokens": tokens, "position": torch.tensor(positions), "word": words,
+    for relation in ("category", "category_mention"):
+        for _, text, held in world_frames(relation, {"w", "mid", "name", "place"}):
+            for word, (top, mid) in F.WORD_TO_CATEGORY.items():
+                slots = {"w": value(word, "member"), "mid": value(mid), "name": value("Mary"), "place": value("park")}
+                sentence = render(text, slots, lead_space=False)
+                positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
+                rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
+                words.append(word)
+                heldout.append(held)
+    return {"tokens": pad_rows(rows), "position": torch.tensor(positions), "word": words,
             "mid": [F.WORD_TO_CATEGORY[w][1] for w in words], "top": [F.WORD_TO_CATEGORY[w][0] for w in words],
             "heldout": torch.tensor(heldout)}
 
@@ -110,6 +128,48 @@ def train_probe(acts: Tensor, labels: Tensor) -> tuple[Tensor, float]:
     w = torch.tensor(clf.coef_[0], dtype=acts.dtype)
     norm = w.norm()
     return w / norm, float(clf.intercept_[0] / norm)
+
+
+def fit_probe(acts: Tensor, labels: Tensor, C: float = 1.0) -> tuple[Tensor, float]:
+    """The course's probe: what `train_probe` returns (scikit-learn's default C = 1), with any
+    inverse regularisation strength C. Unit direction and bias."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(class_weight="balanced", max_iter=2000, C=C).fit(acts.double().numpy(), labels.numpy())
+    w = torch.tensor(clf.coef_[0], dtype=acts.dtype)
+    return w / w.norm(), float(clf.intercept_[0] / w.norm())
+
+
+def k_sparse_main_latents(acts_train: Tensor, y_train: np.ndarray, acts_test: Tensor, y_test: np.ndarray,
+                          max_k: int = 5, f1_jump: float = 0.03) -> list[int]:
+    """SAEBench's main latents of one class: rank the latents by their weight in an L1-regularised
+    logistic probe on the SAE activations, then fit a probe on the top k latents for k = 1, 2, ...
+    and keep adding latents while the F1 on the test examples rises by more than `f1_jump`."""
+    from sklearn.linear_model import LogisticRegression
+
+    l1 = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=0.1, class_weight="balanced", max_iter=2000)
+    order = np.argsort(-l1.fit(acts_train.numpy(), y_train).coef_[0], kind="stable")
+    best, main = -1.0, []
+    for k in range(1, max_k + 1):
+        clf = LogisticRegression(class_weight="balanced", max_iter=500).fit(acts_train[:, order[:k]].numpy(), y_train)
+        pred = clf.predict(acts_test[:, order[:k]].numpy()).astype(bool)
+        score = 2 * (pred & y_test).sum() / max(pred.sum() + y_test.sum(), 1)
+        if score <= best + f1_jump:
+            break
+        best, main = score, order[:k].tolist()
+    return main
+
+
+def saebench_full_absorption(latent_acts: Tensor, W_dec: Tensor, direction: Tensor, resid_proj: Tensor,
+                             main: list[int], min_cos: float = 0.025, min_share: float = 0.4) -> Tensor:
+    """SAEBench's full absorption, per example (n,) bool: every main latent is silent, the latent with
+    the largest probe projection (activation x cosine with the probe) has cosine >= `min_cos`, the
+    residual's own probe projection `resid_proj` is positive, and that latent carries at least
+    `min_share` of it."""
+    cos = (W_dec @ direction) / (W_dec.norm(dim=-1) * direction.norm())
+    top = (latent_acts * cos).max(-1)
+    silent = (latent_acts[:, main] <= 1e-8).all(-1)
+    return silent & (cos[top.indices] >= min_cos) & (resid_proj > 0) & (top.values >= min_share * resid_proj)
 
 
 def decoder_cosines(direction: Tensor, sae) -> Tensor:
@@ -232,26 +292,27 @@ def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n
             "vs concept": detection_scores(predicted, concept_truth(sequences, concept), len(sequences))}
 
 
-def definition_prompts(placeholder: str = " X") -> dict:
-    """The first P9 template, cut before the definition, for every defined word.
+def definition_prompts(placeholder: str = "X") -> dict:
+    """The first P9 frame, cut before the definition, for every defined word.
 
     Returns {"source": (n_words, n_ctx) ids with each word in place, "target": (n_ctx,) ids with
     `placeholder` instead, "position": the word's position, "word": [str], "answer": (n_words,)
     id of the first token of each word's definition}.
     """
-    vocab = {t: i for i, t in enumerate(all_tokens())}
-    rows, position = [], None
+    vocab = load_tokenizer().get_vocab()
+    text = frame_text(FRAMES["definition"][0])  # The meaning of the word "{w}" is "{def!}".
+    rows, answers, position = [], [], None
     for word, definition in F.DEFINITIONS.items():
-        sentence = render(T["p9"][0], {"w": _Slot(word, "placeholder"), "def": _Slot(tuple(f" {d}" for d in definition),
-                                                                                    "definition")})
-        cut = next(i for i, tok in enumerate(sentence) if "definition" in tok.labels)
+        sentence = render(text, {"w": value(word, "placeholder"), "def": value(definition)}, lead_space=False)
+        cut = next(i for i, tok in enumerate(sentence) if "answer" in tok.labels)
         position = 1 + next(i for i, tok in enumerate(sentence) if "placeholder" in tok.labels)
         rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
+        answers.append(vocab[sentence[cut].text])
     source = torch.tensor(rows)
     target = source[0].clone()
     target[position] = vocab[placeholder]
     return {"source": source, "target": target, "position": position, "word": list(F.DEFINITIONS),
-            "answer": torch.tensor([vocab[" " + d[0]] for d in F.DEFINITIONS.values()])}
+            "answer": torch.tensor(answers)}
 
 
 def patch_scope(model, tokens: Tensor, position: int, directions: Tensor, scales: list[float],
@@ -282,12 +343,13 @@ def next_token_corpus(data) -> LabelledCorpus:
 
 def capstone_choice(f1_input: Tensor, f1_prediction: Tensor, docs_fired: Tensor, exclude: list[int],
                     min_docs: int = 15) -> int:
-    """The latent with the best F1 of any hypothesis, (n_concepts, d_sae) at each position, among those
-    that fire in at least `min_docs` documents and are not in `exclude`."""
-    best = torch.maximum(f1_input.max(0).values, f1_prediction.max(0).values)
-    eligible = docs_fired >= min_docs
+    """Among the latents that fire in at least `min_docs` documents and are not in `exclude`, and whose
+    best hypothesis about the next token scores at least twice the best about the token they fire on
+    ((n_concepts, d_sae) F1s at each position), the one whose next-token hypothesis scores best."""
+    on_next, on_token = f1_prediction.max(0).values, f1_input.max(0).values
+    eligible = (docs_fired >= min_docs) & (on_next >= 2 * on_token)
     eligible[list(exclude)] = False
-    return int(best.masked_fill(~eligible, -1.0).argmax())
+    return int(on_next.masked_fill(~eligible, -1.0).argmax())
 
 
 def score_hypothesis(latent_acts: Tensor, data, concept: str, fires_on: str = "input") -> tuple[float, float, float]:
@@ -308,6 +370,6 @@ def capstone_hypothesis() -> dict:
     """Your hypothesis about the capstone latent."""
     # Written from the evidence printed above on the shipped world (if the world is retrained, the
     # check names the new capstone latent and this answer must be rewritten, like the quoted text).
-    return {"latent": 268, "concept": "definition_word", "fires_on": "prediction",
-            "description": "fires on the opening quote of 'The meaning of the word \"', predicting the word "
-                           "about to be defined"}
+    return {"latent": 784, "concept": "defined_word", "fires_on": "prediction",
+            "description": "fires just before the word a definition sentence is about to define (the opening "
+                           "quote or article in front of it), so the next token is the defined word"}

@@ -47,37 +47,57 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from utils.world import facts as F
-from utils.world.corpus import BOS, HELD_OUT, PAD, T, _Slot, all_tokens, render
+from utils.world.v2 import facts as F, load_tokenizer
+from utils.world.v2.corpus import BOS, PAD, render, slots_of, value
+from utils.world.v2.frames import FRAMES, frame_text, is_heldout, is_test
 
 HOOK = "blocks.2.hook_resid_pre"  # where the whole SAE family reads
 
 
+def world_frames(relation: str, slots: set[str]) -> list[tuple[int, str, bool]]:
+    """(index, text, is a validation frame) of every frame of `relation` whose slots all lie in
+    `slots`. Test frames are left out: they are kept for the world's own final measurements."""
+    out = []
+    for i, frame in enumerate(FRAMES[relation]):
+        names = {s.rstrip("!")[0].lower() + s.rstrip("!")[1:] for s in slots_of(frame_text(frame))}
+        if not is_test(frame) and names <= slots:
+            out.append((i, frame_text(frame), is_heldout(frame)))
+    return out
+
+
+def pad_rows(rows: list[list[int]]) -> Tensor:
+    """Token id rows padded on the right into one (n, longest) tensor."""
+    pad = load_tokenizer().get_vocab()[PAD]
+    tokens = torch.full((len(rows), max(map(len, rows))), pad, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return tokens
+
+
 def spelling_prompts() -> dict:
-    """Every spelling word in every P10 template, cut just before the letter that answers it.
+    """Every spelling word in every P10 frame that ends on the letter, cut just before the letter.
 
     Returns {"tokens": (n, n_ctx) ids padded on the right, "last": (n,) position of the last real
-    token (where the model predicts the letter), "word": [str], "letter": [str], "template": (n,)
-    index into T["p10"], "heldout": (n,) bool, True for the held-out template}.
+    token (where the model predicts the letter), "word": [str], "letter": [str], "frame": (n,)
+    frame index, "heldout": (n,) bool, True for the world's validation frames, which the model never
+    trained on}.
     """
-    vocab = {t: i for i, t in enumerate(all_tokens())}
-    rows, words, letters, templates, heldout = [], [], [], [], []
-    for t_idx, template in enumerate(T["p10"]):
+    vocab = load_tokenizer().get_vocab()
+    rows, words, letters, frames, heldout = [], [], [], [], []
+    for idx, text, held in world_frames("first_letter", {"w", "letter"}):
+        if "{letter!}" not in text:
+            continue
         for word in F.SPELLING_WORDS:
             letter = F.first_letter(word)
-            sentence = render(template, {"w": _Slot(word, "spelled_word"), "letter": _Slot(letter, "p10_answer")})
-            cut = next(i for i, tok in enumerate(sentence) if "p10_answer" in tok.labels)
+            sentence = render(text, {"w": value(word, "spelled_word"), "letter": value(letter)}, lead_space=False)
+            cut = next(i for i, tok in enumerate(sentence) if "answer" in tok.labels)
             rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
             words.append(word)
             letters.append(letter)
-            templates.append(t_idx)
-            heldout.append(template.startswith(HELD_OUT))
-    n_ctx = max(map(len, rows))
-    tokens = torch.full((len(rows), n_ctx), vocab[PAD], dtype=torch.long)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = torch.tensor(row)
-    return {"tokens": tokens, "last": torch.tensor([len(r) - 1 for r in rows]), "word": words,
-            "letter": letters, "template": torch.tensor(templates), "heldout": torch.tensor(heldout)}
+            frames.append(idx)
+            heldout.append(held)
+    return {"tokens": pad_rows(rows), "last": torch.tensor([len(r) - 1 for r in rows]), "word": words,
+            "letter": letters, "frame": torch.tensor(frames), "heldout": torch.tensor(heldout)}
 
 
 # %%
@@ -88,9 +108,7 @@ import plotly.io as pio
 from IPython.display import display
 
 import tests  # this chapter's checks: chapters/05_understanding_latents/tests.py
-from utils.world import load_model
-from utils.world.concepts import labelled_corpus
-from utils.world.dictionaries import load_width_family
+from utils.world.v2 import labelled_corpus, load_model, load_width_family
 
 torch.set_grad_enabled(False)  # nothing in this chapter needs gradients
 if "connected" in pio.renderers.default:
@@ -112,32 +130,30 @@ for width, sae in saes.items():
 # words ("sparrow", "robin", ...). Our family of SAEs has widths {{64}} to {{1024}}, all reading the
 # same hook.
 #
-# The data: every category word of the world in every P11 sentence that mentions a single member
-# ("A sparrow is a kind of bird .", "We saw a sparrow near the river ."), read at the word. Each
+# The data: every category word of the world in every P11 frame that mentions a single member
+# ("A sparrow is a kind of bird.", "We saw a sparrow near the river."), read at the word. Each
 # prompt knows its word, its middle category and its top category: that is the ground truth every
 # latent is scored against below.
 
 # %% [module]
 def category_prompts() -> dict:
-    """Every P11 category word in every single-member P11 template, read at the word.
+    """Every P11 category word in every P11 frame that mentions a single member, read at the word.
 
     Returns {"tokens": (n, n_ctx) ids padded on the right, "position": (n,) position of the word,
     "word", "mid", "top": [str] (e.g. "sparrow", "bird", "animal"), "heldout": (n,) bool}.
     """
-    vocab = {t: i for i, t in enumerate(all_tokens())}
+    vocab = load_tokenizer().get_vocab()
     rows, positions, words, heldout = [], [], [], []
-    for template in T["p11_member"] + T["p11_mention"]:
-        for word, (top, mid) in F.WORD_TO_CATEGORY.items():
-            slots = {"w": _Slot(word, "member"), "mid": _Slot(mid), "A": _Slot(F.NAMES[0])}
-            sentence = render(template.lstrip(HELD_OUT), slots)
-            positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
-            rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
-            words.append(word)
-            heldout.append(template.startswith(HELD_OUT))
-    tokens = torch.full((len(rows), max(map(len, rows))), vocab[PAD], dtype=torch.long)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = torch.tensor(row)
-    return {"tokens": tokens, "position": torch.tensor(positions), "word": words,
+    for relation in ("category", "category_mention"):
+        for _, text, held in world_frames(relation, {"w", "mid", "name", "place"}):
+            for word, (top, mid) in F.WORD_TO_CATEGORY.items():
+                slots = {"w": value(word, "member"), "mid": value(mid), "name": value("Mary"), "place": value("park")}
+                sentence = render(text, slots, lead_space=False)
+                positions.append(1 + next(i for i, tok in enumerate(sentence) if "member" in tok.labels))
+                rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence])
+                words.append(word)
+                heldout.append(held)
+    return {"tokens": pad_rows(rows), "position": torch.tensor(positions), "word": words,
             "mid": [F.WORD_TO_CATEGORY[w][1] for w in words], "top": [F.WORD_TO_CATEGORY[w][0] for w in words],
             "heldout": torch.tensor(heldout)}
 
@@ -162,7 +178,7 @@ resid_cat = cache[HOOK][torch.arange(len(cat["word"])), cat["position"]]  # (n_p
 truth_cat, nodes = hierarchy_truth(cat)
 fires_cat = {width: sae.encode(resid_cat) > 0 for width, sae in saes.items()}
 print(f"{len(cat['word'])} prompts: {len(F.WORD_TO_CATEGORY)} words x {len(cat['word']) // len(F.WORD_TO_CATEGORY)} "
-      f"templates; {len(nodes)} nodes in the hierarchy: " + ", ".join(
+      f"frames; {len(nodes)} nodes in the hierarchy: " + ", ".join(
           f"{n} {level}" for level, n in Counter(level for level, _ in nodes).items()))
 
 # %% [markdown]
@@ -195,7 +211,9 @@ tests.test_node_f1(node_f1)
 
 # %% [markdown]
 # For each width, the best F1 any latent reaches for each node, averaged over the nodes of each
-# level, and how many latents match some node of a level with F1 ≥ 0.5:
+# level, and how many latents match some node of a level with F1 ≥ 0.5, also per 100 latents (a wider
+# SAE has more latents, hence more chances to match a node by luck). As a size-matched control, the
+# widest SAE is cut down to random subsets of as many latents as the narrowest one has:
 
 # %%
 f1_cat = {width: node_f1(fires_cat[width], truth_cat) for width in saes}
@@ -210,7 +228,18 @@ for width, f1s in f1_cat.items():
         row[f"latents {level}"] = int(((best_node.values >= 0.5) & torch.tensor(levels == level)[best_node.indices]).sum())
     split_rows.append(row)
 split_table = pd.DataFrame(split_rows).set_index("width")
+for level in ("top", "mid", "word"):  # per 100 latents: a wider SAE has more latents to match with
+    split_table[f"per 100 latents {level}"] = (100 * split_table[f"latents {level}"] / split_table.index).round(2)
 print(split_table.to_string())
+# size-matched control: the widest SAE restricted to random subsets of as many latents as the narrowest
+rng = np.random.default_rng(0)
+subset_f1 = {level: [] for level in ("top", "mid", "word")}
+for _ in range(20):
+    subset = torch.tensor(rng.choice(max(saes), min(saes), replace=False))
+    for level in subset_f1:
+        subset_f1[level].append(float(f1_cat[max(saes)][subset][:, levels == level].max(0).values.mean()))
+print(f"width {max(saes)}, random subsets of {min(saes)} latents (20 draws), mean best F1, 5th / 50th / 95th percentile: "
+      + "; ".join(f"{level} " + " / ".join(f"{q:.2f}" for q in np.percentile(v, [5, 50, 95])) for level, v in subset_f1.items()))
 for width in (min(saes), max(saes)):
     for k, (level, name) in enumerate(nodes):
         if level == "top":
@@ -220,15 +249,20 @@ for width in (min(saes), max(saes)):
                   f"recall {tp / int(truth_cat[:, k].sum()):.2f}")
 
 # %% [markdown]
-# Expected output: the top categories are matched equally well at every width (mean best F1
-# {{0.51}} at width {{64}}, {{0.52}} at width {{1024}}), while the finer levels improve with width:
-# middle categories from {{0.32}} to {{0.45}}, single words from {{0.19}} to {{0.37}}. The number
-# of latents that match one word well grows from {{1}} to {{13}}. That is the signature of
-# splitting: a wider SAE spends its extra latents on finer parts of the hierarchy. The best F1 of
-# a top category stays near 0.5 for a worse reason: its best latent is not about the category. At
-# width {{64}} the best latent for animal has precision {{0.42}} and recall {{1.00}}: it fires on
-# every category word, and 0.42 is simply the share of animal words. It is a "category member"
-# latent, and the same holds at width {{1024}}.
+# Expected output: the top categories are matched about equally well at every width (mean best F1
+# {{0.53}} at width {{64}}, {{0.54}} at width {{1024}}), while the finer levels improve: middle
+# categories from {{0.41}} to {{0.45}}, single words from {{0.18}} to {{0.37}}. Is that because a
+# wider SAE's latents are finer, or only because it has 16 times more latents to pick the best from?
+# The control answers: 64 random latents of the width-1024 SAE reach a word-level best F1 of
+# {{0.14 / 0.16 / 0.18}} (5th / 50th / 95th percentile of 20 draws), below the width-64 SAE's 0.18.
+# Picked at random, a wide SAE's latents are no finer; its advantage comes from having many of them,
+# a few of which land on single words. The counts say the same once normalised: latents matching a
+# word (F1 ≥ 0.5) go from {{0}} to {{3}}, but per 100 latents that is {{0.29}} at width 1024, lower
+# than at widths 128 and 256 ({{1.56}}). So this world shows only weak evidence of splitting in
+# aggregate. The best F1 of a top category stays near 0.5 for a simple reason: its best latent
+# fires on category words in general. At width {{1024}} the best latent for animal has precision
+# {{0.51}} and recall {{0.96}}: it fires on nearly every animal word and on many others (animal words
+# are 22 of the 52).
 #
 # Now the splitting itself. To say that a latent of width `2w` is a **child** of a latent of width
 # `w` we use two signals: their decoder directions are close (cosine), and on the held-out corpus
@@ -320,19 +354,16 @@ for width, j in [(small, parent)] + [(big, c) for c in children]:
 
 
 # %% [markdown]
-# Expected output: the clearest split found is latent {{194}} of width {{512}}, best matched by
-# the top category {{animal}}, whose two children at width {{1024}} match {{owl}} and {{mammal}},
-# nodes below it. It is also the only parent (of {{133}} matched to some node) with at least two
-# children on finer nodes. On the whole corpus, all three are best described as latents of P11
-# sentences in general (concept `p11`, precision at most {{0.39}}), not of animals or owls: the
-# node labels hold on the category prompts, where the word is the only thing that varies. So the
-# world shows splitting in aggregate (the table: finer nodes get better latents as the width
-# grows), but clean parent → children trees like "animal → bird → sparrow" are rare, and the F1
-# scores involved are modest ({{0.49}} for the parent, {{0.35}} and {{0.32}} for the children).
-# Both signals are needed: {{289}} pairs of latents of consecutive widths have close decoder
-# directions (cosine ≥ 0.4) yet almost never fire together, and {{5623}} pairs fire together
-# (P(parent | child) ≥ 0.5) with nearly orthogonal directions (cosine < 0.1). Neither signal
-# alone picks out children.
+# Expected output: no parent has two children on finer nodes ({{0}} of {{152}} parents matched to a
+# node). The clearest split is a single child: latent {{7}} of width {{64}}, matched to the top
+# category {{thing}} (F1 {{0.47}}), has one child at width {{128}}, latent {{51}}, matched to
+# {{instrument}} (F1 {{0.53}}), below it, with decoder cosine {{0.43}}. On the whole corpus neither is
+# a category latent: their best planted concepts are `{{everyday}}` and `{{landmark_city}}`, with
+# precision {{0.17}} and {{0.15}}. The node labels hold only on the category prompts, where the word is
+# the only thing that varies. So clean trees like "animal → bird → sparrow" do not appear in this
+# family. Both signals are needed to find children: {{183}} pairs of latents of consecutive widths
+# have close decoder directions (cosine ≥ 0.4) yet almost never fire together, and {{5228}} pairs fire
+# together (P(parent | child) ≥ 0.5) with nearly orthogonal directions (cosine < 0.1).
 
 # %% [markdown]
 # ## 2 · The geometry of the decoder directions
@@ -429,7 +460,11 @@ tests.test_cluster_purity(cluster_purity)
 # %% [markdown]
 # Purity depends on how many labels there are and how unevenly they are spread, so we compare it
 # with the same number after shuffling the labels among the labelled latents (20 shuffles), for
-# the whole family and for each width's latents alone:
+# the whole family and for each width's latents alone. Then a sharper question: a cluster can be
+# pure because one SAE re-learned the same concept at every width (the same latent five times), or
+# because related latents of one SAE sit together. So for every labelled latent we also ask whether
+# its nearest decoder direction *within its own width* carries the same concept, and whether its
+# nearest direction *in another width* does:
 
 # %%
 purity_rows = []
@@ -453,21 +488,39 @@ by_cluster = (family[family["concept"] != "(none)"].groupby("cluster")["concept"
               .agg(lambda s: f"{s.value_counts().index[0]} ({s.value_counts().iloc[0]}/{len(s)})"))
 print("most common concept of the largest clusters:")
 print(by_cluster.drop(-1, errors="ignore").loc[family[family["cluster"] >= 0]["cluster"].value_counts().index[:6]].to_string())
+labelled_family = family[family["concept"] != "(none)"]
+unit_lab = torch.cat([unit_dec[w][torch.tensor(labelled_family[labelled_family["width"] == w]["latent"].to_numpy())]
+                      for w in widths])
+lab_width = torch.tensor(np.concatenate([labelled_family[labelled_family["width"] == w]["width"].to_numpy() for w in widths]))
+lab_concept = np.concatenate([labelled_family[labelled_family["width"] == w]["concept"].to_numpy() for w in widths])
+sims = unit_lab @ unit_lab.T
+sims.fill_diagonal_(-2.0)
+same_width = lab_width[:, None] == lab_width[None, :]
+nearest_within = sims.masked_fill(~same_width, -2.0).argmax(1).numpy()
+nearest_across = sims.masked_fill(same_width, -2.0).argmax(1).numpy()
+print(f"labelled latents whose nearest decoder direction carries the same concept: within their width "
+      f"{(lab_concept[nearest_within] == lab_concept).mean():.2f}, in another width "
+      f"{(lab_concept[nearest_across] == lab_concept).mean():.2f}; chance (a random labelled latent) "
+      f"{sum((c / len(lab_concept)) ** 2 for c in Counter(lab_concept).values()):.2f}")
 widths_per_cluster = family[family["cluster"] >= 0].groupby("cluster")["width"].nunique()
 print(f"clusters holding latents of at least 3 widths: {(widths_per_cluster >= 3).sum()} of {len(widths_per_cluster)}")
 
 # %% [markdown]
-# Expected output: {{1801}} of the 1984 latents are live; HDBSCAN finds {{43}} clusters and leaves
-# {{53%}} of the latents as noise. Over the whole family, {{0.56}} of the clustered, labelled
-# latents share their cluster's most common concept, against {{0.23}} with shuffled labels (at
-# most {{0.26}} in 20 shuffles): nearby decoder directions do tend to mean the same planted thing.
-# Per width there is no margin for the narrowest SAE ({{0.80}} against {{0.77}} at width {{64}}, and
-# one shuffle reached {{0.84}}: few latents are labelled and one concept dominates) and a clear one
-# for the wide ones ({{0.57}} against {{0.34}} at width {{1024}}). In the width-coloured map, latents
-# of different widths mix in the same regions rather than forming one island per width ({{41}} of
-# the {{43}} clusters hold latents of at least 3 widths), as splitting predicts: a wide SAE's
-# latents sit near the narrow latents they split from. Two cautions: most latents have no
-# planted label, and the clusters move with the UMAP and HDBSCAN settings.
+# Expected output: {{1835}} of the 1984 latents are live; HDBSCAN finds {{37}} clusters and leaves
+# {{60%}} of the latents as noise. Over the whole family, {{0.52}} of the clustered, labelled latents
+# share their cluster's most common concept, against {{0.26}} with shuffled labels (at most {{0.28}}
+# in 20 shuffles). Per width the margin is small for the narrow SAEs ({{0.92}} against a shuffled
+# mean of {{0.86}} at width 64, where one shuffle also reached 0.92: few latents are labelled and one
+# concept dominates) and clearer for the wide ones ({{0.49}} against {{0.35}}, at most {{0.39}}, at
+# width 1024).
+#
+# The nearest-neighbour comparison says where that purity comes from. A labelled latent's nearest
+# direction in *another* width carries the same concept {{0.48}} of the time; its nearest direction
+# in its *own* width only {{0.12}} of the time (a random labelled latent: {{0.05}}). So the clusters
+# are held together mostly by the same concept re-learned at several widths ({{34}} of the {{37}}
+# clusters hold latents of at least 3 widths), not by one SAE spreading a concept over several nearby
+# latents, which is what splitting would add. Two cautions: most latents have no planted label
+# ({{31%}} labelled), and the clusters move with the UMAP and HDBSCAN settings.
 
 
 # %% [markdown]
@@ -490,8 +543,9 @@ print(f"clusters holding latents of at least 3 widths: {(widths_per_cluster >= 3
 #    *not* fire and some other firing latent carries the probe direction instead: the
 #    **absorption rate**.
 #
-# First, the data: every spelling word of the world in every P10 template, cut just before the
-# letter. One forward pass, cached once for the whole section.
+# First, the data: every spelling word of the world in every P10 frame that ends on the letter,
+# cut just before the letter: {{106}} words, so 4 to 15 words for each of the letters we keep (those
+# with at least 4 words), each in {{11}} frames. One forward pass, cached once for the whole section.
 
 # %%
 prompts = spelling_prompts()
@@ -506,7 +560,7 @@ counts = Counter(F.first_letter(w) for w in F.SPELLING_WORDS)
 LETTERS = sorted(letter for letter, n in counts.items() if n >= 4)  # letters with at least 4 words
 logits = model(prompts["tokens"])[rows, prompts["last"]]
 correct = np.array([model.tokenizer.decode(int(t)).strip() for t in logits.argmax(-1)]) == letters
-print(f"{len(rows)} prompts ({len(F.SPELLING_WORDS)} words x {len(T['p10'])} templates); "
+print(f"{len(rows)} prompts ({len(F.SPELLING_WORDS)} words x {len(set(prompts['frame'].tolist()))} frames); "
       f"the model names the right letter in {correct.mean():.0%} of them")
 print(f"letters with at least 4 words: {', '.join(LETTERS)}")
 
@@ -569,25 +623,71 @@ for site, acts in (("the spelled word", resid_word), ("the last token", resid_la
     print(f"probe at {site}: mean F1 on unseen words {np.mean(scores):.2f}")
 
 # %% [markdown]
-# Expected output: the probes at the last token generalise to unseen words (mean F1 {{0.65}}), those
-# on the word itself much less ({{0.35}}). So in this small model, at this layer, a word's first
+# Expected output: the probes at the last token generalise to unseen words (mean F1 {{0.78}}), those
+# on the word itself much less ({{0.30}}). So in this small model, at this layer, a word's first
 # letter is mostly not readable on the word itself; it is readable at the position that predicts
 # the letter. We study absorption there: the concept is "the answer starts with L", the one the
 # model needs at that point. (SAEBench probes the word token itself, which works in the larger
-# models it was designed for.)
+# models it was designed for; this is our first departure from it.)
 #
-# From here on, probes are trained on the P10 templates of the training split, and every
-# measurement is made on the held-out template, which neither the model nor the probe ever saw.
+# From here on, probes are trained on the world's training frames, and every measurement is made on
+# its 3 validation frames, which neither the model nor the probe ever saw. The probes are fitted by a
+# given function, `fit_probe` (the same logistic regression as the solution's `train_probe`), so the
+# numbers below do not depend on your implementation; how much they depend on the probe's
+# regularisation is measured at the end of the section.
+
+# %% [module]
+def fit_probe(acts: Tensor, labels: Tensor, C: float = 1.0) -> tuple[Tensor, float]:
+    """The course's probe: what `train_probe` returns (scikit-learn's default C = 1), with any
+    inverse regularisation strength C. Unit direction and bias."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(class_weight="balanced", max_iter=2000, C=C).fit(acts.double().numpy(), labels.numpy())
+    w = torch.tensor(clf.coef_[0], dtype=acts.dtype)
+    return w / w.norm(), float(clf.intercept_[0] / w.norm())
+
+
+def k_sparse_main_latents(acts_train: Tensor, y_train: np.ndarray, acts_test: Tensor, y_test: np.ndarray,
+                          max_k: int = 5, f1_jump: float = 0.03) -> list[int]:
+    """SAEBench's main latents of one class: rank the latents by their weight in an L1-regularised
+    logistic probe on the SAE activations, then fit a probe on the top k latents for k = 1, 2, ...
+    and keep adding latents while the F1 on the test examples rises by more than `f1_jump`."""
+    from sklearn.linear_model import LogisticRegression
+
+    l1 = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=0.1, class_weight="balanced", max_iter=2000)
+    order = np.argsort(-l1.fit(acts_train.numpy(), y_train).coef_[0], kind="stable")
+    best, main = -1.0, []
+    for k in range(1, max_k + 1):
+        clf = LogisticRegression(class_weight="balanced", max_iter=500).fit(acts_train[:, order[:k]].numpy(), y_train)
+        pred = clf.predict(acts_test[:, order[:k]].numpy()).astype(bool)
+        score = 2 * (pred & y_test).sum() / max(pred.sum() + y_test.sum(), 1)
+        if score <= best + f1_jump:
+            break
+        best, main = score, order[:k].tolist()
+    return main
+
+
+def saebench_full_absorption(latent_acts: Tensor, W_dec: Tensor, direction: Tensor, resid_proj: Tensor,
+                             main: list[int], min_cos: float = 0.025, min_share: float = 0.4) -> Tensor:
+    """SAEBench's full absorption, per example (n,) bool: every main latent is silent, the latent with
+    the largest probe projection (activation x cosine with the probe) has cosine >= `min_cos`, the
+    residual's own probe projection `resid_proj` is positive, and that latent carries at least
+    `min_share` of it."""
+    cos = (W_dec @ direction) / (W_dec.norm(dim=-1) * direction.norm())
+    top = (latent_acts * cos).max(-1)
+    silent = (latent_acts[:, main] <= 1e-8).all(-1)
+    return silent & (cos[top.indices] >= min_cos) & (resid_proj > 0) & (top.values >= min_share * resid_proj)
+
 
 # %%
 train_rows, test_rows = ~prompts["heldout"], prompts["heldout"]
 probes = {}
 for letter in LETTERS:
     truth = torch.tensor(letters == letter)
-    probes[letter] = train_probe(resid_last[train_rows], truth[train_rows])
+    probes[letter] = fit_probe(resid_last[train_rows], truth[train_rows])  # the course's probe, not yours
 probe_f1 = {letter: f1(((resid_last[test_rows] @ d + b) > 0).numpy(), letters[test_rows.numpy()] == letter)
             for letter, (d, b) in probes.items()}
-print("probe F1 on the held-out template:", ", ".join(f"{k} {v:.2f}" for k, v in probe_f1.items()))
+print("probe F1 on the validation frames:", ", ".join(f"{k} {v:.2f}" for k, v in probe_f1.items()))
 
 # %% [markdown]
 # ### Exercise: `decoder_cosines`
@@ -633,7 +733,7 @@ print(cos_table.to_string())
 print(f"mean over letters: " + ", ".join(f"{c} {v:.2f}" for c, v in cos_table.mean().items()))
 
 # %% [markdown]
-# Expected output: the best cosines are low: on average {{0.27}} at width {{64}}, growing to {{0.40}} at
+# Expected output: the best cosines are low: on average {{0.24}} at width {{64}}, growing to {{0.37}} at
 # width {{1024}}. No SAE of the family has a latent that *is* the probe's direction. Keep this in mind
 # when you read the absorption table below: when the "main latent" only partly matches the
 # concept, it will miss many examples of the concept whether or not anything absorbs it.
@@ -689,14 +789,15 @@ def absorption(latent_acts: Tensor, W_dec: Tensor, direction: Tensor, probe_yes:
 tests.test_absorption(absorption)
 
 # %% [markdown]
-# Now the table: for each letter and width, on the held-out template, the share of probe-positive
+# Now the table: for each letter and width, on the validation frames, the share of probe-positive
 # examples that the main latent misses and the absorption rate, with one main latent per letter
-# (the one of largest cosine).
+# (the one of largest cosine). As a control for the miss rate, the same main latent's silence on
+# the examples of the *other* letters: a latent that is silent everywhere misses a lot for free.
 
 # %%
 acts_last = {width: sae.encode(resid_last[test_rows]) for width, sae in saes.items()}
 test_letters = letters[test_rows.numpy()]
-miss_rows, absorb_rows, absorbers = [], [], {}
+miss_rows, absorb_rows, absorbers, silent_elsewhere = [], [], {}, {}
 for letter, (d, b) in probes.items():
     truth = torch.tensor(test_letters == letter)
     probe_yes = (resid_last[test_rows] @ d + b) > 0
@@ -707,6 +808,8 @@ for letter, (d, b) in probes.items():
         miss_row[f"w{width}"] = round(int(missed.sum()) / max(n_right, 1), 2)
         absorb_row[f"w{width}"] = round(int(absorbed.sum()) / max(n_right, 1), 2)
         absorbers[letter, width] = absorbed
+        silent_elsewhere.setdefault(width, []).append(float((acts_last[width][~truth, main_latent[letter, width]] <= 0)
+                                                            .float().mean()))
     miss_rows.append(miss_row)
     absorb_rows.append(absorb_row)
 miss_table = pd.DataFrame(miss_rows).set_index("letter")
@@ -720,6 +823,8 @@ mean_absorption = {c: float((absorb_table[c] * weights).sum()) for c in absorb_t
 mean_miss = {c: float((miss_table[c] * weights).sum()) for c in miss_table.columns if c != "n"}
 print("\nweighted mean over letters, miss rate:", ", ".join(f"{c} {v:.2f}" for c, v in mean_miss.items()))
 print("weighted mean over letters, absorption rate:", ", ".join(f"{c} {v:.2f}" for c, v in mean_absorption.items()))
+print("control, the main latent silent on the examples of the other letters (mean over letters):",
+      ", ".join(f"w{w} {np.mean(v):.2f}" for w, v in silent_elsewhere.items()))
 
 # %%
 fig = px.line(x=list(saes), y=[list(mean_miss.values()), list(mean_absorption.values())], markers=True, log_x=True,
@@ -730,23 +835,25 @@ for trace, name in zip(fig.data, ("main latent silent", "absorbed")):
 fig.show()
 
 # %% [markdown]
-# Expected output (weighted means over the letters): the main latent is silent on {{0.26}} of the
-# examples the probe gets right at width {{64}} and on {{0.91}} at width {{1024}}; the absorption
-# rate goes from {{0.04}} at width {{64}} to {{0.28}} at width {{1024}}, not steadily (it is
-# {{0.01}} at width {{512}}). Per letter, the numbers rest on few examples (the `n` column counts
-# the held-out sentences the probe gets right, at most one per word), so read the table as a
+# Expected output (weighted means over the letters): the main latent is silent on {{0.31}} of the
+# examples the probe gets right at width {{64}} and on {{0.82}} at width {{1024}}, and on the other
+# letters' examples it is silent on {{w64 0.68}} and {{w1024 0.93}}: at both widths the main latent
+# prefers its letter, but the wider SAE's main latent fires rarely anywhere. The absorption rate as
+# defined here stays small at every width, between {{0.00}} (width {{256}}) and {{0.05}} (widths 64
+# and 128), with no trend. Per letter the numbers rest on few examples (the `n` column counts the
+# validation sentences the probe gets right, at most three per word), so read the table as a
 # pattern, not as precise rates.
 #
 # What can we say, and what not?
 #
-# - The wider the SAE, the more often the single best-aligned latent stays silent. That is what
-#   feature splitting and absorption both predict: the letter's job is divided among more latents.
+# - The wider the SAE, the more often the single best-aligned latent stays silent on its letter,
+#   and the control shows part of that is plain sparsity: its latents fire less often everywhere.
 # - With cosines this far below 1, "main latent" is a generous name: these latents are not clean
 #   first-letter detectors that fail now and then.
 # - Most misses are **not** absorption as defined: usually no single other latent carries 40% of
 #   the probe projection; the letter is spread over several latents.
-# - The metric depends on its thresholds and on the choice of main latents (SAEBench chooses main
-#   latents with k-sparse probing rather than by cosine). The next cell measures how much.
+# - The metric depends on its thresholds and on the choice of main latents. The next cells measure
+#   how much, and then compute SAEBench's own version.
 #
 # Who absorbs? For the widest SAE, here are the latents that carry the probe direction on absorbed
 # examples, with the word they occur on:
@@ -761,7 +868,7 @@ for letter, (d, b) in probes.items():
     for i in absorbers[letter, width].nonzero().flatten().tolist():
         j = int(proj[i].argmax())
         absorbing.setdefault(j, (letter, []))[1].append(test_words[i])
-all_acts = sae.encode(resid_last)  # every prompt, all four templates
+all_acts = sae.encode(resid_last)  # every prompt, every frame
 for j, (letter, ws) in sorted(absorbing.items(), key=lambda kv: -len(kv[1][1])):
     fired = sorted({w for w, a in zip(prompts["word"], all_acts[:, j].tolist()) if a > 0})
     same = np.mean([F.first_letter(w) == letter for w in fired]) if fired else 0.0
@@ -773,7 +880,7 @@ print(f"{len(absorbing)} absorbing latents in the width-{width} SAE; {narrow} of
 
 # %%
 def mean_absorption_rate(width: int, n_main: int = 1, min_share: float = 0.4, min_cos: float = 0.025) -> float:
-    """Absorbed / probe-right examples, pooled over the letters, on the held-out template."""
+    """Absorbed / probe-right examples, pooled over the letters, on the validation frames."""
     sae, absorbed_total, right_total = saes[width], 0, 0
     for letter, (d, b) in probes.items():
         truth = torch.tensor(test_letters == letter)
@@ -793,21 +900,81 @@ print("absorption rate pooled over letters, under other settings:")
 print(sensitivity.to_string())
 
 # %% [markdown]
-# Expected output: at width {{1024}}, two or three main latents per letter lower the rate a little
-# ({{0.28}} → {{0.24}} → {{0.22}}), `min_cos 0.1` changes nothing (a latent that carries 40% of the
-# projection is well aligned anyway), and the share threshold moves it a lot: {{0.84}} at
-# `min_share 0.2`, {{0.07}} at `min_share 0.6`. In every setting the widest SAE has the highest
-# rate. So compare absorption rates only under one fixed setting, and quote a rate with its
-# settings.
+# Expected output: more main latents or `min_cos 0.1` change the rates by at most a few hundredths,
+# while the share threshold decides almost everything: at width {{1024}} the rate is {{0.46}} at
+# `min_share 0.2`, {{0.03}} at 0.4 and {{0.00}} at `min_share 0.6`, and at 0.6 every width reads 0.
+# So compare absorption rates only under one fixed setting, and quote a rate with its settings.
 
 # %% [markdown]
-# Expected output: {{8}} absorbing latents. The absorption paper's picture is a *word-specific*
-# latent ("elephant") that has taken in the letter direction. We know which word every prompt
-# spells, so we can test that picture: a word-specific absorber would fire for few words, most of
-# them with its letter. Only {{1}} of ours fires for at most 5 words; most fire for dozens of
-# words, and only a small share of those start with the letter. They are broad latents of spelling
-# prompts that lean towards one letter: here "absorption" is better read as the letter being
-# shared out among broad latents than as word latents swallowing it.
+# ### The same question, measured as SAEBench measures it
+#
+# Our `absorption` departs from SAEBench's full-absorption metric in four ways. SAEBench (1) picks
+# each letter's main latents by k-sparse probing on the SAE activations (`k_sparse_main_latents`
+# above), not by decoder cosine; (2) divides the absorbing latent's projection by the **residual
+# stream's own** probe projection, not by the positive projections of the SAE's latents; (3) asks it
+# of the single top-projecting latent; (4) averages the rate over letters, each letter counting once.
+# It also probes the word token in a few-shot "word: letter" prompt; we probe the position where
+# the letter is predicted (shown above to be where the letter is readable). The cell below applies
+# the changes one at a time, and then repeats the full metric with probes of three regularisation
+# strengths, since the residual's probe projection depends on the probe's direction.
+
+# %%
+def rate_by_letter(width: int, rule: str, main_by: str = "cosine", C: float = 1.0) -> list[float]:
+    """Per-letter absorption rate on the validation frames under one combination of choices."""
+    sae, out = saes[width], []
+    acts_train = sae.encode(resid_last[train_rows])
+    for letter in LETTERS:
+        d, b = probes[letter] if C == 1.0 else fit_probe(resid_last[train_rows], torch.tensor(letters == letter)[train_rows], C)
+        truth = torch.tensor(test_letters == letter)
+        probe_yes = (resid_last[test_rows] @ d + b) > 0
+        if main_by == "cosine":
+            main = [int(decoder_cosines(d, sae).argmax())]
+        else:
+            main = k_sparse_main_latents(acts_train, letters[train_rows.numpy()] == letter, acts_last[width],
+                                         test_letters == letter)
+        if rule == "chapter":
+            _, absorbed = absorption(acts_last[width], sae.W_dec, d, probe_yes, truth, main)
+        else:
+            absorbed = probe_yes & truth & saebench_full_absorption(acts_last[width], sae.W_dec, d,
+                                                                    resid_last[test_rows] @ d, main)
+        out.append(int(absorbed.sum()) / max(int((probe_yes & truth).sum()), 1))
+    return out
+
+
+n_right = absorb_table["n"].to_numpy()
+variants = {
+    "chapter: cosine main latent, SAE denominator, pooled": lambda w: np.average(rate_by_letter(w, "chapter"), weights=n_right),
+    "... letters averaged equally": lambda w: np.mean(rate_by_letter(w, "chapter")),
+    "... residual denominator, top latent": lambda w: np.mean(rate_by_letter(w, "saebench")),
+    "... k-sparse main latents = SAEBench (C 1)": lambda w: np.mean(rate_by_letter(w, "saebench", "k-sparse")),
+    "SAEBench, probe C 0.1": lambda w: np.mean(rate_by_letter(w, "saebench", "k-sparse", C=0.1)),
+    "SAEBench, probe C 10": lambda w: np.mean(rate_by_letter(w, "saebench", "k-sparse", C=10.0)),
+}
+departures = pd.DataFrame({name: {f"w{w}": round(float(f(w)), 2) for w in saes} for name, f in variants.items()}).T
+print("absorption rate on the validation frames, changing one choice at a time:")
+print(departures.to_string())
+
+# %% [markdown]
+# Expected output: read the table row by row. Averaging letters equally instead of pooling them
+# changes nothing that matters. Dividing by the residual's own probe projection moves the rates in
+# both directions (width 128 from {{0.05}} to {{0.02}}, width 512 from {{0.01}} to {{0.04}}); picking
+# main latents by k-sparse probing brings them down again. SAEBench's metric itself, with the course
+# probe, is at most {{0.05}} at every width and has no width trend. And it hinges on the probe: the
+# same metric with a more regularised probe (C 0.1) is 0 everywhere, with a less regularised one (C 10)
+# it reaches {{0.12}} at width 1024, because the residual's projection on the probe direction, the
+# denominator, changes with the direction. The honest summary for this world: full absorption of
+# first letters is rare (a few percent of examples at most), its size depends on the probe more than
+# on the SAE's width, and no width trend survives SAEBench's definition.
+
+# %% [markdown]
+# Expected output (of the cell before the sensitivity table): {{3}} absorbing latents at width
+# 1024. The absorption paper's picture is a *word-specific* latent
+# ("elephant") that has taken in the letter direction. We know which word every prompt spells, so
+# we can test that picture: a word-specific absorber would fire for few words, most of them with its
+# letter. None of ours does ({{0}} fire for at most 5 words): the one that absorbs most, latent
+# {{786}} (W, on 4 words), fires for {{64}} words, only {{8%}} of them starting with W. They are broad
+# latents of spelling prompts that lean a little towards one letter, and with three latents this is
+# an anecdote, not a finding.
 
 # %% [markdown]
 # ## 4 · Meta-SAEs
@@ -901,6 +1068,14 @@ meta = train_meta_sae(directions, n_meta=64, k=4, steps=500, lr=1e-2, seed=0)
 meta_acts = topk_encode(directions, meta["W_enc"], meta["b_enc"], meta["b_dec"], meta["k"])
 print(f"meta-SAE: fraction of variance of the decoder directions explained {meta['fve']:.2f}; "
       f"mean meta-latents per SAE latent {(meta_acts > 0).sum(-1).float().mean():.2f}")
+# control: the same meta-SAE trained on as many random unit vectors (no shared parts by construction)
+random_fve = []
+for seed in range(3):
+    noise = torch.randn(directions.shape, generator=torch.Generator().manual_seed(100 + seed))
+    random_fve.append(train_meta_sae(noise / noise.norm(dim=-1, keepdim=True), n_meta=64, k=4, steps=500, lr=1e-2,
+                                     seed=seed)["fve"])
+print(f"the same meta-SAE on random unit vectors: fraction of variance explained "
+      + ", ".join(f"{v:.2f}" for v in random_fve) + " (3 draws)")
 
 # %% [markdown]
 # ### Exercise: `meta_latent_concepts`
@@ -968,12 +1143,15 @@ table.index.name = "meta-latent"
 print(table[table["n labelled latents"] >= 5].sort_values("share", ascending=False).head(8).round(2).to_string())
 
 # %% [markdown]
-# Expected output: the meta-SAE explains {{0.40}} of the variance of the decoder directions, and its
-# meta-latents are only slightly purer than chance: a mean top-label share of {{0.19}} against
-# {{0.15}} for shuffled labels (at most {{0.16}} in 20 shuffles). A few meta-latents gather latents
-# of one concept (the table), most mix many. Two honest caveats: most SAE latents have no planted
-# label at all, and a decoder direction in a residual stream as narrow as this one has little room
-# to be made of clearly separate parts.
+# Expected output: the meta-SAE explains {{0.35}} of the variance of the decoder directions. That
+# sounds like structure until the control: the same meta-SAE trained on as many random unit vectors,
+# which share no parts by construction, explains {{0.29}} (in each of 3 draws). Most of the 0.35 is
+# what 64 directions with 4 active per vector explain of *anything* in 128 dimensions. Its
+# meta-latents are hardly purer than chance: a mean top-label share of {{0.17}} against {{0.16}} for
+# shuffled labels (at most {{0.17}} in 20 shuffles, so no margin at all). A few meta-latents gather
+# latents of one concept (the table, mostly `p3_run`, the repeated random spans), most mix many. Two
+# caveats: most SAE latents have no planted label at all, and a decoder direction in a residual
+# stream as narrow as this one (128 dimensions) has little room to be made of separate parts.
 #
 # Do the absorbing latents of section 3 decompose into a letter part and a word part? For each one,
 # its meta-latents, the cosine of each meta-latent's decoder direction with the letter's probe, and
@@ -1001,10 +1179,11 @@ print(f"absorbing latents: mean cosine of the latent with its probe {np.mean(own
 # %% [markdown]
 # Expected output: no. If an absorber were "word + letter", one of its meta-latents should point
 # along the letter's probe more than the absorber itself does. On average the absorber's own
-# cosine with the probe is {{0.28}} and that of its best meta-latent {{0.24}}: the meta-SAE does not
-# isolate a letter part. In this world, meta-SAEs find weakly meaningful shared parts, and they
-# do not undo the absorption we measured. The meta-SAE work reports interpretable decompositions
-# for much wider SAEs of a larger model; do not expect the same here.
+# cosine with the probe is {{0.17}} and that of its best meta-latent {{0.12}}: the meta-SAE does not
+# isolate a letter part (with three absorbers, a weak test). In this world meta-SAEs find no
+# shared parts beyond what random vectors give, and they do not undo the absorption we measured. The
+# meta-SAE work reports interpretable decompositions for much wider SAEs of a larger model; do not
+# expect the same here.
 
 # %% [markdown]
 # ## 5 · Logit lens and token enrichment
@@ -1161,8 +1340,53 @@ lens = pd.DataFrame({
 print(f"{len(lens)} latents studied: " + ", ".join(f"{v} {k}" for k, v in lens["kind"].value_counts().items()))
 
 # %% [markdown]
+# Before we trust "this latent's lens is enriched for a class", two controls. Each latent was tested
+# against every class, so its best p-value must be corrected for the number of classes tried
+# (Bonferroni: multiply by the number of classes). And the embeddings are tied, so the tokens of a
+# class sit close together in embedding space: *any* direction whose lens lands near one of them
+# picks up several. The null model is random directions, put through the same lens and the same
+# test: isotropic Gaussian directions, and, closer to what a decoder row looks like, Gaussian
+# directions with the covariance of the SAE's decoder rows. 20 draws of as many directions as
+# there are latents.
+
+# %%
+n_classes = len(class_names)
+p_corrected = (best.values * n_classes).clamp(max=1.0)
+lens["p_class"] = p_corrected.numpy()  # from here on, the class p-value is Bonferroni-corrected
+
+
+def share_enriched(directions: Tensor, alpha: float = 1e-3) -> float:
+    """Share of `directions` whose top-10 lens tokens are enriched for some class (corrected p < alpha)."""
+    top = (directions @ model.W_U).topk(10, dim=-1).indices
+    return float((enrichment_matrix(top, class_sets, vocab_size).min(-1).values * n_classes < alpha).float().mean())
+
+
+dec_rows = wide.W_dec[studied]
+chol = torch.linalg.cholesky(torch.cov(dec_rows.T) + 1e-6 * torch.eye(dec_rows.shape[1]))
+gen = torch.Generator().manual_seed(0)
+null = {"isotropic": [], "decoder covariance": []}
+for _ in range(20):
+    null["isotropic"].append(share_enriched(torch.randn(dec_rows.shape, generator=gen)))
+    null["decoder covariance"].append(share_enriched(torch.randn(dec_rows.shape, generator=gen) @ chol.T))
+print(f"lens enriched for some class (Bonferroni over {n_classes} classes, p < 0.001): "
+      f"decoder rows {share_enriched(dec_rows):.2f}, uncorrected {float((best.values < 1e-3).float().mean()):.2f}")
+for name, shares in null.items():
+    print(f"  random directions ({name}), 20 draws: median {np.median(shares):.2f}, "
+          f"range {min(shares):.2f} to {max(shares):.2f}")
+# the same control for "prediction": a random direction's lens against each latent's own next tokens
+null_prediction = []
+for _ in range(20):
+    random_top = (torch.randn(dec_rows.shape, generator=gen) @ chol.T @ model.W_U).topk(10, dim=-1).indices
+    p_null = torch.stack([enrichment_matrix(random_top[i:i + 1], came_next[i:i + 1], vocab_size)[0, 0]
+                          for i in range(len(studied))])
+    null_prediction.append(float((p_null < 1e-3).float().mean()))
+print(f"lens enriched in the latent's own next tokens (p < 0.001): decoder rows {float((p_prediction < 1e-3).float().mean()):.2f}; "
+      f"random directions against the same next tokens, 20 draws: median {np.median(null_prediction):.2f}, "
+      f"range {min(null_prediction):.2f} to {max(null_prediction):.2f}")
+
+# %% [markdown]
 # Now we score the lens against the ground truth. Take a latent whose top tokens are enriched for a
-# planted class (p < 0.001). Over all the tokens where it fires, how often does the token it sits
+# planted class (corrected p < 0.001). Over all the tokens where it fires, how often does the token it sits
 # on belong to that class, and how often the **next** token? Compared with how common the class is
 # in the corpus (its base rate), this says whether the lens's claim "this latent promotes class X"
 # is true of the text: a prediction latent should be followed by class X far more often than chance.
@@ -1196,17 +1420,27 @@ for j, row in examples.iterrows():
           f"(p = {row['p_class']:.1e}); next token in the class {row['next']:.0%} of its firings (base rate {row['base']:.1%})")
 
 # %% [markdown]
-# Expected output: of the {{583}} latents studied, {{150}} are prediction latents and only {{3}} are input
+# Expected output: of the {{620}} latents studied, {{242}} are prediction latents and only {{5}} are input
 # latents; the rest are unclassified. Few input latents means the tied-embedding echo rarely
-# dominates a lens at this layer, as chapter 02's measurements suggested.
+# dominates a lens at this layer, as chapter 02's measurements suggested. The prediction label
+# survives its control: the latent's own lens is enriched in its next tokens (p < 0.001) for {{0.39}}
+# of the latents, a random direction's lens against the same next tokens for a median {{0.00}} (at
+# most {{0.01}} in 20 draws).
 #
-# Against the ground truth: for the {{63}} prediction latents with an enriched class, the next token
-# is in that class for a median {{0.124}} of their firings, against a base rate of {{0.009}}; the
-# token they sit on, only {{0.013}}. So when the lens, the enrichment test and the next tokens agree,
-# the claim "this latent promotes class X" holds in the text, far above the base rate.
-# An enriched class alone is not enough: the {{159}} unclassified latents with an enriched class are
-# followed by it at about the base rate ({{0.007}}). The lens of a mid-model latent is a
-# hypothesis about its output, to be checked against what follows its firings.
+# The class enrichment needs its controls more. Uncorrected, {{0.26}} of the decoder rows have a lens
+# enriched for some class at p < 0.001; corrected for the {{200}} classes tried, {{0.09}}. Random
+# directions put through the same lens and test reach {{0.03}} (median of 20 draws, range {{0.01}}
+# to {{0.04}} for isotropic directions; {{0.02}} to {{0.05}} with the decoder rows' covariance). So
+# decoder rows are enriched about three times as often as chance, and chance is not zero: with tied
+# embeddings, a class's tokens sit close together, and any direction near one of them finds several.
+#
+# Against the ground truth, for the {{44}} prediction latents with a corrected enriched class, the
+# next token is in that class for a median {{0.128}} of their firings, against a base rate of
+# {{0.007}}; the token they sit on, also only {{0.007}}. So when the lens, the enrichment test and the
+# next tokens agree, the claim "this latent promotes class X" holds in the text, far above the base
+# rate. An enriched class alone is weaker: the {{12}} unclassified latents with one are followed by it
+# for a median {{0.055}} of their firings. The lens of a mid-model latent is a hypothesis about its
+# output, to be checked against what follows its firings.
 
 # %% [markdown]
 # ## 6 · Autointerp, scored against the truth
@@ -1295,45 +1529,71 @@ tests.test_autointerp(autointerp)
 # in at least 15 documents, the two that match a planted concept best, two in the middle and two
 # near the bottom (by F1 of "fires" against their best concept's tokens; this is the concept
 # each explanation is scored against).
+#
+# How to score detection. Each run shows the client 15 sequences, 5 top examples and 10 random
+# windows, and in a random window the latent may fire too. F1 then rewards saying "yes" to
+# everything, so the table also gives the F1 of that "always yes" answer, and it reports the
+# **balanced accuracy** (the mean of the hit rate on sequences where the latent fires and the
+# correct-rejection rate on those where it does not), as delphi does with its balanced scores:
+# chance, and "always yes", is 0.5. Each latent is run with 5 seeds (other random windows, other
+# orders), shown as mean ± standard deviation. One departure from delphi remains: its negatives are
+# windows where the latent does *not* fire; ours are random, and the last column says how many of
+# them fire (they count as positives).
 
 # %%
 docs_fired = ((corpus_acts > 0) & data.mask[..., None]).any(1).sum(0)  # documents in which each latent fires
 candidates = [(concepts_of.best_concept(j)[3], j) for j in live.tolist() if docs_fired[j] >= 15]
 candidates.sort(reverse=True)
 picks = [candidates[i][1] for i in (0, 1, len(candidates) // 2, len(candidates) // 2 + 1, -2, -1)]
+
+
+def balanced_accuracy(scores) -> float:
+    """Mean of the hit rate on positives and the correct-rejection rate on negatives: 0.5 is chance,
+    and also what "always yes" or "always no" scores."""
+    hit = scores.tp / max(scores.tp + scores.fn, 1)
+    reject = scores.tn / max(scores.tn + scores.fp, 1)
+    return (hit + reject) / 2
+
+
 rows_ai = []
 for j in tqdm(picks, desc="autointerp"):
     concept, precision, recall, f1_score = concepts_of.best_concept(j)
-    result = autointerp(corpus_acts[..., j], data, to_str, client, concept)
+    runs = [autointerp(corpus_acts[..., j], data, to_str, client, concept, seed=seed) for seed in range(5)]
+    bal_act = [balanced_accuracy(r["vs activations"]) for r in runs]
+    bal_concept = [balanced_accuracy(r["vs concept"]) for r in runs]
+    positives = [r["vs activations"].tp + r["vs activations"].fn for r in runs]
     rows_ai.append({"latent": j, "concept": concept, "concept F1": round(f1_score, 2),
-                    "explanation": result["explanation"],
-                    "detection F1 (activations)": round(result["vs activations"].f1, 2),
-                    "detection F1 (concept)": round(result["vs concept"].f1, 2)})
+                    "explanation": runs[0]["explanation"],
+                    "bal. acc. (activations)": f"{np.mean(bal_act):.2f} ± {np.std(bal_act):.2f}",
+                    "bal. acc. (concept)": f"{np.mean(bal_concept):.2f} ± {np.std(bal_concept):.2f}",
+                    "F1 (activations)": round(float(np.mean([r["vs activations"].f1 for r in runs])), 2),
+                    "F1 of always yes": round(float(np.mean([2 * p / (p + 15) for p in positives])), 2),
+                    "random windows that fire": round(float(np.mean([(p - 5) / 10 for p in positives])), 2)})
 autointerp_table = pd.DataFrame(rows_ai).set_index("latent")
-with pd.option_context("display.max_colwidth", 90, "display.width", 250):
-    print(autointerp_table.to_string())
-gap = autointerp_table["detection F1 (activations)"] - autointerp_table["detection F1 (concept)"]
-j_gap = int(gap.idxmax())
-print(f"largest gap: latent {j_gap}, detection F1 {autointerp_table.loc[j_gap, 'detection F1 (activations)']:.2f} "
-      f"against its activations, {autointerp_table.loc[j_gap, 'detection F1 (concept)']:.2f} against the planted "
-      f"concept {autointerp_table.loc[j_gap, 'concept']!r} (concept F1 of the latent itself "
-      f"{autointerp_table.loc[j_gap, 'concept F1']:.2f})")
-
+with pd.option_context("display.max_colwidth", 60, "display.width", 250):
+    print(autointerp_table.drop(columns="explanation").to_string())
+    print(autointerp_table["explanation"].to_string())
 # %% [markdown]
 # Expected output (with the offline client; an API client writes other explanations and gets
-# other scores). Three patterns, each visible only because the world has labels:
+# other scores). Three patterns, each visible only because the world has labels and the scores have
+# a chance level:
 #
-# - **Both scores high**: latent {{566}} matches `quote_open` (F1 {{0.77}}), the explanation names
-#   the opening quote, and it scores {{1.00}} against the activations and against the concept.
-# - **A good latent, a poor explanation**: latent {{875}} matches `number` well (F1 {{0.62}}), but it
-#   fires on many different number tokens, and an explanation that lists the three most frequent
-#   tokens predicts neither its activations ({{0.36}}) nor the concept ({{0.40}}). A real LLM would
-#   likely say "numbers" here: this is where the offline client is weakest.
-# - **Right about the activations, wrong about the meaning**: latent {{481}} gets detection F1
-#   {{0.84}} from an explanation that lists function words, and {{0.00}} against its best planted
-#   concept `landmark`, which the latent itself matches poorly (F1 {{0.17}}). A high detection score
-#   says the explanation predicts where the latent fires; it does not say the latent tracks a
-#   meaningful concept, and with 15 sequences per latent it is a noisy number.
+# - **A good latent, a useless explanation**: latent {{270}} matches `p3_run` (the repeated random
+#   spans) with F1 {{0.81}}, but it fires on many different tokens of those spans, and an explanation
+#   that lists three of them scores a balanced accuracy of {{0.49 ± 0.02}}: chance. Its F1 is 0 while
+#   "always yes" would get {{0.63}}. A real LLM would likely say "random lists of words"; this is where
+#   the offline client is weakest.
+# - **Barely above chance**: latent {{648}} (also `p3_run`) gets detection F1 {{0.65}}, which looks
+#   respectable until you see that "always yes" gets {{0.62}}; its balanced accuracy, {{0.72 ± 0.10}},
+#   says the explanation helps a little, with a large spread over seeds.
+# - **Right about the concept, not about the latent**: latent {{485}} matches its best concept,
+#   `city_state`, poorly (F1 {{0.14}}); the explanation lists three cities, which finds the sequences
+#   with that concept perfectly ({{1.00 ± 0.00}}) but predicts the latent's firing hardly better than
+#   chance ({{0.57 ± 0.01}}). The two scores answer different questions: does the explanation predict
+#   the latent, and does it name a planted concept.
+#
+# With 15 sequences per run, one answer more or less moves a score by several hundredths: always look
+# at the spread over seeds before comparing two explanations.
 #
 # To try a real LLM, set `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) and `AUTOINTERP_MODEL` before
 # starting Jupyter, and rerun this section: `client_from_env()` picks it up. Every call is one
@@ -1344,36 +1604,37 @@ print(f"largest gap: latent {j_gap}, detection F1 {autointerp_table.loc[j_gap, '
 #
 # Autointerp reads a latent from the outside, through its examples. **Patch scoping** asks the
 # model itself. Take a prompt that makes the model describe whatever sits at one position, the
-# *placeholder*: here a definition prompt of the course world (P9), `The meaning of the word " X "
-# is "`, where the model answers with the first word of the definition of the word in quotes.
+# *placeholder*: here a definition prompt of the course world (P9), `The meaning of the word "X" is
+# "`, where the model answers with the first word of the definition of the word in quotes.
 # Replace the residual stream at the placeholder by a latent's decoder direction, times a scale,
-# and read the answer: if the latent means "nut", the model should say " hard" (a hard seed).
+# and read the answer: if the latent means "nut", the model should say "hard" (a hard seed).
 #
 # The answers are checkable: each defined word has one planted definition, whose first token is
 # unique to it. First the prompts: one per defined word (the *source*: the model's answer is that
-# word's definition) and the same prompt with the placeholder " X" in its place (the *target*).
+# word's definition) and the same prompt with the placeholder "X" in its place (the *target*).
 
 # %% [module]
-def definition_prompts(placeholder: str = " X") -> dict:
-    """The first P9 template, cut before the definition, for every defined word.
+def definition_prompts(placeholder: str = "X") -> dict:
+    """The first P9 frame, cut before the definition, for every defined word.
 
     Returns {"source": (n_words, n_ctx) ids with each word in place, "target": (n_ctx,) ids with
     `placeholder` instead, "position": the word's position, "word": [str], "answer": (n_words,)
     id of the first token of each word's definition}.
     """
-    vocab = {t: i for i, t in enumerate(all_tokens())}
-    rows, position = [], None
+    vocab = load_tokenizer().get_vocab()
+    text = frame_text(FRAMES["definition"][0])  # The meaning of the word "{w}" is "{def!}".
+    rows, answers, position = [], [], None
     for word, definition in F.DEFINITIONS.items():
-        sentence = render(T["p9"][0], {"w": _Slot(word, "placeholder"), "def": _Slot(tuple(f" {d}" for d in definition),
-                                                                                    "definition")})
-        cut = next(i for i, tok in enumerate(sentence) if "definition" in tok.labels)
+        sentence = render(text, {"w": value(word, "placeholder"), "def": value(definition)}, lead_space=False)
+        cut = next(i for i, tok in enumerate(sentence) if "answer" in tok.labels)
         position = 1 + next(i for i, tok in enumerate(sentence) if "placeholder" in tok.labels)
         rows.append([vocab[BOS]] + [vocab[tok.text] for tok in sentence[:cut]])
+        answers.append(vocab[sentence[cut].text])
     source = torch.tensor(rows)
     target = source[0].clone()
     target[position] = vocab[placeholder]
     return {"source": source, "target": target, "position": position, "word": list(F.DEFINITIONS),
-            "answer": torch.tensor([vocab[" " + d[0]] for d in F.DEFINITIONS.values()])}
+            "answer": torch.tensor(answers)}
 
 
 # %%
@@ -1436,18 +1697,21 @@ for layer in range(model.cfg.n_layers):
           "of the words")
 
 # %% [markdown]
-# Expected output: at `blocks.0.hook_resid_pre` the patched word decides the answer for {{100%}} of
-# the words; from `blocks.1.hook_resid_pre` on, for {{0%}}. So from layer 1 on, patching the
-# placeholder changes nothing; the likely reason (not measured here) is that layer-0 attention
-# has already carried the word to the later positions, which the answer reads instead. Our width family reads `blocks.2.hook_resid_pre`, where patch scoping at the placeholder
-# cannot work. So we patch scope the residual SAE of layer 0, whose latents read the same place
-# the patch goes. For each defined word we take the layer-0 latent most specific to it (large on
-# the word in its source prompt, small on the other words) and score it on the held-out corpus
-# against the truth "the token is this word".
+# Expected output: the model defines every source word right ({{100%}}), and on the target prompt
+# it says {{'soft'}}, the start of pillow's definition. Patching the real residual at
+# `blocks.0.hook_resid_pre` makes the answer follow the patched word for {{100%}} of the words; from
+# `blocks.1.hook_resid_pre` on, for {{4%}}, which is one word in 24: pillow, whose answer the target
+# prompt gives anyway. So from layer 1 on, patching the placeholder changes nothing; the likely
+# reason (not measured here) is that layer-0 attention has already carried the word to the later
+# positions, which the answer reads instead. Our width family reads `blocks.2.hook_resid_pre`, where
+# patch scoping at the placeholder cannot work. So we patch scope the residual SAE of layer 0, whose
+# latents read the same place the patch goes. For each defined word we take the layer-0 latent most
+# specific to it (large on the word in its source prompt, small on the other words) and score it on
+# the held-out corpus against the truth "the token is this word".
 
 # %%
 from utils.latent_truth import score, token_is
-from utils.world.dictionaries import load_dictionary
+from utils.world.v2 import load_dictionary
 
 sae0 = load_dictionary("resid_pre_0")
 hook0 = sae0.cfg.metadata.hook_name
@@ -1466,13 +1730,18 @@ print(f"{len(set(word_latent.tolist()))} distinct latents for {len(defs['word'])
 # Now the scale-tuning curve: for scales from small to large, the share of words for which the
 # patched direction makes the model give that word's definition (right), and the share for which
 # it gives the first word of *some* definition (an answer in the right genre). Besides the latents,
-# we patch a direction known to mean the word, its token embedding (unit norm), as a control: it
-# shows what the method can do at this place when the direction is right.
+# we patch directions known to mean the word, as controls of what the method can do at this place
+# when the direction is right: the word's token embedding, and the token embedding plus the position
+# embedding of the placeholder (what the residual stream really holds there before layer 0). As a
+# null, one random direction per word.
 
 # %%
 scales = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
 word_ids = defs["source"][:, defs["position"]]
-candidates_ps = {"layer-0 SAE latent": sae0.W_dec[word_latent], "token embedding (control)": model.W_E[word_ids]}
+gen = torch.Generator().manual_seed(0)
+candidates_ps = {"layer-0 SAE latent": sae0.W_dec[word_latent], "token embedding (control)": model.W_E[word_ids],
+                 "token + position embedding (control)": model.W_E[word_ids] + model.W_pos[defs["position"]],
+                 "random direction (null)": torch.randn(len(word_ids), model.cfg.d_model, generator=gen)}
 curves, answers_ps = [], {}
 for name, vectors in candidates_ps.items():
     unit = vectors / vectors.norm(dim=-1, keepdim=True)
@@ -1496,20 +1765,23 @@ fig = px.line(curve, x="scale", y="right definition", color="direction", markers
 fig.show()
 
 # %% [markdown]
-# Expected output: the token embedding of the word, patched at the placeholder, makes the model
-# give that word's definition for up to {{13}} of the {{24}} words (best at the smallest scale,
-# {{0.54}} of them), and less as the scale grows: a large vector at the placeholder swamps what the
-# first layer writes there, and by scale 16 only {{0.17}} remain. The layer-0 SAE latents give the
-# right definition for {{2}} of {{24}} words at every scale. The reason is visible in their scores
-# against the truth: the latent most specific to a word in its prompt is not a latent *for* that
-# word on the corpus (median F1 {{0.02}} with the word's token). The method works when the
-# direction means the word; these latents do not. Three lessons that carry over to real models:
+# Expected output: both controls make the model give the right definition for {{24 of 24}} words at
+# every scale from 0.125 to 16: on this model the curve is flat, because the first block reads the
+# placeholder through a LayerNorm, which removes the scale, and the word's direction decides. The
+# layer-0 SAE latents give the right definition for {{0 of 24}} words at every scale, exactly like the
+# random directions; even "some definition" ({{0.21}} of the words at most scales) is at the level of
+# the random null ({{0.21}} to {{0.29}}). The reason is visible in their scores against the truth:
+# the latent most specific to a word in its prompt is not a latent *for* that word on the corpus
+# (median F1 {{0.00}} with the word's token; only bread's latent, {{0.40}}, comes close). The method
+# works when the direction means the word; these latents do not. Three lessons that carry over to
+# real models:
 #
 # - the placeholder must be read after the layer you patch: here only layer 0 qualifies, so the
 #   width family of this chapter cannot be patch-scoped at the placeholder;
-# - the scale matters and has no natural value; sweep it and report the curve, not one point;
-# - score the answers against something you know (here the planted definitions); a fluent answer
-#   for a latent that does not mean the word would be a confident mistake.
+# - the scale can matter and has no natural value; sweep it and report the curve, not one point
+#   (here the sweep shows that it does not matter);
+# - compare with a direction that means the word and with random directions, and score the answers
+#   against something you know (here the planted definitions).
 
 
 # %% [markdown]
@@ -1520,15 +1792,16 @@ fig.show()
 # about what it does, scored against the planted labels. A hypothesis here has three parts:
 #
 # - `concept`: one planted concept label (`data.concepts`, explained in
-#   `utils.world.concepts.CONCEPT_LEGEND`), such as `"category:bird"` or `"quote_open"`;
+#   `utils.world.v2.concepts.CONCEPT_LEGEND`), such as `"category:bird"` or `"quote_open"`;
 # - `fires_on`: `"input"` if the concept holds on the token the latent fires on, `"prediction"` if
 #   it holds on the token that comes **next** (section 5's prediction latents);
 # - `description`: one sentence in your own words (not scored, but write it before you score).
 #
 # The latent is chosen by computation, so that it exists on any retrained world: among the latents
 # of the widest SAE that fire in at least 15 documents and that section 6 did not already explain,
-# the one that some planted hypothesis (any concept, on either token) describes best. Only its id
-# is printed; what it is about is yours to find.
+# we keep those that the labels describe far better through the token that comes next than through
+# the token they fire on (the harder kind to read: the top examples show where it fires, not why),
+# and take the best described of them. Only its id is printed; what it is about is yours to find.
 
 # %% [module]
 from utils.world.concepts import LabelledCorpus
@@ -1544,12 +1817,13 @@ def next_token_corpus(data) -> LabelledCorpus:
 
 def capstone_choice(f1_input: Tensor, f1_prediction: Tensor, docs_fired: Tensor, exclude: list[int],
                     min_docs: int = 15) -> int:
-    """The latent with the best F1 of any hypothesis, (n_concepts, d_sae) at each position, among those
-    that fire in at least `min_docs` documents and are not in `exclude`."""
-    best = torch.maximum(f1_input.max(0).values, f1_prediction.max(0).values)
-    eligible = docs_fired >= min_docs
+    """Among the latents that fire in at least `min_docs` documents and are not in `exclude`, and whose
+    best hypothesis about the next token scores at least twice the best about the token they fire on
+    ((n_concepts, d_sae) F1s at each position), the one whose next-token hypothesis scores best."""
+    on_next, on_token = f1_prediction.max(0).values, f1_input.max(0).values
+    eligible = (docs_fired >= min_docs) & (on_next >= 2 * on_token)
     eligible[list(exclude)] = False
-    return int(best.masked_fill(~eligible, -1.0).argmax())
+    return int(on_next.masked_fill(~eligible, -1.0).argmax())
 
 
 # %%
@@ -1661,9 +1935,9 @@ def capstone_hypothesis() -> dict:
     # BEGIN SOLUTION
     # Written from the evidence printed above on the shipped world (if the world is retrained, the
     # check names the new capstone latent and this answer must be rewritten, like the quoted text).
-    return {"latent": 268, "concept": "definition_word", "fires_on": "prediction",
-            "description": "fires on the opening quote of 'The meaning of the word \"', predicting the word "
-                           "about to be defined"}
+    return {"latent": 784, "concept": "defined_word", "fires_on": "prediction",
+            "description": "fires just before the word a definition sentence is about to define (the opening "
+                           "quote or article in front of it), so the next token is the defined word"}
     # END SOLUTION
 
 
@@ -1673,7 +1947,7 @@ def capstone_hypothesis() -> dict:
 # in which sentences. Then look for the planted concept that names that theme, no broader.
 
 # %% [hint]
-# `utils.world.concepts.explain_concept(code)` says what a label means (`concept_legend_table()`
+# `utils.world.v2.explain_concept(code)` says what a label means (`concept_legend_table()`
 # lists them all). Score each candidate with `score_hypothesis(acts_c, data, concept, fires_on)`,
 # at both positions: a good one has precision *and* recall well above the others.
 
@@ -1708,34 +1982,34 @@ print(f"it fires on {int(missed_by_h.sum())} of its {int(fires_c.sum())} tokens 
       Counter(zip(to_str(data.tokens[missed_by_h].tolist()), to_str(next_ids[missed_by_h].tolist()))).most_common(4))
 
 # %% [markdown]
-# Expected output (a spoiler: read it once your check passes). The capstone latent {{268}} fires
-# on {{70}} tokens, most of them ({{54}}) the same punctuation token: the quote that follows "The
-# meaning of the word". A latent that fires on one token in some contexts only is about the
+# Expected output (a spoiler: read it once your check passes). The capstone latent {{784}} fires
+# on {{44}} tokens, most of them ({{40}}) the same punctuation token: the quote that opens the word
+# in "the word "needle" means". A latent that fires on one token in some contexts only is about the
 # context or about what comes next, and the next tokens are the words being defined. The labels
-# agree: the hypothesis `{{definition_word}}` as a `{{prediction}}` has precision {{0.74}}, recall
-# {{0.72}} and F1 {{0.73}}, the best of any planted hypothesis. The evidence, tool by tool:
+# agree: the hypothesis `{{defined_word}}` as a `{{prediction}}` has precision {{0.59}}, recall
+# {{0.42}} and F1 {{0.49}}, the best of any planted hypothesis. The evidence, tool by tool:
 #
 # - **top examples and next tokens** carry the story; the **offline autointerp** explanation only
-#   names the quote token, which predicts where the latent fires in definitions but not why;
-# - **token → latent gradients** (chapter 01) on its top example are dominated by the quote itself
-#   ({{+1.43}}); the only earlier token of note is {{' meaning'}} ({{+0.07}}). The latent fires on
-#   this quote, not on the one that opens the definition a few tokens later and hardly ever on the
-#   quotes of dialogue, so it depends on context; yet scaling any earlier token moves it little:
-#   a gradient is a local sensitivity, and here it does not show where the context comes from;
-# - section 5 had already classed it as a **prediction latent** from its lens and next tokens,
-#   without labels; the same concept on the token itself scores {{0.00}};
-# - the **logit lens** mixes defined words and words of definitions, and its most enriched class,
-#   `{{p9_answer}}` (the first word of a definition), scores {{0.00}} as a prediction: the latent
-#   predicts the defined word, which comes earlier in the sentence. The lens is a lead, not a verdict;
-# - **splitting**: its closest latent one width down, {{294}} at width {{512}}, has decoder cosine
-#   {{0.72}} and fires on {{0.90}} of the tokens the capstone latent fires on: the narrower SAE
-#   already has nearly the same latent, so it did not appear by splitting between these two widths;
-# - the best concept of the token it sits on, `{{spelled_word}}`, scores only {{0.15}}, and what the
-#   hypothesis leaves out is in the last line: {{18}} firings, mostly on a word in a spelling
-#   sentence (P10, "The word swan starts with ..."), a frame close to "the meaning of the word".
+#   names the quote token, which predicts where the latent fires but not why;
+# - **token → latent gradients** (chapter 01) on its top example point at the context: the quote
+#   itself ({{+0.40}}) and, as much, the word before it, {{' word'}} ({{+0.41}}). The quotes of
+#   dialogue do not make it fire nearly as often, so the context decides;
+# - section 5 did **not** class it as a prediction latent ({{unclassified}}), and its lens class
+#   after the correction for the number of classes is not significant: the **logit lens** does boost
+#   a few defined words ('ladder', 'window', 'nut') but among unrelated tokens. The lens is a lead,
+#   not a verdict, and here a weak lead;
+# - the same concept on the token itself scores {{0.00}}, and the best concept of the token it sits
+#   on, `{{definition}}` (every token of a definition sentence), only {{0.07}}: precise, far too broad;
+# - **splitting**: its closest latent one width down, {{267}} at width {{512}}, has decoder cosine
+#   {{0.48}} and fires on {{0.93}} of the tokens the capstone latent fires on: the narrower SAE already
+#   has a similar latent;
+# - what the hypothesis leaves out is in the last line: {{18}} firings where the next token is not a
+#   defined word, mostly the opening quotes of dialogue ('"Look', '"Nobody').
 #
-# Two limits of this grading. A concept label is a coarse language: the check asks for the best
+# Three limits of this grading. A concept label is a coarse language: the check asks for the best
 # planted description, not for everything the latent does, and the residue above belongs in a full
-# answer. And the bar is relative to the best label for this latent: on a latent that no planted
-# concept describes well, even the best hypothesis would be a poor description, and a check like
-# this one would not say so.
+# answer. The bar is relative to the best label for this latent (here F1 0.49, so even the best
+# description misses more than half of what the latent does), and the check does not say so. And a
+# loop of `score_hypothesis` over every concept at both positions would find the same answer without
+# reading any evidence: the check grades the label, not the reasoning, which is what the
+# `description` is for.
