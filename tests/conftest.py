@@ -232,6 +232,56 @@ def hostile_notebooks() -> dict[str, nbformat.NotebookNode | str]:
         if "exercise" in cell.metadata.get("tags", []) and cell.get("id") != SPARSE_ID:
             cell.source = cell.source.replace("raise NotImplementedError(", "return None  # (")
     nbs["all_failed"] = all_failed
+    # Reaching outside the kernel (the OS sandbox, utils/grading/kernel_sandbox.py): each prints what
+    # it reached, read back through the grader's --printed text (tests/test_grade.py).
+    nbs["sandbox_peek"] = _insert_after(_short_chapter01("wrong"), IMPORTS_ID, (
+        "import glob, os\n"
+        "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+        "secret = 0\n"
+        "for pid in pids:\n"
+        "    try:\n"
+        "        secret += b'GRADER_TEST_SECRET' in open(f'/proc/{pid}/environ', 'rb').read()\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "found = [p for p in glob.glob('/tmp/pytest-of-*/**/*', recursive=True) if p.endswith(('.ipynb', '.csv', '.json'))]\n"
+        f"repo = os.path.exists({str(course.REPO_ROOT)!r})\n"
+        "print(f'PEEK pids={len(pids)} secret={secret} files={len(found)} repo={repo}')"
+    ))
+    nbs["sandbox_peers"] = _insert_after(_short_chapter01("wrong"), IMPORTS_ID, (
+        "import glob, os\n"
+        "from ipykernel.connect import get_connection_file\n"
+        "mine = os.path.realpath(get_connection_file())\n"
+        "names = ('connection', 'kernel-')  # a sandboxed kernel's file, an unsandboxed one's\n"
+        "others = [p for p in glob.glob('/tmp/**/*.json', recursive=True)\n"
+        "          if os.path.basename(p).startswith(names) and os.path.realpath(p) != mine]\n"
+        "reached = 0\n"
+        "for path in others:\n"
+        "    try:\n"
+        "        from jupyter_client import BlockingKernelClient\n"
+        "        kc = BlockingKernelClient(connection_file=path); kc.load_connection_file(); kc.start_channels()\n"
+        "        kc.wait_for_ready(timeout=3); reached += 1\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "print(f'PEERS files={len(others)} reached={reached}')"
+    ))
+    nbs["sandbox_killer"] = _insert_after(_short_chapter01("wrong"), IMPORTS_ID, (
+        "import os, signal\n"
+        "visible = [int(p) for p in os.listdir('/proc') if p.isdigit()]\n"
+        "sandboxed = len(visible) < 10  # outside a sandbox, as root, what follows would end every process\n"
+        "try:\n"
+        "    if sandboxed:\n"
+        "        os.kill(-1, signal.SIGKILL)  # every process it may signal but itself and init\n"
+        "    print('KILLER -1: killed some')\n"
+        "except OSError as err:\n"
+        "    print(f'KILLER -1: {type(err).__name__}')\n"
+        "print(f'KILLER visible={len(visible)}')"
+    ), (
+        "for pid in visible if sandboxed else []:  # init cannot be killed from inside; the kernel can\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError:\n"
+        "        pass"
+    ))
     return nbs
 
 

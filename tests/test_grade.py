@@ -79,7 +79,55 @@ OPTIONS = ["--chapter", "01", "--exercises", "sparse_tensor", "--timeout", "20",
 def hostile(hostile_folder, run_python, tmp_path_factory):
     out = tmp_path_factory.mktemp("hostile-grades")
     # A variable of the grader's own environment, which no notebook may see.
-    return grade(run_python, out, hostile_folder, options=OPTIONS, GRADER_TEST_SECRET="1")
+    return grade(run_python, out, hostile_folder, options=[*OPTIONS, "--printed", str(out / "printed")],
+                 GRADER_TEST_SECRET="1")
+
+
+def _printed(hostile, name: str) -> str:
+    stdout, rows, _ = hostile
+    folder = Path(next(line for line in stdout.splitlines() if line.startswith("Details, with every message: "))
+                  .removeprefix("Details, with every message: ")).parent / "printed"
+    return (folder / f"{name}.txt").read_text()
+
+
+def test_a_kernel_reaches_nothing_outside_its_sandbox(hostile):
+    """Kernels run in bubblewrap (utils/grading/kernel_sandbox.py): a notebook sees only its own
+    processes, none of the grader's environment, no submission, report or repository file, no other
+    kernel; and one that kills every process it can see ends only itself."""
+    from browser import need
+    from utils.grading import kernel_sandbox
+
+    why_not = kernel_sandbox.problem()
+    need(why_not is None, f"no OS sandbox here: {why_not}")
+    _, rows, report = hostile
+    peek = next(line for line in _printed(hostile, "sandbox_peek").splitlines() if line.startswith("PEEK"))
+    pids = int(peek.split()[1].removeprefix("pids="))
+    assert pids <= 4 and peek.endswith("secret=0 files=0 repo=False"), peek  # the kernel, bwrap, a child or two
+    assert "PEERS files=0 reached=0" in _printed(hostile, "sandbox_peers")
+    # kill(-1) finds nothing to kill; killing every pid it sees ends the kernel alone
+    assert "KILLER -1: ProcessLookupError\nKILLER visible=2" in _printed(hostile, "sandbox_killer")
+    assert rows["sandbox_killer"]["status"] == "crashed", report["sandbox_killer"]
+    assert all(row["status"] not in ("", "grader error") for row in rows.values()), rows  # the others were graded
+    assert not any("without the OS sandbox" in note for g in report.values() for note in g.get("notes", []))
+
+
+def test_without_the_sandbox_the_grader_says_so_once_and_notes_it(student_notebooks, run_python, tmp_path):
+    out = tmp_path / "grades"
+    stdout, rows, report = grade(run_python, out, student_notebooks["solved"],
+                                 options=["--no-sandbox", "--exercises", "sparse_tensor", "--timeout", "120"])
+    warnings = [line for line in stdout.splitlines() if "without the OS sandbox" in line]
+    assert warnings == ["warning: kernels run without the OS sandbox, as this user, able to see other processes "
+                        "and files: --no-sandbox was given"]
+    (grade_,) = report.values()
+    assert (grade_["status"], grade_["exercises"]["sparse_tensor"]["result"]) == ("ok", "passed")
+    assert "graded without the OS sandbox" in grade_["notes"]
+
+
+def _sandboxed() -> bool:
+    """Whether this machine's grader runs kernels in bubblewrap (utils/grading/kernel_sandbox.py)."""
+    from utils.grading import kernel_sandbox
+
+    return kernel_sandbox.problem() is None
 
 
 def _result(row):
@@ -110,9 +158,13 @@ def test_forged_results_are_not_believed(hostile):
 
 def test_notebooks_are_isolated(hostile):
     _, rows, report = hostile
-    # The spoiler rewrote tests.py in its copy of the course: it was put back before the check.
-    assert _result(rows["a_spoiler"]) == ("failed", "failed")
-    assert "it changed course files (put back before each check): chapters/01_latent_gradients/tests.py" in report["a_spoiler"]["review"]
+    if _sandboxed():  # the course copy is mounted read-only: the spoiler's first write fails
+        assert _result(rows["a_spoiler"]) == ("error", "failed")
+        assert "raised OSError: [Errno 30] Read-only file system" in report["a_spoiler"]["detail"]
+    else:  # the spoiler rewrote tests.py in its copy of the course: it was put back before the check
+        assert _result(rows["a_spoiler"]) == ("failed", "failed")
+        assert ("it changed course files (put back before each check): chapters/01_latent_gradients/tests.py"
+                in report["a_spoiler"]["review"])
     # The next notebook sees a clean copy, an empty working folder, no other chapter and none of
     # the grader's variables (its own cell asserts so), and gets its own result.
     assert _result(rows["b_victim"]) == ("failed", "failed"), report["b_victim"]["detail"]
@@ -131,9 +183,11 @@ def _read(path: Path) -> str:
 def test_one_bad_notebook_does_not_cost_the_others(hostile, hostile_folder, run_python, tmp_path):
     _, rows, report = hostile
     assert len(rows) == len(list(hostile_folder.glob("*.ipynb")))  # every notebook has its grade
-    # A kernel that kills its worker: what was checked before counts.
-    assert _result(rows["kills_parent"]) == ("crashed", "passed")
-    assert report["kills_parent"]["detail"] == "the kernel's worker process was killed"
+    if _sandboxed():  # a sandboxed kernel's parent is the sandbox's init, which it cannot kill
+        assert _result(rows["kills_parent"]) == ("ok", "passed")
+    else:  # a kernel that kills its worker: what was checked before counts
+        assert _result(rows["kills_parent"]) == ("crashed", "passed")
+        assert report["kills_parent"]["detail"] == "the kernel's worker process was killed"
     assert _result(rows["malformed_metadata"]) == ("ok", "passed")
     # Endless output is stopped, a slow cell interrupted, a memory hog refused; the check after runs.
     assert _result(rows["endless_output"]) == ("error", "passed")

@@ -94,13 +94,18 @@ def remove(root: Path) -> None:
 
 class Scratch:
     """A notebook's throwaway folders: course/ (the read-only copy), work/ (the kernel's working
-    directory), home/ and tmp/."""
+    directory), home/, tmp/ and kernel/ (a sandboxed kernel's connection file and sockets)."""
 
     def __init__(self):
         self.root = Path(tempfile.mkdtemp(prefix="course-grade-"))
-        self.course, self.work, self.home, self.tmp = (self.root / n for n in ("course", "work", "home", "tmp"))
-        for folder in (self.work, self.home, self.tmp):
+        self.course, self.work, self.home, self.tmp, self.kernel = (
+            self.root / n for n in ("course", "work", "home", "tmp", "kernel"))
+        for folder in (self.work, self.home, self.tmp, self.kernel):
             folder.mkdir()
+
+    def sandbox_folders(self) -> dict[str, str]:
+        """The folders a sandboxed kernel sees (utils/grading/kernel_sandbox.py)."""
+        return {name: str(getattr(self, name)) for name in ("course", "work", "home", "tmp", "kernel")}
 
     def __enter__(self):
         return self

@@ -158,9 +158,15 @@ def main() -> int:
     job = json.loads(sys.stdin.read())
     limit_resources(job["memory_gb"])  # inherited by the kernel and everything it starts
     notebook = nbformat.reads(job["notebook"], as_version=4)
+    km = None
+    if job.get("sandbox"):  # the kernel starts inside bubblewrap (utils/grading/kernel_sandbox.py)
+        from utils.grading.kernel_sandbox import kernel_manager
+
+        km = kernel_manager(job["kernel"], job["sandbox"])
     client = GradingClient(
         notebook,
         job,
+        km=km,
         timeout=job["timeout"],
         allow_errors=True,
         interrupt_on_timeout=True,
