@@ -56,14 +56,14 @@ def graph_latent_table(graph, k: int = 10) -> list[GraphLatent]:
 
 def hand_supernodes() -> dict[str, list[str]]:
     """Your grouping of the ten most influential latents, {group name: [labels]}."""
-    # Read from the contexts printed above on the shipped world: 206 fires after sentences about
-    # Texas and 569 just before ' Austin'; 495, 13 and 662 on ' in' / ' of' before a state name;
-    # 672 and 362 where a capital follows; 724 (' is' after "the number of"), 636 ("goal of") and
-    # 856 (inside landmark names) look unrelated to this prompt.
-    return {"Texas": ["L0 #206 @8", "L1 #569 @8"],
-            "say a state": ["L0 #495 @8", "L0 #13 @8", "L0 #662 @8"],
-            "say a capital": ["L2 #672 @8", "L1 #362 @8"],
-            "other": ["L0 #724 @8", "L0 #636 @8", "L3 #856 @8"]}
+    # Read from the contexts printed above on the shipped world: 131, 158 and 290 fire in sentences
+    # about Texas (Lubbock, Houston, Austin); 339, 868 and 160 on ' in' or ',' right before a state
+    # name; 813, 783 and 791 on ',', ' is' or ' of' right before a capital (or a city); 150 fires on
+    # unrelated words (' B', ' home', ' slowly').
+    return {"Texas": ["L3 #131 @8", "L2 #158 @8", "L1 #290 @8"],
+            "say a state": ["L0 #339 @8", "L0 #868 @8", "L0 #160 @8"],
+            "say a capital": ["L0 #813 @8", "L0 #783 @8", "L2 #791 @8"],
+            "other": ["L2 #150 @8"]}
 
 
 def supernodes_from_labels(latents: list[GraphLatent], concept_of, families: tuple[str, ...]) -> dict[str, list[GraphLatent]]:
@@ -91,15 +91,23 @@ def supernode_graph(graph, supernodes: dict[str, list[GraphLatent]]) -> tuple[li
 
 def ablation_predictions() -> dict[str, str]:
     """Your predictions, {supernode name: "lower" | "higher" | "same"}, for zeroing each supernode."""
-    # What a reader of the top examples and labels above might predict (most turn out wrong: see below).
-    return {"Texas": "lower", "say a state": "lower", "say a capital": "lower", "other": "same",
-            "capital:Austin": "lower", "in_state:Texas": "lower", "in_state:California": "same",
-            "in_state:Arizona": "same"}
+    # What a reader of the top examples and labels above might predict.
+    return {"Texas": "lower", "say a state": "higher", "say a capital": "lower", "other": "same",
+            "in_state:Texas": "lower", "capital:Austin": "lower", "capital:Atlanta": "same",
+            "in_state:Ohio": "same"}
 
 
 def scale_interventions(members: list[GraphLatent], factor: float) -> list[tuple[int, int, int, float]]:
     """(layer, pos, latent, factor * activation) for each latent of `members`."""
     return [(g.layer, g.pos, g.latent, factor * g.activation) for g in members]
+
+
+def random_groups(group: list[GraphLatent], pool: list[GraphLatent], n_draws: int,
+                  generator: torch.Generator) -> list[list[GraphLatent]]:
+    """n_draws random groups of len(group) distinct latents from `pool`, none of them in `group`."""
+    rest = [g for g in pool if g not in group]
+    return [[rest[i] for i in torch.randperm(len(rest), generator=generator)[:len(group)].tolist()]
+            for _ in range(n_draws)]
 
 
 def contrast_latents(acts: Tensor, other: Tensor, k: int = 8) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -125,16 +133,20 @@ def from_position_on(interventions: list[tuple]) -> list[tuple]:
     return [(layer, slice(pos, None), latent, value) for layer, pos, latent, value in interventions]
 
 
-def flip_rate(rm, prompts: list[Tensor], answers: list[int], pos: int, k: int = 8) -> float:
-    """Fraction of ordered pairs with different answers that the swap at `pos` flips to the other answer."""
-    acts = [acts_at(rm, tokens, pos) for tokens in prompts]
+def flip_rate(rm, prompts: list[Tensor], answers: list[int], positions: int | list[int], k: int = 8) -> float:
+    """Fraction of ordered pairs with different answers that the swap at `positions` flips to the other answer."""
+    positions = [positions] if isinstance(positions, int) else list(positions)
+    acts = [{p: acts_at(rm, tokens, p) for p in positions} for tokens in prompts]
     flipped = pairs = 0
     for i, (tokens, answer) in enumerate(zip(prompts, answers)):
         for j, other_answer in enumerate(answers):
             if other_answer == answer:
                 continue
-            own, new = contrast_latents(acts[i], acts[j], k)
-            probs = next_token_probs(rm, tokens, swap_interventions(own, new, acts[j], pos))
+            interventions = []
+            for p in positions:
+                own, new = contrast_latents(acts[i][p], acts[j][p], k)
+                interventions += swap_interventions(own, new, acts[j][p], p)
+            probs = next_token_probs(rm, tokens, interventions)
             flipped += int(probs.argmax()) == other_answer
             pairs += 1
     return flipped / pairs

@@ -267,19 +267,28 @@ def test_from_position_on_names_the_mistake(checks04, wrong, messages):
 # flip_rate
 
 
-def flip_rate_variant(*, same_answer_pairs=False, rise_counts=False, own_values=False):
-    def flip_rate(rm, prompts, answers, pos, k=8):
-        acts = [ref.acts_at(rm, t, pos) for t in prompts]
+def flip_rate_variant(*, same_answer_pairs=False, rise_counts=False, own_values=False, read_last=False,
+                      one_at_a_time=False, first_position_only=False):
+    def flip_rate(rm, prompts, answers, positions, k=8):
+        positions = [positions] if isinstance(positions, int) else list(positions)
+        if first_position_only:
+            positions = positions[:1]
+        acts = [{p: ref.acts_at(rm, t, -1 if read_last else p) for p in positions} for t in prompts]
         flipped = pairs = 0
         for i, (tokens, answer) in enumerate(zip(prompts, answers)):
             before = ref.next_token_probs(rm, tokens)
             for j, other_answer in enumerate(answers):
                 if i == j or (other_answer == answer and not same_answer_pairs):
                     continue
-                own, new = ref.contrast_latents(acts[i], acts[j], k)
-                values = acts[i] if own_values else acts[j]
-                probs = ref.next_token_probs(rm, tokens, ref.swap_interventions(own, new, values, pos))
-                hit = probs[other_answer] > before[other_answer] if rise_counts else int(probs.argmax()) == other_answer
+                runs = []
+                for p in positions:
+                    own, new = ref.contrast_latents(acts[i][p], acts[j][p], k)
+                    values = acts[i][p] if own_values else acts[j][p]
+                    runs.append(ref.swap_interventions(own, new, values, p))
+                hit = False
+                for interventions in (runs if one_at_a_time else [[x for run in runs for x in run]]):
+                    probs = ref.next_token_probs(rm, tokens, interventions)
+                    hit |= bool(probs[other_answer] > before[other_answer]) if rise_counts else int(probs.argmax()) == other_answer
                 flipped += int(hit)
                 pairs += 1
         return flipped / pairs
@@ -287,10 +296,61 @@ def flip_rate_variant(*, same_answer_pairs=False, rise_counts=False, own_values=
     return flip_rate
 
 
-@pytest.mark.parametrize("wrong", [
-    flip_rate_variant(same_answer_pairs=True),
-    flip_rate_variant(rise_counts=True),
-    flip_rate_variant(own_values=True),
+@pytest.mark.parametrize("wrong, messages", [
+    (flip_rate_variant(same_answer_pairs=True), ["positions=10", "pairs with the same answer"]),
+    (flip_rate_variant(rise_counts=True), ["positions=10", "not when its probability rises"]),
+    (flip_rate_variant(read_last=True), ["positions=[4, 5, 6, 10]", "not at the last position"]),
+    (flip_rate_variant(one_at_a_time=True), ["positions=[4, 5, 6, 10]", "in one run per pair"]),
+    (flip_rate_variant(own_values=True), ["positions=10", "expected", "ordered pairs with different answers"]),
+    (flip_rate_variant(first_position_only=True), ["positions=[4, 5, 6, 10]", "expected",
+                                                   "ordered pairs with different answers"]),
 ])
-def test_flip_rate_catches_wrong_counting(checks04, wrong):
-    fails_with(checks04.test_flip_rate, wrong, "expected", "ordered pairs with different answers")
+def test_flip_rate_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_flip_rate, wrong, *messages)
+
+
+# -------------------------------------------------------------------------------------------------
+# random_groups
+
+
+def random_groups_variant(*, keep_members=False, wrong_size=False, with_replacement=False, one_draw=False,
+                          global_rng=False, skip_first=False):
+    def random_groups(group, pool, n_draws, generator):
+        rest = list(pool) if keep_members else [g for g in pool if g not in group]
+        rest = rest[1:] if skip_first else rest
+        size = 2 if wrong_size else len(group)
+        gen = None if global_rng else generator
+
+        def draw():
+            if with_replacement:
+                return [rest[int(i)] for i in torch.randint(len(rest), (size,), generator=gen)]
+            return [rest[i] for i in torch.randperm(len(rest), generator=gen)[:size].tolist()]
+
+        if one_draw:
+            once = draw()
+            return [list(once) for _ in range(n_draws)]
+        return [draw() for _ in range(n_draws)]
+
+    return random_groups
+
+
+@pytest.mark.parametrize("wrong, messages", [
+    (random_groups_variant(keep_members=True), ["holds a member of the group", "without the group's members"]),
+    (random_groups_variant(wrong_size=True), ["a group of 2 latents", "size-matched"]),
+    (random_groups_variant(with_replacement=True), ["the same latent twice", "without replacement"]),
+    (random_groups_variant(one_draw=True), ["only 1 different groups", "draw anew"]),
+    (random_groups_variant(global_rng=True), ["seeded alike gave different draws"]),
+    (random_groups_variant(skip_first=True), ["drawn far less often", "equally likely"]),
+])
+def test_random_groups_names_the_mistake(checks04, wrong, messages):
+    fails_with(checks04.test_random_groups, wrong, *messages)
+
+
+def test_random_groups_accepts_another_sampler(checks04, capsys):
+    """Any uniform draw without replacement from the pool minus the group passes (here torch.multinomial)."""
+    def random_groups(group, pool, n_draws, generator):
+        rest = [g for g in pool if g not in group]
+        return [[rest[int(i)] for i in torch.multinomial(torch.ones(len(rest)), len(group), generator=generator)]
+                for _ in range(n_draws)]
+
+    passes(checks04.test_random_groups, random_groups, capsys)

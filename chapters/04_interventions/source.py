@@ -4,19 +4,24 @@
 # %% [markdown]
 # # 04 · Circuits and interventions with circuit-tracer
 #
-# Chapter 03 built an attribution graph by hand and ended with a hypothesis about the two-hop
-# prompt "The state containing Dallas has its capital in": some latents carry "Texas", and they
-# push ' Austin'. A graph is a *linear* account of one forward pass, so a hypothesis read off it is
-# only a guess until we change the model and watch the answer move. This chapter uses
-# `circuit_tracer` itself, on the course model and its transcoders, to:
+# Chapter 03 built an attribution graph by hand for the two-hop prompt "The state containing
+# Dallas has its capital in" and found, by patching the model, that the state comes from the
+# city's token embedding, copied to the last position by one layer-0 head. The graph itself puts
+# the action at the last position, in many latents at once. A graph is a *linear* account of one
+# forward pass, so what it suggests about roles is only a guess until we change the model and watch
+# the answer move. This chapter uses `circuit_tracer` itself, on the course model and its
+# transcoders, to:
 #
 # 1. attribute a prompt and read the `Graph` it returns;
 # 2. group latents into **supernodes**, by hand and from the course world's ground-truth labels,
 #    and look at the graph one supernode at a time;
 # 3. **ablate** a supernode (set its latents to 0, or to −2× their value) after predicting what
-#    that will do, with attention frozen or free;
+#    that will do, with attention frozen or free, and compare it with random groups of its size;
 # 4. **swap** the latents that distinguish two prompts: put a California prompt's latents into the
-#    Dallas prompt and see whether the model says ' Sacramento', over many pairs of cities.
+#    Dallas prompt and see whether the model says ' Sacramento', over many pairs of cities, with a
+#    same-state swap and random swaps as controls;
+# 5. hold a swap while the model writes, read the graph scores, and find where a second fact
+#    (landmark → city) is held, by swapping sets of positions.
 #
 # An intervention here is circuit_tracer's tuple `(layer, position, latent, value)`: during the
 # forward pass, that transcoder latent's activation at that position is replaced by `value`, and
@@ -76,7 +81,7 @@ from tabulate import tabulate
 
 import tests  # this chapter's checks: chapters/04_interventions/tests.py
 from utils.interventions import generate_with_interventions
-from utils.world import labelled_corpus, load_model, load_transcoders, replacement_model
+from utils.world.v2 import labelled_corpus, load_model, load_transcoders, replacement_model
 
 torch.set_grad_enabled(False)  # we never train; attribute() below needs them, inside torch.enable_grad()
 warnings.filterwarnings("ignore", message=".*non-leaf Tensor.*")  # circuit_tracer's backward, harmless
@@ -100,7 +105,7 @@ rm = replacement_model(model, transcoders)  # circuit_tracer's ReplacementModel 
 from circuit_tracer import attribute  # noqa: E402
 from circuit_tracer.graph import Graph  # noqa: E402
 
-prompt = " The state containing Dallas has its capital in"
+prompt = "The state containing Dallas has its capital in"
 tokens = model.to_tokens(prompt)[0]
 with torch.enable_grad():  # attribute() runs backward passes
     graph = attribute(tokens, rm, batch_size=256, verbose=False)
@@ -114,7 +119,9 @@ print(f"{len(graph.active_features)} active latents, {len(graph.selected_feature
 print(f"P(' Austin') = {float(probs[AUSTIN]):.3f}, P(' Texas') = {float(probs[TEXAS]):.3f}")
 
 # %% [markdown]
-# Expected output: {{508}} latents, all of them nodes, and P(' Austin') = {{0.811}}.
+# Expected output: {{544}} latents, all of them nodes, and P(' Austin') = {{0.994}}. The model is
+# nearly certain, which matters below: removing a little of the evidence for ' Austin' can leave a
+# probability this close to 1 almost unchanged.
 #
 # The matrix is ordered [latents, error nodes, embeddings, logits] (chapter 03 used a topological
 # order instead; the content is the same). Row = target, column = source. The latent nodes are
@@ -163,9 +170,10 @@ print(tabulate([(g.label, model.to_str_tokens(tokens[g.pos:g.pos + 1])[0], f"{g.
                 for g in top], headers=["latent", "token", "activation", "influence"]))
 
 # %% [markdown]
-# Expected output: the most influential latent is {{L0 #206 @8}}, as in chapter 03, and all ten sit
-# at the last position (' in'): the graph reads the city from four positions back through
-# attention, and computes nothing at the city's own position.
+# Expected output: the most influential latent is {{L0 #339 @8}}, as in chapter 03, and all ten sit
+# at the last position (' in'): the city is read from four positions back through layer-0
+# attention, and no latent at the city's own position makes the top ten. No single latent
+# dominates: the largest influence is {{0.047}}.
 #
 # ## 2 · Supernodes
 #
@@ -186,11 +194,12 @@ import html  # noqa: E402
 import re  # noqa: E402
 
 from utils.graph_explorer import latent_info  # noqa: E402
+from utils.world.v2 import WORLD_NAME  # noqa: E402  ("course-world-v2")
 
 
 def top_contexts(g: GraphLatent, n: int = 3) -> list[str]:
     """The n held-out contexts where latent g fires most, as plain text (the firing token in [brackets])."""
-    examples = latent_info(g.layer, [g.latent])[g.latent]["examples"][:n]
+    examples = latent_info(g.layer, [g.latent], world=WORLD_NAME)[g.latent]["examples"][:n]
     return [html.unescape(re.sub("</?b>", "", text)).strip() for _, text in examples]
 
 
@@ -210,14 +219,14 @@ print(tabulate([(g.label, " | ".join(top_contexts(g))) for g in top], headers=["
 def hand_supernodes() -> dict[str, list[str]]:
     """Your grouping of the ten most influential latents, {group name: [labels]}."""
     # BEGIN SOLUTION
-    # Read from the contexts printed above on the shipped world: 206 fires after sentences about
-    # Texas and 569 just before ' Austin'; 495, 13 and 662 on ' in' / ' of' before a state name;
-    # 672 and 362 where a capital follows; 724 (' is' after "the number of"), 636 ("goal of") and
-    # 856 (inside landmark names) look unrelated to this prompt.
-    return {"Texas": ["L0 #206 @8", "L1 #569 @8"],
-            "say a state": ["L0 #495 @8", "L0 #13 @8", "L0 #662 @8"],
-            "say a capital": ["L2 #672 @8", "L1 #362 @8"],
-            "other": ["L0 #724 @8", "L0 #636 @8", "L3 #856 @8"]}
+    # Read from the contexts printed above on the shipped world: 131, 158 and 290 fire in sentences
+    # about Texas (Lubbock, Houston, Austin); 339, 868 and 160 on ' in' or ',' right before a state
+    # name; 813, 783 and 791 on ',', ' is' or ' of' right before a capital (or a city); 150 fires on
+    # unrelated words (' B', ' home', ' slowly').
+    return {"Texas": ["L3 #131 @8", "L2 #158 @8", "L1 #290 @8"],
+            "say a state": ["L0 #339 @8", "L0 #868 @8", "L0 #160 @8"],
+            "say a capital": ["L0 #813 @8", "L0 #783 @8", "L2 #791 @8"],
+            "other": ["L2 #150 @8"]}
     # END SOLUTION
 
 # %% [hint]
@@ -239,7 +248,8 @@ for name, members in hand.items():
 # The course world labels each latent automatically: its best *planted concept* on the labelled
 # corpus (its F1 against the labels) names a role. We keep only the entity families of this
 # prompt: `city:`, `state:`, `in_state:` (tokens of a sentence about a place in that state) and
-# `capital:`.
+# `capital:`. (`streamed_concept_scores` computes every latent's precision, recall and F1 against
+# every label of the labelled corpus.)
 
 # %%
 from utils.world.concepts import streamed_concept_scores  # noqa: E402
@@ -292,12 +302,13 @@ for concept, members in sorted(supernodes.items(), key=lambda kv: -sum(g.influen
           f"{', '.join(g.label for g in members)}")
 
 # %% [markdown]
-# Expected output: the four largest groups are `capital:Austin` (influence {{0.217}}),
-# `in_state:Texas` ({{0.206}}), then `capital:Sacramento` ({{0.125}}) and `in_state:California`
-# ({{0.120}}). Labels for the *other* state appear as large groups on a Texas prompt. A latent's
-# best entity concept names what it fires on most *among the labels*, often with low precision
-# (chapter 03 found 0.10 for the top latent), not necessarily its role on this prompt. The
-# interventions below will tell.
+# Expected output: the two largest groups are `in_state:Texas` ({{7 latents}}, influence {{0.150}})
+# and `capital:Atlanta` ({{11 latents}}, {{0.142}}); then come groups labelled with Ohio, Austin and
+# Colorado. Labels of *other* states and capitals appear as large groups on a Texas prompt, and the
+# top latent, whose contexts are about Texas, California and Oregon, is labelled `in_state:Ohio`.
+# A latent's best entity concept names what it fires on most *among the labels*, often with low
+# precision (chapter 03 found at most 0.08 among the latents its pruned graph kept), not its role
+# on this prompt. The interventions below will tell.
 #
 # ### Exercise 4 · `supernode_graph`
 #
@@ -361,12 +372,12 @@ view
 # %% [markdown]
 # Expected output, with the reference's groups (the solution's `hand_supernodes`): the strongest
 # edges into the supernodes come from the tokens. ' Dallas' (position 4) feeds "say a state" with
-# weight {{+7.06}} and "Texas" with {{+3.24}}, through attention. The supernodes then push the two
-# logits: "Texas" both ' Austin' ({{+2.27}}) and ' Texas' ({{+1.93}}), "say a state" ' Texas'
-# ({{+1.75}}), "say a capital" ' Austin' ({{+1.68}}). So this world's two-hop circuit sits at one
-# position: the city's token is read by attention into the last position, where the state and
-# capital latents act; there is no "Texas" step at the city's own position. Edges are linear
-# estimates of one forward pass; the next sections test them.
+# weight {{+3.67}}, and ' capital' feeds "say a capital" ({{+3.10}}). "say a state" feeds "Texas"
+# ({{+2.09}}), and both "say a state" ({{+1.33}}) and "say a capital" ({{+1.22}}) push ' Austin'.
+# Every group sits at the last position; the city's token reaches it through attention. These
+# edges are linear estimates of one forward pass, and a group's edges say nothing about whether a
+# random group of latents would have edges as large; the next sections test the groups by
+# changing the model.
 #
 # ## 3 · Ablations, with predictions first
 #
@@ -377,7 +388,8 @@ view
 #
 # For each supernode of this section you have an opinion about (your hand groups, and the label
 # groups printed above, such as `"in_state:Texas"`), predict what **zeroing** it (attention frozen)
-# does to P(' Austin'): `"lower"`, `"higher"` or `"same"` (within 0.05). Return
+# does to P(' Austin'): `"lower"`, `"higher"` or `"same"` (no more change than removing a random
+# group of as many latents: the band is defined with the measurement below). Return
 # `{supernode name: prediction}` for at least three of them. The check only checks the form;
 # the table below scores your predictions.
 
@@ -385,10 +397,10 @@ view
 def ablation_predictions() -> dict[str, str]:
     """Your predictions, {supernode name: "lower" | "higher" | "same"}, for zeroing each supernode."""
     # BEGIN SOLUTION
-    # What a reader of the top examples and labels above might predict (most turn out wrong: see below).
-    return {"Texas": "lower", "say a state": "lower", "say a capital": "lower", "other": "same",
-            "capital:Austin": "lower", "in_state:Texas": "lower", "in_state:California": "same",
-            "in_state:Arizona": "same"}
+    # What a reader of the top examples and labels above might predict.
+    return {"Texas": "lower", "say a state": "higher", "say a capital": "lower", "other": "same",
+            "in_state:Texas": "lower", "capital:Austin": "lower", "capital:Atlanta": "same",
+            "in_state:Ohio": "same"}
     # END SOLUTION
 
 # %% [hint]
@@ -419,64 +431,107 @@ def scale_interventions(members: list[GraphLatent], factor: float) -> list[tuple
 tests.test_scale_interventions(scale_interventions)
 
 # %% [markdown]
+# ### Exercise 7 · `random_groups`
+#
+# A group's effect means little alone: zeroing *any* few latents moves the answer a little, and
+# −2× of any several latents may break it. The control is a **size-matched random group**: as many
+# latents, drawn from the same pool (here the 40 most influential latents of the graph, where the
+# groups come from), none of them a member of the group. One draw is luck, so we take many and
+# look at their spread.
+#
+# Return `n_draws` lists, each of `len(group)` different latents of `pool` that are not in `group`,
+# drawn with `torch.randperm(..., generator=generator)` so that a seeded generator repeats them.
+
+# %% [exercise]
+def random_groups(group: list[GraphLatent], pool: list[GraphLatent], n_draws: int,
+                  generator: torch.Generator) -> list[list[GraphLatent]]:
+    """n_draws random groups of len(group) distinct latents from `pool`, none of them in `group`."""
+    # BEGIN SOLUTION
+    rest = [g for g in pool if g not in group]
+    return [[rest[i] for i in torch.randperm(len(rest), generator=generator)[:len(group)].tolist()]
+            for _ in range(n_draws)]
+    # END SOLUTION
+
+# %% [hint]
+# Remove the group's members from the pool first. Then, for each draw, a fresh
+# `torch.randperm(len(rest), generator=generator)` and its first `len(group)` indices: a
+# permutation never repeats an index, so no latent is drawn twice within a group.
+
+# %% [check]
+tests.test_random_groups(random_groups)
+
+# %% [markdown]
 # Now measure. `freeze_attention=True` keeps every attention pattern as on the clean prompt (the
 # setting of the attribution graph), `False` lets attention react to the change. circuit_tracer's
-# `constrained_layers` (not used here) would also freeze the latents of chosen layers, so that an
-# intervention could reach them only through attention and the error terms. The last column
-# compares your prediction with the zeroing (attention frozen).
+# `constrained_layers` (not used here) would also freeze the latents of chosen layers. Each group
+# is compared with 20 random groups of its size (attention frozen), summarised as median
+# (10th–90th percentile). Your prediction counts as "same" when the zeroed group lands inside the
+# middle 80% of its random groups, and as "lower" or "higher" outside it: the band is the noise
+# of removing that many latents, not a number chosen in advance.
 
 # %%
 base_austin = float(probs[AUSTIN])
+pool = kept  # the 40 most influential latents, where the label groups came from
+generator = torch.Generator().manual_seed(0)
 
 
-def direction(p: float) -> str:
-    return "same" if abs(p - base_austin) <= 0.05 else ("lower" if p < base_austin else "higher")
+def p_austin(members: list[GraphLatent], factor: float, frozen: bool = True) -> float:
+    return float(next_token_probs(rm, tokens, scale_interventions(members, factor), freeze_attention=frozen)[AUSTIN])
+
+
+def spread(values) -> str:
+    """median (10th-90th percentile) of some values."""
+    q = torch.tensor(values).quantile(torch.tensor([0.1, 0.5, 0.9]))
+    return f"{q[1]:.3f} ({q[0]:.3f}-{q[2]:.3f})"
 
 
 predictions = ablation_predictions()
 rows, right = [], []
 for concept, members in {**biggest, **hand}.items():
-    row = [concept, len(members)]
-    for factor in (0.0, -2.0):
-        for frozen in (True, False):
-            p = next_token_probs(rm, tokens, scale_interventions(members, factor), freeze_attention=frozen)
-            row.append(f"{float(p[AUSTIN]):.3f}")
-    measured = direction(float(row[2]))
+    draws = random_groups(members, pool, 20, generator)
+    zero_draws = [p_austin(d, 0.0) for d in draws]
+    row = [concept, len(members), f"{p_austin(members, 0.0):.3f}", f"{p_austin(members, 0.0, False):.3f}", spread(zero_draws),
+           f"{p_austin(members, -2.0):.3f}", f"{p_austin(members, -2.0, False):.3f}", spread([p_austin(d, -2.0) for d in draws])]
+    low, high = torch.tensor(zero_draws).quantile(torch.tensor([0.1, 0.9])).tolist()
+    measured = "same" if low <= float(row[2]) <= high else ("lower" if float(row[2]) < low else "higher")
     if concept in predictions:
         right.append(predictions[concept] == measured)
         row.append(f"{predictions[concept]}: {'right' if right[-1] else 'wrong, ' + measured}")
     rows.append(row)
 print(f"P(' Austin') before any intervention: {base_austin:.3f}")
-print(tabulate(rows, headers=["supernode", "latents", "x0 frozen", "x0 free", "x-2 frozen", "x-2 free", "you predicted"]))
+print(tabulate(rows, headers=["supernode", "n", "x0 frozen", "x0 free", "x0, random n", "x-2 frozen", "x-2 free",
+                              "x-2, random n", "you predicted"]))
 print(f"{sum(right)} of {len(right)} predictions right; not a supernode above: "
       f"{sorted(set(predictions) - set(biggest) - set(hand)) or 'none'}")
 
 # %% [markdown]
-# Expected output, in three findings:
+# Expected output, read against the random columns:
 #
-# - **Neither the top examples nor the labels predicted the roles.** The reference predictions get
-#   {{2 of 8}} right. The hand group that looked unrelated to the prompt, "other" (' is' after
-#   "the number of", "goal of", a piece of a landmark's name), gives the largest drop of all:
-#   P(' Austin') {{0.169}}. Top examples show where a latent fires most strongly, which need not be
-#   what it does on this prompt. Zeroing "say a capital" lowers P(' Austin') to
-#   {{0.447}}, while zeroing "say a state" *raises* it to {{0.992}}, consistent with its edge to
-#   ' Texas': it supported the competing answer. Among the label groups, zeroing `capital:Austin`
-#   raises P(' Austin') to {{0.982}}, zeroing `in_state:Texas` lowers it only to {{0.6}}, and a group
-#   labelled with the *other* capital, `capital:Sacramento`, lowers it to {{0.363}}.
-# - **−2× is a blunt tool.** Flipping and doubling almost any group of several latents sends
-#   P(' Austin') near 0 (`in_state:Texas`: {{0}}), even groups labelled California. A large push
-#   off the model's usual activations breaks the answer whatever the latents mean, so a −2× drop
-#   says little on its own; compare it with a group that should not matter (`in_state:Arizona`
-#   stays at {{0.928}}).
-# - **Frozen or free attention** differs little when zeroing, more for −2× (`capital:Austin`:
-#   {{0.199}} frozen, {{0.017}} free). All these latents sit at the last position, but the last
-#   position's own queries in later layers read its residual stream: free attention lets a large
-#   change there redirect what those layers look at.
+# - **Zeroing moves P(' Austin') little, for any group.** Random groups of 2–4 latents leave it
+#   between about 0.91 and 0.998, and most groups land inside that band: `in_state:Texas` gives
+#   {{0.969}} against {{0.976 (0.739-0.997)}} for random groups of 7. Two groups fall below their
+#   band: "say a capital" ({{0.92}}, random {{0.993 (0.988-0.998)}}) and, labelled with another
+#   state, `in_state:Colorado` ({{0.845}}, random {{0.994 (0.988-0.997)}}). With P this close to 1,
+#   "same" mostly means the model has other evidence left, not that the group plays no part.
+# - **Labels and top examples do not predict the effect.** The reference predictions get
+#   {{2 of 8}} right. The label group for the prompt's own state does no more than random groups,
+#   the hand group "Texas" neither ({{0.997}} zeroed, {{0.904}} at −2×, random {{0.805 (0.020-0.971)}}),
+#   while a group labelled Colorado has one of the largest effects.
+# - **−2× of many latents breaks the answer whatever they are.** Random groups of 7 fall to
+#   {{0.005 (0.000-0.310)}} and of 11 to {{0.000 (0.000-0.000)}}, so the collapse of `in_state:Texas`
+#   ({{0.029}}) or `capital:Atlanta` ({{0.004}}) says nothing about them. For 2–3 latents random
+#   groups mostly keep the answer, and there −2× separates groups: "say a state" falls to {{0.005}}
+#   and "say a capital" to {{0.003}} against random medians of {{0.946}} and {{0.891}}; yet zeroing
+#   "say a state" changes nothing ({{0.991}}). A push far off the usual activations tests what the
+#   latents *can* write, not what they do write on this prompt.
+# - **Frozen or free attention** changes little here: the largest gap is `capital:Atlanta` zeroed
+#   ({{0.826}} frozen, {{0.658}} free). All these latents sit at the last position, and only later
+#   layers' attention *from* that position could react.
 #
-# So neither kind of group isolates "Texas". In this small world the state is spread over many
-# weak latents, and a latent's best label is not its role. We need the latents that carry *this*
-# prompt's state, and the model can tell us which: compare it with a prompt about another state.
-#
+# So neither kind of group isolates "Texas". We need the latents that carry *this* prompt's state,
+# and the model can tell us which: compare it with a prompt about another state.
+
+# %% [markdown]
 # ## 4 · Cross-prompt swaps
 #
 # Take two prompts that differ only in the city: Dallas (Texas) and Oakland (California). The
@@ -484,7 +539,7 @@ print(f"{sum(right)} of {len(right)} predictions right; not a supernode above: "
 # for "which state". If they really carry it, then zeroing the Dallas prompt's side and writing in
 # the Oakland prompt's values should make the model answer ' Sacramento'.
 #
-# ### Exercise 7 · `contrast_latents`
+# ### Exercise 8 · `contrast_latents`
 #
 # `acts` and `other` are the activations `(n_layers, d_transcoder)` of two prompts at one
 # position. Return the latents more active on `acts` (the `k` largest positive differences
@@ -513,7 +568,7 @@ def contrast_latents(acts: Tensor, other: Tensor, k: int = 8) -> tuple[list[tupl
 tests.test_contrast_latents(contrast_latents)
 
 # %% [markdown]
-# ### Exercise 8 · `swap_interventions`
+# ### Exercise 9 · `swap_interventions`
 #
 # Given `acts` and `other` (both `(n_layers, d_transcoder)` at position `pos`), return the
 # interventions that zero the prompt's own side and set the other side to its activations on the
@@ -536,107 +591,102 @@ def swap_interventions(own: list[tuple[int, int]], new: list[tuple[int, int]], o
 # %% [check]
 tests.test_swap_interventions(swap_interventions)
 
+# %% [markdown]
+# Two controls come with every swap. A **same-state swap** (Dallas ← Houston, both in Texas) moves
+# as many latents but should leave ' Austin' the answer: if it also breaks the answer, the swap
+# works by damage, not by writing in a state. A **random swap** zeroes `k` random latents active
+# on the Dallas prompt and writes in `k` random latents active on the Oakland prompt (at their
+# Oakland values): the same amount of editing, not chosen by contrast (20 draws).
+
 # %%
-def last_position_acts(prompt_tokens: Tensor) -> Tensor:
-    """Every transcoder latent at the last position, (n_layers, d_transcoder)."""
-    return acts_at(rm, prompt_tokens, -1)
+def random_swap(acts: Tensor, other: Tensor, k: int, generator: torch.Generator) -> tuple[list, list]:
+    """k random latents active on `acts` and k random latents active on `other`, as (layer, latent) lists."""
+    def draw(a: Tensor) -> list[tuple[int, int]]:
+        active = a.flatten().nonzero().flatten()
+        chosen = active[torch.randperm(len(active), generator=generator)[:k]]
+        return [(int(i) // a.shape[-1], int(i) % a.shape[-1]) for i in chosen]
+    return draw(acts), draw(other)
 
 
-other_tokens = model.to_tokens(" The state containing Oakland has its capital in")[0]
+other_tokens = model.to_tokens("The state containing Oakland has its capital in")[0]
+same_tokens = model.to_tokens("The state containing Houston has its capital in")[0]
 pos = len(tokens) - 1
-acts, other = last_position_acts(tokens), last_position_acts(other_tokens)
+acts, other, same = (acts_at(rm, t, pos) for t in (tokens, other_tokens, same_tokens))
 rows = []
-for k in (4, 8, 16):
+for k in (4, 8, 16, 32):
     own, new = contrast_latents(acts, other, k)
     zeroed = next_token_probs(rm, tokens, [(layer, pos, latent, 0.0) for layer, latent in own])
     swapped = next_token_probs(rm, tokens, swap_interventions(own, new, other, pos))
-    rows.append([k, f"{float(zeroed[AUSTIN]):.3f}", f"{float(swapped[AUSTIN]):.3f}", f"{float(swapped[SACRAMENTO]):.3f}",
-                 model.to_str_tokens(swapped.argmax())[0]])
-print(tabulate(rows, headers=["k each way", "zeroed: P(Austin)", "swapped: P(Austin)", "swapped: P(Sacramento)", "top-1"]))
+    control = next_token_probs(rm, tokens, swap_interventions(*contrast_latents(acts, same, k), same, pos))
+    randomly = [float(next_token_probs(rm, tokens, swap_interventions(*random_swap(acts, other, k, generator), other, pos))[SACRAMENTO])
+                for _ in range(20)]
+    rows.append([k, f"{float(zeroed[AUSTIN]):.3f}", f"{float(swapped[SACRAMENTO]):.3f}", model.to_str_tokens(swapped.argmax())[0],
+                 spread(randomly), f"{float(control[AUSTIN]):.3f}", model.to_str_tokens(control.argmax())[0]])
+print(tabulate(rows, headers=["k each way", "Dallas side zeroed: P(Austin)", "swap: P(Sacramento)", "swap: top-1",
+                              "random swap: P(Sacramento)", "Dallas <- Houston: P(Austin)", "top-1"]))
 
 # %% [markdown]
-# Expected output: with 8 latents each way, zeroing the Dallas side lowers P(' Austin') from 0.811
-# to {{0.186}}, and the swap makes ' Sacramento' the answer with P = {{0.713}}. With 4 each way
-# nothing flips (P(' Sacramento') {{0.016}}); with 16 the swap is stronger ({{0.829}}). A handful
-# of latents at the last position, chosen by contrast rather than by label, carry the state.
+# Expected output: for this pair the swap needs many latents. With 16 each way P(' Sacramento')
+# rises to {{0.263}} but ' Austin' stays top-1; with 32 the answer flips (P(' Sacramento') =
+# {{0.737}}), while zeroing the same 32 Dallas-side latents alone leaves P(' Austin') at {{0.198}}.
+# The controls hold: a random swap of 32 each way gives P(' Sacramento') {{0.015 (0.001-0.046)}},
+# and swapping in Houston's 32 most different latents keeps ' Austin' ({{0.897}}). So the flip
+# comes from *which* latents are swapped, and what they carry is the state, not damage.
 #
 # ### Many pairs
 #
-# One pair can be luck. `flip_table` takes one city per state (the first of each state in the fact
-# table), runs the same swap with `k = 8` for every ordered pair of different states, and counts
-# a pair as flipped when the other state's capital becomes the top-1.
+# One pair can be luck. `flip_rate_table` takes one city per state (the first of each state in the
+# fact table) and runs the swap for every ordered pair of different states (182 pairs): a pair
+# counts as flipped when the other state's capital becomes the top-1. Its controls: the same swap
+# between cities of the *same* state (each state's first city ← its three other cities, 42 pairs),
+# counted as kept when the own capital stays top-1, and the random swap, on 14 pairs (each state ←
+# the next state in the table), 20 draws.
 
 # %%
-import functools  # noqa: E402
+from utils.world.v2 import facts as world_facts  # noqa: E402
 
-from utils.world import facts as world_facts  # noqa: E402
-
-CITIES = {state: next(c for c, s in world_facts.CITY_TO_STATE.items() if s == state) for state in world_facts.STATES}
-
-
-def two_hop_tokens(city: str) -> Tensor:
-    return model.to_tokens(f" The state containing {city} has its capital in")[0]
+CITIES = {state: d["cities"][0] for state, d in world_facts.STATES.items()}
+CAPITAL = {city: model.to_single_token(" " + world_facts.STATE_TO_CAPITAL[state])
+           for city, state in world_facts.CITY_TO_STATE.items()}
+city_tokens = {city: model.to_tokens(f"The state containing {city} has its capital in")[0] for city in CAPITAL}
+city_acts = {city: acts_at(rm, t, pos) for city, t in city_tokens.items()}  # every prompt has 9 tokens
 
 
-@functools.lru_cache(maxsize=None)
-def city_acts(city: str) -> Tensor:
-    """The last position's latents of the city's two-hop prompt (computed once per city)."""
-    return last_position_acts(two_hop_tokens(city))
+def top1_after_swap(city: str, donor: str, k: int, frozen: bool = True, chooser=contrast_latents) -> int:
+    """Top-1 next token of the city's prompt with the donor's latents swapped in at the last position."""
+    own, new = chooser(city_acts[city], city_acts[donor], k)
+    probs = next_token_probs(rm, city_tokens[city], swap_interventions(own, new, city_acts[donor], pos), freeze_attention=frozen)
+    return int(probs.argmax())
 
 
-def flip_table(cities: dict[str, str], k: int = 8, only: set[str] | None = None) -> list[dict]:
-    """For every ordered pair of the cities (one per state): the swap of exercise 8 with k latents each way
-    (with `only`: just the pairs whose first city is in it)."""
-    acts = {state: city_acts(city) for state, city in cities.items()}
-    rows = []
-    for state, city in cities.items():
-        if only is not None and city not in only:
-            continue
-        city_tokens = two_hop_tokens(city)
-        base = next_token_probs(rm, city_tokens)
-        for other_state, other_city in cities.items():
-            if other_state == state:
-                continue
-            own, new = contrast_latents(acts[state], acts[other_state], k)
-            swapped = next_token_probs(rm, city_tokens, swap_interventions(own, new, acts[other_state], len(city_tokens) - 1))
-            target = model.to_single_token(" " + world_facts.STATE_TO_CAPITAL[other_state])
-            rows.append(dict(city=city, other=other_city, base_correct=int(base.argmax()) == model.to_single_token(
-                " " + world_facts.STATE_TO_CAPITAL[state]), top1=model.to_str_tokens(swapped.argmax())[0],
-                p_other=float(swapped[target]), flipped=int(swapped.argmax()) == target))
-    return rows
+different = [(a, b) for a in CITIES.values() for b in CITIES.values() if a != b]
+same_state = [(d["cities"][0], other) for d in world_facts.STATES.values() for other in d["cities"][1:]]
+neighbours = list(zip(CITIES.values(), [*list(CITIES.values())[1:], list(CITIES.values())[0]]))
 
 
-rows = flip_table(CITIES)
-print(f"flip rate over {len(rows)} ordered pairs: {sum(r['flipped'] for r in rows) / len(rows):.2f}")
-by_city = {}
-for r in rows:
-    by_city.setdefault(r["city"], []).append(r)
-print(tabulate([(city, "yes" if rs[0]["base_correct"] else "no", f"{sum(r['flipped'] for r in rs)}/{len(rs)}",
-                 f"{sum(r['flipped'] for r in rows if r['other'] == city)}/{len(rs)}") for city, rs in by_city.items()],
-               headers=["city", "answered before", "flipped away from it", "flipped towards its capital"]))
+def flip_rate_table(k: int, frozen: bool = True) -> float:
+    return sum(top1_after_swap(a, b, k, frozen) == CAPITAL[b] for a, b in different) / len(different)
+
+
+rows = []
+for k in (8, 16, 32):
+    kept_rate = sum(top1_after_swap(a, b, k) == CAPITAL[a] for a, b in same_state) / len(same_state)
+    rows.append([k, f"{flip_rate_table(k):.2f}", f"{flip_rate_table(k, frozen=False):.2f}" if k == 16 else "-", f"{kept_rate:.2f}"])
+print(tabulate(rows, headers=["k each way", "flip rate, frozen (182 pairs)", "free attention", "same state: kept (42 pairs)"]))
+for k in (16,):
+    chooser = lambda a, o, k: random_swap(a, o, k, generator)  # noqa: E731
+    rates = [sum(top1_after_swap(a, b, k, chooser=chooser) == CAPITAL[b] for a, b in neighbours) / len(neighbours)
+             for _ in range(20)]
+    print(f"random swap, k = {k}, 14 pairs x 20 draws: flip rate {spread(rates)}")
 
 # %% [markdown]
-# Expected output: the swap flips {{0.74}} of the 182 ordered pairs. It fails most often on
-# Philadelphia and Tucson ({{5/13}} flipped away from each). The model gets Philadelphia's and
-# Portland's prompts wrong before any intervention, yet Portland flips away in {{13/13}} pairs:
-# a swap removes whatever state the model had, right or wrong, and writes in the other one.
-#
-# Why do some cities resist? One guess: their state is spread over more than 8 latents. Test it on
-# the cities that flipped away in fewer than 8 of their 13 pairs, with more latents each way.
-
-# %%
-resisting = {city for city, rs in by_city.items() if sum(r["flipped"] for r in rs) < 8}
-more = {k: flip_table(CITIES, k, only=resisting) for k in (16, 32)}
-print(tabulate([(city, f"{sum(r['flipped'] for r in by_city[city])}/13",
-                 *(f"{sum(r['flipped'] for r in more[k] if r['city'] == city)}/13" for k in (16, 32)))
-                for city in sorted(resisting)], headers=["city", "k = 8", "k = 16", "k = 32"]))
-
-# %% [markdown]
-# Expected output: with 32 latents each way, Tucson flips away in {{13/13}} pairs and Philadelphia
-# in {{11/13}}, consistent with the state of these cities being carried by more latents than the
-# 8 swapped. But more is not always better: Detroit falls from {{7/13}} at k = 8 to {{5/13}} at
-# k = 16 before rising again. A likely reason, not measured here: the latents that differ most between two prompts
-# also carry differences other than the state, and swapping more of them writes those in too.
+# Expected output: the flip rate grows with k, {{0.37}} at 8 latents each way, {{0.87}} at 16 and
+# {{0.98}} at 32, and letting attention react changes it little (at k = 16: {{0.86}} free against
+# 0.87 frozen). The controls bound how far k can go: a random swap of 16 flips
+# {{0.000 (0.000-0.071)}} of its pairs, and same-state swaps keep the answer in {{0.98}} of pairs
+# at k = 16 but only {{0.86}} at k = 32, where the swap starts to damage answers it should leave
+# alone. Around 16 latents each way at the last position carry enough of the state to hand the
+# answer to another state in most pairs; Dallas, which needed 32, is one of the harder cities.
 #
 # ## 5 · Generation with interventions
 #
@@ -645,7 +695,7 @@ print(tabulate([(city, f"{sum(r['flipped'] for r in by_city[city])}/13",
 # prompt greedily. A position can be a `slice`: `slice(n, None)` means "position n and every
 # position after it", including the tokens the model generates.
 #
-# ### Exercise 9 · `from_position_on`
+# ### Exercise 10 · `from_position_on`
 #
 # Return the same interventions with each position `pos` replaced by `slice(pos, None)`, so that
 # they are applied at that position and every later one.
@@ -664,7 +714,7 @@ def from_position_on(interventions: list[tuple]) -> list[tuple]:
 tests.test_from_position_on(from_position_on)
 
 # %%
-own, new = contrast_latents(acts, other, 8)
+own, new = contrast_latents(acts, other, 32)  # the k at which this pair flips (section 4)
 swap = swap_interventions(own, new, other, pos)
 for name, chosen in [("no intervention", []), ("swap at the last position", swap),
                      ("swap held on every later position", from_position_on(swap))]:
@@ -672,12 +722,13 @@ for name, chosen in [("no intervention", []), ("swap at the last position", swap
     print(f"{name:34} ->{model.tokenizer.decode(out[len(tokens):].tolist())}")
 
 # %% [markdown]
-# Expected output: without intervention the model goes on "{{Austin. The state of Texas has its}}".
-# With the swap at the last position only, it writes "{{Sacramento. The state of California has its}}":
-# once ' Sacramento' is written, the model reads its own answer and carries on about California.
-# Held on every later position, the swap keeps pushing each new token, and the text drifts into
-# "{{The state that contains Pasadena}}" (a California city): the intervention no longer answers
-# one question but rewrites whatever comes after. Try other prompts and other `k`.
+# Expected output: without intervention the model goes on "{{Austin. The state that contains Dallas has}}".
+# With the swap (32 each way) at the last position only, it writes "{{Sacramento. The state that contains Dallas has}}":
+# the answer changes, and the next sentence still reads ' Dallas' from the prompt, which the swap
+# never touched. Held on every later position, the swap writes latents taken from the position
+# right before the answer into every new position, and the text degenerates into
+# "{{Sacramento, Sacramento Sacramento}}": a likely reading (not measured here) is that every
+# position now looks like one where a capital comes next.
 
 # %% [markdown]
 # ## 6 · How much does a graph explain?
@@ -699,59 +750,66 @@ def attribute_prompt(text: str):
         return attribute(model.to_tokens(text)[0], rm, batch_size=256, verbose=False)
 
 
-LANDMARK_PROMPT = " Everyone knows the Eiffel tower is located in"
+LANDMARK_PROMPT = "Everyone knows the Eiffel tower is located in"
 landmark_graph = attribute_prompt(LANDMARK_PROMPT)
 for name, g in [("Dallas (two-hop)", graph), ("Eiffel (landmark)", landmark_graph)]:
     replacement, completeness = compute_graph_scores(g)
     print(f"{name:18} replacement {replacement:.3f}  completeness {completeness:.3f}")
 
 # %% [markdown]
-# Expected output: the Dallas graph scores {{0.793}} and {{0.936}}, the Eiffel graph {{0.620}} and
-# {{0.871}}. About a fifth of the Dallas prompt's influence, and nearly two fifths of the Eiffel prompt's,
-# reaches the answer through error nodes: what the transcoders of this small world do not
-# capture. The swaps above worked *despite* that, because they only need the latents that differ
-# between two prompts, not a complete account of either.
+# Expected output: the Dallas graph scores {{0.687}} and {{0.904}} (as in chapter 03), the Eiffel
+# graph {{0.648}} and {{0.885}}. On both prompts about a third of the embeddings' influence reaches
+# the answer through error nodes. These are two prompts: chapter 03 showed how the error share
+# varies over the held-out cities. The swaps above worked despite the errors because they only
+# need the latents that differ between two prompts, not a complete account of either.
 #
 # ## 7 · A second circuit, found blind
 #
 # Now the landmark facts: "Everyone knows the Eiffel tower is located in" → ' Paris'. Every
 # landmark is written in three pieces (' E', 'iff', 'el'), so all such prompts have the same
 # length and a swap between two of them lines up position by position. Where does the model
-# hold "which city"? At the landmark's pieces, at the kind word, or only at the last position?
-# Find out with swaps, before looking at any label.
+# hold "which city"? At the landmark's pieces, at the kind word, only at the last position, or
+# spread over several? Find out with swaps, before looking at any label. A swap can now cover a
+# *set* of positions: at each one, the `k` latents each way that differ most there.
 #
-# ### Exercise 10 · `flip_rate`
+# ### Exercise 11 · `flip_rate`
 #
 # For prompts of equal length and their answer token ids, return the fraction of ordered pairs
 # `(i, j)` with different answers for which swapping prompt `j`'s contrast latents into prompt
-# `i` at position `pos` (exercises 7 and 8, `k` each way, activations from `acts_at(rm, tokens, pos)`,
-# defined at the top)
-# makes `answers[j]` the top-1 next token of prompt `i`. Use `next_token_probs(rm, tokens,
-# interventions)`.
+# `i` makes `answers[j]` the top-1 next token of prompt `i`. `positions` is one position or a list
+# of them; at each position `p`, take the contrast latents (exercises 8 and 9, `k` each way) from
+# the two prompts' activations at `p` (`acts_at(rm, tokens, p)`, defined at the top), and apply all
+# positions' swaps together in one run of `next_token_probs(rm, tokens, interventions)`.
 
 # %% [exercise]
-def flip_rate(rm, prompts: list[Tensor], answers: list[int], pos: int, k: int = 8) -> float:
-    """Fraction of ordered pairs with different answers that the swap at `pos` flips to the other answer."""
+def flip_rate(rm, prompts: list[Tensor], answers: list[int], positions: int | list[int], k: int = 8) -> float:
+    """Fraction of ordered pairs with different answers that the swap at `positions` flips to the other answer."""
     # BEGIN SOLUTION
-    acts = [acts_at(rm, tokens, pos) for tokens in prompts]
+    positions = [positions] if isinstance(positions, int) else list(positions)
+    acts = [{p: acts_at(rm, tokens, p) for p in positions} for tokens in prompts]
     flipped = pairs = 0
     for i, (tokens, answer) in enumerate(zip(prompts, answers)):
         for j, other_answer in enumerate(answers):
             if other_answer == answer:
                 continue
-            own, new = contrast_latents(acts[i], acts[j], k)
-            probs = next_token_probs(rm, tokens, swap_interventions(own, new, acts[j], pos))
+            interventions = []
+            for p in positions:
+                own, new = contrast_latents(acts[i][p], acts[j][p], k)
+                interventions += swap_interventions(own, new, acts[j][p], p)
+            probs = next_token_probs(rm, tokens, interventions)
             flipped += int(probs.argmax()) == other_answer
             pairs += 1
     return flipped / pairs
     # END SOLUTION
 
 # %% [hint]
-# Compute each prompt's activations once. Two nested loops over the prompts; skip pairs whose
-# answers are equal (a prompt with itself, or two landmarks of one city).
+# Compute each prompt's activations once per position. Two nested loops over the prompts; skip
+# pairs whose answers are equal (a prompt with itself, or two landmarks of one city).
 
 # %% [hint]
-# A pair is flipped when `int(probs.argmax()) == answers[j]`, not when P(answers[j]) merely rises.
+# Collect the interventions of every position in one list before running the model: swapping one
+# position at a time measures something else. A pair is flipped when `int(probs.argmax()) ==
+# answers[j]`, not when P(answers[j]) merely rises.
 
 # %% [check]
 tests.test_flip_rate(flip_rate)
@@ -760,57 +818,90 @@ tests.test_flip_rate(flip_rate)
 first_per_city: dict = {}
 for lm in world_facts.LANDMARKS:
     first_per_city.setdefault(lm.city, lm)
-landmarks = list(first_per_city.values())[:12]  # the first landmark of each of 12 cities
-landmark_prompts = [model.to_tokens(f" Everyone knows the {''.join(lm.pieces).strip()} {lm.kind} is located in")[0]
-                    for lm in landmarks]
+landmarks = list(first_per_city.values())[:8]  # the first landmark of each of 8 cities
+landmark_prompts = [model.to_tokens(f"Everyone knows the {lm.name} {lm.kind} is located in")[0] for lm in landmarks]
 landmark_answers = [model.to_single_token(" " + lm.city) for lm in landmarks]
 print(model.to_str_tokens(landmark_prompts[0]))
+answered = sum(int(next_token_probs(rm, t).argmax()) == a for t, a in zip(landmark_prompts, landmark_answers))
+print(f"the replacement model answers {answered} of {len(landmarks)} landmark prompts")
+last = len(landmark_prompts[0]) - 1
+PIECES = [4, 5, 6]
 rows = []
-for pos, where, ks in [(6, "last landmark piece", (16,)), (7, "kind word", (16,)), (10, "last position", (8, 16))]:
-    rates = {k: f"{flip_rate(rm, landmark_prompts, landmark_answers, pos, k):.2f}" for k in ks}
-    rows.append([pos, where, rates.get(8, "-"), rates[16]])
-print(tabulate(rows, headers=["position", "token", "flip rate, k=8", "k=16"]))
+for positions, where in [([6], "last piece"), ([7], "kind word"), ([last], "last position"), (PIECES, "the three pieces"),
+                         ([*PIECES, last], "pieces + last")]:
+    ks = (16, 32) if where == "pieces + last" else (16,)  # k matters where something flips
+    rates = {k: f"{flip_rate(rm, landmark_prompts, landmark_answers, positions, k):.2f}" for k in ks}
+    rows.append([positions, where, rates[16], rates.get(32, "-")])
+print(tabulate(rows, headers=["positions", "", "flip rate, k=16", "k=32"]))
+
+# %%
+rates = []
+for _ in range(20):
+    flipped = 0
+    for i in range(len(landmarks)):
+        j = (i + 1) % len(landmarks)
+        interventions = []
+        for p in [*PIECES, last]:
+            a, o = acts_at(rm, landmark_prompts[i], p), acts_at(rm, landmark_prompts[j], p)
+            interventions += swap_interventions(*random_swap(a, o, 16, generator), o, p)
+        flipped += int(next_token_probs(rm, landmark_prompts[i], interventions).argmax()) == landmark_answers[j]
+    rates.append(flipped / len(landmarks))
+print(f"random swap at the pieces and the last position, k = 16, 8 pairs x 20 draws: flip rate {spread(rates)}")
 
 # %% [markdown]
 # *Your hypothesis, before the reveal:* where is "which city" held, and by how many latents?
 #
-# Expected output: swapping at the landmark's last piece or at the kind word flips nothing
-# ({{0}} at both with 16 latents each way), while at the last position {{0.18}} of the pairs
-# flip with 8 latents each way and {{0.33}} with 16. Two readings fit: the city is not in the
-# transcoder latents at the landmark's positions at all, or it is there but also carried by the
-# other pieces (' E' and 'iff' as well as 'el') and by error nodes, so that one position's swap is
-# outvoted. Either way, the landmark circuit is less concentrated at the last position than the
-# two-hop one (0.74 of pairs flipped there).
-#
+# Expected output: the replacement model answers all {{8 of 8}} landmark prompts. Swapping at any
+# one position flips almost nothing (at most {{0.07}} of the 56 pairs with 16 latents each way, at
+# the three pieces together), but swapping at the pieces *and* the last position together flips
+# {{0.38}} with 16 each way and {{0.55}} with 32. The city is not held at one place: it is spread
+# over the landmark's pieces and the last position, and a swap at any one of them is outvoted by
+# the others. (A one-position-at-a-time search would have concluded that no latents carry it.)
+# Random swaps of the same size at the same four positions flip {{0.000 (0.000-0.000)}} of their
+# pairs: the flips come from the contrast latents, not from editing that many activations.
+
+# %% [markdown]
 # ### The reveal
 #
-# The planted labels say what the swapped latents are. For one pair, Eiffel (Paris) and Colosseum
-# (Rome), here are the latents the swap at the last position moves, with their best planted
-# concept on the labelled corpus:
+# The planted labels say what the swapped latents are. For one pair, Eiffel (Paris) ← Colosseum
+# (Rome), here are the latents the swap at the pieces and the last position moves, with their
+# best planted concept on the labelled corpus, and for comparison the share of *all* latents
+# active at those positions whose best concept is a landmark or a city:
 
 # %%
 eiffel = landmark_prompts[0]
 colosseum = landmark_prompts[[lm.name for lm in landmarks].index("Colosseum")]
-own, new = contrast_latents(acts_at(rm, eiffel, 10), acts_at(rm, colosseum, 10), 8)
 
 
 def best_concept(layer: int, latent: int) -> str:
-    f1 = scores[layer].f1[:, latent]
-    return f"{scores[layer].concepts[int(f1.argmax())]} (F1 {float(f1.max()):.2f})"
+    return scores[layer].concepts[int(scores[layer].f1[:, latent].argmax())]
 
 
-print("zeroed (more active on Eiffel):   ", "; ".join(f"L{l} #{i}: {best_concept(l, i)}" for l, i in own))
-print("written in (more active on Colosseum):", "; ".join(f"L{l} #{i}: {best_concept(l, i)}" for l, i in new))
-probs = next_token_probs(rm, eiffel, swap_interventions(own, new, acts_at(rm, colosseum, 10), 10))
+def about_places(concept: str) -> bool:
+    return concept.startswith(("landmark", "city:", "country:"))
+
+
+interventions, moved = [], []
+for p in [*PIECES, last]:
+    a, o = acts_at(rm, eiffel, p), acts_at(rm, colosseum, p)
+    own, new = contrast_latents(a, o, 16)
+    interventions += swap_interventions(own, new, o, p)
+    moved += [(p, layer, latent) for layer, latent in own + new]
+active = [(p, int(layer), int(latent)) for p in [*PIECES, last]
+          for layer, latent in acts_at(rm, eiffel, p).nonzero().tolist()]
+print(f"swapped latents about a place: {sum(about_places(best_concept(l, i)) for _, l, i in moved)} of {len(moved)}; "
+      f"among all {len(active)} latents active at those positions on Eiffel: "
+      f"{sum(about_places(best_concept(l, i)) for _, l, i in active) / len(active):.2f}")
+print("place-labelled swapped latents:", "; ".join(f"L{l} #{i} @{p}: {best_concept(l, i)}" for p, l, i in moved
+                                                    if about_places(best_concept(l, i))))
+probs = next_token_probs(rm, eiffel, interventions)
 print("after the swap, top-1:", model.to_str_tokens(probs.argmax())[0])
 
 # %% [markdown]
-# Expected output: of the 16 latents the swap moves, only one has a landmark or city as its best
-# planted concept ({{landmark:Colosseum}}, F1 {{0.20}}); the others match unrelated concepts
-# (sports, repeated spans, the two-hop template) with F1 below 0.6, and this pair does not
-# flip: the top-1 stays ' Paris'. So the latents that *differ* between two landmark prompts at the
-# last position are mostly not about landmarks, and the ones that are carry too little to move
-# the answer. Together with the low replacement score, the honest conclusion on this world is that
-# the landmark → city lookup is done largely outside clean transcoder latents (in the error nodes
-# and in many weak latents), unlike the two-hop state, which a handful of latents carries.
+# Expected output: this pair flips (top-1 {{Rome}}). Of the {{128}} latents the swap moves,
+# {{48}} have a place concept (a landmark, a city) as best concept, a smaller share than among all
+# {{283}} latents active at those positions ({{0.46}}), and only three name one landmark
+# ({{landmark:Eiffel}}, {{landmark:Colosseum}}, {{landmark:Reichstag}}); most carry the generic
+# `landmark` or `landmark_city` labels. The labels do not single out the latents that carry the
+# city; the contrast between two prompts does, once it covers every position that holds the fact.
 # Chapter 05 looks at why a dictionary can split or blur a concept like this.

@@ -15,12 +15,12 @@ import torch
 import solutions.ch04_interventions as ref
 from utils.checks import Mistake, check, expect, fail
 
-DALLAS = " The state containing Dallas has its capital in"
+DALLAS = "The state containing Dallas has its capital in"
 
 
 @lru_cache(maxsize=1)
 def _world():
-    from utils.world import load_model, load_transcoders, replacement_model
+    from utils.world.v2 import load_model, load_transcoders, replacement_model
 
     model = load_model()
     return model, replacement_model(model, load_transcoders())
@@ -290,32 +290,113 @@ def test_from_position_on(from_position_on) -> None:
 
 
 LANDMARK_CHECK = ("Eiffel", "Louvre", "Colosseum", "Kremlin", "Westminster")  # Eiffel and Louvre: both Paris
+LANDMARK_SWAP = [4, 5, 6, 10]  # the three pieces of the landmark's name and the last position
 
 
 @lru_cache(maxsize=1)
 def _landmark_prompts():
-    from utils.world import facts as F
+    from utils.world.v2 import facts as F
 
     model, _ = _world()
-    chosen = [next(lm for lm in F.LANDMARKS if lm.name == name) for name in LANDMARK_CHECK]
-    prompts = [model.to_tokens(f" Everyone knows the {''.join(lm.pieces).strip()} {lm.kind} is located in")[0]
-               for lm in chosen]
+    chosen = [F.LANDMARK_BY_NAME[name] for name in LANDMARK_CHECK]
+    prompts = [model.to_tokens(f"Everyone knows the {lm.name} {lm.kind} is located in")[0] for lm in chosen]
     return prompts, [model.to_single_token(" " + lm.city) for lm in chosen]
+
+
+def _flip_rate_by_hand(rm, prompts, answers, positions, k, *, read_at=None, one_position_at_a_time=False,
+                       same_answers=False, rise=False) -> float:
+    """The flip rate from the chapter's building blocks, and the variants a learner may write instead:
+    activations read at position `read_at` for every position, each position swapped in its own run (a
+    pair flipped if any run flips it), pairs with equal answers counted, a rise of P(other) counted."""
+    from utils.interventions import next_token_probs
+
+    acts = [{p: ref.acts_at(rm, tokens, p if read_at is None else read_at) for p in positions} for tokens in prompts]
+    base = [next_token_probs(rm, tokens) for tokens in prompts] if rise else None
+    flipped = pairs = 0
+    for i, tokens in enumerate(prompts):
+        for j, other in enumerate(answers):
+            if i == j or (other == answers[i] and not same_answers):
+                continue
+            runs = []
+            for p in positions:
+                own, new = ref.contrast_latents(acts[i][p], acts[j][p], k)
+                runs.append(ref.swap_interventions(own, new, acts[j][p], p))
+            groups = runs if one_position_at_a_time else [[x for run in runs for x in run]]
+            hit = False
+            for interventions in groups:
+                probs = next_token_probs(rm, tokens, interventions)
+                hit |= (float(probs[other]) > float(base[i][other])) if rise else int(probs.argmax()) == other
+            flipped += int(hit)
+            pairs += 1
+    return flipped / pairs
 
 
 @check
 def test_flip_rate(flip_rate) -> None:
-    """Against the reference on five landmark prompts (two of them about Paris), at two positions."""
+    """On five landmark prompts (two of them about Paris): at the last position alone, then at the
+    landmark's pieces and the last position together, against the rate computed here from the
+    chapter's building blocks."""
     _, rm = _world()
     prompts, answers = _landmark_prompts()
-    for pos, k in ((10, 16), (10, 8)):
-        where = f"flip_rate(rm, 5 landmark prompts, pos={pos}, k={k})"
-        got = flip_rate(rm, prompts, answers, pos, k)
+    n_pairs = sum(a != b for a in answers for b in answers)
+    for positions, k in ((10, 16), (LANDMARK_SWAP, 16)):
+        where = f"flip_rate(rm, 5 landmark prompts, positions={positions}, k={k})"
+        got = flip_rate(rm, prompts, answers, positions, k)
         expect(isinstance(got, (float, int)) or (isinstance(got, torch.Tensor) and got.numel() == 1),
                f"{where} should return one number, the fraction of pairs flipped; got {type(got).__name__}.")
-        want = ref.flip_rate(rm, prompts, answers, pos, k)
-        n_pairs = sum(a != b for a in answers for b in answers)
-        expect(abs(float(got) - want) < 1e-9,
-               f"{where} = {float(got):.4f}, expected {want:.4f} ({round(want * n_pairs)} of the {n_pairs} ordered pairs "
-               f"with different answers). Count a pair only when the answers differ (Eiffel and Louvre are both "
-               f"Paris), and only when the other answer becomes the top-1.")
+        listed = [positions] if isinstance(positions, int) else positions
+        want = _flip_rate_by_hand(rm, prompts, answers, listed, k)
+        if abs(float(got) - want) < 1e-9:
+            continue
+        variants = [
+            (dict(same_answers=True), "pairs with the same answer (Eiffel and Louvre are both Paris) are counted; skip them."),
+            (dict(rise=True), "count a pair only when the other answer becomes the top-1, not when its probability rises."),
+            (dict(read_at=-1), "read each position's activations at that position (acts_at(rm, tokens, p)), not at the "
+                               "last position."),
+            (dict(one_position_at_a_time=True), "apply the swaps of all positions together, in one run per pair, not "
+                                                "one position at a time."),
+        ]
+        if len(listed) == 1:  # with one position, reading elsewhere or running positions apart cannot be told
+            variants = variants[:2]
+        hints = [h for kw, h in variants if abs(float(got) - _flip_rate_by_hand(rm, prompts, answers, listed, k, **kw)) < 1e-9]
+        hint = " Or: ".join(hints) if hints else None  # two mistakes can give the same rate on these prompts
+        fail(f"{where} = {float(got):.4f}, expected {want:.4f} ({round(want * n_pairs)} of the {n_pairs} ordered pairs "
+             f"with different answers)." + (f" Hint: {hint}" if hint else
+                                           " Count only pairs whose answers differ, a flip only when the other answer "
+                                           "becomes the top-1, and swap at every position given, in one run."))
+
+
+@check
+def test_random_groups(random_groups) -> None:
+    """Properties of the draws on a hand pool (any sampler that has them passes), then reproducibility."""
+    pool = [_latent(i, latent=i) for i in range(12)]
+    group = [pool[2], pool[7], pool[9]]
+    where = "random_groups(3 latents, a pool of 12 that holds them, n_draws=200, generator)"
+    draws = random_groups(group, pool, 200, torch.Generator().manual_seed(1))
+    expect(isinstance(draws, (list, tuple)) and len(draws) == 200,
+           f"{where} should return a list of 200 groups, got {type(draws).__name__} of length "
+           f"{len(draws) if hasattr(draws, '__len__') else '?'}.")
+    members = {g.node for g in group}
+    for draw in draws:
+        nodes = [g.node for g in draw]
+        expect(len(nodes) == len(group), f"{where}: a group of {len(nodes)} latents; each random group has as many "
+                                         f"latents as the group ({len(group)}): a size-matched baseline.")
+        expect(not members & set(nodes), f"{where}: a random group holds a member of the group ({sorted(members & set(nodes))}); "
+                                         "draw from the pool without the group's members.")
+        expect(set(nodes) <= {g.node for g in pool}, f"{where}: a random group holds latents that are not in the pool.")
+        expect(len(set(nodes)) == len(nodes), f"{where}: a random group holds the same latent twice ({nodes}); draw "
+                                              "without replacement (torch.randperm).")
+    distinct = {tuple(sorted(g.node for g in d)) for d in draws}
+    expect(len(distinct) > 20, f"{where} gave only {len(distinct)} different groups in 200 draws: draw anew for each "
+                               "group, not once for all.")
+    counts = torch.bincount(torch.tensor([g.node for d in draws for g in d]), minlength=12).float()
+    eligible = counts[[i for i in range(12) if i not in members]]
+    expect(float(eligible.min()) > 0.5 * float(eligible.mean()),
+           f"{where}: some latents of the pool are drawn far less often than others ({eligible.int().tolist()} times); "
+           "every latent outside the group should be equally likely.")
+    again = random_groups(group, pool, 5, torch.Generator().manual_seed(3))
+    torch.manual_seed(0)  # a sampler that ignores the generator would now draw differently
+    repeat = random_groups(group, pool, 5, torch.Generator().manual_seed(3))
+    expect([[g.node for g in d] for d in again] == [[g.node for g in d] for d in repeat],
+           "random_groups with two generators seeded alike gave different draws; draw with the generator given "
+           "(torch.randperm(n, generator=generator)), so that a seed repeats the baseline.")
