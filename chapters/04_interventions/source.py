@@ -435,9 +435,11 @@ tests.test_scale_interventions(scale_interventions)
 #
 # A group's effect means little alone: zeroing *any* few latents moves the answer a little, and
 # −2× of any several latents may break it. The control is a **size-matched random group**: as many
-# latents, drawn from the same pool (here the 40 most influential latents of the graph, where the
-# groups come from), none of them a member of the group. One draw is luck, so we take many and
-# look at their spread.
+# latents, drawn from the pool the group itself was chosen from (the ten latents shown for your
+# hand groups, the 40 most influential for the label groups), none of them a member of the group.
+# The pool matters: latents of the top ten have more influence than most, so a baseline drawn
+# from a wider pool could make any group of top latents look special. One draw is luck, so we
+# take many and look at their spread.
 #
 # Return `n_draws` lists, each of `len(group)` different latents of `pool` that are not in `group`,
 # drawn with `torch.randperm(..., generator=generator)` so that a seeded generator repeats them.
@@ -464,14 +466,13 @@ tests.test_random_groups(random_groups)
 # Now measure. `freeze_attention=True` keeps every attention pattern as on the clean prompt (the
 # setting of the attribution graph), `False` lets attention react to the change. circuit_tracer's
 # `constrained_layers` (not used here) would also freeze the latents of chosen layers. Each group
-# is compared with 20 random groups of its size (attention frozen), summarised as median
-# (10th–90th percentile). Your prediction counts as "same" when the zeroed group lands inside the
-# middle 80% of its random groups, and as "lower" or "higher" outside it: the band is the noise
-# of removing that many latents, not a number chosen in advance.
+# is compared with 20 random groups of its size from its own pool (attention frozen), summarised
+# as median (10th–90th percentile). Your prediction counts as "same" when the zeroed group lands
+# inside the middle 80% of its random groups, and as "lower" or "higher" outside it: the band is
+# the noise of removing that many latents, not a number chosen in advance.
 
 # %%
 base_austin = float(probs[AUSTIN])
-pool = kept  # the 40 most influential latents, where the label groups came from
 generator = torch.Generator().manual_seed(0)
 
 
@@ -488,6 +489,7 @@ def spread(values) -> str:
 predictions = ablation_predictions()
 rows, right = [], []
 for concept, members in {**biggest, **hand}.items():
+    pool = top if concept in hand else kept  # where the group was chosen from: the ten shown, or the 40 labelled
     draws = random_groups(members, pool, 20, generator)
     zero_draws = [p_austin(d, 0.0) for d in draws]
     row = [concept, len(members), f"{p_austin(members, 0.0):.3f}", f"{p_austin(members, 0.0, False):.3f}", spread(zero_draws),
@@ -507,23 +509,26 @@ print(f"{sum(right)} of {len(right)} predictions right; not a supernode above: "
 # %% [markdown]
 # Expected output, read against the random columns:
 #
-# - **Zeroing moves P(' Austin') little, for any group.** Random groups of 2–4 latents leave it
-#   between about 0.91 and 0.998, and most groups land inside that band: `in_state:Texas` gives
-#   {{0.969}} against {{0.976 (0.739-0.997)}} for random groups of 7. Two groups fall below their
-#   band: "say a capital" ({{0.92}}, random {{0.993 (0.988-0.998)}}) and, labelled with another
-#   state, `in_state:Colorado` ({{0.845}}, random {{0.994 (0.988-0.997)}}). With P this close to 1,
-#   "same" mostly means the model has other evidence left, not that the group plays no part.
+# - **Zeroing moves P(' Austin') little, for any group.** Random groups of 1–4 latents leave it
+#   above about 0.89 in 90% of draws, and most groups land inside their band: `in_state:Texas`
+#   gives {{0.969}} against {{0.976 (0.739-0.997)}} for random groups of 7. Two groups fall below:
+#   "say a capital" ({{0.92}}, random {{0.996 (0.989-0.998)}}) and, labelled with another state,
+#   `in_state:Colorado` ({{0.845}}, random {{0.994 (0.988-0.997)}}). Both of its latents are in the
+#   top ten, but that alone does not explain it: random triples of the top ten, zeroed, give
+#   {{0.983 (0.937-0.998)}} (the "say a state" row). With P this close to 1, "same" mostly means the
+#   model has other evidence left, not that the group plays no part.
 # - **Labels and top examples do not predict the effect.** The reference predictions get
-#   {{2 of 8}} right. The label group for the prompt's own state does no more than random groups,
-#   the hand group "Texas" neither ({{0.997}} zeroed, {{0.904}} at −2×, random {{0.805 (0.020-0.971)}}),
-#   while a group labelled Colorado has one of the largest effects.
-# - **−2× of many latents breaks the answer whatever they are.** Random groups of 7 fall to
-#   {{0.005 (0.000-0.310)}} and of 11 to {{0.000 (0.000-0.000)}}, so the collapse of `in_state:Texas`
-#   ({{0.029}}) or `capital:Atlanta` ({{0.004}}) says nothing about them. For 2–3 latents random
-#   groups mostly keep the answer, and there −2× separates groups: "say a state" falls to {{0.005}}
-#   and "say a capital" to {{0.003}} against random medians of {{0.946}} and {{0.891}}; yet zeroing
-#   "say a state" changes nothing ({{0.991}}). A push far off the usual activations tests what the
-#   latents *can* write, not what they do write on this prompt.
+#   {{3 of 8}} right. The label group of the prompt's own state does no more than random groups,
+#   nor does the hand group "Texas" ({{0.997}} zeroed), while a group labelled Colorado has one of
+#   the largest effects.
+# - **−2× of several latents breaks the answer whatever they are.** Random groups of 7 fall to
+#   {{0.005 (0.000-0.310)}} and of 11 to {{0.000 (0.000-0.000)}}, and even random triples of the top
+#   ten mostly do ({{0.175 (0.003-0.817)}} for the "say a state" row). So the collapse of
+#   `in_state:Texas` ({{0.029}}), `capital:Atlanta` ({{0.004}}) or "say a state" ({{0.005}}) says
+#   nothing about them. Against the baseline, −2× finds the exception instead: the hand group
+#   "Texas" keeps P(' Austin') at {{0.904}}, where random triples of the top ten fall to
+#   {{0.005 (0.000-0.142)}}. A push far off the usual activations tests what latents *can* write,
+#   and only a baseline drawn from the same pool says whether a drop is special.
 # - **Frozen or free attention** changes little here: the largest gap is `capital:Atlanta` zeroed
 #   ({{0.826}} frozen, {{0.658}} free). All these latents sit at the last position, and only later
 #   layers' attention *from* that position could react.
@@ -612,6 +617,7 @@ other_tokens = model.to_tokens("The state containing Oakland has its capital in"
 same_tokens = model.to_tokens("The state containing Houston has its capital in")[0]
 pos = len(tokens) - 1
 acts, other, same = (acts_at(rm, t, pos) for t in (tokens, other_tokens, same_tokens))
+generator = torch.Generator().manual_seed(1)  # each baseline its own seed: its draws do not depend on earlier cells
 rows = []
 for k in (4, 8, 16, 32):
     own, new = contrast_latents(acts, other, k)
@@ -629,9 +635,10 @@ print(tabulate(rows, headers=["k each way", "Dallas side zeroed: P(Austin)", "sw
 # Expected output: for this pair the swap needs many latents. With 16 each way P(' Sacramento')
 # rises to {{0.263}} but ' Austin' stays top-1; with 32 the answer flips (P(' Sacramento') =
 # {{0.737}}), while zeroing the same 32 Dallas-side latents alone leaves P(' Austin') at {{0.198}}.
-# The controls hold: a random swap of 32 each way gives P(' Sacramento') {{0.015 (0.001-0.046)}},
+# The controls hold: a random swap of 32 each way gives P(' Sacramento') {{0.011 (0.002-0.029)}},
 # and swapping in Houston's 32 most different latents keeps ' Austin' ({{0.897}}). So the flip
-# comes from *which* latents are swapped, and what they carry is the state, not damage.
+# comes from *which* latents are swapped, not from damage. Whether they carry the state or already
+# the capital, a swap at the last position cannot tell: both differ between the two prompts.
 #
 # ### Many pairs
 #
@@ -673,6 +680,7 @@ for k in (8, 16, 32):
     kept_rate = sum(top1_after_swap(a, b, k) == CAPITAL[a] for a, b in same_state) / len(same_state)
     rows.append([k, f"{flip_rate_table(k):.2f}", f"{flip_rate_table(k, frozen=False):.2f}" if k == 16 else "-", f"{kept_rate:.2f}"])
 print(tabulate(rows, headers=["k each way", "flip rate, frozen (182 pairs)", "free attention", "same state: kept (42 pairs)"]))
+generator = torch.Generator().manual_seed(2)
 for k in (16,):
     chooser = lambda a, o, k: random_swap(a, o, k, generator)  # noqa: E731
     rates = [sum(top1_after_swap(a, b, k, chooser=chooser) == CAPITAL[b] for a, b in neighbours) / len(neighbours)
@@ -683,10 +691,11 @@ for k in (16,):
 # Expected output: the flip rate grows with k, {{0.37}} at 8 latents each way, {{0.87}} at 16 and
 # {{0.98}} at 32, and letting attention react changes it little (at k = 16: {{0.86}} free against
 # 0.87 frozen). The controls bound how far k can go: a random swap of 16 flips
-# {{0.000 (0.000-0.071)}} of its pairs, and same-state swaps keep the answer in {{0.98}} of pairs
+# {{0.000 (0.000-0.079)}} of its pairs, and same-state swaps keep the answer in {{0.98}} of pairs
 # at k = 16 but only {{0.86}} at k = 32, where the swap starts to damage answers it should leave
-# alone. Around 16 latents each way at the last position carry enough of the state to hand the
-# answer to another state in most pairs; Dallas, which needed 32, is one of the harder cities.
+# alone. Around 16 latents each way at the last position carry enough to hand the answer to
+# another state in most pairs; Dallas ← Oakland, which needed 32, is one of the pairs that 16
+# leaves unflipped.
 #
 # ## 5 · Generation with interventions
 #
@@ -835,6 +844,7 @@ for positions, where in [([6], "last piece"), ([7], "kind word"), ([last], "last
 print(tabulate(rows, headers=["positions", "", "flip rate, k=16", "k=32"]))
 
 # %%
+generator = torch.Generator().manual_seed(3)
 rates = []
 for _ in range(20):
     flipped = 0
