@@ -272,6 +272,15 @@ def enrichment_matrix(top: Tensor, sets: Tensor, vocab_size: int) -> Tensor:
     return torch.tensor(p, dtype=torch.float64)
 
 
+def paired_enrichment(top: Tensor, sets: Tensor, vocab_size: int) -> Tensor:
+    """The p-value of `enrichment_pvalue` for each row of `top` against the same row of `sets`: (n,)."""
+    from scipy.stats import hypergeom
+
+    overlap = torch.zeros(len(top), vocab_size, dtype=torch.bool).scatter_(1, top, True) & sets
+    return torch.tensor(hypergeom.sf(overlap.sum(-1).numpy() - 1, vocab_size, sets.sum(-1).numpy(), top.shape[1]),
+                        dtype=torch.float64)
+
+
 from utils.autointerp import (client_from_env, concept_truth, detect, detection_scores, explain, explanation_prompt,
                               mix_for_detection, random_examples, top_examples)
 

@@ -13,9 +13,10 @@
 #   several latents of a wider one, followed along the world's planted category hierarchy;
 # - the **geometry** of the decoder directions: a UMAP map of every latent of the family, with
 #   HDBSCAN clusters whose purity is measured against the planted concepts;
-# - **feature absorption**, measured the way SAEBench does: a linear probe defines a concept
-#   ("the answer starts with L"), we find the latents that look like the probe, and count how often
-#   they stay silent while another latent carries the probe's direction instead;
+# - **feature absorption** on first letters: a linear probe defines a concept ("the answer starts
+#   with L"), we find the latents that look like the probe, and count how often they stay silent
+#   while another latent carries the probe's direction instead; first with a simplified metric you
+#   write, then with SAEBench's own definition, each departure shown with its effect;
 # - **meta-SAEs**: a small SAE trained on the *decoder directions* of a wide SAE, whose latents
 #   ("meta-latents") are parts that several SAE latents share;
 # - the **logit lens** and **token enrichment**: which tokens a latent's decoder direction pushes up,
@@ -254,9 +255,10 @@ for width in (min(saes), max(saes)):
 # categories from {{0.41}} to {{0.45}}, single words from {{0.18}} to {{0.37}}. Is that because a
 # wider SAE's latents are finer, or only because it has 16 times more latents to pick the best from?
 # The control answers: 64 random latents of the width-1024 SAE reach a word-level best F1 of
-# {{0.14 / 0.16 / 0.18}} (5th / 50th / 95th percentile of 20 draws), below the width-64 SAE's 0.18.
-# Picked at random, a wide SAE's latents are no finer; its advantage comes from having many of them,
-# a few of which land on single words. The counts say the same once normalised: latents matching a
+# {{0.14 / 0.16 / 0.18}} (5th / 50th / 95th percentile of 20 draws), no better than the width-64
+# SAE's 0.18, and at the top and middle levels they do worse than it. Picked at random, a wide SAE's
+# latents are no finer; its advantage comes from having many of them, a few of which land on single
+# words. The counts say the same once normalised: latents matching a
 # word (F1 ≥ 0.5) go from {{0}} to {{3}}, but per 100 latents that is {{0.29}} at width 1024, lower
 # than at widths 128 and 256 ({{1.56}}). So this world shows only weak evidence of splitting in
 # aggregate. The best F1 of a top category stays near 0.5 for a simple reason: its best latent
@@ -533,12 +535,14 @@ print(f"clusters holding latents of at least 3 widths: {(widths_per_cluster >= 3
 # instead of two. The result is a latent that looks like a clean concept detector and has holes
 # you cannot predict from its description.
 #
-# SAEBench measures absorption in three steps, and we follow them on the course world's P10
-# sentences ("The word elephant starts with the letter E"):
+# SAEBench measures absorption in three steps. We first write a simplified version of each step on
+# the course world's P10 sentences ("The word elephant starts with the letter E"), and at the end of
+# the section compute SAEBench's own definition and show what each simplification changes:
 #
 # 1. train a **linear probe** per letter on the residual stream: the probe's direction is our
 #    stand-in for the model's own "starts with L" feature;
-# 2. find each letter's **main latents**, those whose decoder direction is closest to the probe's;
+# 2. find each letter's **main latents**, here those whose decoder direction is closest to the
+#    probe's (SAEBench uses k-sparse probing);
 # 3. on the examples where the probe says yes (and is right), count how often the main latents do
 #    *not* fire and some other firing latent carries the probe direction instead: the
 #    **absorption rate**.
@@ -919,19 +923,27 @@ print(sensitivity.to_string())
 # strengths, since the residual's probe projection depends on the probe's direction.
 
 # %%
+probes_by_C = {(1.0, letter): probes[letter] for letter in LETTERS}
+k_sparse_main = {}  # (width, letter) -> main latents; they do not depend on the probe
+
+
 def rate_by_letter(width: int, rule: str, main_by: str = "cosine", C: float = 1.0) -> list[float]:
     """Per-letter absorption rate on the validation frames under one combination of choices."""
     sae, out = saes[width], []
-    acts_train = sae.encode(resid_last[train_rows])
     for letter in LETTERS:
-        d, b = probes[letter] if C == 1.0 else fit_probe(resid_last[train_rows], torch.tensor(letters == letter)[train_rows], C)
+        if (C, letter) not in probes_by_C:
+            probes_by_C[C, letter] = fit_probe(resid_last[train_rows], torch.tensor(letters == letter)[train_rows], C)
+        d, b = probes_by_C[C, letter]
         truth = torch.tensor(test_letters == letter)
         probe_yes = (resid_last[test_rows] @ d + b) > 0
         if main_by == "cosine":
             main = [int(decoder_cosines(d, sae).argmax())]
         else:
-            main = k_sparse_main_latents(acts_train, letters[train_rows.numpy()] == letter, acts_last[width],
-                                         test_letters == letter)
+            if (width, letter) not in k_sparse_main:
+                k_sparse_main[width, letter] = k_sparse_main_latents(
+                    sae.encode(resid_last[train_rows]), letters[train_rows.numpy()] == letter, acts_last[width],
+                    test_letters == letter)
+            main = k_sparse_main[width, letter]
         if rule == "chapter":
             _, absorbed = absorption(acts_last[width], sae.W_dec, d, probe_yes, truth, main)
         else:
@@ -958,7 +970,7 @@ print(departures.to_string())
 # Expected output: read the table row by row. Averaging letters equally instead of pooling them
 # changes nothing that matters. Dividing by the residual's own probe projection moves the rates in
 # both directions (width 128 from {{0.05}} to {{0.02}}, width 512 from {{0.01}} to {{0.04}}); picking
-# main latents by k-sparse probing brings them down again. SAEBench's metric itself, with the course
+# main latents by k-sparse probing moves them again, by as much. SAEBench's metric itself, with the course
 # probe, is at most {{0.05}} at every width and has no width trend. And it hinges on the probe: the
 # same metric with a more regularised probe (C 0.1) is 0 everywhere, with a less regularised one (C 10)
 # it reaches {{0.12}} at width 1024, because the residual's projection on the probe direction, the
@@ -1049,7 +1061,8 @@ def train_meta_sae(directions: Tensor, n_meta: int, k: int, steps: int = 1500, l
 # To interpret the meta-latents we need labels for the SAE latents, and the course world has them:
 # each latent's best-matching planted concept on the held-out corpus (precision and recall of
 # "the latent fires" against the concept's tokens, as in chapter 02), on the corpus encoded in
-# section 1.
+# section 1. A meta-SAE explains part of the variance of any set of vectors, so we train the same
+# meta-SAE on as many random unit vectors as a control.
 
 # %%
 wide = saes[max(saes)]
@@ -1196,9 +1209,8 @@ print(f"absorbing latents: mean cosine of the latent with its probe {np.mean(own
 # One caution specific to the course model: its embeddings are **tied**, `W_U = W_E.T`. The logit
 # lens of a direction therefore also measures how similar it is to each token's *embedding*. A
 # latent that carries the current token's identity forward (an *input* latent) can show that token
-# among its "boosted" tokens without predicting it. Chapter 02 showed that the raw embedding is a
-# small part of the residual stream after layer 0, so this echo is weak, but we test for it instead
-# of assuming.
+# among its "boosted" tokens without predicting it. How strong this echo is at our layer is an
+# empirical question, so we test for it instead of assuming.
 #
 # ### Exercise: `logit_lens`
 #
@@ -1302,6 +1314,15 @@ def enrichment_matrix(top: Tensor, sets: Tensor, vocab_size: int) -> Tensor:
     return torch.tensor(p, dtype=torch.float64)
 
 
+def paired_enrichment(top: Tensor, sets: Tensor, vocab_size: int) -> Tensor:
+    """The p-value of `enrichment_pvalue` for each row of `top` against the same row of `sets`: (n,)."""
+    from scipy.stats import hypergeom
+
+    overlap = torch.zeros(len(top), vocab_size, dtype=torch.bool).scatter_(1, top, True) & sets
+    return torch.tensor(hypergeom.sf(overlap.sum(-1).numpy() - 1, vocab_size, sets.sum(-1).numpy(), top.shape[1]),
+                        dtype=torch.float64)
+
+
 # %%
 counts_fired = (corpus_acts[real] > 0).sum(0)
 studied = torch.tensor([j for j in live.tolist() if counts_fired[j] >= 20])
@@ -1322,10 +1343,8 @@ came_next = torch.zeros(len(studied), vocab_size, dtype=torch.bool)
 for i, pos in enumerate(strongest):
     fired_on[i, tokens_flat[pos]] = True
     came_next[i, next_flat[pos[has_next[pos]]]] = True
-p_input = torch.stack([enrichment_matrix(top_tokens[i:i + 1], fired_on[i:i + 1], vocab_size)[0, 0]
-                       for i in range(len(studied))])
-p_prediction = torch.stack([enrichment_matrix(top_tokens[i:i + 1], came_next[i:i + 1], vocab_size)[0, 0]
-                            for i in range(len(studied))])
+p_input = paired_enrichment(top_tokens, fired_on, vocab_size)  # each latent's lens against its own tokens
+p_prediction = paired_enrichment(top_tokens, came_next, vocab_size)
 j0 = 0
 print(f"check: enrichment_pvalue and the vectorised helper agree on latent {int(studied[j0])}: "
       f"{enrichment_pvalue(top_tokens[j0], came_next[j0].nonzero().flatten(), vocab_size):.3g} vs {float(p_prediction[j0]):.3g}")
@@ -1377,8 +1396,7 @@ for name, shares in null.items():
 null_prediction = []
 for _ in range(20):
     random_top = (torch.randn(dec_rows.shape, generator=gen) @ chol.T @ model.W_U).topk(10, dim=-1).indices
-    p_null = torch.stack([enrichment_matrix(random_top[i:i + 1], came_next[i:i + 1], vocab_size)[0, 0]
-                          for i in range(len(studied))])
+    p_null = paired_enrichment(random_top, came_next, vocab_size)
     null_prediction.append(float((p_null < 1e-3).float().mean()))
 print(f"lens enriched in the latent's own next tokens (p < 0.001): decoder rows {float((p_prediction < 1e-3).float().mean()):.2f}; "
       f"random directions against the same next tokens, 20 draws: median {np.median(null_prediction):.2f}, "
@@ -1422,7 +1440,7 @@ for j, row in examples.iterrows():
 # %% [markdown]
 # Expected output: of the {{620}} latents studied, {{242}} are prediction latents and only {{5}} are input
 # latents; the rest are unclassified. Few input latents means the tied-embedding echo rarely
-# dominates a lens at this layer, as chapter 02's measurements suggested. The prediction label
+# dominates a lens at this layer. The prediction label
 # survives its control: the latent's own lens is enriched in its next tokens (p < 0.001) for {{0.39}}
 # of the latents, a random direction's lens against the same next tokens for a median {{0.00}} (at
 # most {{0.01}} in 20 draws).
@@ -1792,7 +1810,7 @@ fig.show()
 # about what it does, scored against the planted labels. A hypothesis here has three parts:
 #
 # - `concept`: one planted concept label (`data.concepts`, explained in
-#   `utils.world.v2.concepts.CONCEPT_LEGEND`), such as `"category:bird"` or `"quote_open"`;
+#   `utils.world.v2.concepts.CONCEPT_LEGEND`), such as `"category:bird"` or `"quote_close"`;
 # - `fires_on`: `"input"` if the concept holds on the token the latent fires on, `"prediction"` if
 #   it holds on the token that comes **next** (section 5's prediction latents);
 # - `description`: one sentence in your own words (not scored, but write it before you score).
