@@ -974,14 +974,14 @@ print(departures.to_string())
 # probe, is at most {{0.05}} at every width and has no width trend. And it hinges on the probe: the
 # same metric with a more regularised probe (C 0.1) is 0 everywhere, with a less regularised one (C 10)
 # it reaches {{0.12}} at width 1024, because the residual's projection on the probe direction, the
-# denominator, changes with the direction. The honest summary for this world: full absorption of
+# denominator, changes with the direction. In short, for this world: full absorption of
 # first letters is rare (a few percent of examples at most), its size depends on the probe more than
 # on the SAE's width, and no width trend survives SAEBench's definition.
 
 # %% [markdown]
-# Expected output (of the cell before the sensitivity table): {{3}} absorbing latents at width
-# 1024. The absorption paper's picture is a *word-specific* latent
-# ("elephant") that has taken in the letter direction. We know which word every prompt spells, so
+# Back to the cell before the sensitivity table, which listed the absorbers of the widest SAE
+# under our own definition: {{3}} absorbing latents. The absorption paper's picture is a
+# *word-specific* latent ("elephant") that has taken in the letter direction. We know which word every prompt spells, so
 # we can test that picture: a word-specific absorber would fire for few words, most of them with its
 # letter. None of ours does ({{0}} fire for at most 5 words): the one that absorbs most, latent
 # {{786}} (W, on 4 words), fires for {{64}} words, only {{8%}} of them starting with W. They are broad
