@@ -211,7 +211,7 @@ print(tabulate([(g.label, " | ".join(top_contexts(g))) for g in top], headers=["
 # Read the contexts and group the ten latents by the role they suggest on this prompt, for example
 # "Texas" (fires in sentences about Texas), "say a state" (fires where a state name comes next),
 # "say a capital" (where a capital comes next), and "other" for the ones that look unrelated.
-# Return `{group name: [latent labels]}`, labels written as printed (`"L0 #206 @8"`), each latent in
+# Return `{group name: [latent labels]}`, labels written as printed (`"L0 #339 @8"`), each latent in
 # at most one group, at least two groups. There is no single right answer, so the check only
 # checks the form; section 3 tests your groups by ablating them.
 
@@ -514,8 +514,8 @@ print(f"{sum(right)} of {len(right)} predictions right; not a supernode above: "
 #   gives {{0.969}} against {{0.976 (0.739-0.997)}} for random groups of 7. Two groups fall below:
 #   "say a capital" ({{0.92}}, random {{0.996 (0.989-0.998)}}) and, labelled with another state,
 #   `in_state:Colorado` ({{0.845}}, random {{0.994 (0.988-0.997)}}). Both of its latents are in the
-#   top ten, but that alone does not explain it: random triples of the top ten, zeroed, give
-#   {{0.983 (0.937-0.998)}} (the "say a state" row). With P this close to 1, "same" mostly means the
+#   top ten, but that alone does not explain it: random triples of the top ten (one latent more
+#   than this pair), zeroed, give {{0.983 (0.937-0.998)}} (the "say a state" row). With P this close to 1, "same" mostly means the
 #   model has other evidence left, not that the group plays no part.
 # - **Labels and top examples do not predict the effect.** The reference predictions get
 #   {{3 of 8}} right. The label group of the prompt's own state does no more than random groups,
@@ -530,8 +530,8 @@ print(f"{sum(right)} of {len(right)} predictions right; not a supernode above: "
 #   {{0.005 (0.000-0.142)}}. A push far off the usual activations tests what latents *can* write,
 #   and only a baseline drawn from the same pool says whether a drop is special.
 # - **Frozen or free attention** changes little here: the largest gap is `capital:Atlanta` zeroed
-#   ({{0.826}} frozen, {{0.658}} free). All these latents sit at the last position, and only later
-#   layers' attention *from* that position could react.
+#   ({{0.826}} frozen, {{0.658}} free). All but one of these latents sit at the last position,
+#   where only later layers' attention *from* that position can react to the change.
 #
 # So neither kind of group isolates "Texas". We need the latents that carry *this* prompt's state,
 # and the model can tell us which: compare it with a prompt about another state.
@@ -601,7 +601,8 @@ tests.test_swap_interventions(swap_interventions)
 # as many latents but should leave ' Austin' the answer: if it also breaks the answer, the swap
 # works by damage, not by writing in a state. A **random swap** zeroes `k` random latents active
 # on the Dallas prompt and writes in `k` random latents active on the Oakland prompt (at their
-# Oakland values): the same amount of editing, not chosen by contrast (20 draws).
+# Oakland values): the same amount of editing, not chosen by contrast (20 draws). Attention is
+# frozen in this table.
 
 # %%
 def random_swap(acts: Tensor, other: Tensor, k: int, generator: torch.Generator) -> tuple[list, list]:
@@ -647,7 +648,8 @@ print(tabulate(rows, headers=["k each way", "Dallas side zeroed: P(Austin)", "sw
 # counts as flipped when the other state's capital becomes the top-1. Its controls: the same swap
 # between cities of the *same* state (each state's first city ← its three other cities, 42 pairs),
 # counted as kept when the own capital stays top-1, and the random swap, on 14 pairs (each state ←
-# the next state in the table), 20 draws.
+# the next state in the table), 20 draws. Attention is free in this table (a free run costs half a
+# frozen one), controls included; one column repeats k = 16 with attention frozen.
 
 # %%
 from utils.world.v2 import facts as world_facts  # noqa: E402
@@ -671,28 +673,28 @@ same_state = [(d["cities"][0], other) for d in world_facts.STATES.values() for o
 neighbours = list(zip(CITIES.values(), [*list(CITIES.values())[1:], list(CITIES.values())[0]]))
 
 
-def flip_rate_table(k: int, frozen: bool = True) -> float:
+def flip_rate_table(k: int, frozen: bool = False) -> float:
     return sum(top1_after_swap(a, b, k, frozen) == CAPITAL[b] for a, b in different) / len(different)
 
 
-rows = []
+rows = []  # attention free in every column but one (half the cost of a frozen run); frozen at k = 16 for comparison
 for k in (8, 16, 32):
-    kept_rate = sum(top1_after_swap(a, b, k) == CAPITAL[a] for a, b in same_state) / len(same_state)
-    rows.append([k, f"{flip_rate_table(k):.2f}", f"{flip_rate_table(k, frozen=False):.2f}" if k == 16 else "-", f"{kept_rate:.2f}"])
-print(tabulate(rows, headers=["k each way", "flip rate, frozen (182 pairs)", "free attention", "same state: kept (42 pairs)"]))
+    kept_rate = sum(top1_after_swap(a, b, k, frozen=False) == CAPITAL[a] for a, b in same_state) / len(same_state)
+    rows.append([k, f"{flip_rate_table(k):.2f}", f"{flip_rate_table(k, frozen=True):.2f}" if k == 16 else "-", f"{kept_rate:.2f}"])
+print(tabulate(rows, headers=["k each way", "flip rate, free (182 pairs)", "frozen", "same state: kept, free (42 pairs)"]))
 generator = torch.Generator().manual_seed(2)
 for k in (16,):
     chooser = lambda a, o, k: random_swap(a, o, k, generator)  # noqa: E731
-    rates = [sum(top1_after_swap(a, b, k, chooser=chooser) == CAPITAL[b] for a, b in neighbours) / len(neighbours)
+    rates = [sum(top1_after_swap(a, b, k, frozen=False, chooser=chooser) == CAPITAL[b] for a, b in neighbours) / len(neighbours)
              for _ in range(20)]
-    print(f"random swap, k = {k}, 14 pairs x 20 draws: flip rate {spread(rates)}")
+    print(f"random swap, k = {k}, free, 14 pairs x 20 draws: flip rate {spread(rates)}")
 
 # %% [markdown]
-# Expected output: the flip rate grows with k, {{0.37}} at 8 latents each way, {{0.87}} at 16 and
-# {{0.98}} at 32, and letting attention react changes it little (at k = 16: {{0.86}} free against
-# 0.87 frozen). The controls bound how far k can go: a random swap of 16 flips
+# Expected output: the flip rate grows with k, {{0.36}} at 8 latents each way, {{0.86}} at 16 and
+# {{0.98}} at 32 (attention free), and freezing attention changes it little (at k = 16: {{0.87}}
+# frozen). The controls bound how far k can go: a random swap of 16 flips
 # {{0.000 (0.000-0.079)}} of its pairs, and same-state swaps keep the answer in {{0.98}} of pairs
-# at k = 16 but only {{0.86}} at k = 32, where the swap starts to damage answers it should leave
+# at k = 16 but only {{0.83}} at k = 32, where the swap starts to damage answers it should leave
 # alone. Around 16 latents each way at the last position carry enough to hand the answer to
 # another state in most pairs; Dallas ← Oakland, which needed 32, is one of the pairs that 16
 # leaves unflipped.
@@ -777,8 +779,8 @@ for name, g in [("Dallas (two-hop)", graph), ("Eiffel (landmark)", landmark_grap
 # Now the landmark facts: "Everyone knows the Eiffel tower is located in" → ' Paris'. Every
 # landmark is written in three pieces (' E', 'iff', 'el'), so all such prompts have the same
 # length and a swap between two of them lines up position by position. Where does the model
-# hold "which city"? At the landmark's pieces, at the kind word, only at the last position, or
-# spread over several? Find out with swaps, before looking at any label. A swap can now cover a
+# hold "which city"? At the landmark's pieces, only at the last position, or spread over
+# several? Find out with swaps, before looking at any label. A swap can now cover a
 # *set* of positions: at each one, the `k` latents each way that differ most there.
 #
 # ### Exercise 11 · `flip_rate`
@@ -836,7 +838,7 @@ print(f"the replacement model answers {answered} of {len(landmarks)} landmark pr
 last = len(landmark_prompts[0]) - 1
 PIECES = [4, 5, 6]
 rows = []
-for positions, where in [([6], "last piece"), ([7], "kind word"), ([last], "last position"), (PIECES, "the three pieces"),
+for positions, where in [([6], "last piece"), ([last], "last position"), (PIECES, "the three pieces"),
                          ([*PIECES, last], "pieces + last")]:
     ks = (16, 32) if where == "pieces + last" else (16,)  # k matters where something flips
     rates = {k: f"{flip_rate(rm, landmark_prompts, landmark_answers, positions, k):.2f}" for k in ks}
@@ -865,8 +867,8 @@ print(f"random swap at the pieces and the last position, k = 16, 8 pairs x 20 dr
 # one position flips almost nothing (at most {{0.07}} of the 56 pairs with 16 latents each way, at
 # the three pieces together), but swapping at the pieces *and* the last position together flips
 # {{0.38}} with 16 each way and {{0.55}} with 32. The city is not held at one place: it is spread
-# over the landmark's pieces and the last position, and a swap at any one of them is outvoted by
-# the others. (A one-position-at-a-time search would have concluded that no latents carry it.)
+# over the landmark's pieces and the last position, and a swap at the pieces alone, or at the
+# last position alone, is outvoted by what the other positions still hold. (A one-position-at-a-time search would have concluded that no latents carry it.)
 # Random swaps of the same size at the same four positions flip {{0.000 (0.000-0.000)}} of their
 # pairs: the flips come from the contrast latents, not from editing that many activations.
 
