@@ -844,6 +844,8 @@ for positions, where in [([6], "last piece"), ([last], "last position"), (PIECES
     rates = {k: f"{flip_rate(rm, landmark_prompts, landmark_answers, positions, k):.2f}" for k in ks}
     rows.append([positions, where, rates[16], rates.get(32, "-")])
 print(tabulate(rows, headers=["positions", "", "flip rate, k=16", "k=32"]))
+print(f"last position alone, 64 each way (as many latents as 16 at each of four positions): "
+      f"{flip_rate(rm, landmark_prompts, landmark_answers, last, 64):.2f}")
 
 # %%
 generator = torch.Generator().manual_seed(3)
@@ -868,8 +870,10 @@ print(f"random swap at the pieces and the last position, k = 16, 8 pairs x 20 dr
 # the three pieces together), but swapping at the pieces *and* the last position together flips
 # {{0.38}} with 16 each way and {{0.55}} with 32. The city is not held at one place: it is spread
 # over the landmark's pieces and the last position, and a swap at the pieces alone, or at the
-# last position alone, is outvoted by what the other positions still hold. (A one-position-at-a-time search would have concluded that no latents carry it.)
-# Random swaps of the same size at the same four positions flip {{0.000 (0.000-0.000)}} of their
+# last position alone, is outvoted by what the other positions still hold. It is not the number
+# of latents: 64 each way at the last position alone, as many as 16 at each of the four
+# positions, flip {{0.02}}. (A one-position-at-a-time search would have concluded that no latents
+# carry it.) Random swaps of the same size at the same four positions flip {{0.000 (0.000-0.000)}} of their
 # pairs: the flips come from the contrast latents, not from editing that many activations.
 
 # %% [markdown]
