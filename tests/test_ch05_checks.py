@@ -184,16 +184,17 @@ def test_the_world_absorption_case_has_every_kind_of_example(checks05):
 # topk_encode
 
 
-def topk_variant(*, no_b_dec=False, no_relu=False, by_abs=False, values_only=False):
+def topk_variant(*, no_b_dec=False, no_relu=False, by_abs=False, values_only=False, per_column=False):
     def topk_encode(x, W_enc, b_enc, b_dec, k):
         pre = (x if no_b_dec else x - b_dec) @ W_enc + b_enc
-        idx = (pre.abs() if by_abs else pre).topk(k, dim=-1).indices
-        vals = pre.gather(-1, idx)
+        dim = 0 if per_column else -1  # per_column: the k largest inputs of each latent
+        idx = (pre.abs() if by_abs else pre).topk(min(k, pre.shape[dim]), dim=dim).indices
+        vals = pre.gather(dim, idx)
         if not no_relu:
             vals = vals.relu()
         if values_only:
             return vals
-        return torch.zeros_like(pre).scatter(-1, idx, vals)
+        return torch.zeros_like(pre).scatter(dim, idx, vals)
 
     return topk_encode
 
@@ -206,6 +207,12 @@ def topk_variant(*, no_b_dec=False, no_relu=False, by_abs=False, values_only=Fal
 ])
 def test_wrong_topk_encode(checks05, variant, message):
     fails_with(checks05.test_topk_encode, variant, "topk_encode(hand example, k=2)", message)
+
+
+def test_topk_over_the_wrong_dimension_is_named(checks05):
+    # k=2 over the 2 inputs keeps every positive entry of the hand example, so k=1 shows it
+    fails_with(checks05.test_topk_encode, topk_variant(per_column=True), "topk_encode(hand example, k=1)",
+               "Hint: topk over the wrong dimension")
 
 
 def topk_relu_first(x, W_enc, b_enc, b_dec, k):
@@ -293,11 +300,14 @@ def test_meta_with_numpy_passes(checks05):
 # logit_lens
 
 
-def lens_variant(*, encoder=False, reversed_bottom=False, by_abs=False, all_latents=False, top_twice=False):
+def lens_variant(*, encoder=False, reversed_bottom=False, by_abs=False, all_latents=False, top_twice=False,
+                 ascending_top=False):
     def logit_lens(sae, W_U, latents, k=10):
         W = sae.W_enc.T if encoder else sae.W_dec
         logits = (W if all_latents else W[latents]) @ W_U
         top = (logits.abs() if by_abs else logits).topk(k, dim=-1).indices
+        if ascending_top:
+            top = logits.argsort(dim=-1)[:, -k:]  # the k largest, smallest first
         bottom = logits.argsort(dim=-1, descending=True)[:, -k:] if reversed_bottom else (-logits).topk(k, dim=-1).indices
         return top, top if top_twice else bottom
 
@@ -310,6 +320,8 @@ def lens_variant(*, encoder=False, reversed_bottom=False, by_abs=False, all_late
     (lens_variant(by_abs=True), "Hint: the top tokens are those with the largest value, not the largest absolute value"),
     (lens_variant(all_latents=True), "Hint: return rows only for the latents in `latents`"),
     (lens_variant(top_twice=True), "Hint: the second tensor holds the *suppressed* tokens"),
+    (lens_variant(ascending_top=True), "top has wrong values: 4 of 4 elements differ, first at index (0, 0) (got 0, "
+                                       "expected 2). Hint: largest first"),
 ])
 def test_wrong_logit_lens(checks05, variant, message):
     fails_with(checks05.test_logit_lens, variant, message)

@@ -326,7 +326,11 @@ def _topk_mistakes(x, W_enc, b_enc, b_dec, k) -> list[Mistake]:
     top = pre.topk(k, dim=-1)
     keep_negative = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
     by_abs = pre.abs().topk(k, dim=-1).indices
+    per_column = pre.topk(min(k, len(pre)), dim=0)
     return [
+        Mistake.looks_like(torch.zeros_like(pre).scatter(0, per_column.indices, per_column.values.relu()),
+                           "topk over the wrong dimension: keep the k largest latents of each row (dim=-1, one row per "
+                           "input), not the k largest inputs of each latent (dim=0)."),
         Mistake.looks_like(ref.topk_encode(x, W_enc, b_enc, torch.zeros_like(b_dec), k),
                            "subtract b_dec from x before the encoder: (x - b_dec) @ W_enc + b_enc."),
         Mistake.looks_like(keep_negative, "after keeping the k largest, set the negative ones to 0 (a ReLU)."),
@@ -450,6 +454,9 @@ def _lens_mistakes(sae, W_U, latents, k) -> list[Mistake]:
     enc_logits = sae.W_enc.T[latents] @ W_U
     top, bottom = ref.logit_lens(sae, W_U, latents, k)
     return [
+        Mistake.looks_like(top.flip(-1), "largest first: the top tokens in decreasing order of their logit-lens value "
+                                         "(argsort is ascending, so argsort(...)[..., -k:] gives the k largest smallest "
+                                         "first; topk gives them largest first)."),
         Mistake.looks_like(bottom.flip(-1), "most suppressed first: the bottom tokens in increasing order of their "
                                             "logit-lens value."),
         Mistake.looks_like(logits.abs().topk(k, dim=-1).indices, "the top tokens are those with the largest value, "
