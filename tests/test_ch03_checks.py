@@ -6,6 +6,8 @@ correct alternatives the text allows must pass.
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -394,15 +396,18 @@ def test_compute_influence_alternative(checks03, capsys):
 # prune_graph
 
 
-def prune_variant(*, keep_always=True, orphans=True, edge_w=True):
+def prune_variant(*, keep_always=True, orphans=True, edge_w=True, recompute=True):
     def prune_graph(adjacency, nodes, node_threshold=0.8, edge_threshold=0.98):
         weights = nodes.logit_weights
         influence = ref.compute_influence(ref.normalize_matrix(adjacency), weights)
         keep = influence >= ref.find_threshold(influence, node_threshold)
         if keep_always:
             keep |= (nodes.kind == LOGIT) | (nodes.kind == EMBEDDING)
-        pruned = ref.normalize_matrix(adjacency * keep[:, None] * keep[None, :])
-        edge_scores = pruned * (ref.compute_influence(pruned, weights) + (weights if edge_w else 0))[:, None]
+        if recompute:
+            pruned = ref.normalize_matrix(adjacency * keep[:, None] * keep[None, :])
+            edge_scores = pruned * (ref.compute_influence(pruned, weights) + (weights if edge_w else 0))[:, None]
+        else:  # edge scores from the whole graph's normalised matrix and influence
+            edge_scores = ref.normalize_matrix(adjacency) * (influence + weights)[:, None]
         edge_mask = edge_scores >= ref.find_threshold(edge_scores.flatten(), edge_threshold)
         needs_output = (nodes.kind == LATENT) | (nodes.kind == ERROR)
         while orphans:
@@ -423,10 +428,16 @@ def prune_variant(*, keep_always=True, orphans=True, edge_w=True):
 @pytest.mark.parametrize("variant, message", [
     (prune_variant(keep_always=False), "Hint: embeddings and logits are always kept"),
     (prune_variant(orphans=False), "Hint: remove orphans"),
-    (prune_variant(edge_w=False), "Hint: an edge's score is Â[t, s] · (influence[t] + w[t])"),
+    (prune_variant(edge_w=False), "Hint: an edge's score is Â[t, s] · (influence[t] + w[t]): without w"),
 ])
 def test_wrong_prune_graph(checks03, variant, message):
     fails_with(checks03.test_prune_graph, variant, message)
+
+
+def test_edge_scores_not_recomputed_after_node_pruning_are_named(checks03):
+    text = fails_with(checks03.test_prune_graph, prune_variant(recompute=False), "edge_mask keeps",
+                      "Hint: score the edges on the graph left after node pruning")
+    assert "without w" not in text
 
 
 # -------------------------------------------------------------------------------------------------
@@ -507,6 +518,34 @@ def edge_variant(*, attention=True, ln_scale=True):
 ])
 def test_wrong_edge_by_hand(checks03, variant, message):
     fails_with(checks03.test_edge_by_hand, variant, "circuit_tracer's edge is", message)
+
+
+def _edge_by_hand_with(map_through_attn):
+    """The reference edge_by_hand, calling the given map_through_attn (as a notebook's would, by name)."""
+    namespace = dict(vars(ref), map_through_attn=map_through_attn)
+    return types.FunctionType(ref.edge_by_hand.__code__, namespace, "edge_by_hand")
+
+
+def test_a_transposed_attention_pattern_is_named(checks03):
+    def map_through_attn(model, run, v, layer):  # the pattern read as [head, key, query]
+        block = model.blocks[layer]
+        x = ref.map_through_ln(v, run.ln1_scale[layer], block.ln1.w)
+        values = torch.einsum("pd,hde->hpe", x, block.attn.W_V)
+        moved = torch.einsum("hpq,hpe->hqe", run.patterns[layer], values)
+        return v + torch.einsum("hqe,hed->qd", moved, block.attn.W_O)
+
+    text = fails_with(checks03.test_edge_by_hand, _edge_by_hand_with(map_through_attn), "circuit_tracer's edge is",
+                      "Hint: map_through_attn moves information backwards")
+    assert "apply map_through_attn at every layer" not in text
+
+    def without_w_o(model, run, v, layer):  # another wrong attention: the heads' outputs never leave head space
+        block = model.blocks[layer]
+        x = ref.map_through_ln(v, run.ln1_scale[layer], block.ln1.w)
+        moved = torch.einsum("hqp,hpe->hqe", run.patterns[layer], torch.einsum("pd,hde->hpe", x, block.attn.W_V))
+        return v + moved.sum(0).repeat(1, v.shape[1] // moved.shape[-1])
+
+    fails_with(checks03.test_edge_by_hand, _edge_by_hand_with(without_w_o), "Hint: map_through_attn(model, run, v, layer=1) "
+               "gives other values than the frozen attention layer")
 
 
 def test_edge_by_hand_alternative(checks03, capsys):

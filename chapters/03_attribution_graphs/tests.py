@@ -18,7 +18,7 @@ from torch import Tensor
 
 import solutions.ch03_attribution_graphs as ref
 from utils.attribution import EMBEDDING, ERROR, KIND_NAMES, LATENT, LOGIT, GraphNodes, circuit_tracer_order, run_prompt
-from utils.checks import Mistake, assert_tensor, check, expect, fail
+from utils.checks import Mistake, assert_tensor, check, expect, fail, learner_function
 
 PROMPTS = {
     "the Dallas prompt": "The state containing Dallas has its capital in",  # one salient logit (' Austin')
@@ -646,7 +646,32 @@ def test_compute_influence(compute_influence) -> None:
 # prune_graph
 
 
-def _check_prune(result, want_nodes: Tensor, want_edges: Tensor, want_scores: Tensor, where: str, nodes: GraphNodes) -> None:
+def _edge_mask_variant(adjacency: Tensor, nodes: GraphNodes, node_threshold: float, edge_threshold: float, *,
+                       recompute: bool = True, with_w: bool = True) -> Tensor:
+    """The edge mask that prune_graph's steps give with one known mistake: edge scores from the
+    unpruned graph (recompute=False), or without the logit weights (with_w=False)."""
+    weights = nodes.logit_weights
+    full = ref.normalize_matrix(adjacency)
+    influence = ref.compute_influence(full, weights)
+    keep = influence >= ref.find_threshold(influence, node_threshold)
+    keep |= (nodes.kind == LOGIT) | (nodes.kind == EMBEDDING)
+    pruned = ref.normalize_matrix(adjacency * keep[:, None] * keep[None, :]) if recompute else full
+    target_influence = ref.compute_influence(pruned, weights) if recompute else influence
+    scores = pruned * (target_influence + (weights if with_w else 0))[:, None]
+    edge_mask = scores >= ref.find_threshold(scores.flatten(), edge_threshold)
+    needs_output, needs_input = (nodes.kind == LATENT) | (nodes.kind == ERROR), nodes.kind == LATENT
+    while True:
+        before = keep.clone()
+        edge_mask &= keep[:, None] & keep[None, :]
+        keep &= ~needs_output | edge_mask.any(dim=0)
+        keep &= ~needs_input | edge_mask.any(dim=1)
+        if torch.equal(before, keep):
+            return edge_mask
+
+
+def _check_prune(result, want_nodes: Tensor, want_edges: Tensor, want_scores: Tensor, where: str, nodes: GraphNodes,
+                 inputs: tuple | None = None) -> None:
+    """`inputs`: (adjacency, node_threshold, edge_threshold), to name a known mistake in the edge mask."""
     expect(all(hasattr(result, f) for f in ("node_mask", "edge_mask", "cumulative_scores")),
            f"{where} should return a PruneResult(node_mask, edge_mask, cumulative_scores).")
     always = (nodes.kind == LOGIT) | (nodes.kind == EMBEDDING)
@@ -673,8 +698,17 @@ def _check_prune(result, want_nodes: Tensor, want_edges: Tensor, want_scores: Te
            f"{where}: edge_mask should be a bool tensor of shape {tuple(want_edges.shape)}.")
     if not torch.equal(edge_mask.bool(), want_edges):
         into_logits = (nodes.kind == LOGIT)[:, None] & (edge_mask.bool() != want_edges)
-        hint = (" Hint: an edge's score is Â[t, s] · (influence[t] + w[t]): without w, edges into the logits score 0."
-                if bool(into_logits.any()) else "")
+        without_w = " Hint: an edge's score is Â[t, s] · (influence[t] + w[t]): without w, edges into the logits score 0."
+        stale = (" Hint: score the edges on the graph left after node pruning: normalise the pruned adjacency again "
+                 "and recompute the influence on it, then Â[t, s] · (influence[t] + w[t]).")
+        hint = ""
+        if inputs is not None:
+            if torch.equal(edge_mask.bool(), _edge_mask_variant(*inputs[:1], nodes, *inputs[1:], recompute=False)):
+                hint = stale
+            elif torch.equal(edge_mask.bool(), _edge_mask_variant(*inputs[:1], nodes, *inputs[1:], with_w=False)):
+                hint = without_w
+        if not hint and bool(into_logits.any()):
+            hint = without_w
         fail(f"{where}: edge_mask keeps {int(edge_mask.sum())} edges, expected {int(want_edges.sum())}.{hint}")
     assert_tensor(result.cumulative_scores, want_scores, f"{where}: cumulative_scores", rtol=1e-4, atol=1e-6)
 
@@ -695,7 +729,8 @@ def test_prune_graph(prune_graph) -> None:
             want = ct_prune(graph, node_threshold, edge_threshold)
             result = prune_graph(adjacency.clone(), nodes, node_threshold, edge_threshold)
             _check_prune(result, want.node_mask[inverse], want.edge_mask[inverse][:, inverse], want.cumulative_scores[inverse],
-                         f"prune_graph({prompt}, node_threshold={node_threshold}, edge_threshold={edge_threshold})", nodes)
+                         f"prune_graph({prompt}, node_threshold={node_threshold}, edge_threshold={edge_threshold})", nodes,
+                         (adjacency, node_threshold, edge_threshold))
     # the hand DAG: at node_threshold 0.5 only the embedding (influence 1 of 2.5625) and f pass; g goes
     hand = _hand_nodes()
     want_nodes = torch.tensor([True, True, False, True])
@@ -784,6 +819,29 @@ def test_compute_graph_scores(compute_graph_scores) -> None:
 # edge_by_hand (bonus)
 
 
+def _attention_hint(map_through_attn, model, run) -> str:
+    """Why the learner's map_through_attn (used by edge_by_hand) is wrong, if it is: "" when it agrees
+    with the reference on a vector at every position, or cannot be called."""
+    if map_through_attn is None:
+        return ""
+    v = torch.randn(run.n_pos, model.cfg.d_model, generator=torch.Generator().manual_seed(3))
+    layer = 1
+    try:
+        got = map_through_attn(model, run, v.clone(), layer)
+    except Exception:
+        return ""
+    want = ref.map_through_attn(model, run, v, layer)
+    if not isinstance(got, Tensor) or got.shape != want.shape or torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+        return ""
+    backwards = dataclasses.replace(run, patterns=run.patterns.transpose(-1, -2))
+    if torch.allclose(got, ref.map_through_attn(model, backwards, v, layer), rtol=1e-4, atol=1e-5):
+        return (" Hint: map_through_attn moves information backwards: run.patterns[layer] is [head, query, key], "
+                "so the output at query q sums the values of the keys k <= q (einsum \"hqk,hke->hqe\"); the "
+                "pattern was used transposed.")
+    return (" Hint: map_through_attn(model, run, v, layer=1) gives other values than the frozen attention "
+            "layer: v plus the heads' outputs, each the pattern times (ln1(v) @ W_V), then @ W_O.")
+
+
 @check
 def test_edge_by_hand(edge_by_hand) -> None:
     """Edges of every kind of path against circuit_tracer's matrix."""
@@ -810,8 +868,10 @@ def test_edge_by_hand(edge_by_hand) -> None:
             continue
         layer, pos = int(nodes.layer[t]), int(nodes.pos[t])
         scale = float(run.final_scale[pos] if layer == model.cfg.n_layers else run.ln2_scale[layer, pos])
-        hint = ""
-        if got == 0 and int(nodes.pos[s]) != pos:
+        hint = _attention_hint(learner_function(edge_by_hand, "map_through_attn"), model, run)
+        if hint:
+            pass
+        elif got == 0 and int(nodes.pos[s]) != pos:
             hint = (" Hint: the source is at another position, and only attention moves it there: apply "
                     "map_through_attn at every layer from the source's layer + 1 to the target's layer.")
         elif abs(got - want * scale) <= 1e-3 * abs(want * scale):
