@@ -402,15 +402,18 @@ class SparseTensor:
 
 
 # %% [hint]
-# `dense != 0` is a boolean mask of the nonzero entries. Indexing `dense` with it gives the values
-# in row-major order, and `mask.nonzero()` gives their coordinates in the same order, already
-# shaped `(n_nonzero, k)`. For `from_sparse`, start from zeros with the dtype and device of
-# `values` and write the values at their coordinates without modifying a tensor in place, so
-# gradients reach `values`.
+# Two conversions between the same information. Dense to sparse: find which entries are nonzero,
+# then read off their values and their coordinates, both in the same (row-major) order so that
+# `values[i]` belongs to `indices[i]`. Sparse to dense: start from an all-zero tensor of the given
+# shape and put each value at its coordinates. Later exercises differentiate through `from_sparse`,
+# so build the dense tensor in a way that lets gradients flow back to `values`.
 
 # %% [hint]
-# `torch.zeros(shape, dtype=values.dtype, device=values.device).index_put(tuple(indices.T),
-# values)`: `tuple(indices.T)` is one index tensor per dimension.
+# A boolean mask `dense != 0` serves both halves of the first conversion: indexing with it and
+# `mask.nonzero()` walk the tensor in the same order, and `nonzero()` is already `(n_nonzero, k)`,
+# also for a 1-D tensor. For the way back, the out-of-place `index_put` with `tuple(indices.T)`
+# (one index tensor per dimension) works under `torch.func.jacrev`, which later exercises use; an
+# in-place write into the zeros does not. The zeros need the dtype and device of `values`.
 
 # %% [check]
 tests.test_sparse_tensor(SparseTensor)
@@ -497,15 +500,17 @@ def latent_acts_to_later_latent_acts(
 
 
 # %% [hint]
-# Three steps: `SparseTensor.from_sparse(...)` for the dense earlier latents, decode them to a
-# residual stream, run the blocks between the two hook points, encode with the later SAE. An SAE
-# on `blocks.ℓ.hook_resid_pre` reads the input of block ℓ, so the blocks in between are
-# `hook_layer(sae_from)` up to, not including, `hook_layer(sae_to)`.
+# This function is the path from the earlier SAE's latents to the later SAE's latents, written so
+# that it can be differentiated: rebuild the dense latent tensor from its sparse parts, map it into
+# the residual stream with the earlier SAE's decoder, push that through only the transformer blocks
+# that lie between the two SAEs, and encode the result with the later SAE. The output is the
+# nonzero later activations; the dense ones go in the auxiliary tuple.
 
 # %% [hint]
-# `model(resid, start_at_layer=hook_layer(sae_from), stop_at_layer=hook_layer(sae_to))`, then
-# `SparseTensor.from_dense(sae_to.encode(...))` gives both the values and the dense tensor to
-# return.
+# The trap is which blocks to run. An SAE on `blocks.ℓ.hook_resid_pre` reads the input of block ℓ,
+# so the blocks in between are `hook_layer(sae_from)` up to, not including, `hook_layer(sae_to)`:
+# exactly what the model's `start_at_layer` / `stop_at_layer` arguments mean.
+# `SparseTensor.from_sparse` and `SparseTensor.from_dense` do the two conversions.
 
 # %% [check]
 tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts)
@@ -556,14 +561,18 @@ def latent_to_latent_gradients(tokens: Tensor, sae_from, sae_to, model):
 
 
 # %% [hint]
-# First a no-grad run with both SAEs and `use_error_term=True`, caching the two SAEs' activation
-# hooks (`sae_acts_name(sae)`), so both sets of activations are the true ones. Then
-# `torch.func.jacrev(latent_acts_to_later_latent_acts, has_aux=True)` called with the earlier
-# activations' `.sparse` parts and the other arguments.
+# Two stages. First, one forward pass without gradients, with both SAEs spliced in but their error
+# terms kept, so that the model runs on its true activations; record both SAEs' latent activations
+# from it. Then the gradients are the Jacobian of the previous exercise's function with respect to
+# its first input (the nonzero earlier activations), taken at the true earlier activations. The
+# function's auxiliary output is the later activations computed from the reconstruction, the fourth
+# thing to return.
 
 # %% [hint]
-# `jacrev(...)(*latent_acts_prev.sparse, sae_from, sae_to, model)` returns `(J, (dense_recon,))`;
-# wrap `dense_recon` with `SparseTensor.from_dense` for the fourth output.
+# `model.run_with_cache_with_saes(..., use_error_term=True)`, caching `sae_acts_name(sae)` for each
+# SAE (stopping after the later SAE's layer saves time). Then
+# `torch.func.jacrev(latent_acts_to_later_latent_acts, has_aux=True)`, called with
+# `*latent_acts_prev.sparse` followed by the other arguments, returns `(J, (dense_recon,))`.
 
 # %% [check]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, latent_acts_to_later_latent_acts)
@@ -791,9 +800,17 @@ def tokens_to_latent_acts(token_scales: Tensor, tokens: Tensor, sae, model) -> t
 
 
 # %% [hint]
-# `model(tokens, stop_at_layer=0)` is the residual stream before block 0 (token plus positional
-# embedding). Multiply position p of every batch row by `token_scales[b, p]` (broadcast over
-# `d_model`), then run from layer 0 to the SAE's layer and encode.
+# The "input" of a position is the residual stream before block 0: its token embedding plus its
+# positional embedding. Scale that vector at each position by that position's factor, then run the
+# rest of the model up to the SAE's hook point and encode. With every scale equal to 1 this is the
+# ordinary forward pass; a gradient with respect to one scale says how much that position's input
+# matters to a latent.
+
+# %% [hint]
+# `model(tokens, stop_at_layer=0)` gives the embeddings, `(batch, seq, d_model)`, and running on
+# from there uses `start_at_layer=0`. `token_scales` is `(batch, seq)`: it must multiply whole
+# `d_model` vectors, one per position, so broadcast it over the last dimension (an einsum, or a
+# trailing `None`).
 
 # %% [check]
 tests.test_tokens_to_latent_acts(tokens_to_latent_acts)
@@ -815,13 +832,16 @@ def token_to_latent_gradients(tokens: Tensor, sae, model) -> tuple[Tensor, "Spar
 
 
 # %% [hint]
-# Differentiate `tokens_to_latent_acts` with `jacrev(..., has_aux=True)` at `token_scales =
-# torch.ones(tokens.shape)`. The Jacobian comes out as `(n_active, batch, seq)`: the output
-# dimension first.
+# Differentiate the previous function with respect to the scales, at the point where every scale is
+# 1 (the unmodified input). That gives, for every active latent, how its activation changes with
+# each position's input. Then reorder the result so that batch and position come first, as the
+# docstring asks.
 
 # %% [hint]
-# `einops.rearrange(J, "n_active batch seq -> batch seq n_active")`, and `SparseTensor.from_dense`
-# of the aux for the activations.
+# `torch.func.jacrev(tokens_to_latent_acts, has_aux=True)` at `torch.ones(tokens.shape)`. The
+# Jacobian comes out as `(n_active, batch, seq)`, the output dimension first, so it needs an
+# `einops.rearrange` to `(batch, seq, n_active)`; wrap the auxiliary dense activations with
+# `SparseTensor.from_dense`.
 
 # %% [check]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, tokens_to_latent_acts)
@@ -927,9 +947,15 @@ def latent_acts_to_logits(
 
 
 # %% [hint]
-# Decode the dense latents, run the model from the SAE's layer to the end
-# (`start_at_layer=hook_layer(sae)`, no `stop_at_layer`), and keep `logits[0, -1]`. Index it with
-# `token_ids` only when they are given.
+# The same pattern as `latent_acts_to_later_latent_acts`, but the path ends at the logits: rebuild
+# the dense latents, decode them into the residual stream at the SAE's hook point, and run the rest
+# of the model from there, with no error term. Keep only the last position of the single prompt,
+# and select the requested tokens only when some are given.
+
+# %% [hint]
+# `start_at_layer=hook_layer(sae)` and no `stop_at_layer` runs to the logits, shape `(1, seq,
+# d_vocab)`, so take `[0, -1]`. The auxiliary is always all the logits, even when `token_ids`
+# selects some.
 
 # %% [check]
 tests.test_latent_acts_to_logits(latent_acts_to_logits)
@@ -963,14 +989,16 @@ def latent_to_logit_gradients(tokens: Tensor, sae, model, k: int | None = None):
 
 
 # %% [hint]
-# One no-grad run with the SAE and `use_error_term=True` gives both the true logits and the true
-# activations (cache `sae_acts_name(sae)`). Take the last position's logits, then `topk(k)` for
-# the token ids (none when `k` is None).
+# As in `latent_to_latent_gradients`: one forward pass without gradients, with the SAE spliced in
+# and its error term kept, gives both the true logits and the true latent activations. Choose the k
+# tokens with the largest true logits at the last position, then take the Jacobian of
+# `latent_acts_to_logits` with respect to the nonzero activations, for those tokens only.
 
 # %% [hint]
-# `token_ids = logits.topk(k).indices.tolist()`, then `jacrev(latent_acts_to_logits,
-# has_aux=True)(*latent_acts.sparse, sae, model, token_ids)` returns the gradients and
-# `(logits_recon,)`.
+# `run_with_cache_with_saes(..., use_error_term=True)` caching `sae_acts_name(sae)`; the token ids
+# are `topk(k)` of the last position's true logits, as a list, largest first (None when `k` is
+# None). Then `jacrev(latent_acts_to_logits, has_aux=True)` on `*latent_acts.sparse`, `sae`,
+# `model`, `token_ids` returns the gradients and `(logits_recon,)`.
 
 # %% [check]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, latent_acts_to_logits)
@@ -1243,14 +1271,17 @@ def latent_acts_to_later_latent_acts_attn(
 
 
 # %% [hint]
-# Two hooks in one `model.run_with_hooks` call started from `resid_pre_clean` at the earlier SAE's
-# layer: one on the earlier SAE's `hook_z` that *returns* the reconstruction reshaped to `z`'s
-# shape `(batch, seq, n_heads, d_head)`, one on the later SAE's `hook_z` that stores what it sees.
-# Stop right after the later layer.
+# An attention SAE reads and writes `hook_z`, the per-head outputs of attention before they are
+# mixed into the residual stream, so decoding and running whole blocks does not work here. Instead,
+# run the model from the clean residual stream at the earlier SAE's layer and, during that run,
+# *replace* `hook_z` at the earlier layer by the earlier SAE's reconstruction and *record* `hook_z`
+# at the later layer. Encode what you recorded with the later SAE.
 
 # %% [hint]
-# `stop_at_layer=hook_layer(sae_to) + 1`; in the replacing hook, `return
-# z_recon.reshape(z.shape)`; then encode the stored `z` with `sae_to`.
+# Two forward hooks in one `model.run_with_hooks` call (hook names from
+# `sae.cfg.metadata.hook_name`); a hook that returns a tensor replaces the activation. The decoder
+# gives `(batch, seq, n_heads * d_head)` but `hook_z` is `(batch, seq, n_heads, d_head)`, so
+# reshape to `z.shape`. Stop at `hook_layer(sae_to) + 1`, or the later `hook_z` never runs.
 
 # %% [check]
 tests.test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_attn)
@@ -1277,9 +1308,13 @@ def latent_to_latent_gradients_attn(tokens: Tensor, sae_from, sae_to, model):
 
 
 # %% [hint]
-# The same as `latent_to_latent_gradients`, with one more cached name:
-# `blocks.{hook_layer(sae_from)}.hook_resid_pre`, which `latent_acts_to_later_latent_acts_attn`
-# takes as its last argument.
+# The same two stages as `latent_to_latent_gradients`. The one new ingredient is the clean residual
+# stream that the attention path starts from: capture it in the same no-gradient run and pass it
+# on.
+
+# %% [hint]
+# Add `blocks.{hook_layer(sae_from)}.hook_resid_pre` to the cached names; it is the last argument
+# of `latent_acts_to_later_latent_acts_attn`.
 
 # %% [check]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, latent_acts_to_later_latent_acts_attn)
