@@ -309,15 +309,16 @@ def get_k_largest_indices(x: Tensor, k: int, buffer: int = 0, no_overlap: bool =
 
 
 # %% [hint]
-# Sort all entries of the flattened `x` from largest to smallest; entry `i` of the flat order sits
-# at row `i // seq` and column `i % seq`. Without `no_overlap` the first `k` are the answer. With
-# it, walk down the sorted list and keep an entry only if no kept entry of the same row lies
-# within `buffer` positions.
+# Rank every entry of `x`, across all rows, from largest to smallest, and remember where each one
+# came from (its row and its column). Without `no_overlap` the first `k` of that ranking are the
+# answer. With it, go down the ranking greedily: take the best entry that remains, then rule out
+# every remaining entry of the same row that lies too close to it, and repeat until you have `k` or
+# nothing is left.
 
 # %% [hint]
-# `order = x.flatten().argsort(descending=True)`, then `rows, cols = order // x.shape[1], order %
-# x.shape[1]`. After keeping an entry, drop every remaining entry with the same row and `(cols -
-# col).abs() <= buffer`.
+# A flat index `i` of a `(batch, seq)` tensor sits at row `i // seq` and column `i % seq`. "Too
+# close" means same row and `|col - chosen col| <= buffer`, which includes the chosen entry itself.
+# When nothing qualifies, return an empty `(0, 2)` long tensor rather than failing.
 
 # %% [check]
 tests.test_get_k_largest_indices(get_k_largest_indices)
@@ -355,13 +356,16 @@ def index_with_buffer(x: Tensor, indices: Tensor, buffer: int | None = None) -> 
 
 
 # %% [hint]
-# Without a buffer this is plain advanced indexing with the rows and the columns. With one, each
-# window has `2 * buffer + 1` columns starting at `col - buffer`, shifted so that the window stays
-# inside the row (clamp the start between 0 and `seq - width`).
+# Without a buffer this is one value per (row, column) pair, picked by indexing with the two
+# columns of `indices`. With a buffer you want, for each pair, a window of `2 * buffer + 1`
+# neighbouring columns of that row, centred on the column where possible. Build all windows at once
+# from a start column per pair plus a range of offsets.
 
 # %% [hint]
-# Broadcast a column of starts against `torch.arange(width)`: `x[rows[:, None], starts[:, None] +
-# torch.arange(width)]`.
+# Near the edges the window must shift, not shrink: clamp each start between 0 and `seq - width`.
+# Broadcasting a column of starts (`starts[:, None]`) against `torch.arange(width)` gives a `(k,
+# width)` grid of columns; the rows need the same `[:, None]` shape. Do not modify `indices` in
+# place.
 
 # %% [check]
 tests.test_index_with_buffer(index_with_buffer)
@@ -438,15 +442,17 @@ def fetch_max_activating_examples(
 
 
 # %% [hint]
-# Loop over `tokens` in batches: run the model up to the transcoder's layer with a cache of its
-# input hook, `transcoder.encode(...)[..., latent_idx]`, zero the activations at BOS and padding,
-# then use your two helpers to find the top positions and their windows. Keep only positive
-# activations, merge the batches' candidates and sort them.
+# Go through `tokens` in batches. For each batch, compute the latent's activation at every position
+# (run the model up to the transcoder's layer, read the transcoder's input, encode, keep one
+# latent), ignore BOS and padding positions, and use your two helpers to get that batch's best
+# positions, their activations and the token windows around them. Collect the positive candidates
+# from all batches, then keep the overall `k` largest.
 
 # %% [hint]
-# `get_k_largest_indices(acts, k, buffer)` then `index_with_buffer(acts, top)` for the values and
-# `index_with_buffer(batch, top, buffer)` for the windows; the position of the max token inside
-# its window is `col - window_start`.
+# Cache only the transcoder's input hook (`hook_names(transcoder)[0]`) and stop right after its
+# layer. Zero the activations where the token is the pad or BOS id. Each example is `(activation,
+# window as strings without padding, position of the max token inside the window)`; that position
+# is the token's column minus the window's (clamped) start, not always `buffer`.
 
 # %% [check]
 tests.test_fetch_max_activating_examples(fetch_max_activating_examples, get_k_largest_indices, index_with_buffer)
@@ -538,9 +544,15 @@ def show_top_deembeddings(model, transcoder, latent_idx: int, k: int = 10) -> Te
 
 
 # %% [hint]
-# The naive de-embedding is how strongly each token's embedding, standardised as the text
-# describes, points along the latent's encoder column: one matrix-vector product over the whole
-# vocabulary.
+# The naive de-embedding asks: if the latent read a token straight from the embedding, how much
+# would each token activate it? Put every token's embedding in the form the transcoder actually
+# reads (normalised, as the text describes), and score it against the latent's *reading* direction.
+# That is one matrix-vector product over the whole vocabulary.
+
+# %% [hint]
+# The reading direction is the encoder column `transcoder.W_enc[:, latent_idx]`, not the decoder
+# row, and the embedding goes through `standardise` first. Return the scores in token order, shape
+# `(d_vocab,)`; `show_top_tokens` does the sorting for the printout.
 
 # %% [check]
 tests.test_show_top_deembeddings(show_top_deembeddings)
@@ -642,11 +654,15 @@ def create_extended_embedding(model) -> Tensor:
 
 
 # %% [hint]
-# Treat each token as a one-token sequence: give `model.W_E` a sequence dimension of 1, apply
-# block 0's `ln2` and `mlp`, add the result to `W_E`, drop the sequence dimension and standardise.
+# Later layers never see the raw embedding: block 0's MLP has already added its output to it. So
+# treat every token as a one-token prompt, compute what block 0's MLP adds for it (after its
+# LayerNorm), add that to the token's embedding, and normalise the sum as in the naive
+# de-embedding.
 
 # %% [hint]
-# `model.blocks[0].mlp(model.blocks[0].ln2(model.W_E[:, None, :]))`.
+# The MLP and its `ln2` expect a sequence dimension: give `model.W_E` one of length 1 (`[:, None,
+# :]`), and drop it again before `standardise`. The `ln2` goes before the MLP, and the embedding is
+# added after it.
 
 # %% [check]
 tests.test_create_extended_embedding(create_extended_embedding)
@@ -669,9 +685,13 @@ def show_top_deembeddings_extended(model, transcoder, latent_idx: int, k: int = 
 
 
 # %% [hint]
-# The same as `show_top_deembeddings`, with `create_extended_embedding(model)` in place of the
-# standardised `W_E`. Check `create_extended_embedding` first: this exercise inherits its
-# mistakes.
+# The same as `show_top_deembeddings`, with the extended embedding in place of the standardised raw
+# embedding: every token's representation after block 0, scored against the latent's reading
+# direction.
+
+# %% [hint]
+# Call `create_extended_embedding(model)` and do not standardise again (it is already
+# standardised). Check `create_extended_embedding` first: this exercise inherits its mistakes.
 
 # %% [check]
 tests.test_show_top_deembeddings_extended(show_top_deembeddings_extended, create_extended_embedding)
@@ -799,14 +819,16 @@ def direct_influence(cache, early, later, latent_idx: int) -> Tensor:
 
 
 # %% [hint]
-# The pullback is what one unit of each earlier latent writes (a row of `early.W_dec`) read by the
-# later latent (`reading_vector(later, latent_idx)`). For `direct_influence`, multiply each
-# position's earlier activations by the pullback and divide by the later layer's `ln2` scale at
-# that position, from the cache.
+# The pullback answers: if an earlier latent's activation grew by one unit, how much would the
+# later latent's pre-activation grow through the residual stream? That is what the earlier latent
+# writes (its decoder row) read by the later latent (its reading vector), for every earlier latent
+# at once. The direct influence then weights this by how active each earlier latent actually is at
+# each position, and undoes the LayerNorm scaling that the later layer applies at that position.
 
 # %% [hint]
-# `early.W_dec @ reading_vector(later, latent_idx)`; in `direct_influence`:
-# `cache[acts_name(early)] * pullback(...) / cache[f"blocks.{layer_of(later)}.ln2.hook_scale"]`.
+# `reading_vector(later, latent_idx)` gives the reading vector, and `early.W_dec` holds one decoder
+# row per earlier latent. The LayerNorm scale is `blocks.{layer_of(later)}.ln2.hook_scale` in the
+# cache, shape `(batch, pos, 1)`: divide by it, broadcasting over latents.
 
 # %% [check]
 tests.test_pullback(pullback)
@@ -918,15 +940,17 @@ def head_influence(model, cache, early, later, latent_idx: int, head_layer: int,
 
 
 # %% [hint]
-# Pull the later latent's reading vector back through the head: first `W_O`, then `W_V`, then the
-# `ln1` weight, centred because LayerNorm subtracts the mean. Then multiply, per source position,
-# by the attention from `dest_pos` to it, divided by the source position's `ln1` scale; times the
-# earlier activations; and divide by the later layer's `ln2` scale at `dest_pos`.
+# Follow the later latent's reading vector backwards through one attention head: through the head's
+# output matrix, then its value matrix, then the source LayerNorm's weight, centred because
+# LayerNorm subtracts the mean. That gives how much one unit of each earlier latent at a source
+# position adds, per unit of attention. Then weight each source position by how much `dest_pos`
+# attends to it and by the earlier activations there, and undo the LayerNorm scales on both sides.
 
 # %% [hint]
-# `model.W_V[l, h] @ (model.W_O[l, h] @ reading_vector(later, latent_idx))`, times
-# `model.blocks[l].ln1.w`, minus its mean, then `early.W_dec @ that`. The pattern is
-# `cache[f"blocks.{l}.attn.hook_pattern"][batch_idx, head, dest_pos]`.
+# The order is `W_V[l, h] @ (W_O[l, h] @ reading)`, then times `ln1.w`, minus its mean, then
+# `early.W_dec @` it. Two scales: divide by the source positions' `ln1` scale (one per source) and
+# by the later layer's `ln2` scale at `dest_pos` (one number). The pattern is indexed `[batch_idx,
+# head, dest_pos]`, leaving one weight per source.
 
 # %% [check]
 tests.test_head_influence(head_influence)
@@ -977,14 +1001,16 @@ def component_attribution(model, cache, later, latent_idx: int, batch_idx: int, 
 
 
 # %% [hint]
-# Everything in the residual stream at `pos` before the later layer's `ln2` is a sum of component
-# outputs: token embedding, positional embedding, every head's output (`z` times its `W_O`), the
-# attention biases `b_O`, and the MLPs of earlier layers. Read each with the latent's reading
-# vector divided by the `ln2` scale at that position.
+# The residual stream at `pos` that the later layer's MLP reads is a sum of component outputs:
+# token embedding, positional embedding, each head's output, the attention output biases, and the
+# MLPs of the layers before. Since the latent's pre-activation (minus its bias) is linear in that
+# stream once the LayerNorm scale is fixed, read each component's output with the latent's reading
+# vector divided by that scale, and place it in the table's cell.
 
 # %% [hint]
-# Per layer, `einops.einsum(z, model.W_O[layer], "head d_head, head d_head d_model -> head
-# d_model")` gives every head's output; include the later layer's own heads but not its MLP.
+# A head's output is its `z` times its `W_O` (an einsum over `d_head`, per head). Include the later
+# layer's own attention heads (they come before `ln2`) but not its MLP; the biases `b_O` of every
+# layer up to and including it go together in one cell.
 
 # %% [check]
 tests.test_component_attribution(component_attribution)
@@ -1181,9 +1207,14 @@ def hypothesis(str_tokens: list[str]) -> list[bool]:
 
 
 # %% [hint]
-# Write down the simplest rule that fits the evidence you gathered: which token does the latent
-# fire on, and what has to come just before it? A rule of one or two lines over `str_tokens` is
-# enough; the reveal scores it.
+# Turn what you observed into a rule you could apply to any document: which tokens does the latent
+# fire on, and does it need a particular context just before them? Prefer the simplest rule that
+# explains the top examples and the de-embeddings; the reveal scores it against where the latent
+# really fires.
+
+# %% [hint]
+# Return one bool per token, in order. Tokens often carry a leading space, so test `token.strip()`
+# rather than the raw string.
 
 # %% [markdown]
 # ### The reveal
