@@ -170,13 +170,17 @@ def local_replacement_hooks(model, transcoders: dict, run: PromptRun, latent_act
 
 
 # %% [hint]
-# A frozen value is a hook that ignores its input: `lambda activation, hook: value.expand_as(activation)`.
-# Beware of closures in a loop over layers: bind the layer as a default argument (`layer=layer`)
-# or build each hook in a small function, or every hook will see the last layer.
+# The local replacement model freezes, at the values recorded in `run`, everything that is not
+# linear: every attention pattern and every LayerNorm scale (`ln1`, `ln2`, `ln_final`). It also
+# replaces each MLP's output by what the transcoder reconstructs from the given latents, plus the
+# recorded error, so that the output is exactly the real MLP's on this prompt. Each of these is a
+# forward hook that returns a fixed tensor and ignores what the model computed.
 
 # %% [hint]
-# The MLP hook must not use `activation` (the real MLP's output on the current input) at all:
-# its output is `(latent_acts[layer] @ tc.W_dec + tc.b_dec + run.errors[layer]).expand_as(activation)`.
+# Beware of closures in a loop over layers: build each hook in a small function (or bind
+# `layer=layer` as a default), or every hook sees the last layer. The MLP hook must not use
+# `activation` at all; its output is the decoded latents plus `b_dec` plus the error, broadcast to
+# the activation's shape with `expand_as`.
 
 # %% [check]
 tests.test_local_replacement_hooks(local_replacement_hooks)
@@ -269,12 +273,16 @@ def node_vectors(model, transcoders: dict, run: PromptRun, nodes: GraphNodes) ->
 
 
 # %% [hint]
-# Latent `i` of `transcoders[L]` reads column `i` of `W_enc` (shape `(d_model, d_sae)`) and writes
-# row `i` of `W_dec` (shape `(d_sae, d_model)`): `tc.W_enc[:, ids].T` and `tc.W_dec[ids]`.
+# Each kind of node interacts with the residual stream in its own way. A token embedding writes its
+# token's embedding row and reads nothing. A latent reads its encoder direction and writes its
+# decoder direction. An error node writes the recorded error at its layer and position and reads
+# nothing. A logit reads its unembedding column, taken relative to the average over the vocabulary,
+# and writes nothing. Fill each kind's rows with boolean masks; every other row stays zero.
 
 # %% [hint]
-# The mean to subtract from a logit's unembedding column is over the vocabulary:
-# `model.W_U.mean(dim=1, keepdim=True)` has shape `(d_model, 1)`.
+# Latent `i` of `transcoders[L]` reads column `i` of `W_enc` (shape `(d_model, d_sae)`, so
+# transpose) and writes row `i` of `W_dec`. The mean to subtract from a logit's unembedding column
+# is over the vocabulary: `model.W_U.mean(dim=1, keepdim=True)` has shape `(d_model, 1)`.
 
 # %% [check]
 tests.test_node_vectors(node_vectors)
@@ -310,8 +318,15 @@ def compute_salient_logits(logits: Tensor, W_U: Tensor, max_n_logits: int = 10,
 
 
 # %% [hint]
-# `logits.softmax(-1).topk(max_n_logits)` gives the candidates in order; the number to keep is one
-# more than the number of cumulative sums that are still *below* the target.
+# The graph explains only the logits that matter: the most likely next tokens, taken in order of
+# probability until together they reach `desired_logit_prob`, but never more than `max_n_logits`.
+# Return their ids, their probabilities, and their unembedding columns with the vocabulary mean
+# subtracted, one row per token.
+
+# %% [hint]
+# Candidates come from the softmax's `topk`. The off-by-one: keep one more than the number of
+# cumulative sums still *below* the target (the token that crosses it is kept), capped at the
+# number of candidates.
 
 # %% [check]
 tests.test_compute_salient_logits(compute_salient_logits)
@@ -361,8 +376,15 @@ def build_graph_nodes(model, run: PromptRun, max_n_logits: int = 10, desired_log
 
 
 # %% [hint]
-# Build each block (embeddings; each layer's latents; each layer's errors; logits) as five small
-# tensors and `torch.cat` them field by field at the end. The error at BOS has activation 0.
+# List the nodes in topological order: one embedding per position; then for each layer its active
+# latents (every nonzero entry of that layer's latent activations) followed by one error node per
+# position; then the salient logits, all at the last position. Every node carries five fields:
+# kind, layer, position, index and activation.
+
+# %% [hint]
+# Build each block as five small tensors and `torch.cat` them field by field at the end. Embeddings
+# have layer -1 and activation 1; errors have index -1 and activation 1, except at BOS (position
+# 0), where it is 0; logits have layer `n_layers` and the probability as activation.
 
 # %% [check]
 tests.test_build_graph_nodes(build_graph_nodes)
@@ -486,15 +508,21 @@ def compute_attribution_matrix(model, transcoders: dict, run: PromptRun, nodes: 
 
 
 # %% [hint]
-# Keep the leaves in a dict filled by the hook (`leaves[hook.name] = leaf`), and the reading points
-# in another keyed by layer (`hook.layer()`), with `points[n_layers] = model.ln_final(residual)`.
-# Targets of different layers can share a batch: add one term to the objective per layer present.
+# Every edge is a gradient in the local replacement model, where everything nonlinear is frozen so
+# the model is linear in what the nodes write. For a target, take the dot product of its reading
+# vector with the residual stream where it reads (after the LayerNorm), backpropagate it to the
+# places where sources write (the embedding hook and each layer's MLP output), and dot the gradient
+# at each source's position with that source's writing vector times its activation. To do many
+# targets at once, run a batch of copies of the prompt and give each copy one target, so one
+# backward pass gives one row of edges per copy.
 
 # %% [hint]
-# For the sources writing at one leaf, `grad[:len(rows), pos]` has shape `(rows, sources, d_model)`;
-# `torch.einsum("bsd,sd->bs", grad[:len(rows), pos], writing_times_activation)` gives their edges.
-# (The solution does the same with one matrix product per position, which avoids copying that big
-# `(rows, sources, d_model)` tensor on long prompts.)
+# Keep the leaves (detached `hook_embed` and `hook_mlp_out`, with `requires_grad`) in a dict filled
+# by a hook, and the reading points (`ln2.hook_normalized`, keyed by `hook.layer()`, plus
+# `ln_final` of the final residual for logits). Targets of different layers can share a batch: add
+# one term to the objective per layer present. For the sources at one leaf, an einsum
+# `"bsd,sd->bs"` of the gradient at their positions with their scaled writing vectors gives their
+# edges.
 
 # %% [check]
 tests.test_compute_attribution_matrix(compute_attribution_matrix)
@@ -600,7 +628,12 @@ def normalize_matrix(adjacency: Tensor) -> Tensor:
 
 
 # %% [hint]
-# `adjacency.abs()` and `.sum(dim=1, keepdim=True)`: row sums, shaped to divide each row.
+# Normalise the graph so that each target's incoming edges say what share of its input comes from
+# each source, regardless of sign: take magnitudes, then divide every row by its total. A target
+# with no incoming edges must keep a row of zeros, not NaN.
+
+# %% [hint]
+# Row sums with `keepdim=True` so they divide each row; clamp them away from zero before dividing.
 
 # %% [check]
 tests.test_normalize_matrix(normalize_matrix)
@@ -621,8 +654,15 @@ def compute_influence(normalized: Tensor, logit_weights: Tensor, max_iter: int =
 
 
 # %% [hint]
-# Multiply a *row vector* by the matrix (`term = term @ normalized`), never form `Â²`: n_nodes²
-# work per step instead of n_nodes³.
+# A node's influence on the logits is the sum, over paths of every length, of the products of
+# normalised edge weights from the logits back to it, weighted by the logit weights. That is `w Â +
+# w Â² + w Â³ + ...`; because the graph has no cycles, Â is nilpotent and the terms become exactly
+# zero after at most as many steps as the graph is deep. Add terms until one is zero.
+
+# %% [hint]
+# Keep a *row vector* and multiply it by the matrix at each step (`term @ normalized`); never form
+# `Â²`, which costs n_nodes³ instead of n_nodes². If the terms never vanish within `max_iter`,
+# raise rather than return a wrong sum.
 
 # %% [check]
 tests.test_compute_influence(compute_influence)
@@ -696,14 +736,19 @@ def prune_graph(adjacency: Tensor, nodes: GraphNodes, node_threshold: float = 0.
 
 
 # %% [hint]
-# Masks broadcast: `adjacency * keep[:, None] * keep[None, :]` zeroes dropped rows and columns.
-# `edge_mask.any(dim=0)[s]` says whether source `s` keeps an outgoing edge, `.any(dim=1)[t]`
-# whether target `t` keeps an incoming one.
+# Two rounds of pruning by cumulative influence, then cleaning up. Nodes: compute each node's
+# influence on the logits and keep the most influential ones until they carry `node_threshold` of
+# the total (`find_threshold`), always keeping logits and embeddings. Edges: re-normalise the graph
+# restricted to the kept nodes and score each edge by its weight times how much its target matters
+# (its influence plus its logit weight); keep edges the same way with `edge_threshold`. Finally
+# drop nodes left dangling, and report each node's cumulative influence share.
 
 # %% [hint]
-# The orphan loop: `before = keep.clone()`; drop the edges of dropped nodes
-# (`edge_mask &= keep[:, None] & keep[None, :]`); drop latents and errors without an outgoing edge and
-# latents without an incoming one; stop when `torch.equal(before, keep)`.
+# Masks broadcast: `adjacency * keep[:, None] * keep[None, :]` zeroes dropped rows and columns;
+# `edge_mask.any(dim=0)[s]` says whether source `s` keeps an outgoing edge, `.any(dim=1)[t]`
+# whether target `t` keeps an incoming one. Dropping a node can orphan another, so repeat until
+# `keep` stops changing: remove the edges of dropped nodes, drop latents and errors without an
+# outgoing edge and latents without an incoming one.
 
 # %% [check]
 tests.test_prune_graph(prune_graph)
@@ -742,9 +787,13 @@ def attribute(model, transcoders: dict, tokens: Tensor, max_n_logits: int = 10, 
 
 
 # %% [hint]
-# Three calls, `run_prompt`, `build_graph_nodes`, `compute_attribution_matrix`, passing
-# `max_n_logits`, `desired_logit_prob` and `batch_size` on.
+# Chain what you have built: run the prompt once to record everything the replacement model
+# freezes, list the graph's nodes, then compute the matrix of direct effects between them, and
+# package the result as an `AttributionGraph`.
 
+# %% [hint]
+# `run_prompt`, `build_graph_nodes`, `compute_attribution_matrix`, in that order, passing
+# `max_n_logits`, `desired_logit_prob` and `batch_size` on.
 
 # %% [check]
 tests.test_attribute(attribute)
@@ -799,13 +848,16 @@ def compute_graph_scores(adjacency: Tensor, nodes: GraphNodes) -> tuple[float, f
 
 
 # %% [hint]
-# Reuse `normalize_matrix` and `compute_influence` with `nodes.logit_weights`; the masks
-# `nodes.kind == EMBEDDING` and `nodes.kind == ERROR` pick the influences to sum.
+# Both scores ask how much of the graph's explanation goes through the transcoders rather than
+# their errors. Replacement: of all the influence on the logits that starts at the graph's inputs
+# (token embeddings and error nodes), the share that starts at tokens. Completeness: for each node,
+# the share of its normalised input that does not come from error nodes, averaged over nodes with
+# weights saying how much each node matters.
 
 # %% [hint]
-# Completeness: each node's non-error fraction is `1 - normalized[:, errors].sum(dim=1)`; average it
-# with weights `influence + nodes.logit_weights`.
-
+# Reuse `normalize_matrix` and `compute_influence` with `nodes.logit_weights`; masks on
+# `nodes.kind` pick the influences to sum. The weights of the completeness average are `influence +
+# nodes.logit_weights`, so that logits count too.
 
 # %% [check]
 tests.test_compute_graph_scores(compute_graph_scores)
@@ -1235,14 +1287,20 @@ def edge_by_hand(model, transcoders: dict, run: PromptRun, nodes: GraphNodes, ta
 
 
 # %% [hint]
-# Start from `v = zeros(n_pos, d_model)` with `activation × writing vector` at the source's position;
-# an embedding starts before layer 0 (its layer is -1), so the loop over layers starts at
-# `source layer + 1` in every case.
+# A direct effect can be followed by hand, because in the local replacement model every layer is
+# linear in a change to the residual stream. Put the source's contribution (its activation times
+# its writing vector) at its position in an otherwise zero residual stream, and carry that change
+# forward layer by layer: through each attention layer with its frozen LayerNorm scale and frozen
+# patterns, while an MLP passes it on unchanged (its output is fixed by the frozen latents and
+# errors). Stop where the target reads, put the change through the target's frozen LayerNorm at its
+# position, and dot it with the target's reading vector.
 
 # %% [hint]
-# With `x = map_through_ln(v, run.ln1_scale[layer], block.ln1.w)`: values `einsum("pd,hde->hpe", x, W_V)`,
-# moved `einsum("hqp,hpe->hqe", run.patterns[layer], values)`, output `einsum("hqe,hed->qd", moved, W_O)`.
-
+# An embedding starts before layer 0 (its layer is -1), so the loop starts at the source layer + 1
+# in every case; it includes the target layer's attention but not its MLP. A latent reads after
+# `ln2` with its scale only (weight 1); a logit reads after `ln_final`, with its weight. For
+# attention, with `x` the frozen-LN input: values `einsum("pd,hde->hpe", x, W_V)`, then mixed by
+# the pattern over source positions, then through `W_O`, added to `v`.
 
 # %% [check]
 tests.test_edge_by_hand(edge_by_hand)
