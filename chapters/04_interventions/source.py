@@ -154,12 +154,15 @@ def graph_latent_table(graph, k: int = 10) -> list[GraphLatent]:
     # END SOLUTION
 
 # %% [hint]
-# The first `len(graph.selected_features)` nodes are the latents; their `(layer, pos, latent)` is
-# `graph.active_features[graph.selected_features[i]]`, not `graph.active_features[i]`.
+# Rank the graph's latent nodes by their influence on the logits, the effect summed over every path
+# through the graph (not their activation), and describe the top `k`: the node's index, its layer,
+# position and latent id, its activation and its influence.
 
 # %% [hint]
-# Influence comes from the whole (unnormalised) adjacency matrix: `compute_node_influence` normalises
-# it itself. Sort by influence, not by activation.
+# The first `len(graph.selected_features)` nodes are the latents; their `(layer, pos, latent)` is
+# `graph.active_features[graph.selected_features[i]]`, not `graph.active_features[i]`.
+# `compute_node_influence` takes the whole unnormalised adjacency matrix (it normalises it itself)
+# and `logit_weights(graph)`.
 
 # %% [check]
 tests.test_graph_latent_table(graph_latent_table)
@@ -230,8 +233,15 @@ def hand_supernodes() -> dict[str, list[str]]:
     # END SOLUTION
 
 # %% [hint]
+# Group the ten latents by the job they seem to do, judging from their top contexts: latents that
+# fire on the same kind of thing, or seem to prepare the same kind of next token, belong together.
+# Give each group a short name; a few groups are enough, and an "other" group is fine for latents
+# that fit nowhere.
+
+# %% [hint]
 # Look at the token in [brackets] and at what comes right after it: a latent at the last position
-# of this prompt is more often about what comes next than about the token it sits on.
+# of this prompt is more often about what comes next than about the token it sits on. Write the
+# labels exactly as printed, and put each in one group only.
 
 # %% [check]
 tests.test_hand_supernodes(hand_supernodes)
@@ -288,8 +298,13 @@ def supernodes_from_labels(latents: list[GraphLatent], concept_of, families: tup
     # END SOLUTION
 
 # %% [hint]
-# One pass over `latents`, `dict.setdefault(concept, []).append(latent)`; `str.startswith` accepts a
-# tuple of prefixes.
+# Let the planted labels do the grouping: ask each latent for its concept, keep only the concepts
+# that belong to one of the requested families, and collect the latents of each concept together,
+# in the order they came.
+
+# %% [hint]
+# One pass over `latents`; `dict.setdefault(concept, []).append(latent)` builds the groups, and
+# `str.startswith` accepts a tuple of prefixes.
 
 # %% [check]
 tests.test_supernodes_from_labels(supernodes_from_labels)
@@ -333,8 +348,14 @@ def supernode_graph(graph, supernodes: dict[str, list[GraphLatent]]) -> tuple[li
     # END SOLUTION
 
 # %% [hint]
-# `graph.adjacency_matrix[targets][:, sources].sum()` sums a block; the logit nodes are the last
-# `len(graph.logit_targets)` rows.
+# Collapse the graph onto the supernodes: the weight from one supernode to another is the total of
+# every direct edge from any member of the source to any member of the target. Add one more node
+# that stands for all the logits together, so you can see which groups feed the answer.
+
+# %% [hint]
+# Each member's node index is its `.node`. `graph.adjacency_matrix[targets][:, sources].sum()` sums
+# a block (rows are targets, columns sources); the logit nodes are the last
+# `len(graph.logit_targets)` rows. The names are the supernodes' in order, then "logits".
 
 # %% [check]
 tests.test_supernode_graph(supernode_graph)
@@ -404,9 +425,14 @@ def ablation_predictions() -> dict[str, str]:
     # END SOLUTION
 
 # %% [hint]
-# Any reasoned guess passes: what the check wants is that you commit to one before seeing the
-# numbers. A group that carries the answer should lower it; a group that carries a competitor
-# (another state, ' Texas' itself) might raise it.
+# Before measuring, decide for each supernode what zeroing it should do to the probability of the
+# correct answer, from what you know of what the group carries. The check only wants you to commit:
+# any reasoned guess passes, and the notebook scores it afterwards.
+
+# %% [hint]
+# A group that carries the answer should lower it; a group that pushes a competitor (another state,
+# ' Texas' itself) might raise it; an unrelated one should leave it about the same. Predict at
+# least three supernodes, each value exactly "lower", "higher" or "same".
 
 # %% [check]
 tests.test_ablation_predictions(ablation_predictions)
@@ -425,7 +451,12 @@ def scale_interventions(members: list[GraphLatent], factor: float) -> list[tuple
     # END SOLUTION
 
 # %% [hint]
-# The value is the new activation, not a change: zero ablation is `factor = 0`.
+# An intervention sets one latent, at one layer and position, to a new value. Scaling a group means
+# setting each member to the factor times the activation it has on this prompt.
+
+# %% [hint]
+# The value is the new activation, not a change: zero ablation is `factor = 0`, and −2× ablation is
+# `factor = -2`. Each tuple is `(layer, pos, latent, value)`.
 
 # %% [check]
 tests.test_scale_interventions(scale_interventions)
@@ -455,9 +486,14 @@ def random_groups(group: list[GraphLatent], pool: list[GraphLatent], n_draws: in
     # END SOLUTION
 
 # %% [hint]
-# Remove the group's members from the pool first. Then, for each draw, a fresh
-# `torch.randperm(len(rest), generator=generator)` and its first `len(group)` indices: a
-# permutation never repeats an index, so no latent is drawn twice within a group.
+# A control group has to be comparable with the group it controls: the same size, drawn from the
+# same pool, with none of the group's own members and no latent twice within one draw. Draw every
+# group independently, from the generator given, so the draws are reproducible.
+
+# %% [hint]
+# Remove the group's members from the pool first. Then, per draw, a fresh `torch.randperm(...,
+# generator=generator)` and its first `len(group)` indices: a permutation never repeats an index,
+# so no latent is drawn twice within a group.
 
 # %% [check]
 tests.test_random_groups(random_groups)
@@ -566,8 +602,15 @@ def contrast_latents(acts: Tensor, other: Tensor, k: int = 8) -> tuple[list[tupl
     # END SOLUTION
 
 # %% [hint]
-# Flatten `(n_layers, d)` to one axis, `topk`, then turn each flat index `i` back into
-# `(i // d, i % d)`. Do it once for `acts − other` and once for `other − acts`.
+# The latents that tell two prompts apart are those whose activations differ most between them, at
+# any layer. Compare the two activation tables entry by entry and take the largest differences in
+# each direction: what is more active on the first prompt, and what is more active on the other.
+# Name each latent by its `(layer, latent)`.
+
+# %% [hint]
+# Flatten `(n_layers, d)` to one axis and `topk`, then turn each flat index `i` back into `(i // d,
+# i % d)`; do it for `acts − other` and for `other − acts`. `topk` also returns differences that
+# are zero or negative when few latents differ: keep only positive ones.
 
 # %% [check]
 tests.test_contrast_latents(contrast_latents)
@@ -590,8 +633,14 @@ def swap_interventions(own: list[tuple[int, int]], new: list[tuple[int, int]], o
     # END SOLUTION
 
 # %% [hint]
-# The other prompt's value of latent `(layer, latent)` is `other[layer, latent]`; the position is
-# the same in both prompts because they differ only in one single-token city.
+# A swap makes this prompt's position look like the other prompt's for the latents that tell them
+# apart: switch off the latents specific to this prompt, and switch on the latents specific to the
+# other one, at the values they have there.
+
+# %% [hint]
+# `own` latents get value 0; each `new` latent gets the other prompt's value, `other[layer,
+# latent]`. The position is the same in both prompts, because they differ only in one single-token
+# city.
 
 # %% [check]
 tests.test_swap_interventions(swap_interventions)
@@ -719,7 +768,13 @@ def from_position_on(interventions: list[tuple]) -> list[tuple]:
     # END SOLUTION
 
 # %% [hint]
-# Keep layer, latent and value; only the position changes, to `slice(pos, None)`.
+# While generating, the text grows, so an intervention tied to one position would not touch the new
+# tokens. Hold each intervention instead from its position to the end of the text, however long
+# that becomes.
+
+# %% [hint]
+# Keep layer, latent and value; only the position changes, to a slice that has no end: `slice(pos,
+# None)`.
 
 # %% [check]
 tests.test_from_position_on(from_position_on)
@@ -814,13 +869,16 @@ def flip_rate(rm, prompts: list[Tensor], answers: list[int], positions: int | li
     # END SOLUTION
 
 # %% [hint]
-# Compute each prompt's activations once per position. Two nested loops over the prompts; skip
-# pairs whose answers are equal (a prompt with itself, or two landmarks of one city).
+# For every ordered pair of prompts with different answers, swap prompt i's distinguishing latents
+# for prompt j's at the given positions and see whether the model's top prediction becomes j's
+# answer. The flip rate is the fraction of those pairs that flip. Reuse `contrast_latents` and
+# `swap_interventions` for each position.
 
 # %% [hint]
-# Collect the interventions of every position in one list before running the model: swapping one
-# position at a time measures something else. A pair is flipped when `int(probs.argmax()) ==
-# answers[j]`, not when P(answers[j]) merely rises.
+# Compute each prompt's activations once per position, outside the pair loop, and skip pairs with
+# equal answers. Collect the interventions of every position in one list before running the model:
+# swapping one position at a time measures something else. A pair is flipped when the argmax equals
+# `answers[j]`, not when P(`answers[j]`) merely rises.
 
 # %% [check]
 tests.test_flip_rate(flip_rate)
