@@ -204,8 +204,16 @@ def node_f1(fires: Tensor, truth: Tensor) -> Tensor:
 
 
 # %% [hint]
-# One matrix product counts the true positives of every pair: `fires.float().T @ truth.float()`.
-# F1 is also `2 tp / (n_fires + n_true)`, which needs no separate precision and recall.
+# For every pair (latent, node of the hierarchy), compare the tokens where the latent fires with
+# the tokens that carry the node: F1 balances how many of the latent's firings are right
+# (precision) and how many of the node's tokens it catches (recall). All it needs are three counts
+# per pair: tokens where both hold, tokens where the latent fires, tokens where the node holds.
+# Compute them for all pairs at once rather than in a loop.
+
+# %% [hint]
+# One matrix product of the two masks (as floats, one transposed) counts the true positives of
+# every pair. F1 is also `2 tp / (n_fires + n_true)`, which needs no separate precision and recall;
+# keep the denominator at least 1 for latents or nodes that never occur.
 
 # %% [check]
 tests.test_node_f1(node_f1)
@@ -289,8 +297,13 @@ def cooccurrence(fires_a: Tensor, fires_b: Tensor) -> Tensor:
 
 
 # %% [hint]
-# Count the tokens where both fire with `fires_a.float().T @ fires_b.float()`, then divide each row
-# by the number of tokens where its `a` latent fires (at least 1, for latents that never fire).
+# The co-occurrence of a with b is a conditional frequency: among the tokens where latent a fires,
+# the share where latent b fires too. Count joint firings for every pair at once, then divide each
+# row by how often its `a` latent fires.
+
+# %% [hint]
+# `fires_a.float().T @ fires_b.float()` counts the tokens where both fire, `(d_a, d_b)`. Divide by
+# a column of per-`a` counts (`[:, None]`), at least 1, so latents that never fire give 0, not NaN.
 
 # %% [check]
 tests.test_cooccurrence(cooccurrence)
@@ -453,8 +466,15 @@ def cluster_purity(clusters: np.ndarray, concepts: list[str]) -> float:
 
 
 # %% [hint]
-# Filter first (both conditions), then one `Counter` of labels per cluster; `most_common(1)[0][1]`
-# is the count of its top label. The denominator is the number of latents kept, not of clusters.
+# Purity asks: if each cluster were named after its most common planted label, what share of the
+# latents would carry their cluster's name? Only latents that are in a cluster and that have a
+# label count; for each cluster, count its most common label, add these up, and divide by the
+# number of latents counted.
+
+# %% [hint]
+# Filter first, on both conditions: HDBSCAN's noise cluster is `-1` and unlabelled latents are
+# `"(none)"`. A `Counter` per cluster gives its top label's count (`most_common(1)`). The
+# denominator is the number of latents kept, not of clusters; if none are kept, return 0.0.
 
 # %% [check]
 tests.test_cluster_purity(cluster_purity)
@@ -597,9 +617,15 @@ def train_probe(acts: Tensor, labels: Tensor) -> tuple[Tensor, float]:
 
 
 # %% [hint]
-# Fit any logistic regression with balanced class weights, then divide *both* the weight vector and
-# the bias by the weight vector's norm: the sign of `acts @ w + b` does not change, and the direction
-# becomes a unit vector that can be compared with decoder directions by a plain dot product.
+# A probe is a linear classifier: find a direction and a bias such that `acts @ w + b` is positive
+# on the examples with the label and negative on the others, e.g. by logistic regression. The
+# classes are unbalanced, so weight them so that the rare one counts as much as the common one.
+# Return the direction as a unit vector, so it can be compared with decoder directions.
+
+# %% [hint]
+# Fit a logistic regression with `class_weight="balanced"`, then divide *both* the weight vector
+# and the bias by the weight vector's norm: the sign of `acts @ w + b` does not change, and the
+# direction becomes a unit vector.
 
 # %% [check]
 tests.test_train_probe(train_probe)
@@ -712,8 +738,13 @@ def decoder_cosines(direction: Tensor, sae) -> Tensor:
 
 
 # %% [hint]
-# `W_dec` has one row per latent; divide each dot product by the two norms
-# (`torch.nn.functional.cosine_similarity(W_dec, direction[None], dim=-1)` does the same).
+# Cosine similarity is the dot product of two directions divided by both their lengths. Do it for
+# every latent's decoder direction against the one given, all at once.
+
+# %% [hint]
+# `W_dec` has one row per latent, so `W_dec @ direction` gives every dot product; divide by each
+# row's norm and by the direction's norm (clamped away from zero).
+# `torch.nn.functional.cosine_similarity` with a broadcast `direction[None]` does the same.
 
 # %% [check]
 tests.test_decoder_cosines(decoder_cosines)
@@ -780,14 +811,17 @@ def absorption(latent_acts: Tensor, W_dec: Tensor, direction: Tensor, probe_yes:
 
 
 # %% [hint]
-# Build a `(d_sae,)` mask of the main latents first. `missed` is three masks and-ed together; for
-# `absorbed`, compute `proj = latent_acts * (W_dec @ direction)` (n, d_sae) and its positive total
-# per example, then ask, per example, whether any latent satisfies all four conditions.
+# Follow the definitions in the text, example by example. An example is *missed* when the probe
+# says yes, the truth says yes, and none of the main latents fires. It is *absorbed* when it is
+# missed and some other latent carries the feature instead: a latent that fires, is not a main one,
+# points roughly along the probe direction, and contributes a large share of the example's total
+# projection onto that direction.
 
 # %% [hint]
-# The cosine needs the decoder rows' norms: `(W_dec @ direction) / W_dec.norm(dim=-1)` (the
-# direction is a unit vector), while the projection uses the raw rows. Negative projections are
-# left out of the total (`proj.clamp_min(0).sum(-1)`), not subtracted from it.
+# Build a `(d_sae,)` mask of the main latents first. A latent's projection on an example is its
+# activation times its raw decoder row's dot product with the direction; the cosine uses the
+# normalised row instead. Negative projections are left out of the total (`clamp_min(0)` before
+# summing), not subtracted from it.
 
 # %% [check]
 tests.test_absorption(absorption)
@@ -1018,8 +1052,14 @@ def topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, k: int) 
 
 
 # %% [hint]
-# `pre.topk(k, dim=-1)` gives values and indices; `torch.zeros_like(pre).scatter(-1, indices, values)`
-# puts them back in place.
+# A TopK SAE encodes in two steps: compute every latent's pre-activation (subtract the decoder
+# bias, project with the encoder, add the encoder bias), then keep only the `k` largest per row and
+# set all the others to zero. Kept values must also be positive.
+
+# %% [hint]
+# `topk(k, dim=-1)` gives values and indices; `scatter` into a tensor of zeros puts them back in
+# place. Apply a ReLU to the kept values: when fewer than `k` pre-activations are positive, some of
+# the top `k` are negative.
 
 # %% [check]
 tests.test_topk_encode(topk_encode)
@@ -1118,8 +1158,15 @@ def meta_latent_concepts(meta_acts: Tensor, concepts: list[str]) -> list[tuple[s
 
 
 # %% [hint]
-# Loop over the columns of `meta_acts`; `(meta_acts[:, m] > 0).nonzero()` gives the loading latents,
-# and `Counter(...).most_common(1)[0]` the top label with its count.
+# Each meta-latent groups the SAE latents whose decoder directions load on it. Describe each one by
+# the planted concept most common among the latents that load on it (activation above zero): that
+# concept, its share of those latents, and how many there are. A meta-latent that no latent loads
+# on gets a placeholder entry.
+
+# %% [hint]
+# Loop over the columns of `meta_acts`; `(meta_acts[:, m] > 0).nonzero()` gives the loading
+# latents, and `Counter(...).most_common(1)[0]` the top label with its count. An empty column gives
+# `("(unused)", 0.0, 0)`.
 
 # %% [check]
 tests.test_meta_latent_concepts(meta_latent_concepts)
@@ -1230,8 +1277,13 @@ def logit_lens(sae, W_U: Tensor, latents: Tensor, k: int = 10) -> tuple[Tensor, 
 
 
 # %% [hint]
-# `topk` on the logits gives the boosted tokens; `topk` on minus the logits gives the suppressed
-# ones, most suppressed first.
+# The logit lens reads what a latent writes directly into the logits: its decoder direction
+# multiplied by the unembedding. The tokens with the largest values are the ones it promotes, those
+# with the smallest the ones it suppresses. Do it for all the requested latents at once.
+
+# %% [hint]
+# `topk` along the vocabulary dimension of the logits gives the promoted tokens; `topk` of minus
+# the logits gives the suppressed ones, most suppressed first.
 
 # %% [check]
 tests.test_logit_lens(logit_lens)
@@ -1261,7 +1313,14 @@ def enrichment_pvalue(top: Tensor, token_class: Tensor, vocab_size: int) -> floa
 
 
 # %% [hint]
-# "At least x" is `sf(x - 1)`. Count the distinct tokens of each set (a set of ids, not a list).
+# Enrichment asks whether a latent's top tokens contain more tokens of a class than chance would
+# give. Under chance the top tokens are a random draw from the vocabulary without replacement, so
+# the number of class tokens among them follows a hypergeometric distribution; the p-value is the
+# probability of seeing at least the observed overlap.
+
+# %% [hint]
+# `scipy.stats.hypergeom(vocab_size, class size, number drawn)`. "At least x" is `sf(x - 1)`, not
+# `sf(x)`. Count distinct tokens in each set (use sets of ids, not lists).
 
 # %% [check]
 tests.test_enrichment_pvalue(enrichment_pvalue)
@@ -1534,10 +1593,17 @@ def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n
 
 
 # %% [hint]
-# `top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)` may return fewer examples
-# than asked: check its length. `random_examples(..., exclude=top)` skips the documents of the top
-# examples. The two truths are `mix_for_detection`'s second output and `concept_truth(sequences,
-# concept)`.
+# Autointerp in two rounds. Explain: show the model the latent's top examples and ask for an
+# explanation. Detect: take further top examples the explainer did not see, mix them with random
+# examples where the latent does not fire, and ask the model, given only the explanation, which
+# ones the latent fires on. Score those predictions twice: against where the latent really fires,
+# and against where the planted concept holds.
+
+# %% [hint]
+# Ask `top_examples` for `n_explain + n_detect` examples: it may return fewer, so check there is at
+# least one left to detect. `random_examples(..., exclude=top)` skips the top examples' documents.
+# The two truths are `mix_for_detection`'s second output and `concept_truth(sequences, concept)`,
+# both scored with `detection_scores`.
 
 # %% [check]
 tests.test_autointerp(autointerp)
@@ -1693,9 +1759,16 @@ def patch_scope(model, tokens: Tensor, position: int, directions: Tensor, scales
 
 
 # %% [hint]
-# Build all `n_directions * n_scales` patched vectors at once (broadcast `directions[:, None]` against
-# the scales), repeat `tokens` that many times, and use a hook that assigns them to
-# `activation[:, position]`. Reshape the last-position logits at the end.
+# Patch scoping asks what the model says when a direction, at some strength, sits in the residual
+# stream at one position of a fixed prompt. For every direction and every scale, replace the
+# activation at that position by scale times direction, run the prompt, and keep the last
+# position's logits. All combinations can go through the model as one batch.
+
+# %% [hint]
+# Build all `n_directions * n_scales` patched vectors at once (broadcast `directions[:, None]`
+# against the scales), repeat `tokens` that many times, and use a hook that assigns them to
+# `activation[:, position]`. Reshape the logits to `(n_directions, n_scales, d_vocab)` at the end,
+# in that order.
 
 # %% [check]
 tests.test_patch_scope(patch_scope)
@@ -1923,10 +1996,16 @@ def score_hypothesis(latent_acts: Tensor, data, concept: str, fires_on: str = "i
 
 
 # %% [hint]
-# Build one boolean `(n_docs, n_ctx)` mask of where the hypothesis holds and one of where the latent
-# fires, both and-ed with `data.mask`; then three counts give everything. For "prediction", shift
-# the concept's labels one position to the left (`labels[:, 1:]`), pad the last column with False,
-# and keep only shifted positions whose next token is real.
+# Score the hypothesis "this latent fires where the concept holds" as a classifier over the real
+# tokens: precision is the share of its firings where the concept holds, recall the share of the
+# concept's tokens where it fires, F1 their balance. With `fires_on="prediction"` the concept is
+# checked on the next token instead of the current one.
+
+# %% [hint]
+# Build one boolean `(n_docs, n_ctx)` mask of where the hypothesis holds and one of where the
+# latent fires, both and-ed with `data.mask`; three counts give everything. For "prediction", shift
+# the concept's labels one position to the left, pad the last column with False, and keep only
+# positions whose next token is real. Any other `fires_on` is a `ValueError`.
 
 # %% [check]
 tests.test_score_hypothesis(score_hypothesis)
@@ -1960,14 +2039,16 @@ def capstone_hypothesis() -> dict:
 
 
 # %% [hint]
-# Compare the two lists of the evidence: the tokens it fires on and the tokens that come next. The
-# one with a clear theme says which token your concept is about (`fires_on`); the top examples say
-# in which sentences. Then look for the planted concept that names that theme, no broader.
+# A hypothesis here has two parts: which planted concept the latent is about, and whether it fires
+# on the token that carries the concept or on the token just before it (a prediction latent).
+# Compare what is common to the tokens it fires on with what is common to the tokens that come
+# next; the side with a clear theme tells you which, and the top examples tell you in which
+# sentences. Then pick the planted concept that names that theme, no broader.
 
 # %% [hint]
-# `utils.world.v2.explain_concept(code)` says what a label means (`concept_legend_table()`
-# lists them all). Score each candidate with `score_hypothesis(acts_c, data, concept, fires_on)`,
-# at both positions: a good one has precision *and* recall well above the others.
+# `utils.world.v2.explain_concept(code)` says what a label means (`concept_legend_table()` lists
+# them all). Score each candidate with `score_hypothesis(acts_c, data, concept, fires_on)`, at both
+# positions: a good one has precision *and* recall well above the others.
 
 # %% [check]
 tests.test_capstone_hypothesis(capstone_hypothesis)
