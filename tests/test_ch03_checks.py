@@ -6,6 +6,8 @@ correct alternatives the text allows must pass.
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 import types
 
 import pytest
@@ -488,6 +490,36 @@ def scores_variant(*, swapped=False, plain_mean=False, no_w=False):
 ])
 def test_wrong_compute_graph_scores(checks03, variant, message):
     fails_with(checks03.test_compute_graph_scores, variant, message)
+
+
+def _reference_edited(name: str, old: str, new: str, **overrides):
+    """The reference function `name` with one line of its source edited (a wrong implementation as
+    a learner would write it), run with the reference module's globals (and `overrides`)."""
+    source = textwrap.dedent(inspect.getsource(getattr(ref, name)))
+    assert old in source, f"{old!r} is not in the reference {name}"
+    namespace = dict(vars(ref), **overrides)
+    exec(compile(source.replace(old, new), f"<wrong {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("points[n_layers] = model.ln_final(residual)", "points[n_layers] = residual",
+     "Hint: only the edges into the logits are wrong: the logits read the residual stream after ln_final"),
+])
+def test_the_cause_of_wrong_edges_is_named(checks03, old, new, message):
+    fails_with(checks03.test_compute_attribution_matrix, _reference_edited("compute_attribution_matrix", old, new), message)
+
+
+def test_wrong_hooks_are_blamed_before_the_matrix(checks03):
+    """A compute_attribution_matrix that is right but calls hooks that leave ln_final's scale free:
+    the message names the inner exercise, which is the cause."""
+    def hooks_without_ln_final(model, transcoders, run, latent_acts=None):
+        return [h for h in ref.local_replacement_hooks(model, transcoders, run, latent_acts) if h[0] != "ln_final.hook_scale"]
+
+    wrong = _reference_edited("compute_attribution_matrix", "n_layers = model.cfg.n_layers", "n_layers = model.cfg.n_layers",
+                              local_replacement_hooks=hooks_without_ln_final)
+    fails_with(checks03.test_compute_attribution_matrix, wrong,
+               "it calls your local_replacement_hooks, which fails its own check", "Fix local_replacement_hooks first.")
 
 
 # -------------------------------------------------------------------------------------------------

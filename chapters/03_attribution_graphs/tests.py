@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import Tensor
 
 import solutions.ch03_attribution_graphs as ref
 from utils.attribution import EMBEDDING, ERROR, KIND_NAMES, LATENT, LOGIT, GraphNodes, circuit_tracer_order, run_prompt
-from utils.checks import Mistake, assert_tensor, check, expect, fail, learner_function
+from utils.checks import Mistake, assert_tensor, check, expect, fail, inner_exercise_first, learner_function
 
 PROMPTS = {
     "the Dallas prompt": "The state containing Dallas has its capital in",  # one salient logit (' Austin')
@@ -475,8 +476,18 @@ def _describe_difference(actual: Tensor, expected: Tensor, nodes: GraphNodes, to
     return "; ".join(blocks)
 
 
+def _wrong_only_in(actual: Any, expected: Tensor, rows: Tensor, columns: Tensor | None = None) -> bool:
+    """Whether `actual` differs from `expected` somewhere, and only in the given rows (and columns)."""
+    if not isinstance(actual, Tensor) or actual.shape != expected.shape:
+        return False
+    wrong = ~torch.isclose(actual.detach().float(), expected, **_edge_tolerance(expected))
+    inside = rows[:, None] & (torch.ones(len(expected), dtype=torch.bool) if columns is None else columns)[None, :]
+    return bool(wrong.any()) and not bool(wrong[~inside].any())
+
+
 def _attribution_mistakes(expected: Tensor, nodes: GraphNodes) -> list[Mistake]:
     per_activation = expected / torch.where(nodes.activation == 0, torch.ones(()), nodes.activation)[None, :]
+    logit_rows = nodes.kind == LOGIT
     return [
         Mistake(lambda a: _close(a, expected.T, rtol=1e-4, atol=1e-5 * float(expected.abs().max())),
                 "the matrix is A[target, source]: one row per target. Yours is transposed."),
@@ -487,6 +498,10 @@ def _attribution_mistakes(expected: Tensor, nodes: GraphNodes) -> list[Mistake]:
                 "multiply each edge by its source's activation (a_s · writing vector)."),
         Mistake(lambda a: _close(a, -expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max())),
                 "every edge has the opposite sign."),
+        Mistake(lambda a: _wrong_only_in(a, expected, logit_rows),
+                "only the edges into the logits are wrong: the logits read the residual stream after ln_final, with "
+                "its scale frozen at run.final_scale (model.ln_final applied under the frozen-scale hook), and "
+                "their reading vectors are the demeaned unembedding columns."),
     ]
 
 
@@ -547,7 +562,11 @@ def test_compute_attribution_matrix(compute_attribution_matrix) -> None:
         tolerance = _edge_tolerance(expected)
         if isinstance(actual, Tensor) and actual.shape == expected.shape and not torch.allclose(actual, expected, **tolerance):
             where += f" (edges that differ from circuit_tracer's, by target ← source kind: {_describe_difference(actual, expected, nodes, tolerance)})"
-        assert_tensor(actual, expected, where, check_dtype=False, mistakes=_attribution_mistakes(expected, nodes), **tolerance)
+        with inner_exercise_first("local_replacement_hooks", learner_function(compute_attribution_matrix,
+                                                                            "local_replacement_hooks"),
+                                  test_local_replacement_hooks):
+            assert_tensor(actual, expected, where, check_dtype=False, mistakes=_attribution_mistakes(expected, nodes),
+                          **tolerance)
 
     tokens, run, nodes = _prompt("the Dallas prompt")
     adjacency = compute_attribution_matrix(model, transcoders, run, nodes)
