@@ -1,4 +1,4 @@
-"""Speed and size of the attribution-graph explorer (utils/graph_explorer.py) on course prompts.
+"""Speed and size of the attribution-graph explorer (utils/graph_explorer.py) on prompts of world v2.
 
     python -m benchmarks.graph_explorer
 
@@ -16,9 +16,9 @@ import warnings
 
 from tabulate import tabulate
 
-PROMPTS = (
-    "The capital of the state containing Dallas is",
-    "Tom said, \"I like the red ball.\" The Eiffel Tower is in Paris. The capital of the state containing Dallas is",
+PROMPTS = (  # world v2 text: no leading space (v2's corpus convention)
+    "The state containing Dallas has its capital in",
+    "Tom said, \"I like the red ball.\" The Eiffel Tower is in Paris. The state containing Dallas has its capital in",
 )
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     import circuit_tracer
 
     from utils.graph_explorer import explore_graph
-    from utils.world.dictionaries import replacement_model
+    from utils.world.v2 import replacement_model
 
     warnings.simplefilter("ignore")
     model = replacement_model()

@@ -1,4 +1,4 @@
-"""The offline latent dashboard (utils/dashboard.py) on the shipped course world.
+"""The offline latent dashboard (utils/dashboard.py) on the shipped course world (v2).
 
 Content tests compare what the page shows with quantities computed here directly (run_with_cache
 + encode, W_dec @ W_U); the browser test opens the saved page in headless Chromium and checks
@@ -16,9 +16,7 @@ import torch
 
 from browser import chromium, non_local
 from utils.dashboard import dashboard_data, display_dashboard
-from utils.world import load_model
-from utils.world.concepts import labelled_corpus
-from utils.world.dictionaries import load_dictionary
+from utils.world.v2 import labelled_corpus, load_dictionary, load_model
 
 DICTIONARIES = ("resid_pre_2", "attn_z_1", "transcoder_2")  # a residual SAE, an attention SAE, a transcoder
 N_DOCS = 80  # a slice of the held-out corpus keeps the tests quick
@@ -257,16 +255,20 @@ def test_attention_patterns_of_long_sequences_are_a_png():
 
 
 def test_the_default_model_and_data_follow_the_world_a_dictionary_names():
-    """A dictionary of world v2 must not be run on the v1 model by default (same shapes, no error)."""
+    """A dictionary must be run on the model of the world it names (another world's model has the same
+    shapes and would raise no error); a dictionary that names no course world gets world v2."""
     from types import SimpleNamespace
 
-    import utils.world
     import utils.world.v2
     from utils.dashboard import _world_of
+    from utils.world import world_named
 
     def named(name):
         return SimpleNamespace(cfg=SimpleNamespace(metadata=SimpleNamespace(model_name=name)))
 
-    assert _world_of(load_dictionary(DICTIONARIES[0])) is utils.world
+    assert _world_of(load_dictionary(DICTIONARIES[0])) is utils.world.v2
     assert _world_of(named("course-world-v2")) is utils.world.v2
-    assert _world_of(named("gpt2")) is utils.world  # unnamed worlds: the shipped v1 world, as before
+    assert _world_of(named("gpt2")) is utils.world.v2  # unnamed worlds: the world the chapters run on
+    for name in ("course-world", "course-world-v2"):  # every other course world still known by name
+        if world_named(name) is not None:
+            assert _world_of(named(name)) is world_named(name), name

@@ -1,4 +1,4 @@
-"""The attribution-graph explorer (utils/graph_explorer.py) on a graph of the course world.
+"""The attribution-graph explorer (utils/graph_explorer.py) on a graph of the course world (v2).
 
 What the view shows is compared with quantities computed here another way: activations by running
 the model and encoding with the transcoder, concept matches from the labels, edges from the
@@ -17,11 +17,9 @@ import torch
 
 from browser import chromium, non_local
 from utils.graph_explorer import GraphView, explore_graph
-from utils.world import load_model
-from utils.world.concepts import labelled_corpus
-from utils.world.dictionaries import load_transcoders, replacement_model
+from utils.world.v2 import labelled_corpus, load_model, load_transcoders, replacement_model
 
-PROMPT = "The capital of the state containing Dallas is"
+PROMPT = "The state containing Dallas has its capital in"  # v2 text: no leading space; -> " Austin"
 N_DOCS = 40  # held-out documents for the concept and example checks (quick)
 
 
@@ -31,7 +29,8 @@ def graph():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's full-backward-hook notice inside circuit_tracer
-        return circuit_tracer.attribute(PROMPT, replacement_model(), verbose=False)
+        model = load_model()
+        return circuit_tracer.attribute(model.to_tokens(PROMPT)[0], replacement_model(model), verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +205,9 @@ def _group_across_layers(view) -> list[str]:
 
 
 def test_no_two_nodes_or_labels_overlap(graph, view):
-    """The 9-token Dallas graph (40 nodes, 26 latents in one cell's column) and the same graph with a
-    supernode over several layers: no marker meets another marker or a label, no label another label."""
+    """The 9-token Dallas graph (on world v2: 61 nodes, 44 latents in the last position's column) and
+    the same graph with a supernode over several layers: no marker meets another marker or a label, no
+    label another label."""
     assert graph.n_pos == 9 and len(view.nodes) >= 40
     grouped = explore_graph(graph, n_docs=N_DOCS, supernodes={"a group over layers": _group_across_layers(view)})
     for v in (view, grouped):

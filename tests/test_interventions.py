@@ -1,5 +1,5 @@
 """utils.interventions: circuit_tracer interventions on one prompt, checked against plain
-TransformerLens hooks on the course model (an independent route to the same numbers)."""
+TransformerLens hooks on the course model, world v2 (an independent route to the same numbers)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from utils.interventions import generate_with_interventions, intervened_logits, next_token_probs
-from utils.world import load_model
-from utils.world.dictionaries import load_transcoders, replacement_model
+from utils.world.v2 import load_model, load_transcoders, replacement_model
 
-PROMPT = " The state containing Dallas has its capital in"
+PROMPT = "The state containing Dallas has its capital in"  # v2 text: no leading space
 
 
 @pytest.fixture(scope="module")

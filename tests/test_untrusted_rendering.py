@@ -33,10 +33,11 @@ SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="100" height="50"><rect wid
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP438AAAAQBAYDFKhhdAAAAAElFTkSuQmCC"  # 1×1, orange
 CELLS = {  # name -> source; each cell displays one thing
     "setup": "import os, sys, warnings\nsys.path.insert(0, os.environ['COURSE_ROOT'])\nwarnings.simplefilter('ignore')\n"
-             "import torch\nfrom IPython.display import HTML, display\nfrom utils.world import load_model\n"
-             "from utils.world.concepts import labelled_corpus\nmodel = load_model()\ndata = labelled_corpus(30)",
+             "import torch\nfrom IPython.display import HTML, display\n"
+             "from utils.world.v2 import labelled_corpus, load_dictionary, load_model, replacement_model\n"
+             "model = load_model()\ndata = labelled_corpus(30)",
     "dashboard": "from utils.dashboard import dashboard_data, display_dashboard\n"
-                 "from utils.world.dictionaries import load_dictionary\nsae = load_dictionary('resid_pre_2')\n"
+                 "sae = load_dictionary('resid_pre_2')\n"
                  "k = int(dashboard_data(sae, model, data).scores.density.argmax())\n"
                  "display_dashboard(sae, k, model=model, data=data)",
     "attention": "from utils.dashboard import attention_patterns\n"
@@ -46,8 +47,7 @@ CELLS = {  # name -> source; each cell displays one thing
                  "model.to_str_tokens(tokens), ['0.2', '2.3'])",
     "plotly": "import plotly.express as px\npx.imshow(cache['pattern', 0][0, 2], title='head 0.2').show()",
     "explorer": "import circuit_tracer\nfrom utils.graph_explorer import explore_graph\n"
-                "from utils.world.dictionaries import replacement_model\n"
-                "graph = circuit_tracer.attribute('The capital of the state containing Dallas is', "
+                "graph = circuit_tracer.attribute(model.to_tokens('The state containing Dallas has its capital in')[0], "
                 "replacement_model(model), verbose=False)\nview = explore_graph(graph, n_docs=30)\nview",
     "explorer_table": "display(HTML(view.html_table()))  # what front ends without the plotly extension show",
     # probes: what JupyterLab does with each mimetype (asserted in test_untrusted_mimetype_behaviour)

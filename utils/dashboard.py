@@ -48,11 +48,13 @@ N_LOGITS = 10
 
 
 def _world_of(dictionary):
-    """The course world a dictionary was trained on (its metadata names it; v1 if it names none)."""
+    """The course world a dictionary was trained on (its metadata names it; v2, the world every
+    chapter runs on, if it names none)."""
     from utils.world import world_named
+    from utils.world.v2 import WORLD_NAME
 
     name = getattr(getattr(dictionary.cfg, "metadata", None), "model_name", None)
-    return world_named(name) or world_named("course-world")
+    return world_named(name) or world_named(WORLD_NAME)
 
 
 @lru_cache(maxsize=2)

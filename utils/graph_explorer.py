@@ -228,7 +228,8 @@ class _tokenizer_name_for:
 
     def __enter__(self):
         if not self.old:
-            from utils.world import TOKENIZER_DIR, world_named
+            from utils.world import world_named
+            from utils.world.v2 import TOKENIZER_DIR
 
             world = world_named(self.graph_scan)
             self.cfg.tokenizer_name = str(world.TOKENIZER_DIR if world else TOKENIZER_DIR)
@@ -282,10 +283,10 @@ def _course_world(world_name: str, n_docs: int):
 _LATENT_INFO: dict[tuple, dict] = {}  # (world, n_docs, layer, latent) -> concept and examples
 
 
-def latent_info(layer: int, latents: list[int], n_docs: int = N_DOCS, world: str = "course-world") -> dict[int, dict]:
+def latent_info(layer: int, latents: list[int], n_docs: int = N_DOCS, world: str = "course-world-v2") -> dict[int, dict]:
     """{latent: {"concept", "precision", "recall", "f1", "examples": [(activation, html)]}} for
-    transcoder latents at `layer` of the course world named `world` ("course-world" or
-    "course-world-v2"), on `n_docs` held-out documents (cached per latent)."""
+    transcoder latents at `layer` of the course world named `world` (by default "course-world-v2",
+    the world every chapter runs on), on `n_docs` held-out documents (cached per latent)."""
     from utils.world.concepts import concept_scores
 
     todo = sorted({k for k in latents if (world, n_docs, layer, k) not in _LATENT_INFO})
@@ -405,8 +406,8 @@ def explore_graph(graph, node_threshold: float = 0.8, edge_threshold: float = 0.
     supernodes: {name: [node ids]} draws each group as one node whose edges are the sums of its
         members' edges (ids as in `view.nodes`; a view without supernodes lists them).
     latent_details: concept matches and top examples of each feature on the course world's
-        held-out text; by default on for graphs of a course world's transcoders (scan "course-world"
-        or "course-world-v2").
+        held-out text; by default on for graphs of a course world's transcoders (scan
+        "course-world-v2", or another name `utils.world.world_named` knows).
     """
     from circuit_tracer.graph import Graph, compute_node_influence, prune_graph
     from circuit_tracer.utils.create_graph_files import create_nodes

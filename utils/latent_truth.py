@@ -1,16 +1,18 @@
 """Score single latents of the course world against its ground truth.
 
 Every token of the held-out course corpus carries the concepts that produced it
-(`utils.world.concepts`), and its own and its previous token are known. So a claim such as
+(`utils.world.v2.labelled_corpus`), and its own and its previous token are known. So a claim such as
 "F0.17 fires on ' E'" or "this latent fires on the repeated half of a random run" can be
 checked with a precision and a recall instead of by eye:
 
-    data = labelled_corpus()
+    from utils.world.v2 import labelled_corpus, load_dictionary, load_model
+    model, sae, data = load_model(), load_dictionary("resid_pre_0"), labelled_corpus()
     acts = corpus_activations(model, {"resid_pre_0": sae}, data)     # one forward pass
     print(score(acts["resid_pre_0"][..., 17], token_is(data, model.to_single_token(" E")), data))
 
 A latent "fires" on a token when its activation is > 0; BOS and padding are left out, as in
-`utils.world.concepts.concept_scores`.
+`concept_scores` (utils/world/concepts.py, the world-agnostic scoring that both worlds' corpora use).
+The functions here take any labelled corpus and model; none of them loads a world.
 """
 
 from __future__ import annotations
