@@ -3,11 +3,11 @@
     python -m benchmarks.check_mutants [--heldout | --heldout2 | --blind0305] [--only EXERCISE_SUBSTRING] [--json out.json] [--verbose]
 
 Runs every check cell (as the notebook does: the cell text of chapters/NN/source.py, in a namespace
-holding the solutions module with some names replaced) on the variants of benchmarks/mutants_ch01.py
-and benchmarks/mutants_ch02.py: plausible wrong implementations, and correct alternatives the text
-allows (with --heldout, those of benchmarks/mutants_heldout.py instead: a second set, written after the
+holding the solutions module with some names replaced) on the variants of tests/mutants/ch01.py
+and tests/mutants/ch02.py: plausible wrong implementations, and correct alternatives the text
+allows (with --heldout, those of tests/mutants/heldout.py instead: a second set, written after the
 checks were fixed against the first and not used to change them; with --heldout2, those of
-benchmarks/mutants_heldout2.py: a third set, written blind, without reading the checks or the other
+tests/mutants/heldout2.py: a third set, written blind, without reading the checks or the other
 sets). Prints, per exercise and overall:
 
 - caught: wrong implementations that fail their check;
@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from utils import build, course  # noqa: E402
 from utils.checks import CheckFailed  # noqa: E402
 
-CHAPTERS = {"01_latent_gradients": "benchmarks.mutants_ch01", "02_transcoders": "benchmarks.mutants_ch02"}
+CHAPTERS = {"01_latent_gradients": "tests.mutants.ch01", "02_transcoders": "tests.mutants.ch02"}
 HELD_OUT_ATTRIBUTES = {"01_latent_gradients": "VARIANTS_CH01", "02_transcoders": "VARIANTS_CH02",
                        "03_attribution_graphs": "VARIANTS_CH03", "04_interventions": "VARIANTS_CH04",
                        "05_understanding_latents": "VARIANTS_CH05"}
@@ -123,18 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write every result to this file")
     parser.add_argument("--verbose", action="store_true", help="print every message")
     held_out = parser.add_mutually_exclusive_group()
-    held_out.add_argument("--heldout", action="store_const", dest="held_out", const="benchmarks.mutants_heldout",
-                          help="run the held-out variants (mutants_heldout.py)")
-    held_out.add_argument("--heldout2", action="store_const", dest="held_out", const="benchmarks.mutants_heldout2",
-                          help="run the second, blind held-out set (mutants_heldout2.py)")
-    held_out.add_argument("--blind0305", action="store_const", dest="held_out", const="benchmarks.mutants_blind_ch03_05",
-                          help="run the blind set of chapters 03-05 (mutants_blind_ch03_05.py)")
+    held_out.add_argument("--heldout", action="store_const", dest="held_out", const="tests.mutants.heldout",
+                          help="run the held-out variants (tests/mutants/heldout.py)")
+    held_out.add_argument("--heldout2", action="store_const", dest="held_out", const="tests.mutants.heldout2",
+                          help="run the second, blind held-out set (tests/mutants/heldout2.py)")
+    held_out.add_argument("--blind0305", action="store_const", dest="held_out", const="tests.mutants.blind_ch03_05",
+                          help="run the blind set of chapters 03-05 (tests/mutants/blind_ch03_05.py)")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
 
     results = []
     started = time.perf_counter()
-    chapters = BLIND_CHAPTERS if args.held_out == "benchmarks.mutants_blind_ch03_05" else CHAPTERS
+    chapters = BLIND_CHAPTERS if args.held_out == "tests.mutants.blind_ch03_05" else CHAPTERS
     for chapter, mutants_module in chapters.items():
         checks = course.load_checks(chapter)
         solutions = importlib.import_module(f"solutions.{course.solution_module_name(chapter)}")

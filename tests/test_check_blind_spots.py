@@ -1,7 +1,7 @@
 """The blind spots of issue 15 in the checks of chapters 01 and 02, closed and kept closed.
 
-The wrong implementations and correct alternatives are those of benchmarks/mutants_ch01.py and
-benchmarks/mutants_ch02.py (written from the exercise text, which `python -m benchmarks.check_mutants`
+The wrong implementations and correct alternatives are those of tests/mutants/ch01.py and
+tests/mutants/ch02.py (written from the exercise text, which `python -m benchmarks.check_mutants`
 measures the checks against). Each is run the way a notebook runs it: the chapter's check cell, in a
 namespace where the learner's names replace the solutions'. Here:
 
@@ -16,7 +16,7 @@ import importlib
 
 import pytest
 
-from benchmarks import mutants_ch01, mutants_ch02, mutants_heldout
+from tests.mutants import ch01 as mutants_ch01, ch02 as mutants_ch02, heldout as mutants_heldout
 from benchmarks.check_mutants import WorldGuard, check_cells, run_variant
 from utils import course
 
@@ -115,7 +115,7 @@ EXPECTED = {
     ("component_attribution", "heads of every layer"): "Hint: heads of layers after L come after the transcoder's input",
     ("component_attribution", "token and positional embedding swapped"): "Hint: row 0 starts with the token embedding",
     ("component_attribution", "document 0 instead of batch_idx"): "Hint: use document batch_idx of the cache",
-    # found by the held-out set (benchmarks/mutants_heldout.py)
+    # found by the held-out set (tests/mutants/heldout.py)
     ("get_k_largest_indices", "distance measured in the flattened tensor"):
         "Hint: entries of different rows never block each other",
     ("token_to_latent_gradients", "gradients summed over the batch"):

@@ -1,6 +1,6 @@
 """A held-out set of wrong implementations and correct alternatives for chapters 01 and 02.
 
-Written after the checks were changed against benchmarks/mutants_ch01.py and mutants_ch02.py, and not
+Written after the checks were changed against tests/mutants/ch01.py and mutants_ch02.py, and not
 used to change them: `python -m benchmarks.check_mutants --heldout` measures how well the fixes carry
 over to mistakes they were not tuned on. Same conventions as mutants_ch01.py.
 """
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import solutions.ch01_latent_gradients as ref1
 import solutions.ch02_transcoders as ref2
-from benchmarks.mutants_ch01 import Variant, sparse_class
+from tests.mutants.ch01 import Variant, sparse_class
 from solutions.ch01_latent_gradients import SparseTensor, hook_layer, sae_acts_name
 from utils.transcoders import acts_name, hook_names, layer_of, reading_vector, show_top_tokens, standardise
 

@@ -3,7 +3,7 @@
 Written blind on 2026-12-07: from the exercise text (the markdown cells of
 chapters/0{3,4,5}_*/source.py) and the reference solutions (solutions/ch0{3,4,5}_*.py) only,
 without reading the checks (chapters/*/tests.py, utils/checks.py, the tests of the checks) or the
-earlier variant sets (benchmarks/mutants_ch01.py, mutants_ch02.py, mutants_heldout*.py,
+earlier variant sets (tests/mutants/ch01.py, mutants_ch02.py, mutants_heldout*.py,
 check_mutants.py). NOT YET RUN: no variant here has been put through its check cell.
 
 Each wrong variant is the reference solution with one mistake a student could make from the

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 import solutions.ch01_latent_gradients as ref1
 import solutions.ch02_transcoders as ref2
-from benchmarks.mutants_ch01 import Variant, sparse_class
+from tests.mutants.ch01 import Variant, sparse_class
 from solutions.ch01_latent_gradients import SparseTensor, hook_layer, sae_acts_name
 from utils.transcoders import (
     acts_name,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import solutions.ch02_transcoders as ref
-from benchmarks.mutants_ch01 import Variant
+from tests.mutants.ch01 import Variant
 from utils.transcoders import acts_name, hook_names, layer_of, reading_vector, show_top_tokens, standardise
 
 VARIANTS: list[Variant] = []
