@@ -111,6 +111,28 @@ def test_a_kernel_reaches_nothing_outside_its_sandbox(hostile):
     assert not any("without the OS sandbox" in note for g in report.values() for note in g.get("notes", []))
 
 
+def test_a_directory_or_link_where_a_report_goes_is_replaced_not_fatal(tmp_path):
+    """A notebook run without the sandbox can see the output folder: a directory at grades.csv (with a
+    forged report inside) or a link at grades.json must neither crash the grader nor survive."""
+    from utils.grading.results import Grade, write_reports
+
+    out = tmp_path / "grades"
+    (out / "grades.csv").mkdir(parents=True)
+    (out / "grades.csv" / "forged.csv").write_text("notebook,status\nme,ok\n")
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("untouched")
+    (out / "grades.json").symlink_to(elsewhere)
+    grade_ = Grade("me.ipynb", "01_latent_gradients", "failed")
+    grade_.exercises = {"sparse_tensor": {"result": "failed", "message": "wrong"}}
+    write_reports([grade_], out)
+    assert (out / "grades.csv").is_file() and not (out / "grades.json").is_symlink()
+    assert (out / "grades.csv").read_text().splitlines() == ["notebook,chapter,status,sparse_tensor,score,review",
+                                                            "me.ipynb,01_latent_gradients,failed,failed,0/1,"]
+    assert json.loads((out / "grades.json").read_text())[0]["status"] == "failed"
+    assert elsewhere.read_text() == "untouched"
+    assert sorted(p.name for p in out.iterdir()) == ["grades.csv", "grades.json"]  # no partial file left
+
+
 def test_without_the_sandbox_the_grader_says_so_once_and_notes_it(student_notebooks, run_python, tmp_path):
     out = tmp_path / "grades"
     stdout, rows, report = grade(run_python, out, student_notebooks["solved"],

@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -121,10 +123,20 @@ def grade_from_events(grade: Grade, restored, exercises: list[str], events: list
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Write `path` whole or not at all, from a temporary file of a fresh name; whatever else sits at
+    `path` (a directory or link a notebook put there to make the grader crash and leave its own
+    file behind) is removed first."""
     # a path that is not UTF-8 reaches here as surrogates; write its bytes as U+FFFD, never crash
     data = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if _has_surrogates(text) else text
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(data, encoding="utf-8", errors="replace")
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as f:
+        f.write(data)
+    os.chmod(partial, 0o644)  # as a plain write would leave it (mkstemp makes it private)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     os.replace(partial, path)
 
 
