@@ -602,7 +602,11 @@ def autointerp_variant(**wrong):
 
     def autointerp(latent_acts, data, to_str_tokens, client, concept, n_explain=10, n_detect=5, n_random=10, seed=0):
         top = top_examples(latent_acts, data, to_str_tokens, n=n_explain + n_detect)
-        if len(top) <= n_explain and not wrong.get("no_raise"):
+        if wrong.get("boundary") == "low" and len(top) < n_explain:  # lets exactly n_explain through
+            raise ValueError("too few documents")
+        if wrong.get("boundary") == "high" and len(top) <= n_explain + 1:  # refuses n_explain + 1
+            raise ValueError("too few documents")
+        if len(top) <= n_explain and not wrong.get("no_raise") and not wrong.get("boundary"):
             raise ValueError("too few documents")
         explanation = explain(top[:n_explain], client)
         others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=0 if wrong.get("seed") else seed,
@@ -630,6 +634,8 @@ def autointerp_variant(**wrong):
     ({"no_raise": True}, "should raise a ValueError"),
     ({"seed": True}, "pass `seed` on"),
     ({"tuple": True}, "should return a dict"),
+    ({"boundary": "low"}, "autointerp(a latent that fires in 10 documents, n_explain=10) should raise a ValueError"),
+    ({"boundary": "high"}, "autointerp(a latent that fires in 11 documents, n_explain=10) raised ValueError"),
 ])
 def test_wrong_autointerp(checks05, wrong, message):
     fails_with(checks05.test_autointerp, autointerp_variant(**wrong), message)

@@ -843,15 +843,24 @@ def test_autointerp(autointerp) -> None:
     _check_autointerp(autointerp, acts, data, _hand_to_str, "animal", "hand corpus, concept 'animal'")
     _check_autointerp(autointerp, acts, data, _hand_to_str, "cat", "hand corpus, concept 'cat', n_explain=6, "
                       "n_detect=4, n_random=8, seed=3", n_explain=6, n_detect=4, n_random=8, seed=3)
-    few = acts.clone()
-    few[5:] = 0  # the latent now fires in 5 documents only
+    for n_docs in (5, 10):  # 10: exactly n_explain, none left to detect on
+        few = acts.clone()
+        few[n_docs:] = 0  # the latent now fires in n_docs documents only
+        try:
+            autointerp(few, data, _hand_to_str, _SpyClient(), "animal")
+        except ValueError:
+            pass
+        else:
+            fail(f"autointerp(a latent that fires in {n_docs} documents, n_explain=10) should raise a ValueError "
+                 "saying that the latent fires in too few documents (it needs n_explain to explain and at least "
+                 "one more to detect on), but it returned.")
+    enough = acts.clone()
+    enough[11:] = 0  # n_explain + 1 documents: one left to detect on
     try:
-        autointerp(few, data, _hand_to_str, _SpyClient(), "animal")
-    except ValueError:
-        pass
-    else:
-        fail("autointerp(a latent that fires in 5 documents, n_explain=10) should raise a ValueError saying that "
-             "the latent fires in too few documents, but it returned.")
+        autointerp(enough, data, _hand_to_str, _SpyClient(), "animal")
+    except ValueError as e:
+        fail(f"autointerp(a latent that fires in 11 documents, n_explain=10) raised ValueError ({e}); 11 is enough: "
+             "10 to explain and 1 to detect on.")
     model, saes, _, _ = _world()
     corpus, world_acts, concept = _world_corpus_latent()
     _check_autointerp(autointerp, world_acts, corpus, model.tokenizer.convert_ids_to_tokens, concept,
