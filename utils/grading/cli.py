@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -169,7 +170,7 @@ def run_worker(restored, scratch: Scratch, protected: dict[str, str], args) -> t
             worker = subprocess.Popen(
                 [sys.executable, "-m", "utils.grading.worker"],
                 cwd=scratch.course,
-                env=minimal_env(scratch, token),
+                env=minimal_env(scratch, token, threads=max(1, (os.cpu_count() or 1) // max(1, args.jobs))),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=worker_log,

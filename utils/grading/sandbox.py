@@ -114,8 +114,10 @@ class Scratch:
         remove(self.root)
 
 
-def minimal_env(scratch: Scratch, token: str) -> dict[str, str]:
-    """What a kernel needs and nothing of the grader's own environment."""
+def minimal_env(scratch: Scratch, token: str, threads: int | None = None) -> dict[str, str]:
+    """What a kernel needs and nothing of the grader's own environment. `threads`: the CPU threads
+    each kernel's torch may use where the grader's environment does not set them (with --jobs N,
+    N kernels at 2 threads each on a 2-core machine ran the suite's grading 3.6 times slower)."""
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(scratch.home),
@@ -134,6 +136,8 @@ def minimal_env(scratch: Scratch, token: str) -> dict[str, str]:
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if name in os.environ:
             env[name] = os.environ[name]
+        elif threads is not None:
+            env[name] = str(threads)
     return env
 
 
