@@ -476,13 +476,12 @@ def _describe_difference(actual: Tensor, expected: Tensor, nodes: GraphNodes, to
     return "; ".join(blocks)
 
 
-def _wrong_only_in(actual: Any, expected: Tensor, rows: Tensor, columns: Tensor | None = None) -> bool:
-    """Whether `actual` differs from `expected` somewhere, and only in the given rows (and columns)."""
+def _wrong_only_in(actual: Any, expected: Tensor, rows: Tensor) -> bool:
+    """Whether `actual` differs from `expected` somewhere, and only in the given rows."""
     if not isinstance(actual, Tensor) or actual.shape != expected.shape:
         return False
     wrong = ~torch.isclose(actual.detach().float(), expected, **_edge_tolerance(expected))
-    inside = rows[:, None] & (torch.ones(len(expected), dtype=torch.bool) if columns is None else columns)[None, :]
-    return bool(wrong.any()) and not bool(wrong[~inside].any())
+    return bool(wrong.any()) and not bool(wrong[~rows].any())
 
 
 def _attribution_mistakes(expected: Tensor, nodes: GraphNodes) -> list[Mistake]:
