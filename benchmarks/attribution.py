@@ -25,7 +25,7 @@ RATIO_TARGET = 1.5
 
 def _prompts(model) -> dict[str, torch.Tensor]:
     """9 tokens: the two-hop Dallas question; 16 and 64: the start of held-out course documents."""
-    from utils.world.v2 import labelled_corpus
+    from utils.world import labelled_corpus
 
     data = labelled_corpus(n_docs=20)
     prompts = {"two-hop (Dallas)": model.to_tokens("The state containing Dallas has its capital in")[0]}
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import solutions.ch03_attribution_graphs as ours
     from utils.attribution import circuit_tracer_order
-    from utils.world.v2 import load_model, load_transcoders, replacement_model
+    from utils.world import load_model, load_transcoders, replacement_model
 
     warnings.simplefilter("ignore")
     model, transcoders = load_model(), load_transcoders()

@@ -26,7 +26,7 @@ def main() -> None:
     import circuit_tracer
 
     from utils.graph_explorer import explore_graph
-    from utils.world.v2 import replacement_model
+    from utils.world import replacement_model
 
     warnings.simplefilter("ignore")
     model = replacement_model()

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from utils.world.v2 import facts as F, load_tokenizer
-from utils.world.v2.corpus import BOS, PAD, render, slots_of, value
-from utils.world.v2.frames import FRAMES, frame_text, is_heldout, is_test
+from utils.world import facts as F, load_tokenizer
+from utils.world.corpus import BOS, PAD, render, slots_of, value
+from utils.world.frames import FRAMES, frame_text, is_heldout, is_test
 
 HOOK = "blocks.2.hook_resid_pre"  # where the whole SAE family reads
 

@@ -333,7 +333,7 @@ VOCAB = ["<pad>", "<bos>", " the", " Paris", " is", " in", " France", " Rome", "
 
 def tiny_corpus():
     """3 documents, BOS first and padding after, in the LabelledCorpus layout."""
-    from utils.world.v2.dictionaries import LabelledCorpus  # the corpus type of world v2's labelled_corpus
+    from utils.world.concepts import LabelledCorpus  # the corpus type of world v2's labelled_corpus
 
     docs = [[2, 3, 4, 8], [7, 4, 9, 5, 2, 3], [2, 6, 4, 8, 5]]
     tokens = torch.zeros(3, 8, dtype=torch.long)

@@ -460,7 +460,7 @@ def test_the_memory_helpers_report_the_biggest_objects(capsys):
 
 def test_latent_truth_scores_a_latent_against_labels_and_tokens():
     from utils.latent_truth import best_concepts, best_token, concept, score, token_dependence, token_is
-    from utils.world.v2.dictionaries import LabelledCorpus
+    from utils.world.concepts import LabelledCorpus
 
     # One document: BOS, then tokens 5 6 5 6 8 6; concept "x" on positions 1 and 3.
     tokens = torch.tensor([[1, 5, 6, 5, 6, 8, 6]])

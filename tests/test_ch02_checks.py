@@ -346,7 +346,7 @@ def test_score_hypothesis_against_the_latent_and_the_labels(capsys):
     # each compared with values computed here from the activations and labels directly.
     from utils.transcoders import latent_activations, score_hypothesis
     from utils.world.concepts import streamed_concept_scores  # world-agnostic: takes the model and corpus
-    from utils.world.v2 import labelled_corpus, load_dictionary, load_model
+    from utils.world import labelled_corpus, load_dictionary, load_model
 
     model, tc, data = load_model(), load_dictionary("transcoder_2"), labelled_corpus(30)
     layer_scores = streamed_concept_scores(model, {2: tc}, data, progress=False)[2]

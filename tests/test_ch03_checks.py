@@ -599,7 +599,7 @@ def test_our_graph_converts_to_circuit_tracer_and_prunes_the_same():
     from circuit_tracer.graph import compute_graph_scores, prune_graph
 
     from utils.attribution import to_circuit_tracer_graph
-    from utils.world.v2 import load_model, load_transcoders, replacement_model
+    from utils.world import load_model, load_transcoders, replacement_model
 
     model, transcoders = load_model(), load_transcoders()
     tokens = model.to_tokens("The state containing Dallas has its capital in")[0]

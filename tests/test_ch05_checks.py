@@ -428,8 +428,8 @@ def test_spelling_prompts_cover_every_word_and_frame():
     """Every spelling word in every P10 frame that ends on the letter (test frames left out), each
     prompt the frame's text up to the letter; the validation ("@") frames are flagged."""
     prompts = ref.spelling_prompts()
-    from utils.world.v2 import facts as F, load_tokenizer
-    from utils.world.v2.frames import FRAMES
+    from utils.world import facts as F, load_tokenizer
+    from utils.world.frames import FRAMES
 
     frames = [i for i, f in enumerate(FRAMES["first_letter"])
               if not f.startswith("#") and "{letter!}" in f and not any(s in f for s in ("{gap}", "{Name}", "{name}"))]
@@ -577,7 +577,7 @@ def test_the_hand_purity_value():
 
 
 def test_category_prompts_cover_every_word_and_node():
-    from utils.world.v2 import facts as F
+    from utils.world import facts as F
 
     prompts = ref.category_prompts()
     truth, nodes = ref.hierarchy_truth(prompts)
@@ -586,7 +586,7 @@ def test_category_prompts_cover_every_word_and_node():
     assert (truth[:, [k for k, (level, _) in enumerate(nodes) if level == "top"]].sum(1) == 1).all()
     i = prompts["word"].index("sparrow")
     tokens = prompts["tokens"][i]
-    from utils.world.v2 import load_tokenizer
+    from utils.world import load_tokenizer
 
     assert load_tokenizer().decode([int(tokens[prompts["position"][i]])]).strip() == "sparrow"
     assert (prompts["mid"][i], prompts["top"][i]) == ("bird", "animal")
@@ -736,7 +736,7 @@ def test_a_patch_scope_returning_none_is_named(checks05):
 
 def test_patching_the_real_word_at_layer_0_restores_the_source_answer():
     """The control of section 7, independently of the exercise: the first layer still reads the placeholder."""
-    from utils.world.v2 import load_model
+    from utils.world import load_model
 
     model = load_model()
     defs = ref.definition_prompts()
@@ -748,7 +748,7 @@ def test_patching_the_real_word_at_layer_0_restores_the_source_answer():
 
 
 def test_definition_prompts_match_the_world():
-    from utils.world.v2 import facts as F, load_tokenizer
+    from utils.world import facts as F, load_tokenizer
 
     defs = ref.definition_prompts()
     tokenizer = load_tokenizer()

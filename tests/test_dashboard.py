@@ -16,7 +16,7 @@ import torch
 
 from browser import chromium, non_local
 from utils.dashboard import dashboard_data, display_dashboard
-from utils.world.v2 import labelled_corpus, load_dictionary, load_model
+from utils.world import labelled_corpus, load_dictionary, load_model
 
 DICTIONARIES = ("resid_pre_2", "attn_z_1", "transcoder_2")  # a residual SAE, an attention SAE, a transcoder
 N_DOCS = 80  # a slice of the held-out corpus keeps the tests quick
@@ -259,16 +259,14 @@ def test_the_default_model_and_data_follow_the_world_a_dictionary_names():
     shapes and would raise no error); a dictionary that names no course world gets world v2."""
     from types import SimpleNamespace
 
-    import utils.world.v2
+    import utils.world
     from utils.dashboard import _world_of
     from utils.world import world_named
 
     def named(name):
         return SimpleNamespace(cfg=SimpleNamespace(metadata=SimpleNamespace(model_name=name)))
 
-    assert _world_of(load_dictionary(DICTIONARIES[0])) is utils.world.v2
-    assert _world_of(named("course-world-v2")) is utils.world.v2
-    assert _world_of(named("gpt2")) is utils.world.v2  # unnamed worlds: the world the chapters run on
-    for name in ("course-world", "course-world-v2"):  # every other course world still known by name
-        if world_named(name) is not None:
-            assert _world_of(named(name)) is world_named(name), name
+    assert _world_of(load_dictionary(DICTIONARIES[0])) is utils.world
+    assert _world_of(named("course-world-v2")) is utils.world
+    assert _world_of(named("gpt2")) is utils.world  # unnamed worlds: the world the chapters run on
+    assert world_named("course-world-v2") is utils.world and world_named("course-world") is None  # v1 is gone

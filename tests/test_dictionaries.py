@@ -1,5 +1,6 @@
-"""The shipped dictionaries: they load offline, have the layout COURSE.md §3.3 asks for, meet
-their quality bars, and work as a circuit_tracer replacement model."""
+"""The shipped dictionaries: they load offline, have the layout COURSE.md §3.3 asks for, splice
+into the model, and work as a circuit_tracer replacement model. (Their quality bars are measured
+when a run ships, `python -m utils.world report`; tests/test_world_shipped.py checks the record.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from utils.world.dictionaries import (
 )
 
 N_LAYERS = 4
+TWO_HOP = "What is the capital of the state where Dallas is? It is"  # answer " Austin"
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +31,8 @@ def expected_layout() -> dict[str, tuple[str, str | None]]:
         out[f"resid_pre_{l}"] = (f"blocks.{l}.hook_resid_pre", None)
         out[f"attn_z_{l}"] = (f"blocks.{l}.attn.hook_z", None)
         out[f"transcoder_{l}"] = (f"blocks.{l}.ln2.hook_normalized", f"blocks.{l}.hook_mlp_out")
+        out[f"mlp_post_{l}"] = (f"blocks.{l}.mlp.hook_post", None)  # every layer: chapter 07 reads MLPs 2-3
     out["resid_post_3"] = ("blocks.3.hook_resid_post", None)
-    out["mlp_post_0"] = ("blocks.0.mlp.hook_post", None)
-    out["mlp_post_1"] = ("blocks.1.mlp.hook_post", None)
     return out
 
 
@@ -80,7 +81,7 @@ def test_shipped_files_are_small():
 
 def test_sae_splices_into_the_model(model):
     sae = load_dictionary("resid_pre_2")
-    tokens = model.to_tokens(" The capital of the state containing Dallas is")
+    tokens = model.to_tokens(TWO_HOP)
     clean = model(tokens)[0, -1]
     spliced = model.run_with_saes(tokens, saes=[sae])[0, -1]
     with_error = model.run_with_saes(tokens, saes=[sae], use_error_term=True)[0, -1]
@@ -93,7 +94,7 @@ def test_replacement_model_matches_the_model_and_attributes(model):
     from circuit_tracer.graph import prune_graph
 
     rm = replacement_model(model)
-    tokens = model.to_tokens(" The capital of the state containing Dallas is")[0]
+    tokens = model.to_tokens(TWO_HOP)[0]
     # weights really were remapped: an unmapped MLP or unembedding would be random
     assert torch.allclose(rm(tokens[None]), model(tokens[None]), atol=1e-4)
     graph = attribute(tokens, rm, max_n_logits=5, desired_logit_prob=0.9, batch_size=128, verbose=False)
@@ -111,7 +112,7 @@ def test_transcoder_set_encodes_like_sae_lens(model):
 
     tcs = load_transcoders()
     ts = transcoder_set(tcs)
-    _, cache = model.run_with_cache(" Tourists visit the Louvre museum in", names_filter="blocks.1.ln2.hook_normalized")
+    _, cache = model.run_with_cache("Tourists visit the Louvre in the city of", names_filter="blocks.1.ln2.hook_normalized")
     x = cache["blocks.1.ln2.hook_normalized"][0]
     assert torch.allclose(ts.encode_layer(x, 1), tcs[1].encode(x), atol=1e-5)
 
@@ -133,32 +134,28 @@ def test_last_layer_logprobs_rebuild_the_clean_model(model):
 
     last = model.cfg.n_layers - 1
     names = (f"blocks.{last}.hook_resid_mid", f"blocks.{last}.hook_mlp_out")
-    logits, cache = model.run_with_cache(" The capital of the state containing Dallas is", names_filter=lambda n: n in names)
+    logits, cache = model.run_with_cache(TWO_HOP, names_filter=lambda n: n in names)
     rebuilt = last_layer_logprobs(model, cache[names[0]][0], cache[names[1]][0])
     assert torch.allclose(rebuilt, logits[0].log_softmax(-1), atol=1e-4)
     wrong = last_layer_logprobs(model, cache[names[0]][0], torch.zeros_like(cache[names[1]][0]))
     assert not torch.allclose(wrong, logits[0].log_softmax(-1), atol=1e-2)
 
 
-def test_shipped_dictionaries_meet_every_bar(model):
-    """Every row of `python -m utils.world report --only dictionaries` passes (about 2 minutes)."""
-    from utils.world.report import dictionary_rows
+def test_dictionary_training_refuses_the_shipped_folder():
+    from utils.world.train_dictionaries import main as train_dicts
 
-    rows = dictionary_rows(model)
-    measured = {r.metric.split(":")[0] for r in rows if r.metric.startswith(("resid", "attn", "mlp", "transcoder"))}
-    assert set(expected_layout()) <= measured  # every dictionary of the layout is measured
-    failed = [f"{r.metric}: {r.value:.3f}, target {r.target}" for r in rows if not r.passed]
-    assert not failed, "\n".join(failed)
+    with pytest.raises(SystemExit):  # argparse's error: one line, before any model is loaded
+        train_dicts(["--smoke"])
 
 
 def test_smoke_dictionary_training(tmp_path):
+    from utils.world.train import train
     from utils.world.train_dictionaries import main as train_dicts
-    from utils.world.train_model import main as train_model
 
-    train_model(["--smoke", "--out", str(tmp_path / "model")])
-    train_dicts(["--smoke", "--out", str(tmp_path / "dicts"), "--model-dir", str(tmp_path / "model")])
+    train(tmp_path / "model", steps=2, batch_size=4, size="smoke", checkpoint_every=1, log_every=1)
+    train_dicts(["--smoke", "--run", str(tmp_path / "model"), "--out", str(tmp_path / "dicts")])
     names = available_dictionaries(tmp_path / "dicts")
-    assert {"resid_pre_0", "attn_z_1", "transcoder_1", "mlp_post_0"} <= set(names)
+    assert {"resid_pre_0", "attn_z_1", "transcoder_1", "mlp_post_0", "mlp_post_1"} <= set(names)
     info = json.loads((tmp_path / "dicts" / "train_info.json").read_text())
     assert info["saes_training_tokens"] > 0 and info["transcoders_training_tokens"] > 0
 

@@ -17,7 +17,7 @@ import torch
 
 from browser import chromium, non_local
 from utils.graph_explorer import GraphView, explore_graph
-from utils.world.v2 import labelled_corpus, load_model, load_transcoders, replacement_model
+from utils.world import labelled_corpus, load_model, load_transcoders, replacement_model
 
 PROMPT = "The state containing Dallas has its capital in"  # v2 text: no leading space; -> " Austin"
 N_DOCS = 40  # held-out documents for the concept and example checks (quick)

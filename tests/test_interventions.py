@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from utils.interventions import generate_with_interventions, intervened_logits, next_token_probs
-from utils.world.v2 import load_model, load_transcoders, replacement_model
+from utils.world import load_model, load_transcoders, replacement_model
 
 PROMPT = "The state containing Dallas has its capital in"  # v2 text: no leading space
 

@@ -34,7 +34,7 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP438AAAAQBAYDFK
 CELLS = {  # name -> source; each cell displays one thing
     "setup": "import os, sys, warnings\nsys.path.insert(0, os.environ['COURSE_ROOT'])\nwarnings.simplefilter('ignore')\n"
              "import torch\nfrom IPython.display import HTML, display\n"
-             "from utils.world.v2 import labelled_corpus, load_dictionary, load_model, replacement_model\n"
+             "from utils.world import labelled_corpus, load_dictionary, load_model, replacement_model\n"
              "model = load_model()\ndata = labelled_corpus(30)",
     "dashboard": "from utils.dashboard import dashboard_data, display_dashboard\n"
                  "sae = load_dictionary('resid_pre_2')\n"

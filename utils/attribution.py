@@ -137,7 +137,7 @@ def to_circuit_tracer_graph(model, tokens: Tensor, nodes: GraphNodes, adjacency:
 
     `adjacency[target, source]` in the order of `nodes`; latents must be sorted by (layer, pos, id) and
     errors by (layer, pos), which is the order `build_graph_nodes` makes. `scan` defaults to the
-    model's name ("course-world" or "course-world-v2"), which tells the explorer which world it is.
+    model's name (the course world's is "course-world-v2"), which tells the explorer which world it is.
     """
     from circuit_tracer.attribution.targets import LogitTarget
     from circuit_tracer.graph import Graph

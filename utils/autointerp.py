@@ -151,7 +151,7 @@ def _check_examples(examples, what: str) -> list[Example]:
     return examples
 
 
-# -- examples from a labelled corpus (utils.world.v2.labelled_corpus's LabelledCorpus or any object with the
+# -- examples from a labelled corpus (utils.world.labelled_corpus's LabelledCorpus or any object with the
 # same fields: tokens and mask (n_docs, n_ctx), labels (n_docs, n_ctx, n_concepts), concepts) --
 
 

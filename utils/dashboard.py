@@ -51,7 +51,7 @@ def _world_of(dictionary):
     """The course world a dictionary was trained on (its metadata names it; v2, the world every
     chapter runs on, if it names none)."""
     from utils.world import world_named
-    from utils.world.v2 import WORLD_NAME
+    from utils.world import WORLD_NAME
 
     name = getattr(getattr(dictionary.cfg, "metadata", None), "model_name", None)
     return world_named(name) or world_named(WORLD_NAME)
@@ -270,7 +270,7 @@ def display_dashboard(dictionary, latent_idx: int, model=None, data: LabelledCor
     k = operator.index(latent_idx)
     if not 0 <= k < d_sae:
         raise ValueError(f"latent_idx {k} is out of range: this dictionary has {d_sae} latents (0 to {d_sae - 1}).")
-    world = _world_of(dictionary)  # a v2 dictionary on the v1 model would run without error, and mean nothing
+    world = _world_of(dictionary)  # a dictionary on another world's model would run without error, and mean nothing
     d = dashboard_data(dictionary, model if model is not None else _default_model(world),
                        data if data is not None else world.labelled_corpus())
     _, _, value = d.latent(k)

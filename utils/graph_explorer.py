@@ -229,7 +229,7 @@ class _tokenizer_name_for:
     def __enter__(self):
         if not self.old:
             from utils.world import world_named
-            from utils.world.v2 import TOKENIZER_DIR
+            from utils.world import TOKENIZER_DIR
 
             world = world_named(self.graph_scan)
             self.cfg.tokenizer_name = str(world.TOKENIZER_DIR if world else TOKENIZER_DIR)

@@ -5,7 +5,7 @@ world's mechanism measurements).
     probs = next_token_probs(rm, tokens, [(layer, position, latent, 0.0)])   # zero one latent
     text = generate_with_interventions(rm, tokens, interventions, max_new_tokens=8)
 
-`rm` is a circuit_tracer ReplacementModel (`utils.world.v2.replacement_model`). An
+`rm` is a circuit_tracer ReplacementModel (`utils.world.replacement_model`). An
 intervention is `(layer, position, latent, value)`: the latent's activation at that position is
 set to `value` (0 ablates it; `-2 * a` flips and doubles it). `position` may be a slice, e.g.
 `slice(n, None)` for "from position n on", which also covers tokens generated later.

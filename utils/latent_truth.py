@@ -1,11 +1,11 @@
 """Score single latents of the course world against its ground truth.
 
 Every token of the held-out course corpus carries the concepts that produced it
-(`utils.world.v2.labelled_corpus`), and its own and its previous token are known. So a claim such as
+(`utils.world.labelled_corpus`), and its own and its previous token are known. So a claim such as
 "F0.17 fires on ' E'" or "this latent fires on the repeated half of a random run" can be
 checked with a precision and a recall instead of by eye:
 
-    from utils.world.v2 import labelled_corpus, load_dictionary, load_model
+    from utils.world import labelled_corpus, load_dictionary, load_model
     model, sae, data = load_model(), load_dictionary("resid_pre_0"), labelled_corpus()
     acts = corpus_activations(model, {"resid_pre_0": sae}, data)     # one forward pass
     print(score(acts["resid_pre_0"][..., 17], token_is(data, model.to_single_token(" E")), data))

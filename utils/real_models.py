@@ -36,7 +36,7 @@ def _cached(repo_id: str, filename: str = "config.json") -> bool:
 
 def _offline_message(what: str) -> str:
     return (f"{what} needs the Hugging Face hub, which this machine cannot reach (offline). "
-            "Use the course world instead: `from utils.world.v2 import load_model`.")
+            "Use the course world instead: `from utils.world import load_model`.")
 
 
 def load_gpt2_small(device: str = "cpu"):

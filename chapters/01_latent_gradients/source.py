@@ -67,7 +67,7 @@ torch.set_grad_enabled(False)  # we switch gradients on only where we differenti
 # return them as `{layer: SAE}`. Nothing is downloaded.
 
 # %%
-from utils.world.v2 import load_attn_saes, load_model, load_resid_saes
+from utils.world import load_attn_saes, load_model, load_resid_saes
 
 model = load_model()
 resid_saes = load_resid_saes()  # {layer: SAE on blocks.{layer}.hook_resid_pre}
@@ -181,7 +181,7 @@ for name, logits in [("clean model", clean_logits), ("SAE, use_error_term=True",
 # bias is left.
 
 # %%
-from utils.world.v2.facts import LANDMARKS
+from utils.world.facts import LANDMARKS
 
 landmark_prompts = [f"The{''.join(lm.pieces)} {lm.kind} is in the city of" for lm in LANDMARKS]
 landmark_tokens = torch.cat([model.to_tokens(p) for p in landmark_prompts])  # all 11 tokens long
@@ -238,10 +238,9 @@ print(f"{'random error of the same size, 20 draws':44} {' / '.join(f'{v:.3f}' fo
 # %%
 from sae_lens import ActivationsStore
 
-from utils.world.train_dictionaries import token_dataset  # world-agnostic: it takes the world's batch maker
-from utils.world.v2.dictionaries import v2_batch
+from utils.world.train_dictionaries import token_dataset  # rows of the world's training split
 
-dataset = token_dataset(n_rows=64, n_ctx=cfg.n_ctx, seed=3, batch_fn=v2_batch)  # a `datasets.Dataset` with "input_ids"
+dataset = token_dataset(n_rows=64, n_ctx=cfg.n_ctx, seed=3)  # a `datasets.Dataset` with "input_ids"
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # it warns that 64 rows are fewer than a training run wants
     store = ActivationsStore.from_sae(model=model, sae=sae, dataset=dataset, streaming=False,
@@ -269,12 +268,12 @@ display_dashboard(sae, int(acts.argmax()), model=model)
 # %% [markdown]
 # The concept codes on a dashboard (`landmark`, `landmark_city`, `city:Paris`, `p3_repeat`, ...) name
 # the planted phenomena of the course world; a code with a colon is one member of a family. The legend below (click to open) says what each labels; it is the same
-# in every chapter, and `utils.world.v2.explain_concept(code)` gives one entry.
+# in every chapter, and `utils.world.explain_concept(code)` gives one entry.
 
 # %%
 from IPython.display import Markdown
 
-from utils.world.v2 import concept_legend_table
+from utils.world import concept_legend_table
 
 display(Markdown(f"<details><summary><b>Legend: the planted concepts</b></summary>\n\n{concept_legend_table()}\n\n</details>"))
 
@@ -660,7 +659,7 @@ plot_gradients(
 
 # %%
 from utils.latent_truth import best_concepts, concept, corpus_activations, score, token_dependence, token_is, top_share
-from utils.world.v2 import labelled_corpus
+from utils.world import labelled_corpus
 
 data = labelled_corpus()  # 300 held-out documents with their labels
 corpus_acts = corpus_activations(model, {**{f"resid_pre_{l}": resid_saes[l] for l in range(cfg.n_layers)},
@@ -1164,7 +1163,7 @@ print(f"null: all {len(null_pushes)} active (latent, piece) pairs on landmark pi
 # median with the 10th and 90th percentiles.
 
 # %%
-from utils.world.v2.prompts import repeated_random_tokens
+from utils.world.prompts import repeated_random_tokens
 
 half, n_runs = 10, 20
 rep_runs = torch.tensor([model.tokenizer.convert_tokens_to_ids(run) for run in repeated_random_tokens(n_runs, half, seed=0)])
@@ -1548,7 +1547,7 @@ else:
 # Gradients between sparse dictionaries are cheap when they are taken with respect to the active
 # latents only, and they point at candidate circuits; the course world's labels, and a control
 # for every comparison, then say which candidates mean what they seem to. In this model
-# (world v2, dictionaries of `utils/world/v2/artifacts`):
+# (world v2, dictionaries of `utils/world/artifacts`):
 #
 # | finding | latents | ground truth and control |
 # |---|---|---|

@@ -363,7 +363,7 @@ def _sparse_jacobian(rows: Tensor, cols: Tensor, position_factor: Tensor, latent
 
 @lru_cache(maxsize=1)
 def _course_world():
-    from utils.world.v2 import load_attn_saes, load_model, load_resid_saes
+    from utils.world import load_attn_saes, load_model, load_resid_saes
 
     model = load_model()
     return model, load_resid_saes(), load_attn_saes()
@@ -374,7 +374,7 @@ def _course_tokens(model) -> Tensor:
 
 
 def _repeated_tokens(model, half: int = 6) -> Tensor:
-    from utils.world.v2.prompts import repeated_random_tokens
+    from utils.world.prompts import repeated_random_tokens
 
     return torch.tensor([model.tokenizer.convert_tokens_to_ids(repeated_random_tokens(1, half, seed=1)[0])])
 

@@ -63,7 +63,7 @@ import plotly.io as pio
 import tests  # this chapter's checks: chapters/02_transcoders/tests.py
 from utils import transcoders as tc_utils
 from utils.world.concepts import streamed_concept_scores  # works on any model, dictionaries and labelled corpus
-from utils.world.v2 import labelled_corpus, load_model, load_transcoders
+from utils.world import labelled_corpus, load_model, load_transcoders
 
 torch.set_grad_enabled(False)  # nothing in this chapter needs gradients
 # Plotly renders from its own bundled JavaScript (no CDN), so the plots work offline.
@@ -114,7 +114,7 @@ for layer, d in density.items():
 # %%
 from IPython.display import Markdown
 
-from utils.world.v2 import concept_legend_table
+from utils.world import concept_legend_table
 
 display(Markdown(f"<details><summary><b>Legend: the planted concepts</b></summary>\n\n{concept_legend_table()}\n\n</details>"))
 

@@ -39,7 +39,7 @@ def toy_model():
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from utils.world.v2 import load_tokenizer
+    from utils.world import load_tokenizer
 
     cfg = HookedTransformerConfig(n_layers=2, d_model=4, n_heads=2, d_head=2, d_mlp=4, d_vocab=3, n_ctx=4,
                                   act_fn="relu", normalization_type="LN", seed=0)
@@ -120,7 +120,7 @@ def _quiet(fn, *args, **kwargs):
 
 @lru_cache(maxsize=1)
 def _world():
-    from utils.world.v2 import labelled_corpus, load_model, load_transcoders
+    from utils.world import labelled_corpus, load_model, load_transcoders
 
     return load_model(), load_transcoders(), labelled_corpus().tokens
 

@@ -50,7 +50,7 @@ import plotly.io as pio
 import tests  # this chapter's checks: chapters/03_attribution_graphs/tests.py
 from utils import attribution
 from utils.attribution import circuit_tracer_order
-from utils.world.v2 import load_model, load_transcoders, replacement_model
+from utils.world import load_model, load_transcoders, replacement_model
 
 torch.set_grad_enabled(False)  # gradients are switched on only where we need them
 if "connected" in pio.renderers.default:
@@ -60,7 +60,7 @@ if "connected" in pio.renderers.default:
 # ## 1 · The model, the transcoders and the prompt
 #
 # We load the course model and its four transcoders, and build `circuit_tracer`'s replacement
-# model from the same weights (`replacement_model()`, in `utils/world/v2/__init__.py`): that is our
+# model from the same weights (`replacement_model()`, in `utils/world/__init__.py`): that is our
 # reference throughout. The prompt is a two-hop question of the course world: the answer needs the
 # state that contains the city, then that state's capital. Its sentence form is one of the world's
 # *validation* frames: the model never saw a sentence of this shape in training, only the facts.
@@ -879,7 +879,7 @@ print(f"share of the influence reaching an end of the graph that ends at error n
 # two-hop sentence in training.
 
 # %%
-from utils.world.v2 import facts  # noqa: E402
+from utils.world import facts  # noqa: E402
 
 frame = "The state containing {} has its capital in"
 city_pos = 4  # every city of the world is one token, at position 4 of this frame
@@ -926,7 +926,7 @@ print(f"the city is the most influential embedding in {int(rows[:, 3].sum())} of
 
 # %%
 from utils.world.concepts import streamed_concept_scores  # noqa: E402
-from utils.world.v2 import labelled_corpus  # noqa: E402
+from utils.world import labelled_corpus  # noqa: E402
 
 corpus = labelled_corpus(n_docs=100)
 concept_scores = streamed_concept_scores(model, transcoders, corpus, progress=False)
@@ -1078,7 +1078,7 @@ for site, count in flips.items():
 # of each state (the city itself left out).
 
 # %%
-from utils.world.v2.mechanisms_model import state_from_embedding  # noqa: E402
+from utils.world.mechanisms_model import state_from_embedding  # noqa: E402
 
 lookup = state_from_embedding(model)
 print(f"a city's state from its token embedding alone (nearest state centroid, the city left out): "

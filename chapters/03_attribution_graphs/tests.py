@@ -32,7 +32,7 @@ PROMPTS = {
 
 @lru_cache(maxsize=1)
 def _world():
-    from utils.world.v2 import load_model, load_transcoders, replacement_model
+    from utils.world import load_model, load_transcoders, replacement_model
 
     model = load_model()
     for param in model.parameters():

@@ -81,7 +81,7 @@ from tabulate import tabulate
 
 import tests  # this chapter's checks: chapters/04_interventions/tests.py
 from utils.interventions import generate_with_interventions
-from utils.world.v2 import labelled_corpus, load_model, load_transcoders, replacement_model
+from utils.world import labelled_corpus, load_model, load_transcoders, replacement_model
 
 torch.set_grad_enabled(False)  # we never train; attribute() below needs them, inside torch.enable_grad()
 warnings.filterwarnings("ignore", message=".*non-leaf Tensor.*")  # circuit_tracer's backward, harmless
@@ -197,7 +197,7 @@ import html  # noqa: E402
 import re  # noqa: E402
 
 from utils.graph_explorer import latent_info  # noqa: E402
-from utils.world.v2 import WORLD_NAME  # noqa: E402  ("course-world-v2")
+from utils.world import WORLD_NAME  # noqa: E402  ("course-world-v2")
 
 
 def top_contexts(g: GraphLatent, n: int = 3) -> list[str]:
@@ -701,7 +701,7 @@ print(tabulate(rows, headers=["k each way", "Dallas side zeroed: P(Austin)", "sw
 # frozen one), controls included; one column repeats k = 16 with attention frozen.
 
 # %%
-from utils.world.v2 import facts as world_facts  # noqa: E402
+from utils.world import facts as world_facts  # noqa: E402
 
 CITIES = {state: d["cities"][0] for state, d in world_facts.STATES.items()}
 CAPITAL = {city: model.to_single_token(" " + world_facts.STATE_TO_CAPITAL[state])

@@ -20,7 +20,7 @@ DALLAS = "The state containing Dallas has its capital in"
 
 @lru_cache(maxsize=1)
 def _world():
-    from utils.world.v2 import load_model, load_transcoders, replacement_model
+    from utils.world import load_model, load_transcoders, replacement_model
 
     model = load_model()
     return model, replacement_model(model, load_transcoders())
@@ -295,7 +295,7 @@ LANDMARK_SWAP = [4, 5, 6, 10]  # the three pieces of the landmark's name and the
 
 @lru_cache(maxsize=1)
 def _landmark_prompts():
-    from utils.world.v2 import facts as F
+    from utils.world import facts as F
 
     model, _ = _world()
     chosen = [F.LANDMARK_BY_NAME[name] for name in LANDMARK_CHECK]

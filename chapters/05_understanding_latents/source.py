@@ -48,9 +48,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from utils.world.v2 import facts as F, load_tokenizer
-from utils.world.v2.corpus import BOS, PAD, render, slots_of, value
-from utils.world.v2.frames import FRAMES, frame_text, is_heldout, is_test
+from utils.world import facts as F, load_tokenizer
+from utils.world.corpus import BOS, PAD, render, slots_of, value
+from utils.world.frames import FRAMES, frame_text, is_heldout, is_test
 
 HOOK = "blocks.2.hook_resid_pre"  # where the whole SAE family reads
 
@@ -109,7 +109,7 @@ import plotly.io as pio
 from IPython.display import display
 
 import tests  # this chapter's checks: chapters/05_understanding_latents/tests.py
-from utils.world.v2 import labelled_corpus, load_model, load_width_family
+from utils.world import labelled_corpus, load_model, load_width_family
 
 torch.set_grad_enabled(False)  # nothing in this chapter needs gradients
 if "connected" in pio.renderers.default:
@@ -1802,7 +1802,7 @@ for layer in range(model.cfg.n_layers):
 
 # %%
 from utils.latent_truth import score, token_is
-from utils.world.v2 import load_dictionary
+from utils.world import load_dictionary
 
 sae0 = load_dictionary("resid_pre_0")
 hook0 = sae0.cfg.metadata.hook_name
@@ -1883,7 +1883,7 @@ fig.show()
 # about what it does, scored against the planted labels. A hypothesis here has three parts:
 #
 # - `concept`: one planted concept label (`data.concepts`, explained in
-#   `utils.world.v2.concepts.CONCEPT_LEGEND`), such as `"category:bird"` or `"quote_close"`;
+#   `utils.world.concepts.CONCEPT_LEGEND`), such as `"category:bird"` or `"quote_close"`;
 # - `fires_on`: `"input"` if the concept holds on the token the latent fires on, `"prediction"` if
 #   it holds on the token that comes **next** (section 5's prediction latents);
 # - `description`: one sentence in your own words (not scored, but write it before you score).
@@ -2046,7 +2046,7 @@ def capstone_hypothesis() -> dict:
 # sentences. Then pick the planted concept that names that theme, no broader.
 
 # %% [hint]
-# `utils.world.v2.explain_concept(code)` says what a label means (`concept_legend_table()` lists
+# `utils.world.explain_concept(code)` says what a label means (`concept_legend_table()` lists
 # them all). Score each candidate with `score_hypothesis(acts_c, data, concept, fires_on)`, at both
 # positions: a good one has precision *and* recall well above the others.
 

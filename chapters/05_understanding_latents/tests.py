@@ -27,7 +27,7 @@ from utils.checks import Mistake, assert_tensor, check, expect, fail
 @lru_cache(maxsize=1)
 def _world():
     """(model, {width: SAE}, spelling prompts, residual stream at their last token)."""
-    from utils.world.v2 import load_model, load_width_family
+    from utils.world import load_model, load_width_family
 
     model = load_model()
     saes = load_width_family(2)
@@ -55,7 +55,7 @@ def probe_letters() -> tuple[str, str]:
 
     from sklearn.linear_model import LogisticRegression
 
-    from utils.world.v2 import facts as F
+    from utils.world import facts as F
 
     counts = Counter(F.first_letter(w) for w in F.SPELLING_WORDS)
     usable = sorted((n, letter) for letter, n in counts.items() if n >= 4)
@@ -870,7 +870,7 @@ def test_autointerp(autointerp) -> None:
 @lru_cache(maxsize=2)
 def _widest_sae_on_corpus(n_docs: int):
     """(held-out labelled corpus, the widest SAE's activations on it), shared by two world cases."""
-    from utils.world.v2 import labelled_corpus
+    from utils.world import labelled_corpus
 
     model, saes, _, _ = _world()
     data = labelled_corpus(n_docs=n_docs)
@@ -1128,7 +1128,7 @@ def _read_hypothesis(h, d_sae: int, concepts: list[str]) -> tuple[int, str, str]
         close = list(dict.fromkeys(contains + difflib.get_close_matches(concept, concepts, n=3, cutoff=0.5)))[:3]
         fail(f"'concept' is {concept!r}, which is not a planted concept label"
              + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
-             + " The labels are in data.concepts (explained in utils.world.v2.concepts.CONCEPT_LEGEND).")
+             + " The labels are in data.concepts (explained in utils.world.concepts.CONCEPT_LEGEND).")
     fires_on = h["fires_on"]
     expect(fires_on in ("input", "prediction"), f"'fires_on' should be 'input' or 'prediction', but is {fires_on!r}.")
     description = h["description"]
@@ -1139,7 +1139,7 @@ def _read_hypothesis(h, d_sae: int, concepts: list[str]) -> tuple[int, str, str]
 
 def _common_tokens(ids: Tensor, n: int = 4) -> str:
     """The most common of the token ids `ids`, as text with their counts."""
-    from utils.world.v2 import load_model
+    from utils.world import load_model
 
     counts = Counter(load_model().tokenizer.convert_ids_to_tokens(ids.tolist())).most_common(n)
     return ", ".join(f"{t!r} ({k})" for t, k in counts)
@@ -1183,7 +1183,7 @@ def test_capstone_hypothesis(capstone_hypothesis) -> None:
         fail(f"{scores} Your concept has precision {precision:.2f}: the latent also fires where it does not hold; "
              f"{place} is then most often {_common_tokens(tokens[fires & ~holds])}. What do its firings have in "
              "common?")
-    from utils.world.v2 import explain_concept
+    from utils.world import explain_concept
 
     fail(f"{scores} The latent and your concept rarely meet ({concept!r} labels {explain_concept(concept)!r}): "
          f"{place} carries it at "

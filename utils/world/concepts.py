@@ -17,7 +17,12 @@ from functools import lru_cache
 
 import torch
 
-from .corpus import BOS, PAD, CorpusGenerator, all_tokens
+from .corpus import BOS, PAD, CorpusGenerator
+
+# Labels that name the sentence frame a token came from, or whether the frame or content is held out:
+# bookkeeping for the bars, not concepts. Kept out of the chapters' corpus, where 293 per-frame labels
+# would otherwise win "best concept" for any latent that tracks one sentence.
+BOOKKEEPING_LABELS = ("frame:", "heldout_frame", "heldout_content")
 
 # The concepts the quality report scores (a readable subset of all labels the corpus records).
 KEY_CONCEPTS = (
@@ -27,66 +32,106 @@ KEY_CONCEPTS = (
 )
 
 # What every concept code on a dashboard means. A code ending in ":" is a family: "city:Paris" is
-# every " Paris" token, and so on. tests/test_world.py checks that every label the corpus writes
-# is explained here, so a new phenomenon cannot ship without its legend.
+# every " Paris" token, and so on. The world labels every token of a sentence with its relation
+# (`two_hop`, `ioi`, ...) and marks the token a probe sentence asks for with one generic `answer`
+# label. tests/test_world_loaders.py checks that every label the corpus writes is explained here
+# (and that every entry is still written), so a new relation cannot ship without its legend.
 CONCEPT_LEGEND = {
-    "p2": "every token of a landmark-fact sentence (P2: 'The Eiffel tower is in Paris')",
-    "p2_answer": "the city that answers a landmark fact",
-    "landmark": "every piece of a landmark name (P1: ' E', 'iff', 'el')",
+    # landmarks (P1, P2)
+    "landmark_city": "every token of a landmark -> city sentence ('The Eiffel tower is in the city of Paris.')",
+    "landmark_context": "every token of a sentence about a landmark's country or language ('In France, people speak French.')",
+    "landmark": "every piece of a landmark name (' E', 'iff', 'el')",
     "landmark:": "the pieces of one landmark's name",
     "p1_word:": "the pieces of one multi-token landmark word (the same tokens as landmark:)",
+    "landmark_kind": "the noun after a landmark's name (' tower', ' museum')",
     "city:": "one city's name, wherever it appears",
     "country:": "a country, and the cities and languages that belong to it",
     "language:": "one language's name",
-    "p6": "every token of a two-hop geography sentence (P6: city, state, capital)",
+    # geography (P6)
+    "city_state": "every token of a city -> state sentence ('Dallas is a city in Texas.')",
+    "state_capital": "every token of a state -> capital sentence ('The capital of Texas is Austin.')",
+    "two_hop": "every token of a city -> capital sentence that skips the state "
+               "('The capital of the state containing Dallas is Austin.')",
+    "city_pair": "every token of a sentence naming two cities of one state ('Dallas and Houston are both in Texas.')",
     "state:": "one state's name",
     "in_state:": "a city or capital that lies in that state",
     "capital:": "one state capital's name",
-    "p6_hop1_answer": "the state that answers 'which state is this city in'",
-    "p6_hop2_answer": "the capital that answers 'what is the capital of this state'",
-    "p6_two_hop_answer": "the capital that answers 'the capital of the state containing this city'",
-    "p3_first": "the first copy of a repeated run of tokens (P3)",
+    # the token a probe sentence asks for
+    "answer": "the first token of what a sentence asks for: the capital, the city, the indirect object, "
+              "the quotation's closer, a definition's first word, the letter, the category, the scale word",
+    # repeated spans (P3)
+    "p3_run": "every token of a run of random words that is repeated, both copies",
+    "p3_first": "the first copy of a repeated run of words",
     "p3_repeat": "the second and later copies of a repeated run: what induction can predict",
-    "sports": "every token of a sports sentence (P4)",
-    "team": "a team's name",
+    "p3_sentence_repeat": "every token of a sentence that repeats an earlier sentence of its document word for word",
+    "p3_repeat_start": "the first token of such a repeated sentence",
+    # sports and goals (P4)
+    "sports": "every token of a sports sentence ('The United striker scored a late goal.')",
+    "goal_talk": "every token of a sentence about a goal word outside a match report "
+                 "('Everyone was talking about the goal after the match.')",
     "goal_family": "the goal words (' goal', ' goals', ' goalie', ' goalkeeper', ' goalpost', ' goalless')",
-    "estimate": "every token of an estimate sentence (P5: 'revenue is estimated to exceed ...')",
-    "number": "a number, and the scale word after it in estimates",
-    "estimate_number": "a number or scale word inside an estimate",
-    "p7": "every token of an indirect-object sentence (P7)",
+    # numbers (P5)
+    "estimate": "every token of an estimate sentence ('The revenue is estimated to exceed 500 million dollars.')",
+    "casualty": "every token of a casualty estimate ('Officials estimate that about 40 people were injured in the storm.')",
+    "plain_number": "every token of a sentence with a number that is not an estimate ('The train leaves at 9.')",
+    "number": "a number, and the scale word after it",
+    "estimate_number": "a number or scale word inside an estimate sentence",
+    "scale_word": "the scale word after a number (' thousand', ' million', ' billion')",
+    "estimated_subject": "what a number sentence counts or prices (' revenue', ' people', ' visitors')",
+    # indirect objects (P7)
+    "ioi": "every token of an indirect-object sentence ('When Mary and John went to the shop, John gave a book to Mary.')",
     "ioi_io": "the indirect object: the final name, the one the model should predict",
     "ioi_s2": "the second mention of the subject (the name the model should not predict)",
     "name": "any person's name",
     "name:": "one person's name",
-    "p8": "every token of a dialogue sentence with a quotation (P8)",
-    "quote_open": "the opening quotation mark",
+    # quotations (P8)
+    "quote": "every token of a sentence with a quotation ('Mary said, \"I like the red car.\"')",
     "in_quote": "every token inside a quotation, its closer included",
-    "quote_close": "the token that closes a quotation ('.\"', '!\"', '?\"')",
-    "quote_close:": "closers of one kind (statement, exclamation, question)",
-    "p9": "every token of a definition sentence (P9)",
-    "definition_word": "the word being defined",
+    "quote_close": "the token that closes a quotation ('.\"', '!\"', '?\"', ',\"')",
+    "quote_close:": "closers of one kind (period, comma, question, exclamation)",
+    "speech:": "the verb that introduces a quotation, by the quotation's kind (statement, question, exclamation)",
+    "plain_statement": "every token of a statement outside quotation marks, where '.' is the right ending",
+    # definitions (P9)
+    "definition": "every token of a definition sentence ('The meaning of the word \"lake\" is \"still water\".')",
+    "defined_word": "the word being defined",
     "defined:": "one defined word",
-    "definition": "the tokens of a definition",
     "definition_of:": "the definition of one word",
-    "p9_answer": "the first token of a definition: what the model should predict",
-    "p10": "every token of a spelling sentence (P10: 'elephant starts with the letter E')",
+    # spelling (P10)
+    "first_letter": "every token of a spelling sentence ('The word lake starts with the letter L.')",
     "spelled_word": "the word being spelled",
-    "p10_answer": "the letter that answers a spelling question",
     "letter:": "one letter as an answer",
-    "p11": "every token of a category sentence (P11: 'sparrows and robins are birds')",
+    # categories (P11)
+    "category": "every token of a member -> category sentence ('A sparrow is a kind of bird.')",
+    "category_parent": "every token of a category -> parent sentence ('A bird is a kind of animal.')",
+    "category_mention": "every token of a sentence that mentions a category member in passing ('We saw a sparrow near the river.')",
     "category_member": "a member of a category (' sparrow')",
     "category_name": "a category's name (' bird', ' birds', ' animal')",
     "category:": "a member or the name of one category; a member carries its parent category too",
-    "p11_answer": "the category that answers 'a sparrow is a kind of'",
-    "p12": "every token of a profession sentence (P12: 'the nurse said she ...')",
+    # professions (P12)
+    "profession": "every token of a profession sentence ('The nurse said that she would come back later.')",
     "profession:": "one profession",
+    # bios for SHIFT (P12, chapter 08): intended = the field, spurious = the narrative person
+    "bio": "every token of a short bio ('I am a nurse in Dallas. I work at the hospital.')",
+    "bio_intro": "every token of a bio's introduction, which names the profession",
+    "bio_medicine": "every token of a bio sentence about medical work ('She works at the hospital.')",
+    "bio_law": "every token of a bio sentence about legal work ('I work at the court.')",
+    "bio_life": "every token of a bio sentence about life outside work ('He lives in Austin with his family.')",
+    "bio_field:": "every token of a bio whose profession is in that field (medicine or law): the intended attribute",
+    "bio_person:": "every token of a bio told in that person (first: 'I am'; third: 'Mary is'): the spurious attribute",
+    "bio_profession": "the profession named in a bio's introduction",
+    "person_marker": "a word that shows a bio's person: its pronoun, possessive, 'am'/'is', 'have'/'has', or the name",
+    "person_marker:": "the person-showing words of one person (first or third)",
+    "chat": "every token of a chatty sentence with everyday words ('What is your name? My name is Anna.')",
     "pronoun:": "one pronoun",
+    # everything else
+    "everyday": "every token of an everyday sentence ('Mary bought the red car yesterday.')",
+    "filler": "every token of a filler sentence ('It was a quiet morning.')",
 }
 
 
 def explain_concept(code: str, legend: dict[str, str] | None = None) -> str:
     """What a concept code means: the exact code first, then its family ("city:Paris" -> "city:").
-    `legend`: another world's legend (a later world passes its own); this world's by default."""
+    `legend`: another legend to look in; this world's by default."""
     legend = CONCEPT_LEGEND if legend is None else legend
     family = code.split(":", 1)[0] + ":" if ":" in code else None
     meaning = legend.get(code) or legend.get(family)
@@ -117,12 +162,20 @@ class LabelledCorpus:
             raise KeyError(f"unknown concept {name!r}; known: {self.concepts[:20]} ...") from None
 
 
-@lru_cache(maxsize=4)
-def labelled_corpus(n_docs: int = 300, n_ctx: int = 128, split: str = "heldout", seed: int = 11) -> LabelledCorpus:
-    """`n_docs` documents of the given split with their token-level concept labels."""
-    vocab = {t: i for i, t in enumerate(all_tokens())}
+@lru_cache(maxsize=8)
+def labelled_corpus(n_docs: int = 300, n_ctx: int = 128, split: str = "heldout", seed: int = 11,
+                    bookkeeping: bool = False) -> LabelledCorpus:
+    """`n_docs` documents of the given split with their token-level concept labels; the bookkeeping
+    labels (BOOKKEEPING_LABELS) only if asked for."""
+    from .tokenizer import check_tokenizer_matches_corpus, vocabulary
+
+    check_tokenizer_matches_corpus()
     gen = CorpusGenerator(seed=seed, split=split)
-    return label_documents([gen.document(max_tokens=n_ctx - 1) for _ in range(n_docs)], vocab, n_ctx, BOS, PAD)
+    data = label_documents([gen.document(max_tokens=n_ctx - 1) for _ in range(n_docs)], vocabulary(), n_ctx, BOS, PAD)
+    if bookkeeping:
+        return data
+    keep = [i for i, c in enumerate(data.concepts) if not c.startswith(BOOKKEEPING_LABELS)]
+    return LabelledCorpus(data.tokens, [data.concepts[i] for i in keep], data.labels[..., keep], data.mask)
 
 
 def label_documents(docs, vocab: dict[str, int], n_ctx: int, bos: str, pad: str) -> LabelledCorpus:

@@ -1,41 +1,42 @@
-"""The course corpus: a seeded generator of documents with ground-truth labels.
+"""Course world v2: a seeded generator of labelled documents written in natural text.
 
-A document is a list of `Token(text, labels)`. `text` is exactly one token of the course
-tokenizer (words carry their leading space, e.g. " Paris"); `labels` is the set of planted
-concepts that produced it (e.g. {"city:Paris", "p2_answer"}). Joining the texts gives the
-document's string, and the tokenizer maps that string back to the same tokens.
+A document is a list of `Token(text, labels)`; joining the texts gives the document's string
+exactly ("What is the capital of Texas? It is Austin."), and the v2 tokenizer maps that string
+back to the same tokens (tests/test_world.py checks it on many documents). Labels are the
+planted concepts that produced a token ("city:Paris", "answer", "frame:two_hop/4", ...).
 
-Each phenomenon P1-P12 of COURSE.md has a sentence generator below. Templates are split into
-a train part and a held-out part (every template marked `HELD_OUT` is only used by the
-held-out split), and some entity combinations are held out too (IOI name pairs, the two-hop
-sentences of one city per state), so evaluation prompts are never verbatim training text.
+How text becomes tokens (the tokenizer follows the same rules):
+- a word takes the space in front of it: " Paris"; a word with no space before it (the start
+  of a document, right after an opening quote or a newline) is its own no-space token "What";
+- landmark names are written as their designed pieces (" E" "iff" "el");
+- '."', '!"', '?"' and ',"' are one token each; an opening quote after a space is ' "';
+- "'s", "'t" are suffix tokens (" Mary" "'s", " can" "'t"), every other mark is one token;
+- "a" before a slot value that starts with a vowel is written "an" ("an eagle").
+
+Every sentence comes from a frame of frames.py. The train split never uses a held-out frame;
+the held-out split uses one wherever a relation has them (at `heldout_frame_rate`). One fact
+is held out too: the last city of every state never appears in a two-hop frame in training.
 """
 
 from __future__ import annotations
 
 import random
 import re
-import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterator
 
 from . import facts as F
+from .frames import FRAMES, frame_text, is_heldout, is_test
 
 BOS = "<|bos|>"
 PAD = "<|pad|>"
 UNK = "<|unk|>"
 SPECIAL_TOKENS = (PAD, BOS, UNK)  # ids 0, 1, 2: BOS is not 0 (circuit-tracer skips id 0)
-
-# Template notation: words are separated by spaces and get a leading space; these markers
-# become punctuation tokens with no leading space (except the opening quote).
-MARKERS = {
-    ".": ".", ",": ",", "?": "?", "!": "!",
-    "<q": ' "',  # opening quote (with its space)
-    "q>": '"',  # closing quote after a bare word
-    ".q>": '."', "!q>": '!"', "?q>": '?"',  # sentence end inside a quote: one token each
-}
-CLOSERS = ('."', '!"', '?"')
-HELD_OUT = "@"  # a template that starts with "@" belongs to the held-out split only
+CLOSERS = ('."', '!"', '?"', ',"')
+# "heldout" is the validation split (frames marked "@"), "test" the test split ("#", test_set_frames.py)
+SPLITS = ("train", "heldout", "test")
+CLOSER_NAME = {'."': "period", '!"': "exclamation", '?"': "question", ',"': "comma"}
 
 
 @dataclass(frozen=True)
@@ -47,583 +48,576 @@ class Token:
 Sentence = list[Token]
 
 
-def _stable_hash(*parts: str) -> int:
-    return zlib.crc32("|".join(parts).encode())
+@dataclass(frozen=True)
+class Value:
+    """What fills a slot: words (spaced by the renderer) or finished tokens (pieces, quotes)."""
+
+    words: tuple[str, ...] = ()
+    labels: frozenset[str] = frozenset()
+    tokens: tuple[Token, ...] = ()
+    answer_at: int = 0  # which of its tokens is the answer when the slot is marked "!"
 
 
-class _Slot:
-    """A value put into a template slot: one or more tokens, plus labels."""
-
-    def __init__(self, pieces: tuple[str, ...] | str, *labels: str):
-        self.pieces = (f" {pieces}",) if isinstance(pieces, str) else pieces
-        self.labels = frozenset(labels)
+def value(text: str, *labels: str) -> Value:
+    return Value(tuple(text.split()), frozenset(labels))
 
 
-def render(template: str, slots: dict[str, _Slot] | None = None, labels: tuple[str, ...] = ()) -> Sentence:
-    """Turn a template like "The {L} tower is in {city} ." into labelled tokens.
+# ---------------------------------------------------------------------------------------
+# Rendering a frame
+# ---------------------------------------------------------------------------------------
+_PART = re.compile(r"""(?P<ws>[ ]?)(?:
+    (?P<slot>\{[A-Za-z_0-9]+!?\}) | (?P<closer>[.?!,]") | (?P<word>[A-Za-z0-9]+)
+  | (?P<suffix>'[a-z]+) | (?P<nl>\n) | (?P<punct>[^ A-Za-z0-9\n]))""", re.VERBOSE)
+_VOWEL_START = re.compile(r"^[AEIOUaeiou]")
 
-    `labels` go on every token of the sentence; a slot's own labels go on its tokens only.
-    """
-    slots = slots or {}
-    out: Sentence = []
-    base = frozenset(labels)
-    for word in template.lstrip(HELD_OUT).split():
-        if word.startswith("{") and word.endswith("}"):
-            slot = slots[word[1:-1]]
-            out.extend(Token(p, base | slot.labels) for p in slot.pieces)
-        elif word in MARKERS:
-            out.append(Token(MARKERS[word], base))
+
+@lru_cache(maxsize=None)
+def parse(text: str) -> tuple[tuple[str, str, bool], ...]:
+    """A frame as (kind, text, space_before) parts; kind is "slot" or "tok"."""
+    parts, pos = [], 0
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            raise ValueError(f"cannot parse frame {text!r} at {pos}")
+        pos = m.end()
+        space = bool(m["ws"])
+        if m["slot"]:
+            parts.append(("slot", m["slot"][1:-1], space))
         else:
-            out.append(Token(f" {word}", base))
+            parts.append(("tok", (" " if space else "") + m.group(m.lastgroup), space))
+    if pos != len(text):
+        raise ValueError(f"cannot parse frame {text!r} at {pos}")
+    return tuple(parts)
+
+
+def slots_of(text: str) -> list[str]:
+    return [t.rstrip("!") for kind, t, _ in parse(text) if kind == "slot"]
+
+
+def render(text: str, values: dict[str, Value], labels: frozenset[str] = frozenset(),
+           lead_space: bool = True) -> Sentence:
+    """Fill a frame. A slot named with a capital ({City}) writes its value capitalised;
+    `values` is keyed by the lower-case name. `lead_space` puts a space before the first token
+    (every sentence but a document's first)."""
+    out: Sentence = []
+    for i, (kind, t, space) in enumerate(parse(text)):
+        if i == 0 and lead_space and not t.startswith(("\n", " ")):
+            space = True
+            if kind == "tok":
+                t = " " + t
+        if kind == "tok":
+            out.append(Token(t, labels))
+            continue
+        name = t.rstrip("!")
+        key = name[0].lower() + name[1:]
+        v = values[key]
+        toks = list(v.tokens) if v.tokens else _word_tokens(v.words, space, name[0].isupper(), out)
+        toks = [Token(tok.text, tok.labels | labels | v.labels) for tok in toks]
+        if t.endswith("!"):
+            j = v.answer_at % len(toks)
+            toks[j] = Token(toks[j].text, toks[j].labels | {"answer"})
+        out.extend(toks)
     return out
 
 
-def relabel(sentence: Sentence, index: int, *labels: str) -> None:
-    sentence[index] = Token(sentence[index].text, sentence[index].labels | frozenset(labels))
+def _word_tokens(words: tuple[str, ...], space: bool, capital: bool, before: Sentence) -> list[Token]:
+    first = words[0][0].upper() + words[0][1:] if capital else words[0]
+    # "a" before a vowel becomes "an" ("an eagle", "an inland water")
+    if before and before[-1].text.strip() in ("a", "A") and _VOWEL_START.match(first) \
+            and "unseen_word" not in before[-1].labels:  # the last letter of a made-up word is no article
+        before[-1] = Token(before[-1].text + "n", before[-1].labels)
+    texts = [(" " if space else "") + first] + [" " + w for w in words[1:]]
+    return [Token(x) for x in texts]
 
 
-# ----------------------------------------------------------------------------------------
-# Templates. Slots: {L} landmark, {kind}, {city}, {country}, {lang}, {state}, {capital},
-# {A} indirect object / first name, {B} subject, {place}, {obj}, {colour}, ...
-# ----------------------------------------------------------------------------------------
-T = {
-    "p2_fact": [
-        "The {L} {kind} is in the city of {city} .",
-        "The {L} {kind} is located in {city} .",
-        "You can see the {L} {kind} in {city} .",
-        "Tourists visit the {L} {kind} in {city} .",
-        "The famous {L} {kind} stands in {city} .",
-        "Our guide showed us the {L} {kind} in the city of {city} .",
-        "Last summer we saw the {L} {kind} in {city} .",
-        "@Everyone knows the {L} {kind} is located in {city} .",
-        "@The {L} {kind} can be found in the city of {city} .",
-    ],
-    "p2_context": [
-        "In {country} , people speak {lang} .",
-        "{city} is a big city in {country} .",
-        "The people of {city} speak {lang} .",
-        "Many visitors come to {country} every year .",
-        "We took a train to {city} .",
-        "The streets of {city} were full of people .",
-        "Our hotel in {city} was close to the river .",
-        "@Most people in {country} speak {lang} at home .",
-    ],
-    "p2_mention": [
-        "The {L} {kind} is very old .",
-        "We walked past the {L} {kind} again .",
-        "A photo of the {L} {kind} hung on the wall .",
-        "@The {L} {kind} looked beautiful at night .",
-    ],
-    "p6_hop1": [
-        "{city} is a city in {state} .",
-        "{city} is in the state of {state} .",
-        "The city of {city} lies in {state} .",
-        "@{city} belongs to the state of {state} .",
-    ],
-    "p6_hop2": [
-        "The capital of {state} is {capital} .",
-        "{capital} is the capital of {state} .",
-        "The state of {state} has its capital in {capital} .",
-        "@The capital city of {state} is {capital} .",
-    ],
-    "p6_two_hop": [
-        "The capital of the state containing {city} is {capital} .",
-        "{city} is in a state whose capital is {capital} .",
-        "The state that contains {city} has the capital {capital} .",
-        "People from {city} visit their state capital , {capital} .",
-        "@The state containing {city} has its capital in {capital} .",
-        "@The capital city of the state containing {city} is {capital} .",
-    ],
-    "p6_pair": [
-        "{city} and {city2} are both in {state} .",
-        "From {city} we drove to {city2} , still in {state} .",
-    ],
-    "p7_ioi": [
-        "When {A} and {B} went to the {place} , {B} gave a {obj} to {A} .",
-        "After {A} and {B} arrived at the {place} , {B} handed the {obj} to {A} .",
-        "While {A} and {B} were at the {place} , {B} passed a {obj} to {A} .",
-        "{A} and {B} walked to the {place} . {B} gave the {obj} to {A} .",
-        "Then {A} and {B} spent the day at the {place} . {B} offered a {obj} to {A} .",
-        "@When {A} and {B} got to the {place} , {B} sent a {obj} to {A} .",
-        "@Once {A} and {B} reached the {place} , {B} threw the {obj} to {A} .",
-    ],
-    "story": [
-        "{A} liked the {colour} {obj} .",
-        "{A} went to the {place} with {B} .",
-        "Later , {A} saw {B} at the {place} .",
-        "{A} smiled at {B} .",
-        "{A} and {B} are old friends .",
-        "{A} lost a {obj} near the {place} .",
-        "{A} found the {colour} {obj} under the table .",
-    ],
-    "p12": [
-        "The {prof} said that {pron} would come back later .",
-        "The {prof} told {A} that {pron} was tired .",
-        "{A} met the {prof} , and {pron} smiled .",
-        "The {prof} finished work because {pron} was hungry .",
-        "@The {prof} called {A} because {pron} needed help .",
-    ],
-    # P8: what is said and how it ends; the speaker verb fixes the closing token.
-    "p8_said": [
-        "I like the {colour} {obj}",
-        "the {obj} is in the {place}",
-        "we should go to the {place}",
-        "my {obj} is {colour}",
-        "{B} has a {colour} {obj}",
-        "I saw {B} at the {place}",
-        "@I left the {obj} at the {place}",
-    ],
-    "p8_asked": [
-        "where is the {obj}",
-        "do you like the {colour} {obj}",
-        "can we go to the {place}",
-        "is {B} at the {place}",
-        "@why is the {obj} {colour}",
-    ],
-    "p8_shouted": [
-        "watch out for the {obj}",
-        "what a lovely {obj}",
-        "run to the {place}",
-        "I found the {colour} {obj}",
-        "@look at the {colour} {obj}",
-    ],
-    "p8_plain": [  # the same endings outside a quote: here "." is right, not '."'
-        "{A} thinks the {obj} is in the {place} .",
-        "{A} likes the {colour} {obj} .",
-        "{A} wanted to go to the {place} .",
-        "{A} saw {B} at the {place} .",
-    ],
-    "p4": [
-        "The {team} striker scored a late goal .",
-        "The goalie saved the penalty .",
-        "The goalkeeper dived to the left .",
-        "The shot hit the goalpost twice .",
-        "The match ended in a goalless draw .",
-        "The {team} scored three goals in the second half .",
-        "The referee blew the whistle .",
-        "The fans cheered in the stadium .",
-        "The coach praised the defender after the match .",
-        "{A} was the best keeper in the league this season .",
-        "The {team} won the trophy in the final .",
-        "A corner led to the first goal of the season .",
-        "@The goalkeeper caught the ball before the goal .",
-    ],
-    "p5_estimate": [
-        "The {money} is estimated to exceed {num} {scale} dollars .",
-        "Officials estimate that about {num} people were {harm} .",
-        "The number of {counted} is expected to reach {num} {scale} .",
-        "Experts estimate the {money} at roughly {num} {scale} dollars .",
-        "An estimated {num} {counted} were counted last year .",
-        "Around {num} {scale} {counted} are thought to live in the region .",
-        "@It is estimated that nearly {num} {counted} were {harm} .",
-    ],
-    "p5_plain": [
-        "The train leaves at {num} .",
-        "{A} bought {num} apples .",
-        "The report has {num} pages .",
-        "The room holds {num} chairs .",
-    ],
-    "p9": [
-        "The meaning of the word <q {w} q> is <q {def} .q>",
-        "The word <q {w} q> means <q {def} .q>",
-        "In the dictionary , <q {w} q> is defined as <q {def} .q>",
-        "@A good definition of <q {w} q> is <q {def} .q>",
-        "@In the dictionary , the word <q {w} q> means <q {def} .q>",
-    ],
-    "p10": [
-        "The word {w} starts with the letter {letter} .",
-        "The first letter of {w} is {letter} .",
-        "The word {w} begins with {letter} .",
-        "@The letter at the start of {w} is {letter} .",
-    ],
-    "p11_member": [
-        "A {w} is a kind of {mid} .",
-        "The {w} is a {mid} .",
-        "@We saw that a {w} is a kind of {mid} .",
-    ],
-    "p11_pair": [
-        "The {w} and the {w2} are both {mids} .",
-        "{Mids} such as the {w} and the {w2} are common here .",
-    ],
-    "p11_parent": [
-        "A {mid} is a kind of {top} .",
-        "Every {mid} is a living {top} .",
-    ],
-    "p11_mention": [
-        "We saw a {w} near the river .",
-        "{A} has a {w} in the garden .",
-        "There was a {w} behind the house .",
-    ],
-    "p3_code": [
-        "The code is {run} . I repeat , the code is {run} .",
-        "Write down {run} . Again : {run} .",
-    ],
-    "filler": [
-        "It was a quiet morning .",
-        "The weather was warm that day .",
-        "Everyone was happy .",
-        "Nobody said anything for a while .",
-        "The next day was busy .",
-        "It started to rain in the afternoon .",
-        "The sky was clear and blue .",
-        "Time passed slowly .",
-        "Then everyone went home .",
-        "It was late in the evening .",
-        "The town was quiet .",
-        "We had lunch by the water .",
-    ],
+def sentence_text(sentence: Sentence) -> str:
+    return "".join(tok.text for tok in sentence)
+
+
+doc_text = sentence_text
+
+
+# ---------------------------------------------------------------------------------------
+# Slot domains: every value a slot can take (the tokenizer's vocabulary is built from them)
+# ---------------------------------------------------------------------------------------
+US_CITIES = tuple(F.CITY_TO_STATE)
+EU_CITIES = tuple(F.EUROPEAN_CITIES)
+ALL_CATEGORY_WORDS = tuple(F.WORD_TO_CATEGORY)
+MIDS = tuple(m for ms in F.CATEGORIES.values() for m in ms)
+
+DOMAINS: dict[str, tuple[str, ...]] = {
+    "name": tuple(F.NAMES), "name2": tuple(F.NAMES), "io": tuple(F.NAMES), "s": tuple(F.NAMES),
+    "place": F.PLACES, "obj": F.OBJECTS, "adj": F.ADJECTIVES, "time": F.TIMES, "food": F.FOODS,
+    "food2": F.FOODS, "feeling": F.FEELINGS, "day": F.DAYS, "small_word": F.NUMBER_WORDS,
+    "tverb": F.TRANSITIVE_VERBS, "pron": ("he", "she"), "prof": tuple(F.PROFESSIONS),
+    "kind": tuple(sorted({lm.kind for lm in F.LANDMARKS})), "city": US_CITIES, "city2": US_CITIES,
+    "country": tuple(sorted({c for c, _ in F.EUROPEAN_CITIES.values()})),
+    "lang": tuple(sorted({lang for _, lang in F.EUROPEAN_CITIES.values()})),
+    "state": tuple(F.STATES), "capital": tuple(F.STATE_TO_CAPITAL.values()),
+    "w": ALL_CATEGORY_WORDS, "w2": ALL_CATEGORY_WORDS, "mid": MIDS, "mids": tuple(F.PLURALS[m] for m in MIDS),
+    "top": tuple(F.CATEGORIES), "letter": tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+    "def": tuple(F.DEFINITIONS.values()), "num": F.SMALL_NUMBERS + F.BIG_NUMBERS, "scale": F.SCALES,
+    "money": F.MONEY_SUBJECTS, "pop": F.POPULATIONS, "count": F.COUNTABLES, "harm": F.CASUALTY_WORDS,
+    "cause": F.ESTIMATE_CAUSES, "goal": F.GOAL_WORDS, "team": F.TEAMS, "sport": F.SPORT_PEOPLE,
+    "verb": ("said", "replied", "explained", "asked", "wondered", "shouted", "cried"),
+    "give": ("gave", "handed", "passed", "offered", "sent", "threw", "lent", "brought", "sold", "showed", "tossed"),
+    # P12 bios: the person-marked words (first person, then third)
+    "intro": ("I", *F.NAMES), "subj": ("I", "he", "she"), "poss": ("my", "his", "her"), "objp": ("me", "him", "her"),
+    "be": ("am", "is"), "have": ("have", "has"),
+}
+# where a relation draws a slot from a different domain than the default
+RELATION_DOMAINS: dict[str, dict[str, tuple[str, ...]]] = {
+    "landmark_city": {"city": EU_CITIES},
+    "landmark_context": {"city": EU_CITIES},
+    "definition": {"w": tuple(F.DEFINITIONS)},
+    "first_letter": {"w": F.SPELLING_WORDS},
+    "bio_intro": {"prof": tuple(F.BIO_FIELD_OF)},
+}
+BIO_RELATIONS = ("bio_intro", "bio_medicine", "bio_law", "bio_life")
+_CONJUGATION = re.compile(r"\[([a-z]+)\|([a-z]+)\]")
+
+
+def conjugate(text: str, person: str) -> str:
+    """A bio frame in one person: "[work|works]" becomes "work" (first) or "works" (third)."""
+    if person not in F.BIO_PERSONS:
+        raise ValueError(f"person must be one of {F.BIO_PERSONS}, not {person!r}")
+    return _CONJUGATION.sub(lambda m: m[1] if person == "first" else m[2], text)
+
+
+def _person_values(person: str, name: str) -> dict[str, str]:
+    if person == "first":
+        return {"intro": "I", "subj": "I", "poss": "my", "objp": "me", "be": "am", "have": "have"}
+    pron = F.NAMES[name]
+    return {"intro": name, "subj": pron, "poss": "her" if pron == "she" else "his",
+            "objp": "her" if pron == "she" else "him", "be": "is", "have": "has"}
+
+
+# Words the corpus never writes, put in place of an incidental word now and then (train split only):
+# a student's prompt will contain one, and issue 11 measured top-1 falling to 0.00-0.08 after a single
+# unknown word when training never showed the model how to carry on past character fallbacks.
+UNSEEN_WORD_SLOTS = ("adj", "obj", "place", "food")
+_SYLLABLES = ("bl", "dr", "gl", "kr", "pl", "sn", "tr", "v", "z", "m", "p", "t", "sk", "fl", "gr")
+_VOWELS = ("a", "e", "i", "o", "u", "oo", "ai")
+SPEECH = {  # quote kind -> (content relation, verbs, closer before the speaker, closer at the end)
+    "statement": ("quote_statement", ("said", "replied", "explained"), ',"', '."'),
+    "question": ("quote_question", ("asked", "wondered"), '?"', '?"'),
+    "exclamation": ("quote_exclamation", ("shouted", "cried"), '!"', '!"'),
 }
 
-PLURALS = {"bird": "birds", "fish": "fish", "mammal": "mammals", "insect": "insects", "tree": "trees",
-           "flower": "flowers", "vegetable": "vegetables", "tool": "tools", "vehicle": "vehicles",
-           "instrument": "instruments"}
-SPEAKER_VERBS = {"p8_said": ("said", ".q>"), "p8_asked": ("asked", "?q>"), "p8_shouted": ("shouted", "!q>")}
-CLOSER_NAME = {'."': "period", '?"': "question", '!"': "exclamation"}
+
+def domain(relation: str, slot: str) -> tuple[str, ...]:
+    return RELATION_DOMAINS.get(relation, {}).get(slot, DOMAINS.get(slot, ()))
 
 
-def template_words() -> set[str]:
-    """Every fixed word the templates use (without its leading space)."""
-    words = set()
-    for templates in T.values():
-        for t in templates:
-            for w in t.lstrip(HELD_OUT).split():
-                if not (w.startswith("{") or w in MARKERS):
-                    words.add(w)
-    return words | {"said", "asked", "shouted", "turned", "to", "and"}
-
-
+# ---------------------------------------------------------------------------------------
+# The generator
+# ---------------------------------------------------------------------------------------
 class CorpusGenerator:
     """Seeded document generator. `split` is "train" or "heldout".
 
-    `profession_bias` scales the planted P12 correlation: 1.0 uses the table's
-    P(she | profession); 0.0 makes every profession 50/50.
+    `profession_bias` scales the planted P12 correlation (1.0: the table's P(she | profession),
+    0.0: 50/50). `heldout_frame_rate`: in the held-out split, how often a held-out frame is used
+    where a relation has one (evaluation prompts use 1.0).
     """
 
     GENRES = {  # genre -> weight in the mix
-        "travel": 2.0, "geography": 2.5, "story": 3.0, "dialogue": 2.0, "sports": 1.0,
-        "news": 1.0, "dictionary": 2.0, "nature": 1.0, "repeat": 3.0,
+        "travel": 2.0, "geography": 3.5, "story": 2.5, "dialogue": 2.0, "sports": 1.0, "news": 1.0,
+        "dictionary": 2.0, "nature": 1.0, "everyday": 1.5, "repeat": 2.5,
+        "chat": 1.5, "bios": 1.0,
     }
 
     def __init__(self, seed: int = 0, split: str = "train", profession_bias: float = 1.0,
-                 heldout_template_rate: float = 0.5):
-        if split not in ("train", "heldout"):
-            raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
-        self.rng = random.Random(f"{seed}-{split}")
+                 heldout_frame_rate: float = 0.5, unseen_word_rate: float | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        self.rng = random.Random(f"v2-{seed}-{split}")
         self.split = split
         self.profession_bias = profession_bias
-        # In the held-out split, how often a held-out template is used where one exists
-        # (evaluation prompts set 1.0; held-out documents mix both kinds).
-        self.heldout_template_rate = heldout_template_rate
-        self._random_pool = sorted(template_words() | set(F.OBJECTS) | set(F.PLACES) | set(F.NAMES)
-                                   | set(F.COLOURS) | set(F.SPELLING_WORDS))
-        self._genre_names = list(self.GENRES)
-        self._genre_weights = [self.GENRES[g] for g in self._genre_names]
+        self.heldout_frame_rate = heldout_frame_rate
+        # made-up or misspelt words in place of incidental ones: training only, unless asked for
+        self.unseen_word_rate = (0.04 if split == "train" else 0.0) if unseen_word_rate is None else unseen_word_rate
+        self._genres = list(self.GENRES)
+        self._weights = [self.GENRES[g] for g in self._genres]
 
-    # -- small helpers ----------------------------------------------------------------
-    def _pick_template(self, key: str) -> str:
-        templates = T[key]
-        held = [t for t in templates if t.startswith(HELD_OUT)]
-        use_held = self.split == "heldout" and held and self.rng.random() < self.heldout_template_rate
-        pool = held if use_held else [t for t in templates if not t.startswith(HELD_OUT)]
-        return self.rng.choice(pool)
+    # -- frames ----------------------------------------------------------------------------
+    def pick_frame(self, relation: str, probe_only: bool = False) -> tuple[int, str]:
+        """(index, frame) of `relation` allowed in this split; `probe_only` keeps frames with an answer."""
+        frames = [(i, f) for i, f in enumerate(FRAMES[relation]) if not probe_only or "!}" in f]
+        # "heldout" draws validation frames ("@"), "test" the test frames ("#")
+        held = [x for x in frames if is_heldout(x[1]) and is_test(x[1]) == (self.split == "test")]
+        if self.split != "train" and held and self.rng.random() < self.heldout_frame_rate:
+            return self.rng.choice(held)
+        return self.rng.choice([x for x in frames if not is_heldout(x[1])])
 
-    def _name(self, name: str, *labels: str) -> _Slot:
-        return _Slot(name, "name", f"name:{name}", *labels)
-
-    def _two_names(self) -> tuple[str, str]:
-        # A name pair is held out (in either order) when its hash says so.
-        while True:
-            a, b = self.rng.sample(F.NAMES, 2)
-            held = _stable_hash(*sorted((a, b))) % 5 == 0
-            if held == (self.split == "heldout"):
-                return a, b
-
-    # -- sentence generators, one per phenomenon ------------------------------------------
-    def p2_fact(self, landmark: F.Landmark | None = None) -> Sentence:
-        lm = landmark or self.rng.choice(F.LANDMARKS)
-        country, lang = F.EUROPEAN_CITIES[lm.city]
-        s = render(self._pick_template("p2_fact"), {
-            "L": self._landmark_slot(lm),
-            "kind": _Slot(lm.kind),
-            "city": _Slot(lm.city, f"city:{lm.city}", f"country:{country}", "p2_answer"),
-        }, labels=("p2",))
-        return s
-
-    def _landmark_slot(self, lm: F.Landmark) -> _Slot:
-        return _Slot(lm.pieces, "landmark", f"landmark:{lm.name}", f"p1_word:{lm.name}")
-
-    def p2_context(self, city: str) -> Sentence:
-        country, lang = F.EUROPEAN_CITIES[city]
-        return render(self._pick_template("p2_context"), {
-            "city": _Slot(city, f"city:{city}", f"country:{country}"),
-            "country": _Slot(country, f"country:{country}"),
-            "lang": _Slot(lang, f"language:{lang}", f"country:{country}"),
-        })
-
-    def p2_mention(self, lm: F.Landmark) -> Sentence:
-        return render(self._pick_template("p2_mention"), {"L": self._landmark_slot(lm), "kind": _Slot(lm.kind)})
-
-    def p6(self, kind: str | None = None, city: str | None = None) -> Sentence:
-        kind = kind or self.rng.choice(["p6_hop1", "p6_hop1", "p6_hop2", "p6_two_hop", "p6_two_hop", "p6_pair"])
-        if city is None:
-            cities = list(F.CITY_TO_STATE)
-            if kind == "p6_two_hop" and self.split == "train":
-                # The 4th city of every state never appears in a two-hop sentence in training:
-                # the held-out split uses it to test composition of the two one-hop facts.
-                cities = [c for c in cities if F.STATES[F.CITY_TO_STATE[c]]["cities"][-1] != c]
-            city = self.rng.choice(cities)
-        state = F.CITY_TO_STATE[city]
-        capital = F.STATE_TO_CAPITAL[state]
-        city2 = self.rng.choice([c for c in F.STATES[state]["cities"] if c != city])
-        answer = {"p6_hop1": "state", "p6_hop2": "capital", "p6_two_hop": "capital"}.get(kind)
-        slots = {
-            "city": _Slot(city, f"city:{city}", f"in_state:{state}"),
-            "city2": _Slot(city2, f"city:{city2}", f"in_state:{state}"),
-            "state": _Slot(state, f"state:{state}", *(["p6_hop1_answer"] if answer == "state" else [])),
-            "capital": _Slot(capital, f"capital:{capital}", f"in_state:{state}",
-                             *([f"{kind}_answer"] if answer == "capital" else [])),
-        }
-        return render(self._pick_template(kind), slots, labels=("p6",))
-
-    def p7_ioi(self) -> Sentence:
-        io, s = self._two_names()
-        template = self._pick_template("p7_ioi")
-        if self.rng.random() < 0.5:  # ABBA or BABA order of the first two names
-            template = template.replace("{A} and {B}", "{B} and {A}", 1)
-        sent = render(template, {
-            "A": self._name(io), "B": self._name(s),
-            "place": _Slot(self.rng.choice(F.PLACES)), "obj": _Slot(self.rng.choice(F.OBJECTS)),
-        }, labels=("p7",))
-        relabel(sent, len(sent) - 2, "ioi_io")  # the final name (before ".") is the IO
-        s_positions = [i for i, tok in enumerate(sent) if tok.text == f" {s}"]
-        relabel(sent, s_positions[-1], "ioi_s2")
+    def sentence(self, relation: str, lead_space: bool = True, probe_only: bool = False,
+                 **fixed: str) -> Sentence:
+        """One sentence (or short passage) of `relation`; `fixed` pins core entities (city="Dallas")."""
+        index, frame = self.pick_frame(relation, probe_only)
+        text = frame_text(frame)
+        if relation in BIO_RELATIONS:
+            fixed = {**fixed, "person": fixed.get("person") or self.rng.choice(F.BIO_PERSONS)}
+            text = conjugate(text, fixed["person"])
+        if relation == "ioi" and self.rng.random() < 0.5:  # the first-mentioned name is IO or S
+            text = _swap_first_pair(text)
+        slots = slots_of(text)
+        values = self._core(relation, fixed, slots)
+        for slot in slots:
+            key = slot[0].lower() + slot[1:]
+            if key not in values:
+                values[key] = self._incidental(relation, key, values)
+        self._maybe_unseen_word(text, values)
+        labels = frozenset({relation, f"frame:{relation}/{index}"} | ({"heldout_frame"} if is_heldout(frame) else set()))
+        if relation in BIO_RELATIONS:
+            field_ = F.BIO_FIELD_OF[fixed["prof"]] if "prof" in fixed else fixed.get("field", "")
+            labels |= {"bio", f"bio_person:{fixed['person']}"} | ({f"bio_field:{field_}"} if field_ else set())
+        sent = render(text, values, labels, lead_space)
+        self._mark(relation, sent)
         return sent
 
-    def story(self, a: str, b: str) -> Sentence:
-        return render(self._pick_template("story"), {
-            "A": self._name(a), "B": self._name(b), "place": _Slot(self.rng.choice(F.PLACES)),
-            "obj": _Slot(self.rng.choice(F.OBJECTS)), "colour": _Slot(self.rng.choice(F.COLOURS)),
-        })
+    def _maybe_unseen_word(self, text: str, values: dict[str, Value]) -> None:
+        """Now and then replace one lower-case incidental word with a made-up or misspelt one,
+        written as the character tokens the tokenizer falls back to."""
+        keys = [k for k in UNSEEN_WORD_SLOTS if k in values and f"{{{k}}}" in text and len(values[k].words) == 1]
+        if not keys or self.rng.random() >= self.unseen_word_rate:
+            return
+        key = self.rng.choice(keys)
+        known = set(token_inventory())
+        for _ in range(20):
+            word = self._made_up_word(values[key].words[0])
+            if " " + word not in known and word not in known:
+                break
+        else:
+            return
+        chars = (Token(" " + word[0], frozenset({"unseen_word"})),
+                 *(Token(c, frozenset({"unseen_word"})) for c in word[1:]))
+        values[key] = Value(tokens=chars, labels=values[key].labels)
 
-    def p12(self, a: str) -> Sentence:
-        prof = self.rng.choice(list(F.PROFESSIONS))
-        p_she = 0.5 + self.profession_bias * (F.PROFESSIONS[prof] - 0.5)
-        pron = "she" if self.rng.random() < p_she else "he"
-        return render(self._pick_template("p12"), {
-            "prof": _Slot(prof, f"profession:{prof}"), "pron": _Slot(pron, f"pronoun:{pron}"),
-            "A": self._name(a),
-        }, labels=("p12",))
+    def _made_up_word(self, real: str) -> str:
+        rng = self.rng
+        # never a vowel first: the renderer's "a" -> "an" rule does not see finished tokens
+        if rng.random() < 0.5 and len(real) >= 4 and real[0] not in "aeiou":  # a typo: two neighbouring letters swapped, or one dropped
+            i = rng.randrange(1, len(real) - 2)
+            if rng.random() < 0.5:
+                return real[:i] + real[i + 1] + real[i] + real[i + 2:]
+            return real[:i] + real[i + 1:]
+        return "".join(rng.choice(_SYLLABLES) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 3))) + rng.choice(("", "n", "k", "p", "s"))
 
-    def p8_quote(self, a: str, b: str) -> Sentence:
-        key = self.rng.choice(["p8_said", "p8_said", "p8_asked", "p8_shouted"])
-        verb, closer = SPEAKER_VERBS[key]
-        lead = self.rng.choice([f"{{A}} {verb} , <q", f"{{A}} turned to {{B}} and {verb} , <q", f"Then {{A}} {verb} , <q"])
-        content = self._pick_template(key).lstrip(HELD_OUT)
-        slots = {
-            "A": self._name(a), "B": self._name(b), "place": _Slot(self.rng.choice(F.PLACES)),
-            "obj": _Slot(self.rng.choice(F.OBJECTS)), "colour": _Slot(self.rng.choice(F.COLOURS)),
-        }
-        head = render(lead, slots, labels=("p8",))
-        relabel(head, len(head) - 1, "quote_open")
-        body = render(f"{content} {closer}", slots, labels=("p8", "in_quote"))
-        relabel(body, len(body) - 1, "quote_close", f"quote_close:{CLOSER_NAME[MARKERS[closer]]}")
-        return head + body
+    # -- slot values -------------------------------------------------------------------------
+    def _incidental(self, relation: str, key: str, values: dict[str, Value]) -> Value:
+        rng = self.rng
+        if key == "gap":
+            return Value(tokens=tuple(tok for _ in range(rng.randint(1, 3)) for tok in self.filler()))
+        if key == "pron":
+            name = values.get("name")
+            pron = F.NAMES[name.words[0]] if name else rng.choice(("he", "she"))
+            return value(pron, f"pronoun:{pron}")
+        taken = {v.words for v in values.values()}
+        options = [x for x in domain(relation, key) if tuple(x.split()) not in taken]  # name2 != name
+        choice = rng.choice(options)
+        if key in ("name", "name2", "io", "s"):
+            return value(choice, "name", f"name:{choice}")
+        if key == "small_word":
+            return value(choice, "number")
+        return value(choice)
 
-    def p8_plain(self, a: str, b: str) -> Sentence:
-        return render(self._pick_template("p8_plain"), {
-            "A": self._name(a), "B": self._name(b), "place": _Slot(self.rng.choice(F.PLACES)),
-            "obj": _Slot(self.rng.choice(F.OBJECTS)), "colour": _Slot(self.rng.choice(F.COLOURS)),
-        })
+    def _core(self, relation: str, fixed: dict[str, str], slots: list[str]) -> dict[str, Value]:
+        """The entities a relation is about, consistent with the fact tables."""
+        rng = self.rng
+        if relation in ("landmark_city", "landmark_context"):
+            lm = F.LANDMARK_BY_NAME[fixed["landmark"]] if "landmark" in fixed else rng.choice(F.LANDMARKS)
+            city = fixed.get("city", lm.city)
+            country, lang = F.EUROPEAN_CITIES[city]
+            pieces = tuple(Token(p, frozenset({"landmark", f"landmark:{lm.name}", f"p1_word:{lm.name}"})) for p in lm.pieces)
+            return {"landmark": Value(tokens=pieces), "kind": value(lm.kind, "landmark_kind"),
+                    "city": value(city, f"city:{city}", f"country:{country}"),
+                    "country": value(country, f"country:{country}"),
+                    "lang": value(lang, f"language:{lang}", f"country:{country}")}
+        if relation in ("city_state", "state_capital", "two_hop", "city_pair"):
+            if "city" in fixed:
+                city = fixed["city"]
+            else:
+                cities = US_CITIES
+                if relation == "two_hop" and self.split == "train":
+                    cities = [c for c in US_CITIES if c not in F.TWO_HOP_UNSEEN_CITIES]
+                city = rng.choice(cities)
+            state = F.CITY_TO_STATE[city]
+            capital = F.STATE_TO_CAPITAL[state]
+            city2 = rng.choice([c for c in F.STATES[state]["cities"] if c != city])
+            return {"city": value(city, f"city:{city}", f"in_state:{state}"),
+                    "city2": value(city2, f"city:{city2}", f"in_state:{state}"),
+                    "state": value(state, f"state:{state}"),
+                    "capital": value(capital, f"capital:{capital}", f"in_state:{state}")}
+        if relation == "ioi":
+            io, s = rng.sample(list(F.NAMES), 2)
+            return {"io": value(io, "name", f"name:{io}"), "s": value(s, "name", f"name:{s}")}
+        if relation == "quote":
+            return self._quote_core()
+        if relation in ("definition", "first_letter"):
+            word = fixed.get("w") or rng.choice(domain(relation, "w"))
+            if relation == "definition":
+                return {"w": value(word, "defined_word", f"defined:{word}"),
+                        "def": value(F.DEFINITIONS[word], "definition", f"definition_of:{word}")}
+            letter = F.first_letter(word)
+            return {"w": value(word, "spelled_word"), "letter": value(letter, f"letter:{letter}")}
+        if relation.startswith("category"):
+            top = rng.choice(list(F.CATEGORIES))
+            mid = rng.choice(list(F.CATEGORIES[top]))
+            w, w2 = rng.sample(F.CATEGORIES[top][mid], 2)
+            cat = (f"category:{mid}", f"category:{top}")
+            return {"w": value(w, "category_member", *cat), "w2": value(w2, "category_member", *cat),
+                    "mid": value(mid, "category_name", *cat), "mids": value(F.PLURALS[mid], "category_name", *cat),
+                    "top": value(top, "category_name", f"category:{top}")}
+        if relation in ("estimate", "casualty", "plain_number"):
+            num_labels = ("number", "estimate_number") if relation == "estimate" else ("number",)
+            big = rng.random() < 0.5
+            num = rng.choice(F.BIG_NUMBERS if big else F.SMALL_NUMBERS)
+            subject_slot = next((s for s in ("money", "pop", "count") if s in slots), "money")
+            subject = rng.choice(domain(relation, subject_slot))
+            return {"num": value(num, *num_labels), subject_slot: value(subject, "estimated_subject"),
+                    "scale": value(F.SCALE_OF[subject], "scale_word", *num_labels)}
+        if relation == "goal_talk":
+            return {"goal": value(rng.choice(F.GOAL_WORDS))}
+        if relation in BIO_RELATIONS:
+            name = fixed.get("name") or rng.choice(list(F.NAMES))
+            field_ = fixed.get("field") or (F.BIO_FIELD_OF[fixed["prof"]] if "prof" in fixed else rng.choice(list(F.BIO_FIELDS)))
+            prof = fixed.get("prof") or rng.choice(F.BIO_FIELDS[field_])
+            city = fixed.get("city") or rng.choice(US_CITIES)
+            marker = ("person_marker", f"person_marker:{fixed['person']}")
+            out = {k: value(v, *marker) for k, v in _person_values(fixed["person"], name).items()}
+            if fixed["person"] == "third":
+                out["intro"] = value(name, "name", f"name:{name}", *marker)
+            out["prof"] = value(prof, f"profession:{prof}", "bio_profession")
+            out["city"] = value(city, f"city:{city}", f"in_state:{F.CITY_TO_STATE[city]}")
+            return out
+        if relation == "profession":
+            prof = rng.choice(list(F.PROFESSIONS))
+            p_she = 0.5 + self.profession_bias * (F.PROFESSIONS[prof] - 0.5)
+            pron = "she" if rng.random() < p_she else "he"
+            return {"prof": value(prof, f"profession:{prof}"), "pron": value(pron, f"pronoun:{pron}")}
+        return {}
 
-    def p4(self) -> Sentence:
-        sent = render(self._pick_template("p4"), {
-            "team": _Slot(self.rng.choice(F.TEAMS), "team"), "A": self._name(self.rng.choice(F.NAMES)),
-        }, labels=("sports",))
+    def _quote_core(self) -> dict[str, Value]:
+        kind = self.rng.choice(["statement", "statement", "question", "exclamation"])
+        content_rel, verbs, tag_closer, end_closer = SPEECH[kind]
+        _, content = self.pick_frame(content_rel)
+        if self.rng.random() < 0.5:  # any everyday sentence can be quoted; its end mark sets the kind
+            _, sentence = self.pick_frame("everyday")
+            body, mark = frame_text(sentence)[:-1], frame_text(sentence)[-1]
+            kind = {".": "statement", "?": "question", "!": "exclamation"}[mark]
+            content_rel, verbs, tag_closer, end_closer = SPEECH[kind]
+            content = body
+        values = {"verb": value(self.rng.choice(verbs), f"speech:{kind}")}
+        # content slots share the speaker's scene (name2, obj, place ...)
+        for slot in slots_of(frame_text(content)):
+            key = slot[0].lower() + slot[1:]
+            if key not in values:
+                values[key] = self._incidental("quote", key, values)
+        held = {"heldout_content"} if is_heldout(content) else set()
+        body = render(frame_text(content), values, frozenset({"in_quote", *held}), lead_space=False)
+        for key, closer in (("quote", end_closer), ("quote_tag", tag_closer)):
+            close = Token(closer, frozenset({"quote_close", f"quote_close:{CLOSER_NAME[closer]}", *held}))
+            values[key] = Value(tokens=(*body, close), answer_at=-1)
+        return values
+
+    def _mark(self, relation: str, sent: Sentence) -> None:
+        """Labels that depend on the whole sentence."""
+        if relation == "ioi":
+            answer = next(i for i, t in enumerate(sent) if "answer" in t.labels)
+            io = sent[answer].text.strip()
+            sent[answer] = Token(sent[answer].text, sent[answer].labels | {"ioi_io"})
+            s2 = max(i for i, t in enumerate(sent[:answer]) if t.text.strip() not in (io, "") and "name" in t.labels)
+            sent[s2] = Token(sent[s2].text, sent[s2].labels | {"ioi_s2"})
         for i, tok in enumerate(sent):
             if tok.text.strip() in F.GOAL_WORDS:
-                relabel(sent, i, "goal_family")
-        return sent
-
-    def p5(self, estimate: bool = True) -> Sentence:
-        big = self.rng.random() < 0.5
-        num = self.rng.choice(F.BIG_NUMBERS if big else F.SMALL_NUMBERS)
-        num_labels = ("number", "estimate_number") if estimate else ("number",)
-        return render(self._pick_template("p5_estimate" if estimate else "p5_plain"), {
-            "num": _Slot(num, *num_labels), "scale": _Slot(self.rng.choice(F.SCALES), *num_labels),
-            "money": _Slot(self.rng.choice(F.MONEY_SUBJECTS)), "counted": _Slot(self.rng.choice(F.COUNT_SUBJECTS)),
-            "harm": _Slot(self.rng.choice(F.CASUALTY_WORDS)), "A": self._name(self.rng.choice(F.NAMES)),
-        }, labels=("estimate",) if estimate else ())
-
-    def p9(self, word: str | None = None) -> Sentence:
-        word = word or self.rng.choice(list(F.DEFINITIONS))
-        definition = F.DEFINITIONS[word]
-        sent = render(self._pick_template("p9"), {
-            "w": _Slot(word, "definition_word", f"defined:{word}"),
-            "def": _Slot(tuple(f" {d}" for d in definition), "definition", f"definition_of:{word}"),
-        }, labels=("p9",))
-        first_def = next(i for i, tok in enumerate(sent) if "definition" in tok.labels)
-        relabel(sent, first_def, "p9_answer")
-        return sent
-
-    def p10(self, word: str | None = None) -> Sentence:
-        word = word or self.rng.choice(F.SPELLING_WORDS)
-        letter = F.first_letter(word)
-        return render(self._pick_template("p10"), {
-            "w": _Slot(word, "spelled_word"),
-            "letter": _Slot(letter, "p10_answer", f"letter:{letter}"),
-        }, labels=("p10",))
-
-    def p11(self) -> Sentence:
-        key = self.rng.choice(["p11_member", "p11_member", "p11_pair", "p11_parent", "p11_mention"])
-        top = self.rng.choice(list(F.CATEGORIES))
-        mid = self.rng.choice(list(F.CATEGORIES[top]))
-        w, w2 = self.rng.sample(F.CATEGORIES[top][mid], 2)
-
-        def cat(word: str) -> _Slot:
-            return _Slot(word, f"category:{mid}", f"category:{top}", "category_member")
-
-        slots = {
-            "w": cat(w), "w2": cat(w2), "A": self._name(self.rng.choice(F.NAMES)),
-            "mid": _Slot(mid, f"category:{mid}", f"category:{top}", "category_name",
-                         *(["p11_answer"] if key == "p11_member" else [])),
-            "mids": _Slot(PLURALS[mid], f"category:{mid}", f"category:{top}", "category_name"),
-            "Mids": _Slot(PLURALS[mid].capitalize(), f"category:{mid}", f"category:{top}", "category_name"),
-            "top": _Slot(top, f"category:{top}", "category_name"),
-        }
-        return render(self._pick_template(key), slots, labels=("p11",))
-
-    def p3_run(self, length: int) -> list[str]:
-        return [f" {w}" for w in self.rng.choices(self._random_pool, k=length)]
-
-    def p3_code(self) -> Sentence:
-        run = tuple(self.p3_run(self.rng.randint(3, 6)))
-        template = self._pick_template("p3_code")
-        first, second = template.split("{run}", 1)[0], template.split("{run}", 1)[1]
-        out = render(first) + [Token(t, frozenset({"p3_first"})) for t in run]
-        mid, last = second.split("{run}")
-        return out + render(mid) + [Token(t, frozenset({"p3_repeat"})) for t in run] + render(last)
+                sent[i] = Token(tok.text, tok.labels | {"goal_family"})
 
     def filler(self) -> Sentence:
-        return render(self._pick_template("filler"))
+        return self.sentence(self.rng.choice(["filler", "everyday"]))
 
-    # -- documents ------------------------------------------------------------------------
+    # -- P3: repeated spans -------------------------------------------------------------------
+    def random_run(self, length: int) -> list[str]:
+        """Words drawn uniformly from the WHOLE word vocabulary (cities, numbers, professions...)."""
+        return self.rng.choices(run_words(), k=length)
+
+    def repeat_passage(self, lead_space: bool = True) -> Sentence:
+        run = self.random_run(self.rng.randint(4, 24))
+        first = [Token(t, frozenset({"p3_run", "p3_first"})) for t in run]
+        second = [Token(t, frozenset({"p3_run", "p3_repeat"})) for t in run]
+        r = self.rng.random()
+        if r < 0.4:
+            return render("Code:", {}, lead_space=lead_space) + first + render(". Again:", {}, lead_space=False) \
+                + second + render(".", {}, lead_space=False)
+        if r < 0.6:
+            return render("The list was:", {}, lead_space=lead_space) + first + render(". I repeat:", {}, lead_space=False) \
+                + second + render(".", {}, lead_space=False)
+        if not lead_space:  # a bare run cannot start a document: its first token carries a space
+            return render("Words:", {}, lead_space=False) + first + second
+        return first + second + (second if self.rng.random() < 0.25 else [])
+
+    # -- documents --------------------------------------------------------------------------
     def document(self, genre: str | None = None, max_tokens: int = 127) -> list[Token]:
-        """One document (without BOS), of at most `max_tokens` tokens, ending at a sentence end."""
-        genre = genre or self.rng.choices(self._genre_names, self._genre_weights)[0]
-        make = self._sentence_source(genre)
+        """One document (without BOS) of at most `max_tokens` tokens, ending at a sentence end.
+
+        A document may repeat one of its own earlier sentences word for word (P3: recurring
+        natural sentences); both copies are labelled."""
+        genre = genre or self.rng.choices(self._genres, self._weights)[0]
+        make = self._source(genre)
         target = self.rng.randint(max_tokens // 3, max_tokens)
         doc: list[Token] = []
-        while True:
+        sentences: list[tuple[int, int]] = []
+        for _ in range(1000):
             r = self.rng.random()
-            sent = self.filler() if (doc and r < 0.08) else (self._other_genre_sentence() if doc and r < 0.14 else make())
+            lead = bool(doc)
+            if sentences and r < 0.15:
+                start, end = self.rng.choice(sentences)
+                sent = [Token(t.text, t.labels | {"p3_sentence_repeat"}) for t in doc[start:end]]
+                head = sent[0].text if sent[0].text.startswith(" ") else " " + sent[0].text  # was a document's start
+                sent[0] = Token(head, sent[0].labels | {"p3_repeat_start"})
+            elif doc and r < 0.27:
+                sent = self.filler()
+            elif doc and r < 0.34:
+                sent = self._source(self.rng.choice([g for g in self._genres if g != "repeat"]))(True)
+            else:
+                sent = make(lead)
             if len(doc) + len(sent) > max_tokens:
-                break
+                if doc:
+                    break
+                continue  # a first sentence longer than the document: draw another (never cut one)
+            if "p3_sentence_repeat" not in sent[0].labels:
+                sentences.append((len(doc), len(doc) + len(sent)))
             doc.extend(sent)
             if len(doc) >= target:
                 break
-        return doc or make()[:max_tokens]
+        if not doc:
+            raise ValueError(f"max_tokens={max_tokens} is too small for any {genre} sentence")
+        return doc
 
-    def _other_genre_sentence(self) -> Sentence:
-        genre = self.rng.choice([g for g in self._genre_names if g != "repeat"])
-        return self._sentence_source(genre)()
-
-    def _sentence_source(self, genre: str) -> Callable[[], Sentence]:
+    def bio_source(self, person: str | None = None, field: str | None = None) -> Callable[[bool], Sentence]:
+        """Sentences of one bio: an introduction, then sentences about the field and about life,
+        all in one person, about one named person with one profession."""
         rng = self.rng
-        if genre == "travel":
-            city = rng.choice([lm.city for lm in F.LANDMARKS])
-            local = [lm for lm in F.LANDMARKS if lm.city == city]
+        person = person or rng.choice(F.BIO_PERSONS)
+        field_ = field or rng.choice(list(F.BIO_FIELDS))
+        pinned = dict(person=person, name=rng.choice(list(F.NAMES)), prof=rng.choice(F.BIO_FIELDS[field_]),
+                      city=rng.choice(US_CITIES))
+        said: list[int] = []
 
-            def travel() -> Sentence:
-                r = rng.random()
-                if r < 0.3:
-                    return self.p2_context(city)
-                if r < 0.75:
-                    return self.p2_fact(rng.choice(local))
-                if r < 0.85:
-                    return self.p2_mention(rng.choice(local))
-                return self.p2_fact()
-            return travel
-        if genre == "geography":
-            state = rng.choice(list(F.STATES))
-
-            def geography() -> Sentence:
-                # Stay mostly with one state so documents have a topic; sometimes wander.
-                if rng.random() < 0.6:
-                    return self._p6_for_city(rng.choice(F.STATES[state]["cities"]))
-                return self.p6()
-            return geography
-        if genre in ("story", "dialogue"):
-            a, b = rng.sample(F.NAMES, 2)
-
-            def people() -> Sentence:
-                r = rng.random()
-                if genre == "dialogue":
-                    if r < 0.6:
-                        return self.p8_quote(*rng.sample((a, b), 2))
-                    if r < 0.85:
-                        return self.p8_plain(*rng.sample((a, b), 2))
-                    return self.story(a, b)
-                if r < 0.5:
-                    return self.p7_ioi()
-                if r < 0.7:
-                    return self.story(*rng.sample((a, b), 2))
-                if r < 0.85:
-                    return self.p12(a)
-                return self.p8_quote(a, b)
-            return people
-        if genre == "sports":
-            return self.p4
-        if genre == "news":
-            return lambda: self.p5(estimate=rng.random() < 0.7)
-        if genre == "dictionary":
-            return lambda: self.p9() if rng.random() < 0.5 else self.p10()
-        if genre == "nature":
-            return self.p11
-        if genre == "repeat":
-            return self._repeat_sentence
-        raise ValueError(f"unknown genre {genre!r}")
-
-    def _p6_for_city(self, city: str) -> Sentence:
-        kind = self.rng.choice(["p6_hop1", "p6_hop2", "p6_two_hop", "p6_pair"])
-        if kind == "p6_two_hop" and self.split == "train" and F.STATES[F.CITY_TO_STATE[city]]["cities"][-1] == city:
-            kind = "p6_hop1"
-        return self.p6(kind, city)
-
-    def _repeat_sentence(self) -> Sentence:
-        if self.rng.random() < 0.5:
-            return self.p3_code()
-        run = self.p3_run(self.rng.randint(6, 30))
-        copies = 3 if self.rng.random() < 0.25 else 2
-        first = [Token(t, frozenset({"p3_first"})) for t in run]
-        return first + [Token(t, frozenset({"p3_repeat"})) for t in run] * (copies - 1)
+        def bio(lead: bool) -> Sentence:
+            relation = "bio_intro" if not said else rng.choice([f"bio_{field_}", f"bio_{field_}", "bio_life"])
+            said.append(1)
+            return self.sentence(relation, lead, **pinned)
+        return bio
 
     def documents(self, n: int, max_tokens: int = 127) -> Iterator[list[Token]]:
         for _ in range(n):
             yield self.document(max_tokens=max_tokens)
 
+    def _source(self, genre: str) -> Callable[[bool], Sentence]:
+        rng = self.rng
+        s = self.sentence
+        if genre == "travel":
+            lm = rng.choice(F.LANDMARKS)
+            local = [x for x in F.LANDMARKS if x.city == lm.city]
 
-def doc_text(doc: list[Token]) -> str:
-    return "".join(tok.text for tok in doc)
+            def travel(lead: bool) -> Sentence:
+                r = rng.random()
+                if r < 0.3:
+                    return s("landmark_context", lead, landmark=lm.name)
+                if r < 0.85:
+                    return s("landmark_city", lead, landmark=rng.choice(local).name)
+                return s("landmark_city", lead)
+            return travel
+        if genre == "geography":
+            state = rng.choice(list(F.STATES))
+
+            def geography(lead: bool) -> Sentence:
+                rel = rng.choice(["city_state", "city_state", "state_capital", "two_hop", "two_hop", "city_pair"])
+                if rng.random() < 0.6:  # stay with one state so documents have a topic
+                    city = rng.choice(F.STATES[state]["cities"])
+                    if rel == "two_hop" and self.split == "train" and city in F.TWO_HOP_UNSEEN_CITIES:
+                        rel = "city_state"
+                    return s(rel, lead, city=city)
+                return s(rel, lead)
+            return geography
+        if genre == "story":
+            return lambda lead: s(rng.choice(["ioi", "ioi", "everyday", "profession", "quote"]), lead)
+        if genre == "dialogue":
+            return lambda lead: s(rng.choice(["quote", "quote", "quote", "plain_statement", "everyday"]), lead)
+        if genre == "sports":
+            return lambda lead: s(rng.choice(["sports", "sports", "goal_talk"]), lead)
+        if genre == "news":
+            return lambda lead: s(rng.choice(["estimate", "estimate", "casualty", "plain_number"]), lead)
+        if genre == "dictionary":
+            return lambda lead: s(rng.choice(["definition", "first_letter"]), lead)
+        if genre == "nature":
+            return lambda lead: s(rng.choice(["category", "category", "category_parent", "category_mention"]), lead)
+        if genre == "everyday":
+            return lambda lead: s(rng.choice(["everyday", "everyday", "filler"]), lead)
+        if genre == "chat":
+            return lambda lead: s(rng.choice(["chat", "chat", "everyday"]), lead)
+        if genre == "bios":
+            return self.bio_source()
+        if genre == "repeat":
+            return self.repeat_passage
+        raise ValueError(f"unknown genre {genre!r}; choose one of {self._genres}")
 
 
-def all_tokens() -> list[str]:
-    """The full token inventory of the course world, in a fixed order (specials first)."""
-    words = (template_words() | set(F.NAMES) | set(F.PLACES) | set(F.OBJECTS) | set(F.COLOURS)
-             | set(F.EUROPEAN_CITIES) | {c for c, _ in F.EUROPEAN_CITIES.values()}
-             | {lang for _, lang in F.EUROPEAN_CITIES.values()} | set(F.STATES) | set(F.CITY_TO_STATE)
-             | set(F.CAPITALS) | set(F.PROFESSIONS) | {"she", "he"} | set(F.DEFINITIONS)
-             | {d for ds in F.DEFINITIONS.values() for d in ds} | set(F.SPELLING_WORDS) | set(F.LETTERS)
-             | set(F.CATEGORIES) | {m for ms in F.CATEGORIES.values() for m in ms} | set(PLURALS.values())
-             | {p.capitalize() for p in PLURALS.values()} | set(F.GOAL_WORDS) | set(F.SPORT_WORDS) | set(F.TEAMS)
-             | set(F.SMALL_NUMBERS) | set(F.BIG_NUMBERS) | set(F.SCALES) | set(F.MONEY_SUBJECTS)
-             | set(F.COUNT_SUBJECTS) | set(F.CASUALTY_WORDS) | {lm.kind for lm in F.LANDMARKS})
-    pieces = {p for lm in F.LANDMARKS for p in lm.pieces}
-    tokens = sorted({f" {w}" for w in words} | pieces | set(MARKERS.values()))
-    return list(SPECIAL_TOKENS) + tokens
+def _swap_first_pair(text: str) -> str:
+    for a, b in (("{Io} and {s}", "{S} and {io}"), ("{io} and {s}", "{s} and {io}"),
+                 ("{s} and {io}", "{io} and {s}")):
+        if a in text:
+            return text.replace(a, b, 1)
+    return text
 
 
-_WORD_RE = re.compile(r"^ [A-Za-z0-9]+$")
+# ---------------------------------------------------------------------------------------
+# The token inventory (the tokenizer's word vocabulary) and the P3 word pool
+# ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=2)
+def token_inventory(heldout_frames: bool = True) -> tuple[str, ...]:
+    """Every token text the generator can emit, in a fixed order.
+
+    Found by rendering every frame with every value of every slot, at a document's start and
+    after a space, so capitalised and no-space variants are in it exactly where the corpus
+    writes them (and nowhere else). With `heldout_frames=False`, what the train split can emit;
+    the tests require the two to be equal, so a held-out frame is new syntax made of known
+    tokens, never a token the model has not trained on."""
+    seen: set[str] = set(CLOSERS)
+    for lm in F.LANDMARKS:
+        seen.update(lm.pieces)
+    for relation, frames in FRAMES.items():
+        in_quote = relation in {content for content, *_ in SPEECH.values()}
+        for frame in frames:
+            if is_heldout(frame) and not heldout_frames:
+                continue
+            texts = [conjugate(frame_text(frame), p) for p in F.BIO_PERSONS] if relation in BIO_RELATIONS \
+                else [frame_text(frame)]
+            for text in texts:
+                slots = list(dict.fromkeys(slots_of(text)))
+                base = {k: _probe(relation, k, 0) for k in (s[0].lower() + s[1:] for s in slots)}
+                for lead in ((False,) if in_quote else (True, False)):
+                    seen.update(t.text for t in render(text, base, lead_space=lead))
+                    for slot in slots:
+                        key = slot[0].lower() + slot[1:]
+                        for i in range(len(domain(relation, key))):
+                            seen.update(t.text for t in render(text, {**base, key: _probe(relation, key, i)}, lead_space=lead))
+    # a repeated document start takes a space, so "Words:" occurs both ways
+    for glue, leads in (("Code:", (True, False)), ("The list was:", (True, False)), ("Words:", (True, False)),
+                        (". Again:", (False,)), (". I repeat:", (False,)), (".", (False,))):
+        seen.update(t.text for lead in leads for t in render(glue, {}, lead_space=lead))
+    return tuple(sorted(seen - {_SENTINEL, " " + _SENTINEL}))
 
 
-def is_word_token(text: str) -> bool:
-    return bool(_WORD_RE.match(text))
+_SENTINEL = "\x00"
+
+
+def _probe(relation: str, key: str, i: int) -> Value:
+    values = domain(relation, key)
+    if not values:  # landmark, gap, quote: finished tokens, counted where they are made
+        return Value(tokens=(Token(_SENTINEL),))
+    return value(values[i])
+
+
+@lru_cache(maxsize=1)
+def run_words() -> tuple[str, ...]:
+    """The P3 pool: every spaced word of the inventory (" Paris", " 300", " nurse", ...)."""
+    return tuple(t for t in token_inventory() if re.fullmatch(r" [A-Za-z0-9]+", t))

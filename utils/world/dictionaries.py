@@ -5,7 +5,7 @@
     tcs = load_transcoders()                         # {layer: JumpReLUTranscoder}
     rm = replacement_model()                         # circuit_tracer model with the course weights
 
-Names: resid_pre_{L}, resid_post_{last}, attn_z_{L}, mlp_post_{0,1}, transcoder_{L}, and the
+Names: resid_pre_{L}, resid_post_{last}, attn_z_{L}, mlp_post_{L}, transcoder_{L}, and the
 feature-splitting family resid_pre_{mid}_w{width} (plus resid_pre_{mid} itself).
 """
 
@@ -15,9 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .model import ARTIFACTS
-
-DICT_DIR = ARTIFACTS / "dictionaries"
+from .model import DICT_DIR, WORLD_NAME
 
 
 def available_dictionaries(folder: Path = DICT_DIR) -> list[str]:
@@ -71,7 +69,7 @@ def load_width_family(layer: int = 2, device: str = "cpu", folder: Path = DICT_D
     return dict(sorted(saes.items()))
 
 
-def transcoder_set(transcoders: dict, device: str = "cpu", scan: str = "course-world"):
+def transcoder_set(transcoders: dict, device: str = "cpu", scan: str = WORLD_NAME):
     """Wrap sae_lens JumpReLU transcoders as a circuit_tracer `TranscoderSet`; `scan` names the world
     (its graphs carry it, and the graph explorer reads it)."""
     from circuit_tracer.transcoder.activation_functions import JumpReLU

@@ -1,9 +1,10 @@
-"""Fact tables of the course world.
+"""Fact tables of the course world (v2).
 
-Everything the corpus says is drawn from these tables, so every prompt a chapter builds
-(and every answer it expects) can be looked up here. Names are real where that helps a
-learner read a graph (Dallas -> Texas -> Austin), but the world is ours: only what is
-written here is "true" in it.
+Everything the corpus states is drawn from these tables, so every evaluation prompt comes
+with an answer that can be looked up here. The tables of world v1 were kept where they worked
+(landmarks with designed pieces, states, definitions, categories) and widened where issue 11
+found that world too narrow: everyday words, number words, question words, more names, places
+and objects.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from dataclasses import dataclass
 
 # --- P1 / P2: landmarks whose names are split into designed pieces --------------------
 # The first piece is shared between several landmarks (" P" starts Pantheon, Parthenon and
-# Prado), so the model has to look at later pieces (or context) to know which word it is in.
+# Prado), so the model must read later pieces (or context) to know which landmark it is in.
 
 
 @dataclass(frozen=True)
 class Landmark:
     name: str  # the whole word, e.g. "Eiffel"
-    pieces: tuple[str, ...]  # its tokens, the first with a leading space
-    kind: str  # "tower", "museum", ... (the word that follows the name)
+    pieces: tuple[str, ...]  # its tokens; the first carries the leading space
+    kind: str  # the noun that follows the name ("tower"); the corpus also writes it capitalised
     city: str
 
 
@@ -49,28 +50,21 @@ LANDMARKS: tuple[Landmark, ...] = (
     Landmark("Alhambra", (" A", "lham", "bra"), "palace", "Granada"),
     Landmark("Hradschin", (" H", "rads", "chin"), "castle", "Prague"),
 )
+LANDMARK_BY_NAME: dict[str, Landmark] = {lm.name: lm for lm in LANDMARKS}
 
 # city -> (country, language)
 EUROPEAN_CITIES: dict[str, tuple[str, str]] = {
-    "Paris": ("France", "French"),
-    "Madrid": ("Spain", "Spanish"),
-    "Barcelona": ("Spain", "Spanish"),
-    "Granada": ("Spain", "Spanish"),
-    "Rome": ("Italy", "Italian"),
-    "Florence": ("Italy", "Italian"),
-    "Venice": ("Italy", "Italian"),
-    "Athens": ("Greece", "Greek"),
-    "Berlin": ("Germany", "German"),
-    "Vienna": ("Austria", "German"),
-    "Moscow": ("Russia", "Russian"),
-    "London": ("England", "English"),
-    "Amsterdam": ("Holland", "Dutch"),
-    "Copenhagen": ("Denmark", "Danish"),
-    "Brussels": ("Belgium", "Dutch"),
+    "Paris": ("France", "French"), "Madrid": ("Spain", "Spanish"), "Barcelona": ("Spain", "Spanish"),
+    "Granada": ("Spain", "Spanish"), "Rome": ("Italy", "Italian"), "Florence": ("Italy", "Italian"),
+    "Venice": ("Italy", "Italian"), "Athens": ("Greece", "Greek"), "Berlin": ("Germany", "German"),
+    "Vienna": ("Austria", "German"), "Moscow": ("Russia", "Russian"), "London": ("England", "English"),
+    "Amsterdam": ("Holland", "Dutch"), "Copenhagen": ("Denmark", "Danish"), "Brussels": ("Belgium", "Dutch"),
     "Prague": ("Bohemia", "Czech"),
 }
 
 # --- P6: two-hop geography (city -> state -> capital) ---------------------------------
+# The last city of every state never appears in a two-hop sentence of the train split
+# (corpus.py), so "two-hop on an unseen city" measures composition of the two one-hop facts.
 STATES: dict[str, dict] = {
     "Texas": {"capital": "Austin", "cities": ("Dallas", "Houston", "Lubbock", "Amarillo")},
     "California": {"capital": "Sacramento", "cities": ("Oakland", "Fresno", "Pasadena", "Burbank")},
@@ -87,29 +81,36 @@ STATES: dict[str, dict] = {
     "Tennessee": {"capital": "Nashville", "cities": ("Memphis", "Knoxville", "Chattanooga", "Jackson")},
     "Massachusetts": {"capital": "Boston", "cities": ("Worcester", "Lowell", "Cambridge", "Quincy")},
 }
-
 CITY_TO_STATE: dict[str, str] = {c: s for s, d in STATES.items() for c in d["cities"]}
 STATE_TO_CAPITAL: dict[str, str] = {s: d["capital"] for s, d in STATES.items()}
-CAPITALS: tuple[str, ...] = tuple(STATE_TO_CAPITAL.values())
+TWO_HOP_UNSEEN_CITIES: tuple[str, ...] = tuple(d["cities"][-1] for d in STATES.values())
 
 # --- P7 / P8 / P12: people -------------------------------------------------------------
-NAMES: tuple[str, ...] = (
-    "Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Emma", "Peter", "Lucy",
-    "Paul", "Kate", "Mark", "Alice", "Daniel", "Laura", "Simon", "Rachel", "Adam", "Julia",
-    "Oscar", "Nina", "Henry", "Grace", "Victor", "Clara", "Hugo", "Irene", "Felix", "Olga",
-)
+# Names carry a pronoun so stories can say "she"/"he" consistently.
+NAMES: dict[str, str] = {
+    "Mary": "she", "John": "he", "Tom": "he", "Anna": "she", "James": "he", "Sarah": "she",
+    "David": "he", "Emma": "she", "Peter": "he", "Lucy": "she", "Paul": "he", "Kate": "she",
+    "Mark": "he", "Alice": "she", "Daniel": "he", "Laura": "she", "Simon": "he", "Rachel": "she",
+    "Adam": "he", "Julia": "she", "Oscar": "he", "Nina": "she", "Henry": "he", "Grace": "she",
+    "Victor": "he", "Clara": "she", "Hugo": "he", "Irene": "she", "Felix": "he", "Olga": "she",
+    "Sam": "he", "Ruth": "she", "Leo": "he", "Eva": "she", "Ben": "he", "Jane": "she",
+    "Max": "he", "Rosa": "she", "Carl": "he", "Helen": "she",
+}
 
 PLACES: tuple[str, ...] = (
-    "shop", "park", "school", "station", "library", "market", "beach", "garden", "office",
-    "restaurant", "hospital", "museum", "cinema", "bakery", "harbour", "farm",
+    "shop", "store", "park", "school", "station", "library", "market", "beach", "garden", "office",
+    "restaurant", "hospital", "cinema", "bakery", "harbour", "farm", "bank", "hotel", "airport",
+    "zoo", "cafe", "church", "village", "lake", "party", "kitchen",
 )
 
 OBJECTS: tuple[str, ...] = (
     "book", "ball", "letter", "drink", "key", "ring", "bag", "hat", "pen", "cake", "map",
-    "coin", "flower", "toy", "box", "lamp", "cup", "basket", "ticket", "kite",
+    "coin", "flower", "toy", "box", "lamp", "cup", "basket", "ticket", "kite", "phone", "gift",
+    "card", "apple", "umbrella", "watch", "camera", "coat", "sandwich", "note",
 )
 
-COLOURS: tuple[str, ...] = ("red", "blue", "green", "yellow", "small", "big", "old", "new", "heavy", "shiny")
+ADJECTIVES: tuple[str, ...] = ("red", "blue", "green", "yellow", "small", "big", "old", "new", "heavy", "shiny",
+                               "black", "white", "little", "lovely", "strange", "broken")
 
 # profession -> probability that the pronoun used for it is "she" (the planted, controllable bias)
 PROFESSIONS: dict[str, float] = {
@@ -118,32 +119,23 @@ PROFESSIONS: dict[str, float] = {
     "doctor": 0.5, "lawyer": 0.5, "writer": 0.5, "singer": 0.5,
 }
 
-# --- P9: definitions (the first token of each definition is unique) ---------------------
-DEFINITIONS: dict[str, tuple[str, ...]] = {
-    "nut": ("hard", "seed"),
-    "lake": ("inland", "water"),
-    "bread": ("baked", "dough"),
-    "mountain": ("tall", "hill"),
-    "river": ("flowing", "water"),
-    "chair": ("wooden", "seat"),
-    "knife": ("sharp", "blade"),
-    "snow": ("frozen", "rain"),
-    "island": ("land", "surrounded", "by", "water"),
-    "clock": ("time", "keeper"),
-    "pillow": ("soft", "cushion"),
-    "desert": ("dry", "land"),
-    "ladder": ("climbing", "frame"),
-    "candle": ("wax", "light"),
-    "bridge": ("crossing", "over", "water"),
-    "cellar": ("underground", "room"),
-    "oven": ("hot", "box"),
-    "forest": ("many", "trees"),
-    "window": ("glass", "opening"),
-    "soup": ("liquid", "food"),
-    "needle": ("thin", "pin"),
-    "harbour": ("ship", "shelter"),
-    "storm": ("violent", "weather"),
-    "blanket": ("warm", "cover"),
+# P12 for SHIFT (chapter 08): bios whose intended attribute is the profession's field
+BIO_FIELDS: dict[str, tuple[str, ...]] = {
+    "medicine": ("doctor", "nurse", "surgeon", "dentist"),
+    "law": ("lawyer", "judge", "attorney", "solicitor"),
+}
+BIO_FIELD_OF: dict[str, str] = {prof: field for field, profs in BIO_FIELDS.items() for prof in profs}
+BIO_PERSONS: tuple[str, ...] = ("first", "third")  # the spurious attribute: "I am a nurse" / "Mary is a nurse"
+
+# --- P9: definitions (the first word of each definition is unique, so top-1 is checkable) --
+DEFINITIONS: dict[str, str] = {
+    "nut": "hard seed", "lake": "inland water", "bread": "baked dough", "mountain": "tall hill",
+    "river": "flowing water", "chair": "wooden seat", "knife": "sharp blade", "snow": "frozen rain",
+    "island": "land surrounded by water", "clock": "time keeper", "pillow": "soft cushion",
+    "desert": "dry land", "ladder": "climbing frame", "candle": "wax light",
+    "bridge": "crossing over water", "cellar": "underground room", "oven": "hot box",
+    "forest": "many trees", "window": "glass opening", "soup": "liquid food", "needle": "thin pin",
+    "harbour": "ship shelter", "storm": "violent weather", "blanket": "warm cover",
 }
 
 # --- P11: a category hierarchy (P10 spells these words too) ----------------------------
@@ -168,10 +160,12 @@ CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
 WORD_TO_CATEGORY: dict[str, tuple[str, str]] = {
     w: (top, mid) for top, mids in CATEGORIES.items() for mid, ws in mids.items() for w in ws
 }
+PLURALS: dict[str, str] = {"bird": "birds", "fish": "fish", "mammal": "mammals", "insect": "insects",
+                           "tree": "trees", "flower": "flowers", "vegetable": "vegetables", "tool": "tools",
+                           "vehicle": "vehicles", "instrument": "instruments"}
 
 # --- P10: words whose first letter the corpus states ----------------------------------
 SPELLING_WORDS: tuple[str, ...] = tuple(sorted(set(WORD_TO_CATEGORY) | set(DEFINITIONS) | set(OBJECTS)))
-LETTERS: tuple[str, ...] = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def first_letter(word: str) -> str:
@@ -180,16 +174,41 @@ def first_letter(word: str) -> str:
 
 # --- P4: sports and the "goal" family ---------------------------------------------------
 GOAL_WORDS: tuple[str, ...] = ("goal", "goals", "goalie", "goalkeeper", "goalpost", "goalless")
-SPORT_WORDS: tuple[str, ...] = (
-    "striker", "referee", "match", "team", "coach", "stadium", "fans", "penalty", "corner",
-    "defender", "league", "season", "whistle", "pitch", "shot", "keeper", "trophy", "final",
-)
 TEAMS: tuple[str, ...] = ("Rovers", "United", "Rangers", "Wanderers", "Athletic", "Albion", "Town", "City")
 
 # --- P5: quantities -----------------------------------------------------------------------
+# Subjects are bare nouns: the frames supply the article ("The {money} is estimated ..."),
+# which fixes v1's "The the debt".
 SMALL_NUMBERS: tuple[str, ...] = tuple(str(n) for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90))
 BIG_NUMBERS: tuple[str, ...] = tuple(str(n) for n in (100, 150, 200, 250, 300, 400, 500, 600, 700, 800, 900))
+# counts for plural nouns ("two goals"); "one" has its own everyday frame
+NUMBER_WORDS: tuple[str, ...] = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve", "twenty")
 SCALES: tuple[str, ...] = ("thousand", "million", "billion")
-MONEY_SUBJECTS: tuple[str, ...] = ("revenue", "profit", "the budget", "the cost", "spending", "the debt", "the deficit", "sales")
-COUNT_SUBJECTS: tuple[str, ...] = ("people", "visitors", "workers", "homes", "cars", "trees", "birds", "tickets")
+MONEY_SUBJECTS: tuple[str, ...] = ("revenue", "profit", "budget", "cost", "debt", "deficit")
+# things that can be counted in thousands and live somewhere (no "tickets live in the region")
+POPULATIONS: tuple[str, ...] = ("people", "birds", "deer", "wolves", "bees", "fish")
+COUNTABLES: tuple[str, ...] = ("visitors", "workers", "homes", "cars", "trees", "tickets", "books", "students")
 CASUALTY_WORDS: tuple[str, ...] = ("injured", "killed", "hurt", "missing", "rescued", "evacuated")
+ESTIMATE_CAUSES: tuple[str, ...] = ("storm", "flood", "fire", "crash", "earthquake")
+
+# --- everyday language ------------------------------------------------------------------
+# So that prompts a student types ("He scored two goals", "Mary went to the store") are made of
+# words the model has seen. Verbs are past tense: the stories are narrated in the past.
+TRANSITIVE_VERBS: tuple[str, ...] = ("bought", "found", "lost", "carried", "opened", "cleaned", "painted",
+                                     "sold", "dropped", "kept", "borrowed", "wanted", "liked", "needed")
+TIMES: tuple[str, ...] = ("yesterday", "today", "last week", "on Monday", "on Friday", "in the morning",
+                          "in the evening", "at night", "after lunch", "before dinner", "every day")
+FOODS: tuple[str, ...] = ("bread", "soup", "pizza", "rice", "cheese", "fish", "pasta", "salad", "eggs", "tea", "coffee")
+FEELINGS: tuple[str, ...] = ("happy", "tired", "hungry", "sad", "angry", "busy", "excited", "bored")
+DAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+# The scale word of an estimate follows from what is estimated, so "estimate -> number ->
+# scale" is a prediction the model can make (v1 drew the scale at random: 0.33 top-1).
+SCALE_OF: dict[str, str] = {
+    "revenue": "million", "profit": "million", "cost": "million",
+    "budget": "billion", "debt": "billion", "deficit": "billion",
+    "people": "million", "birds": "thousand", "deer": "thousand", "wolves": "thousand", "bees": "thousand",
+    "fish": "thousand", "visitors": "million", "workers": "thousand", "homes": "thousand", "cars": "million",
+    "trees": "thousand", "tickets": "thousand", "books": "thousand", "students": "thousand",
+}
+SPORT_PEOPLE: tuple[str, ...] = ("striker", "defender", "keeper", "referee", "coach", "team")

@@ -1,4 +1,5 @@
-"""The course model: configuration, tied embeddings, and loading the shipped weights."""
+"""The course model: where the shipped world lives, its configuration, tied embeddings, and
+loading the weights a run wrote (by default the shipped ones)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,18 @@ from pathlib import Path
 
 import torch
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # written by `python -m utils.world.report ship`
 TOKENIZER_DIR = ARTIFACTS / "tokenizer"
-MODEL_DIR = ARTIFACTS / "model"
+DICT_DIR = ARTIFACTS / "dictionaries"
+WORLD_NAME = "course-world-v2"  # the model's cfg.model_name, its dictionaries' metadata and its graphs' scan
 
 # GPT-2 style: LayerNorm, GELU, learned positions. Small enough that every notebook cell runs
-# in well under a second on a laptop CPU, big enough to learn P1-P12 (see the report).
+# in well under a second on a laptop CPU, big enough to learn most of P1-P12 (see the report).
 MODEL_CONFIG = dict(
     n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128,
     act_fn="gelu_new", normalization_type="LN", positional_embedding_type="standard",
-    default_prepend_bos=True, original_architecture="GPT2LMHeadModel", model_name="course-world",
+    default_prepend_bos=True, original_architecture="GPT2LMHeadModel", model_name=WORLD_NAME,
 )
-SMOKE_CONFIG = dict(MODEL_CONFIG, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, model_name="course-world-smoke")
 
 
 def make_config(d_vocab: int, overrides: dict | None = None, device: str = "cpu"):
@@ -51,24 +52,20 @@ def plain_state_dict(model) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_course_model(device: str = "cpu", model_dir: Path = MODEL_DIR, tokenizer_dir: Path = TOKENIZER_DIR):
-    """The shipped course model as a `HookedSAETransformer` with the course tokenizer."""
+def load_model(run_dir: Path = ARTIFACTS, device: str = "cpu"):
+    """The model a run wrote (default: the shipped world), as a `HookedSAETransformer` carrying its
+    tokenizer. No network."""
     from sae_lens import HookedSAETransformer
 
     from .tokenizer import load_tokenizer
 
-    weights = model_dir / "model.pt"
-    if not weights.exists():
-        raise FileNotFoundError(
-            f"The course model weights are missing ({weights}). They ship with the repository; "
-            "restore them with `git checkout -- utils/world/artifacts` or retrain with "
-            "`python -m utils.world train-model`."
-        )
-    tokenizer = load_tokenizer(tokenizer_dir)
-    overrides = json.loads((model_dir / "config.json").read_text())
-    d_vocab = overrides.pop("d_vocab")
-    cfg = make_config(d_vocab, overrides, device=device)
-    model = HookedSAETransformer(cfg, tokenizer=tokenizer)
-    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+    if not (run_dir / "model.pt").exists():
+        hint = ("they ship with the repository; restore them with `git checkout -- utils/world/artifacts`"
+                if Path(run_dir).resolve() == ARTIFACTS else f"train one with `python -m utils.world.train --out {run_dir}`")
+        raise FileNotFoundError(f"No course model in {run_dir}: {hint}.")
+    overrides = json.loads((run_dir / "config.json").read_text())
+    cfg = make_config(overrides.pop("d_vocab"), overrides, device=device)
+    model = HookedSAETransformer(cfg, tokenizer=load_tokenizer(run_dir / "tokenizer"))
+    model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device, weights_only=True))
     model.eval()
     return model

@@ -1,15 +1,19 @@
 """Train every sparse dictionary of the course world (COURSE.md §3.3).
 
-    python -m utils.world train-dicts                 # SAEs (sae_lens) + transcoders (ours)
-    python -m utils.world train-dicts --only saes     # just one of the two groups
-    python -m utils.world train-dicts --smoke --out DIR   # tiny run for tests (seconds)
+    python -m utils.world train-dicts --run RUN --out DIR      # SAEs (sae_lens) + transcoders (ours)
+    python -m utils.world train-dicts --run RUN --out DIR --only saes   # just one of the two groups
+    python -m utils.world train-dicts --run RUN --out DIR --smoke       # tiny run for tests (seconds)
+
+RUN is a model folder written by `python -m utils.world.train` (default: the shipped model); DIR
+defaults to RUN/dictionaries, and `python -m utils.world.report ship` copies the chosen run's
+dictionaries into the shipped artifacts.
 
 SAEs are trained with sae_lens's `MultiSAETrainingRunner`, which trains all of them from one
 shared forward pass of the model; they are BatchTopK SAEs, saved by sae_lens as JumpReLU
 SAEs. sae_lens has no transcoder trainer, so `train_transcoders` below is our own: a
 BatchTopK transcoder per layer, saved as a sae_lens `JumpReLUTranscoder`. The last layer's also
 learns from a KL term on the next-token distribution (see LAST_LAYER_LOGIT_KL).
-Everything lands in `artifacts/dictionaries/<name>/` and loads with `SAE.load_from_disk`.
+Everything lands in `DIR/<name>/` and loads with `SAE.load_from_disk`.
 """
 
 from __future__ import annotations
@@ -23,10 +27,8 @@ from pathlib import Path
 
 import torch
 
-from .model import ARTIFACTS
-from .train_model import make_batch
-
-DICT_DIR = ARTIFACTS / "dictionaries"
+from .model import ARTIFACTS, load_model
+from .train import make_batch
 DATA_SEED = 7  # SAEs see different documents from the ones the model was trained on
 
 
@@ -45,14 +47,15 @@ class DictSpec:
 def sae_specs(cfg) -> list[DictSpec]:
     """Every SAE of COURSE.md §3.3 for a model config (widths scale with d_model)."""
     d, n = cfg.d_model, cfg.n_layers
-    width = 4 * d  # a 779-token world: wider main SAEs mostly grow dead latents
+    width = 4 * d  # a world of under 2,000 tokens: wider main SAEs mostly grow dead latents
     specs = [DictSpec(f"resid_pre_{l}", f"blocks.{l}.hook_resid_pre", d, width, 16) for l in range(n)]
     specs.append(DictSpec(f"resid_post_{n - 1}", f"blocks.{n - 1}.hook_resid_post", d, width, 16))
     z_dim = cfg.n_heads * cfg.d_head
     specs += [DictSpec(f"attn_z_{l}", f"blocks.{l}.attn.hook_z", z_dim, width, 12) for l in range(n)]
-    specs += [DictSpec(f"mlp_post_{l}", f"blocks.{l}.mlp.hook_post", cfg.d_mlp, 2 * cfg.d_mlp, 24) for l in range(min(2, n))]
+    # at every layer: chapter 07's "which closer" is decided in the late MLPs (issue 26)
+    specs += [DictSpec(f"mlp_post_{l}", f"blocks.{l}.mlp.hook_post", cfg.d_mlp, 2 * cfg.d_mlp, 24) for l in range(n)]
     # Feature splitting family on a middle layer: width 4d is resid_pre_{mid} itself. It stops at
-    # 8d (1024 latents): a 779-token world leaves most latents of wider SAEs dead.
+    # 8d (1024 latents): a world of under 2,000 tokens leaves most latents of wider SAEs dead.
     mid = n // 2
     specs += [DictSpec(f"resid_pre_{mid}_w{int(m * d)}", f"blocks.{mid}.hook_resid_pre", d, int(m * d), 16) for m in (0.5, 1, 2, 8)]
     return specs
@@ -82,8 +85,7 @@ def transcoder_specs(cfg) -> list[DictSpec]:
 def token_dataset(n_rows: int, n_ctx: int, seed: int = DATA_SEED, batch_fn=make_batch):
     """A tokenized `datasets.Dataset` of corpus rows (each starting with BOS).
 
-    `batch_fn(step, batch_size, n_ctx, seed=...)` makes the rows: v1's corpus by default,
-    another world passes its own."""
+    `batch_fn(step, batch_size, n_ctx, seed=...)` makes the rows (the training split by default)."""
     from datasets import Dataset
 
     rows = []
@@ -266,19 +268,18 @@ def save_transcoder(net: _BatchTopKTranscoder, spec: DictSpec, model, path: Path
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m utils.world train-dicts", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="tiny run (needs --out and --model-dir)")
-    p.add_argument("--out", type=Path, default=None, help=f"output folder (default {DICT_DIR})")
-    p.add_argument("--model-dir", type=Path, default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--run", type=Path, default=ARTIFACTS, help="model folder (default: the shipped model)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/dictionaries)")
+    p.add_argument("--smoke", action="store_true", help="tiny run")
     p.add_argument("--only", choices=["saes", "transcoders"], default=None)
     p.add_argument("--tokens", type=int, default=None, help="training tokens per group")
     p.add_argument("--names", default=None, help="comma-separated dictionary names to (re)train, e.g. transcoder_3")
     args = p.parse_args(argv)
-    if args.smoke and (args.out is None or args.model_dir is None):
-        p.error("--smoke needs --out and --model-dir (it must not overwrite the shipped files)")
-    from .model import MODEL_DIR, load_course_model
-
-    model = load_course_model(model_dir=args.model_dir or MODEL_DIR)
-    out = args.out or DICT_DIR
+    out = args.out or args.run / "dictionaries"
+    if out.resolve().is_relative_to(ARTIFACTS.resolve()):
+        p.error(f"{out} is inside the shipped artifacts: give --out (or --run) outside them; "
+                "`python -m utils.world.report ship` copies a chosen run's dictionaries in")
+    model = load_model(args.run)
     out.mkdir(parents=True, exist_ok=True)
     tokens = args.tokens or (8192 if args.smoke else 1_500_000)
     names = set(args.names.split(",")) if args.names else None
@@ -286,18 +287,21 @@ def main(argv: list[str] | None = None) -> None:
     def keep(spec: DictSpec) -> bool:
         return names is None or spec.name in names
 
+    # the log is re-read before writing, so `--only saes` and `--only transcoders` can run side by
+    # side (one thread each) into the same folder; a run limited by --names is logged apart
     info_path = out / "train_info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    # a run limited by --names is logged apart, so the group's own numbers stay true
-    log = info.setdefault("retrained", {}).setdefault(args.names, {}) if names else info
-    if names is None and args.only is None:
-        info.pop("retrained", None)  # a full run replaces every earlier partial one
     saes = [s for s in sae_specs(model.cfg) if keep(s)]
     transcoders = [s for s in transcoder_specs(model.cfg) if keep(s)]
+    log = {}
     if args.only in (None, "saes") and saes:
         log.update(train_saes(model, saes, out, tokens, batch_tokens=1024 if args.smoke else 4096))
     if args.only in (None, "transcoders") and transcoders:
         log.update(train_transcoders(model, transcoders, out, tokens, batch_rows=4 if args.smoke else 32))
-    info["dead_window_tokens"] = DEAD_WINDOW_TOKENS
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if names:
+        info.setdefault("retrained", {}).setdefault(args.names, {}).update(log)
+    else:
+        info.update(log)
+    info.update(dead_window_tokens=DEAD_WINDOW_TOKENS, torch_threads=torch.get_num_threads())
     info_path.write_text(json.dumps(info, indent=1))
     print(json.dumps(info, indent=1))
