@@ -293,7 +293,7 @@ def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n
         raise ValueError(f"the latent fires in {len(top)} documents; need at least {n_explain + 1} "
                          f"({n_explain} to explain, the rest to detect).")
     explanation = explain(top[:n_explain], client)
-    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top)
+    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top, silent=True)
     sequences, fires = mix_for_detection(top[n_explain:], others, seed=seed)
     predicted = detect(explanation, sequences, client)
     return {"explanation": explanation,
@@ -380,5 +380,5 @@ def capstone_hypothesis() -> dict:
     # Written from the evidence printed above on the shipped world (if the world is retrained, the
     # check names the new capstone latent and this answer must be rewritten, like the quoted text).
     return {"latent": 784, "concept": "defined_word", "fires_on": "prediction",
-            "description": "fires just before the word a definition sentence is about to define (the opening "
-                           "quote or article in front of it), so the next token is the defined word"}
+            "description": "fires on the opening quote of a definition, just before the word it defines, so the "
+                           "next token is the defined word (clock, island, chair, bread in the evidence)"}

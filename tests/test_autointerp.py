@@ -381,6 +381,22 @@ def test_random_examples_skip_the_top_documents():
     assert random_examples(acts, data, to_str, n=3, length=3, seed=0, exclude=top) == rand  # reproducible
 
 
+def test_silent_random_examples_are_windows_where_the_latent_never_fires():
+    """Worked out by hand on the tiny corpus: document 0 fires at position 2 only (real tokens 1-4),
+    document 1 at position 6 only (real tokens 1-6), document 2 never."""
+    data, acts = tiny_corpus()
+    for seed in range(6):
+        rand = random_examples(acts, data, to_str, n=3, length=2, seed=seed, silent=True)
+        where = dict(r.where for r in rand)
+        assert sorted(where) == [0, 1, 2] and all(max(r.acts) == 0 for r in rand)
+        assert where[0] == 3 and 1 <= where[1] <= 4 and 1 <= where[2] <= 4  # the only quiet pair of doc 0 is 3-4
+    # length 4: document 0 has no quiet window, so only two come back; document 1's must end before position 6
+    rand = random_examples(acts, data, to_str, n=3, length=4, seed=0, silent=True)
+    assert sorted(r.where[0] for r in rand) == [1, 2] and dict(r.where for r in rand)[1] in (1, 2)
+    # without silent, the same call keeps a window that fires (document 0's only window contains position 2)
+    assert any(max(r.acts) > 0 for r in random_examples(acts, data, to_str, n=3, length=4, seed=0))
+
+
 def test_corpus_helpers_bad_input():
     data, acts = tiny_corpus()
     with pytest.raises(ValueError, match=r"shape \(3, 8\)"):

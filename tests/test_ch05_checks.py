@@ -610,7 +610,7 @@ def autointerp_variant(**wrong):
             raise ValueError("too few documents")
         explanation = explain(top[:n_explain], client)
         others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=0 if wrong.get("seed") else seed,
-                                 exclude=() if wrong.get("no_exclude") else top)
+                                 exclude=() if wrong.get("no_exclude") else top, silent=not wrong.get("not_silent"))
         held = top[:n_detect] if wrong.get("leak") else top[n_explain:]
         sequences, fires = mix_for_detection(held, others, seed=seed)
         predicted = detect(explanation, sequences, client)
@@ -629,6 +629,7 @@ def autointerp_variant(**wrong):
 @pytest.mark.parametrize("wrong, message", [
     ({"leak": True}, "Never detect on an example the explanation was written from"),
     ({"no_exclude": True}, "from documents other than the top examples'"),
+    ({"not_silent": True}, "The negatives must be windows where it is silent"),
     ({"swap": True}, "'vs activations' holds the score against the concept"),
     ({"concept_is_act": True}, "'vs concept' holds the score against the activations"),
     ({"no_raise": True}, "should raise a ValueError"),
@@ -652,7 +653,7 @@ def autointerp_with_score_against_concept(latent_acts, data, to_str_tokens, clie
         raise ValueError(f"only {len(top)} documents")
     explanation = explain(top[:n_explain], client)
     sequences, fires = mix_for_detection(top[n_explain:], random_examples(
-        latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top), seed=seed)
+        latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top, silent=True), seed=seed)
     return {"explanation": explanation,
             "vs activations": detection_scores(detect(explanation, sequences, client), fires, len(sequences)),
             "vs concept": score_against_concept(explanation, sequences, concept, client)}
@@ -665,7 +666,7 @@ def test_autointerp_with_score_against_concept_passes(checks05):
 def test_the_hand_autointerp_scores(checks05):
     """On the hand corpus the offline client names " cat"; against concept "animal" (cat or dog) it finds the
     5 held-out cat documents and none of the dog documents among the 10 random ones: worked out from the corpus,
-    where documents 15-29 are the random pool (15 cat, 16-29 dog)."""
+    where the latent is silent only in documents 22-39 (all dog), the pool of the negatives."""
     from utils.autointerp import OfflineClient
 
     data, acts = checks05._hand_corpus()
@@ -674,6 +675,7 @@ def test_the_hand_autointerp_scores(checks05):
     assert result["vs activations"].fp == 0 and result["vs activations"].f1 == 1.0
     scores = result["vs concept"]
     assert scores.precision == 1.0 and scores.fn == 15 - scores.tp and scores.tn == 0  # every sequence has an animal
+    assert (result["vs activations"].tp, result["vs activations"].tn) == (5, 10)  # negatives are silent, and dog
 
 
 # -------------------------------------------------------------------------------------------------
@@ -953,8 +955,27 @@ def test_a_correct_alternative_passes(checks05, capstone):
     import numpy as np
 
     latent, best, _, _, _ = capstone
-    passes(checks05.test_capstone_hypothesis, hypothesis(np.int64(latent), *best, description="the defined word is "
-                                                          "next", evidence=["top examples", "lens"]))
+    passes(checks05.test_capstone_hypothesis, hypothesis(np.int64(latent), *best, description="after the quote comes "
+                                                          "the defined word, e.g. Island or LAKE.", evidence=["lens"]))
+
+
+def test_the_evidence_words_are_the_commonest_next_words_on_the_shipped_world(checks05, capstone):
+    """Counted by hand from the capstone's evidence cell on the shipped world: it fires 40 times on ' "' and the
+    next tokens are clock, island, chair, cellar, bread (3 each), then write, Look, Nobody, lake, bridge (2)."""
+    latent, best, _, data, acts = capstone
+    assert checks05._evidence_words(acts, data, "prediction") == [
+        "clock", "island", "chair", "cellar", "bread", "write", "look", "nobody", "lake", "bridge"]
+    assert checks05._evidence_words(acts, data, "input") == ["and", "tulip"]  # ' "' and ' a' are not words
+
+
+@pytest.mark.parametrize("description", [
+    "the next token is the word a definition defines",  # 9 words, but no token of the evidence
+    "quote, then clock",  # names the evidence, but fewer than 8 words
+])
+def test_a_brute_forced_description_is_named(checks05, capstone, description):
+    latent, best, _, _, _ = capstone
+    fails_with(checks05.test_capstone_hypothesis, hypothesis(latent, *best, description=description),
+               "enough, but the description does not show what you saw", "'clock'")
 
 
 @pytest.mark.parametrize("make, message", [

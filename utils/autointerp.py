@@ -7,7 +7,7 @@ asks on which ones the latent fires, and compares the answer with where it reall
 
     client = client_from_env()                       # an API client if a key is set, else OfflineClient
     explanation = explain(top[:10], client)          # Example lists, e.g. from top_examples(...)
-    sequences, truth = mix_for_detection(top[10:], random_examples(...), seed=0)
+    sequences, truth = mix_for_detection(top[10:], random_examples(..., silent=True), seed=0)
     predicted = detect(explanation, sequences, client)
     print(detection_scores(predicted, truth, len(sequences)))
 
@@ -200,10 +200,12 @@ def top_examples(latent_acts, data, to_str_tokens: Callable, n: int = 10, window
 
 
 def random_examples(latent_acts, data, to_str_tokens: Callable, n: int = 10, length: int = sum(WINDOW) + 1,
-                    seed: int = 0, exclude: Sequence[Example] = ()) -> list[Example]:
+                    seed: int = 0, exclude: Sequence[Example] = (), silent: bool = False) -> list[Example]:
     """`n` windows of `length` real tokens at random places of distinct random documents
     (reproducible by `seed`), skipping the documents the `exclude` examples were cut from (e.g. the
-    top examples). Their activations are real: the latent may fire on some of them."""
+    top examples). Their activations are real: the latent may fire on some of them, unless `silent`,
+    which keeps only windows where it never fires (delphi's non-activating negatives; fewer than
+    `n` come back if the corpus has too few)."""
     if n < 1 or length < 1:
         raise ValueError(f"n and length must be at least 1, got n={n}, length={length}.")
     acts = _check_corpus(latent_acts, data)
@@ -211,11 +213,23 @@ def random_examples(latent_acts, data, to_str_tokens: Callable, n: int = 10, len
     docs = [d for d in range(len(data.tokens)) if d not in skip and bool(data.mask[d].any())]
     rng = random.Random(seed)
     out = []
-    for doc in rng.sample(docs, min(n, len(docs))):
+    if not silent:
+        for doc in rng.sample(docs, min(n, len(docs))):
+            real = data.mask[doc].nonzero().flatten()
+            first, last = int(real[0]), int(real[-1])
+            lo = rng.randint(first, max(first, last - length + 1))
+            out.append(_cut(data, acts, to_str_tokens, doc, lo, min(lo + length - 1, last)))
+        return out
+    for doc in rng.sample(docs, len(docs)):  # every document in a random order, until n are found
         real = data.mask[doc].nonzero().flatten()
         first, last = int(real[0]), int(real[-1])
-        lo = rng.randint(first, max(first, last - length + 1))
-        out.append(_cut(data, acts, to_str_tokens, doc, lo, min(lo + length - 1, last)))
+        quiet = [lo for lo in range(first, max(first, last - length + 1) + 1)
+                 if not bool((acts[doc, lo:min(lo + length - 1, last) + 1] > 0).any())]
+        if quiet:
+            lo = rng.choice(quiet)
+            out.append(_cut(data, acts, to_str_tokens, doc, lo, min(lo + length - 1, last)))
+            if len(out) == n:
+                break
     return out
 
 

@@ -1524,8 +1524,8 @@ for j, row in examples.iterrows():
 #
 # **Autointerp** replaces the person reading a dashboard by a language model: show it a latent's
 # top activating examples and ask for a one-sentence explanation (*generation*), then give it the
-# explanation and a shuffled mix of held-out top examples and random text and ask on which ones
-# the latent fires (*detection*). The detection score measures how well the explanation predicts
+# explanation and a shuffled mix of held-out top examples and random text where the latent is
+# silent, and ask on which ones it fires (*detection*). The detection score measures how well the explanation predicts
 # the latent's activations. The course world adds a second score: the same predictions against
 # the planted concept the latent is meant to track, from the labels. An explanation can predict
 # the activations well and still be the wrong story about the concept, or the reverse.
@@ -1561,7 +1561,8 @@ print(prompt[1]["content"])
 # Put the pipeline together for one latent (`latent_acts`, shape (n_docs, n_ctx)):
 #
 # 1. take its `n_explain + n_detect` top examples; explain the latent from the first `n_explain`;
-# 2. take `n_random` random examples, **excluding the documents of the top examples**, with `seed`;
+# 2. take `n_random` random windows where the latent is **silent**, **excluding the documents of the
+#    top examples**, with `seed` (`random_examples(..., silent=True)`);
 # 3. mix the other `n_detect` top examples with the random ones (`mix_for_detection`, same `seed`)
 #    and ask the client on which the latent fires (`detect`, one call);
 # 4. score that one prediction twice: against where the latent really fires (the truth
@@ -1583,7 +1584,7 @@ def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n
         raise ValueError(f"the latent fires in {len(top)} documents; need at least {n_explain + 1} "
                          f"({n_explain} to explain, the rest to detect).")
     explanation = explain(top[:n_explain], client)
-    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top)
+    others = random_examples(latent_acts, data, to_str_tokens, n=n_random, seed=seed, exclude=top, silent=True)
     sequences, fires = mix_for_detection(top[n_explain:], others, seed=seed)
     predicted = detect(explanation, sequences, client)
     return {"explanation": explanation,
@@ -1595,13 +1596,14 @@ def autointerp(latent_acts: Tensor, data, to_str_tokens, client, concept: str, n
 # %% [hint]
 # Autointerp in two rounds. Explain: show the model the latent's top examples and ask for an
 # explanation. Detect: take further top examples the explainer did not see, mix them with random
-# examples where the latent does not fire, and ask the model, given only the explanation, which
+# windows where the latent does not fire, and ask the model, given only the explanation, which
 # ones the latent fires on. Score those predictions twice: against where the latent really fires,
 # and against where the planted concept holds.
 
 # %% [hint]
 # Ask `top_examples` for `n_explain + n_detect` examples: it may return fewer, so check there is at
-# least one left to detect. `random_examples(..., exclude=top)` skips the top examples' documents.
+# least one left to detect. `random_examples(..., exclude=top, silent=True)` skips the top examples'
+# documents and keeps only windows where the latent is silent.
 # The two truths are `mix_for_detection`'s second output and `concept_truth(sequences, concept)`,
 # both scored with `detection_scores`.
 
@@ -1614,15 +1616,13 @@ tests.test_autointerp(autointerp)
 # near the bottom (by F1 of "fires" against their best concept's tokens; this is the concept
 # each explanation is scored against).
 #
-# How to score detection. Each run shows the client 15 sequences, 5 top examples and 10 random
-# windows, and in a random window the latent may fire too. F1 then rewards saying "yes" to
-# everything, so the table also gives the F1 of that "always yes" answer, and it reports the
+# How to score detection. Each run shows the client 15 sequences: 5 top examples and 10 random
+# windows where the latent is silent (delphi's non-activating negatives). F1 rewards saying "yes"
+# to everything (here "always yes" gets 2·5 / (5 + 15) = 0.5), so the table reports the
 # **balanced accuracy** (the mean of the hit rate on sequences where the latent fires and the
 # correct-rejection rate on those where it does not), as delphi does with its balanced scores:
 # chance, and "always yes", is 0.5. Each latent is run with 5 seeds (other random windows, other
-# orders), shown as mean ± standard deviation. One departure from delphi remains: its negatives are
-# windows where the latent does *not* fire; ours are random, and the last column says how many of
-# them fire (they count as positives).
+# orders), shown as mean ± standard deviation.
 
 # %%
 docs_fired = ((corpus_acts > 0) & data.mask[..., None]).any(1).sum(0)  # documents in which each latent fires
@@ -1651,8 +1651,7 @@ for j in tqdm(picks, desc="autointerp"):
                     "bal. acc. (activations)": f"{np.mean(bal_act):.2f} ± {np.std(bal_act):.2f}",
                     "bal. acc. (concept)": f"{np.mean(bal_concept):.2f} ± {np.std(bal_concept):.2f}",
                     "F1 (activations)": round(float(np.mean([r["vs activations"].f1 for r in runs])), 2),
-                    "F1 of always yes": round(float(np.mean([2 * p / (p + 15) for p in positives])), 2),
-                    "random windows that fire": round(float(np.mean([(p - 5) / 10 for p in positives])), 2)})
+                    "F1 of always yes": round(float(np.mean([2 * p / (p + 15) for p in positives])), 2)})
 autointerp_table = pd.DataFrame(rows_ai).set_index("latent")
 with pd.option_context("display.max_colwidth", 60, "display.width", 250):
     print(autointerp_table.drop(columns="explanation").to_string())
@@ -1664,17 +1663,17 @@ with pd.option_context("display.max_colwidth", 60, "display.width", 250):
 #
 # - **A good latent, a useless explanation**: latent {{270}} matches `p3_run` (the repeated random
 #   spans) with F1 {{0.81}}, but it fires on many different tokens of those spans, and an explanation
-#   that lists three of them scores a balanced accuracy of {{0.49 ± 0.02}}: chance. Its F1 is 0 while
-#   "always yes" would get {{0.63}}. A real LLM would likely say "random lists of words"; this is where
-#   the offline client is weakest.
-# - **Barely above chance**: latent {{648}} (also `p3_run`) gets detection F1 {{0.65}}, which looks
-#   respectable until you see that "always yes" gets {{0.62}}; its balanced accuracy, {{0.72 ± 0.10}},
-#   says the explanation helps a little, with a large spread over seeds.
+#   that lists three of them scores a balanced accuracy of {{0.50 ± 0.00}}: chance. Its detection F1
+#   is {{0.00}} where "always yes" would get 0.5. A real LLM would likely say "random lists of words";
+#   this is where the offline client is weakest.
+# - **Some signal, with spread**: latent {{648}} (also `p3_run`) gets detection F1 {{0.66}}, not far
+#   above the 0.5 of "always yes"; its balanced accuracy, {{0.74 ± 0.05}}, says the explanation helps,
+#   with a visible spread over seeds.
 # - **Right about the concept, not about the latent**: latent {{485}} matches its best concept,
 #   `city_state`, poorly (F1 {{0.14}}); the explanation lists three cities, which finds the sequences
-#   with that concept perfectly ({{1.00 ± 0.00}}) but predicts the latent's firing hardly better than
-#   chance ({{0.57 ± 0.01}}). The two scores answer different questions: does the explanation predict
-#   the latent, and does it name a planted concept.
+#   with that concept perfectly ({{1.00 ± 0.00}}) but predicts the latent's firing only a little
+#   better than chance ({{0.60 ± 0.00}}). The two scores answer different questions: does the
+#   explanation predict the latent, and does it name a planted concept.
 #
 # With 15 sequences per run, one answer more or less moves a score by several hundredths: always look
 # at the spread over seeds before comparing two explanations.
@@ -2024,7 +2023,10 @@ tests.test_score_hypothesis(score_hypothesis)
 # latent: the labels are the standard, and we ask for the best story they can tell, with a margin
 # for a concept that names nearly the same tokens. When it fails, it says why: the wrong token
 # (input or next), too broad a concept (low recall), or a concept the latent does not keep to (low
-# precision), naming what else it fires on.
+# precision), naming what else it fires on. A loop of `score_hypothesis` over every concept would
+# find the concept without reading anything, so the check also reads the description: at least 8
+# words, naming at least one of the tokens you saw where your hypothesis is read (the tokens it fires
+# on, or the ones that come next).
 
 # %% [exercise]
 def capstone_hypothesis() -> dict:
@@ -2033,8 +2035,8 @@ def capstone_hypothesis() -> dict:
     # Written from the evidence printed above on the shipped world (if the world is retrained, the
     # check names the new capstone latent and this answer must be rewritten, like the quoted text).
     return {"latent": 784, "concept": "defined_word", "fires_on": "prediction",
-            "description": "fires just before the word a definition sentence is about to define (the opening "
-                           "quote or article in front of it), so the next token is the defined word"}
+            "description": "fires on the opening quote of a definition, just before the word it defines, so the "
+                           "next token is the defined word (clock, island, chair, bread in the evidence)"}
     # END SOLUTION
 
 

@@ -736,18 +736,22 @@ def test_cluster_purity(cluster_purity) -> None:
 # (so every sequence shown to the client names its document). Documents 0-15 hold " cat", which
 # the latent fires on (more strongly in lower-numbered documents); 16-29 hold " dog". Concept
 # "animal" labels both; "cat" labels " cat" only.
-_WORDS = [" the", " cat", " dog", " sat", " ran", "."] + [f" d{k}" for k in range(30)]
+_WORDS = [" the", " cat", " dog", " sat", " ran", "."] + [f" d{k}" for k in range(40)]
 
 
 def _hand_corpus():
-    tokens = torch.tensor([[6 + k, 0, 1 if k < 16 else 2, 3 if k % 2 else 4, 5, 0] for k in range(30)])
-    labels = torch.zeros(30, 6, 2, dtype=torch.bool)
+    """40 six-token documents "dK the cat|dog sat|ran . the": the latent fires on " cat" (documents 0-15,
+    decreasing) and weakly on " sat"/" ran" in documents 16-21, so a random pool outside the top 15
+    holds documents where it fires (15-21) and documents where it is silent (22-39)."""
+    tokens = torch.tensor([[6 + k, 0, 1 if k < 16 else 2, 3 if k % 2 else 4, 5, 0] for k in range(40)])
+    labels = torch.zeros(40, 6, 2, dtype=torch.bool)
     labels[:, 2, 0] = True  # animal: the cat or dog token
     labels[:16, 2, 1] = True  # cat
-    data = SimpleNamespace(tokens=tokens, mask=torch.ones(30, 6, dtype=torch.bool), labels=labels,
+    data = SimpleNamespace(tokens=tokens, mask=torch.ones(40, 6, dtype=torch.bool), labels=labels,
                            concepts=["animal", "cat"])
-    acts = torch.zeros(30, 6)
+    acts = torch.zeros(40, 6)
     acts[:16, 2] = torch.linspace(3.0, 1.0, 16)
+    acts[16:22, 3] = 0.5
     return data, acts
 
 
@@ -811,10 +815,19 @@ def _check_autointerp(fn, latent_acts, data, to_str, concept, where, **kwargs):
         random_docs = detected - top_docs
         n_top_shown = len(detected & top_docs)
         expect(n_top_shown <= n_detect and len(random_docs) == kwargs.get("n_random", 10), exclusion)
+        firing = sorted(d for d in random_docs if bool((latent_acts[d] > 0).any()))  # windows span whole documents
+        expect(not firing, f"autointerp({where}): the random examples include documents where the latent fires "
+                           f"({', '.join(map(str, firing[:5]))}). The negatives must be windows where it is silent, "
+                           "as delphi's are: random_examples(..., exclude=top, silent=True).")
         want_detect = ref_spy.prompts[-1]
+        from utils.autointerp import random_examples
+
+        unexcluded = random_examples(latent_acts, data, to_str, n=kwargs.get("n_random", 10), seed=kwargs.get("seed", 0),
+                                     silent=True)
+        expect(random_docs != {e.where[0] for e in unexcluded} or detected == _docs_named(want_detect), exclusion)
         expect(detected == _docs_named(want_detect),
                f"autointerp({where}): the random examples are not those of random_examples(..., n=n_random, "
-               "seed=seed, exclude=top): pass `seed` on.")
+               "seed=seed, exclude=top, silent=True): pass `seed` on.")
         expect(detect_prompts[-1] == want_detect,
                f"autointerp({where}): the detection sequences are the right ones in another order: mix them with "
                "mix_for_detection(top[n_explain:], random, seed=seed).")
@@ -1145,6 +1158,42 @@ def _common_tokens(ids: Tensor, n: int = 4) -> str:
     return ", ".join(f"{t!r} ({k})" for t, k in counts)
 
 
+EVIDENCE_TOKENS = 10  # the description must name one of this many commonest tokens where the hypothesis is read
+MIN_DESCRIPTION_WORDS = 8
+
+
+def _evidence_words(acts: Tensor, data, fires_on: str) -> list[str]:
+    """The commonest word tokens (two letters or more) where the latent fires: on the token itself
+    (input) or on the next real token (prediction), as the capstone's evidence cell prints them."""
+    import re
+
+    from utils.world import load_tokenizer
+
+    fires = (acts > 0) & data.mask
+    if fires_on == "prediction":
+        tokens = torch.cat([data.tokens[:, 1:], data.tokens[:, -1:]], 1)
+        fires = fires & torch.cat([data.mask[:, 1:], torch.zeros_like(data.mask[:, :1])], 1)
+    else:
+        tokens = data.tokens
+    counts = Counter(load_tokenizer().convert_ids_to_tokens(tokens[fires].tolist())).most_common(EVIDENCE_TOKENS)
+    return [t.strip().lower() for t, _ in counts if re.fullmatch(r"[A-Za-z0-9]{2,}", t.strip())]
+
+
+def _check_description_cites_evidence(description: str, acts: Tensor, data, fires_on: str, f1: float) -> None:
+    """The labels grade the concept; this grades the reasoning a little: a brute-force loop over concepts
+    finds the concept, but not the sentence that says what was seen."""
+    import re
+
+    evidence = _evidence_words(acts, data, fires_on)
+    place = "the tokens it fires on" if fires_on == "input" else "the tokens that come next"
+    words = set(re.findall(r"[a-z0-9]+", description.lower()))
+    expect(len(description.split()) >= MIN_DESCRIPTION_WORDS and (not evidence or words & set(evidence)),
+           f"your concept scores F1 {f1:.2f}, enough, but the description does not show what you saw: write at "
+           f"least {MIN_DESCRIPTION_WORDS} words and name at least one of {place} in the evidence above (the "
+           f"commonest are {', '.join(repr(w) for w in evidence[:6])}). The labels grade the concept; the "
+           "description is the reasoning, and a loop over every concept cannot write it.")
+
+
 @check
 def test_capstone_hypothesis(capstone_hypothesis) -> None:
     """Your hypothesis is scored against the labels of the held-out corpus; it passes at F1 >= 0.8 x the best."""
@@ -1157,6 +1206,7 @@ def test_capstone_hypothesis(capstone_hypothesis) -> None:
     bar = PASS_SHARE * best
     precision, recall, f1 = ref.score_hypothesis(acts, data, concept, fires_on)
     if f1 >= bar:
+        _check_description_cites_evidence(h["description"], acts, data, fires_on, f1)
         return
     scores = f"{concept!r} on the {'next ' if fires_on == 'prediction' else ''}token scores precision {precision:.2f}, " \
              f"recall {recall:.2f}, F1 {f1:.2f}; it needs F1 >= {bar:.2f} ({PASS_SHARE} x {best:.2f}, the best any " \
