@@ -150,3 +150,8 @@ def flip_rate(rm, prompts: list[Tensor], answers: list[int], positions: int | li
             flipped += int(probs.argmax()) == other_answer
             pairs += 1
     return flipped / pairs
+
+
+def position_sets(pieces: list[int], last: int) -> list[list[int]]:
+    """The sets of positions to swap at, to find where the landmark prompts hold their city."""
+    return [[pieces[-1]], [last], list(pieces), [*pieces, last]]

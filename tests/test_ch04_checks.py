@@ -354,3 +354,34 @@ def test_random_groups_accepts_another_sampler(checks04, capsys):
                 for _ in range(n_draws)]
 
     passes(checks04.test_random_groups, random_groups, capsys)
+
+
+# -------------------------------------------------------------------------------------------------
+# position_sets (section 7: choosing the positions)
+
+
+def test_the_solution_position_sets_are_the_tables(checks04):
+    """The chapter's table rows, written out by hand: last piece, last position, the pieces, pieces + last."""
+    assert ref.position_sets([4, 5, 6], 8) == [[6], [8], [4, 5, 6], [4, 5, 6, 8]]
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda pieces, last: [[p] for p in [*pieces, last]], "every set has one position"),
+    (lambda pieces, last: [[0], [pieces[-1]], [*pieces, last]], "position 0 is BOS"),
+    (lambda pieces, last: [[pieces[-1]], [last], list(pieces)], "no set holds all the pieces and the last position"),
+    (lambda pieces, last: [list(pieces), [*pieces, last]], "no single position is tested"),
+    (lambda pieces, last: [[pieces[0]], [*pieces, last]], "test the pieces together"),
+    (lambda pieces, last: [[4], [5], [6], [8], [4, 5, 6], [4, 5, 6, 8]], "position 8 is past the last position (7)"),
+    (lambda pieces, last: [[p] for p in range(1, last + 1)] + [list(range(1, last + 1))] * 2, "choose the few"),
+    (lambda pieces, last: [[last], []], "an empty set"),
+])
+def test_wrong_position_sets(checks04, wrong, message):
+    fails_with(checks04.test_position_sets, wrong, message)
+
+
+@pytest.mark.parametrize("alternative", [
+    lambda pieces, last: [[p] for p in pieces] + [[last], list(pieces), [*pieces, last]],  # every piece alone too
+    lambda pieces, last: ((last,), tuple(pieces), (pieces[-1],), (last, *pieces)),  # tuples, any order
+])
+def test_other_good_position_sets_pass(checks04, alternative, capsys):
+    passes(checks04.test_position_sets, alternative, capsys)

@@ -883,6 +883,36 @@ def flip_rate(rm, prompts: list[Tensor], answers: list[int], positions: int | li
 # %% [check]
 tests.test_flip_rate(flip_rate)
 
+# %% [markdown]
+# ### Exercise 12 · `position_sets`
+#
+# The experiment's design is yours. A landmark prompt has the landmark's pieces (positions
+# `pieces`, here the three pieces of the name) and the last position `last`, where the model
+# answers. Return the **sets of positions** whose flip rates will answer "where is the city held",
+# each set a list of positions, as `flip_rate` takes them. The answer must be readable whatever it
+# turns out to be: a single position, the pieces, the last position, or several of these together.
+# Position 0 is the BOS token, which is the same in every prompt.
+
+# %% [exercise]
+def position_sets(pieces: list[int], last: int) -> list[list[int]]:
+    """The sets of positions to swap at, to find where the landmark prompts hold their city."""
+    # BEGIN SOLUTION
+    return [[pieces[-1]], [last], list(pieces), [*pieces, last]]
+    # END SOLUTION
+
+# %% [hint]
+# Test single positions, so you can see a place that holds the city alone, but also sets: if the
+# city is spread over several positions, a swap at one of them is outvoted by the others, and a
+# search that only tries one position at a time concludes that nothing carries it.
+
+# %% [hint]
+# Four sets are enough here: one piece alone, the last position alone, all the pieces together,
+# and all the pieces with the last position. Each costs one `flip_rate` run (56 pairs), so keep the
+# list short.
+
+# %% [check]
+tests.test_position_sets(position_sets)
+
 # %%
 first_per_city: dict = {}
 for lm in world_facts.LANDMARKS:
@@ -895,10 +925,12 @@ answered = sum(int(next_token_probs(rm, t).argmax()) == a for t, a in zip(landma
 print(f"the replacement model answers {answered} of {len(landmarks)} landmark prompts")
 last = len(landmark_prompts[0]) - 1
 PIECES = [4, 5, 6]
+NAMES = {(PIECES[-1],): "last piece", (last,): "last position", tuple(PIECES): "the three pieces",
+         (*PIECES, last): "pieces + last"}
 rows = []
-for positions, where in [([6], "last piece"), ([last], "last position"), (PIECES, "the three pieces"),
-                         ([*PIECES, last], "pieces + last")]:
-    ks = (16, 32) if where == "pieces + last" else (16,)  # k matters where something flips
+for positions in position_sets(PIECES, last):
+    where = NAMES.get(tuple(sorted(positions)), "")
+    ks = (16, 32) if len(positions) > len(PIECES) else (16,)  # k matters where something flips
     rates = {k: f"{flip_rate(rm, landmark_prompts, landmark_answers, positions, k):.2f}" for k in ks}
     rows.append([positions, where, rates[16], rates.get(32, "-")])
 print(tabulate(rows, headers=["positions", "", "flip rate, k=16", "k=32"]))

@@ -400,3 +400,37 @@ def test_random_groups(random_groups) -> None:
     expect([[g.node for g in d] for d in again] == [[g.node for g in d] for d in repeat],
            "random_groups with two generators seeded alike gave different draws; draw with the generator given "
            "(torch.randperm(n, generator=generator)), so that a seed repeats the baseline.")
+
+
+@check
+def test_position_sets(position_sets) -> None:
+    """The design's properties on the chapter's landmark layout (pieces 4-6, last 8), then on another layout."""
+    for pieces, last in (([4, 5, 6], 8), ([2, 3], 7)):
+        where = f"position_sets(pieces={pieces}, last={last})"
+        sets = position_sets(list(pieces), last)
+        expect(isinstance(sets, (list, tuple)) and all(isinstance(x, (list, tuple)) for x in sets) and sets,
+               f"{where} should return a non-empty list of lists of positions, got {sets!r}.")
+        sets = [sorted(int(p) for p in x) for x in sets]
+        expect(all(x for x in sets), f"{where} holds an empty set: swapping at no position measures nothing.")
+        beyond = sorted({p for x in sets for p in x if p > last})
+        expect(not beyond, f"{where}: position {beyond[0] if beyond else ''} is past the last position ({last}): build "
+                           "the sets from `pieces` and `last` as given, not from the chapter's numbers.")
+        expect(all(p > 0 for x in sets for p in x),
+               f"{where}: every position must be a real one, 1 to {last}; position 0 is BOS, the same in every "
+               "prompt, so a swap there moves nothing that tells two landmarks apart.")
+        expect(len(sets) <= 8, f"{where} returns {len(sets)} sets; each one costs a flip_rate run over 56 pairs: "
+                               "choose the few that answer the question.")
+        expect(any(len(x) > 1 for x in sets),
+               f"{where}: every set has one position. A city held at several positions at once is outvoted at "
+               "each single one, so a one-position-at-a-time search would conclude that nothing carries it: "
+               "test sets of positions too.")
+        expect(any(len(x) == 1 for x in sets),
+               f"{where}: no single position is tested, so a place that holds the city alone could not be seen; "
+               "keep at least one one-position set beside the larger ones.")
+        whole = sorted([*pieces, last])
+        expect(any(set(whole) <= set(x) for x in sets),
+               f"{where}: no set holds all the pieces and the last position together, the two places a landmark "
+               "prompt can keep its city; the union is the test that a spread-out city needs.")
+        expect(any(sorted(x) == sorted(pieces) for x in sets) and [last] in sets,
+               f"{where}: test the pieces together ({list(pieces)}) and the last position alone ([{last}]) too, so "
+               "that the union can be compared with each of its parts.")
