@@ -128,6 +128,12 @@ def swap_interventions(own: list[tuple[int, int]], new: list[tuple[int, int]], o
             + [(layer, pos, latent, float(other[layer, latent])) for layer, latent in new])
 
 
+def same_state_donors(city: str, state_cities: dict[str, list[str]]) -> list[str]:
+    """The control donors of a swap into `city`'s prompt."""
+    state = next(s for s, cities in state_cities.items() if city in cities)
+    return [c for c in state_cities[state] if c != city]
+
+
 def from_position_on(interventions: list[tuple]) -> list[tuple]:
     """The interventions, each held from its position to the end of the text (generated tokens included)."""
     return [(layer, slice(pos, None), latent, value) for layer, pos, latent, value in interventions]

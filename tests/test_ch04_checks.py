@@ -385,3 +385,31 @@ def test_wrong_position_sets(checks04, wrong, message):
 ])
 def test_other_good_position_sets_pass(checks04, alternative, capsys):
     passes(checks04.test_position_sets, alternative, capsys)
+
+
+# -------------------------------------------------------------------------------------------------
+# same_state_donors (section 4: choosing the control)
+
+
+def test_the_solution_donors_on_a_hand_table():
+    table = {"North": ["Ava", "Bo", "Cy"], "South": ["Di", "Ed"], "Isle": ["Fy"]}
+    assert ref.same_state_donors("Bo", table) == ["Ava", "Cy"] and ref.same_state_donors("Fy", table) == []
+
+
+def _state_of(city, table):
+    return next(s for s, cities in table.items() if city in cities)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda city, t: list(t[_state_of(city, t)]), "a swap with the same city changes nothing"),
+    (lambda city, t: [c for s, cs in t.items() if s != _state_of(city, t) for c in cs], "is the experiment itself"),
+    (lambda city, t: [c for c in t[_state_of(city, t)] if c != city][:1], "every other city of"),
+    (lambda city, t: sorted(c for c in t[_state_of(city, t)] if c != city)[::-1], "keep the table's order"),
+    (lambda city, t: {c for c in t[_state_of(city, t)] if c != city}, "should return a list"),
+])
+def test_wrong_same_state_donors(checks04, wrong, message):
+    fails_with(checks04.test_same_state_donors, wrong, message)
+
+
+def test_donors_as_a_tuple_pass(checks04, capsys):
+    passes(checks04.test_same_state_donors, lambda city, t: tuple(c for c in t[_state_of(city, t)] if c != city), capsys)

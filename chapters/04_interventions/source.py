@@ -689,7 +689,36 @@ print(tabulate(rows, headers=["k each way", "Dallas side zeroed: P(Austin)", "sw
 # and swapping in Houston's 32 most different latents keeps ' Austin' ({{0.897}}). So the flip
 # comes from *which* latents are swapped, not from damage. Whether they carry the state or already
 # the capital, a swap at the last position cannot tell: both differ between the two prompts.
+
+# %% [markdown]
+# ### Exercise 10 · `same_state_donors`
 #
+# Over many pairs, every swap needs its control. For a swap into `city`'s prompt, the control swaps
+# in a city that changes as much text as the experiment's donor but not the thing being tested, the
+# state. `state_cities` maps each state to its cities (`world_facts.STATES[state]["cities"]`
+# gives them). Return every city that can serve as `city`'s control donor, in the table's order.
+
+# %% [exercise]
+def same_state_donors(city: str, state_cities: dict[str, list[str]]) -> list[str]:
+    """The control donors of a swap into `city`'s prompt."""
+    # BEGIN SOLUTION
+    state = next(s for s, cities in state_cities.items() if city in cities)
+    return [c for c in state_cities[state] if c != city]
+    # END SOLUTION
+
+# %% [hint]
+# A control keeps everything of the experiment except what is tested. Here a swap with a city of
+# another state tests "which state"; the control swaps with a city of the *same* state, so the
+# amount of editing is alike but the answer should not move. A swap with the city itself cannot
+# fail, so it controls nothing.
+
+# %% [hint]
+# Find the state whose list holds `city`, then return that list without `city`.
+
+# %% [check]
+tests.test_same_state_donors(same_state_donors)
+
+# %% [markdown]
 # ### Many pairs
 #
 # One pair can be luck. `flip_rate_table` takes one city per state (the first of each state in the
@@ -718,7 +747,8 @@ def top1_after_swap(city: str, donor: str, k: int, frozen: bool = True, chooser=
 
 
 different = [(a, b) for a in CITIES.values() for b in CITIES.values() if a != b]
-same_state = [(d["cities"][0], other) for d in world_facts.STATES.values() for other in d["cities"][1:]]
+STATE_CITIES = {state: d["cities"] for state, d in world_facts.STATES.items()}
+same_state = [(city, donor) for city in CITIES.values() for donor in same_state_donors(city, STATE_CITIES)]
 neighbours = list(zip(CITIES.values(), [*list(CITIES.values())[1:], list(CITIES.values())[0]]))
 
 
@@ -755,7 +785,7 @@ for k in (16,):
 # prompt greedily. A position can be a `slice`: `slice(n, None)` means "position n and every
 # position after it", including the tokens the model generates.
 #
-# ### Exercise 10 · `from_position_on`
+# ### Exercise 11 · `from_position_on`
 #
 # Return the same interventions with each position `pos` replaced by `slice(pos, None)`, so that
 # they are applied at that position and every later one.
@@ -838,7 +868,7 @@ for name, g in [("Dallas (two-hop)", graph), ("Eiffel (landmark)", landmark_grap
 # several? Find out with swaps, before looking at any label. A swap can now cover a
 # *set* of positions: at each one, the `k` latents each way that differ most there.
 #
-# ### Exercise 11 · `flip_rate`
+# ### Exercise 12 · `flip_rate`
 #
 # For prompts of equal length and their answer token ids, return the fraction of ordered pairs
 # `(i, j)` with different answers for which swapping prompt `j`'s contrast latents into prompt
@@ -884,7 +914,7 @@ def flip_rate(rm, prompts: list[Tensor], answers: list[int], positions: int | li
 tests.test_flip_rate(flip_rate)
 
 # %% [markdown]
-# ### Exercise 12 · `position_sets`
+# ### Exercise 13 · `position_sets`
 #
 # The experiment's design is yours. A landmark prompt has the landmark's pieces (positions
 # `pieces`, here the three pieces of the name) and the last position `last`, where the model

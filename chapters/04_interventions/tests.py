@@ -434,3 +434,29 @@ def test_position_sets(position_sets) -> None:
         expect(any(sorted(x) == sorted(pieces) for x in sets) and [last] in sets,
                f"{where}: test the pieces together ({list(pieces)}) and the last position alone ([{last}]) too, so "
                "that the union can be compared with each of its parts.")
+
+
+@check
+def test_same_state_donors(same_state_donors) -> None:
+    """A hand table (a city in a state of one, the first and the last of a list), then the world's states."""
+    from utils.world import facts as world_facts
+
+    hand = {"North": ["Ava", "Bo", "Cy"], "South": ["Di", "Ed"], "Isle": ["Fy"]}
+    world = {state: list(d["cities"]) for state, d in world_facts.STATES.items()}
+    cases = [(hand, "Ava"), (hand, "Cy"), (hand, "Ed"), (hand, "Fy")]
+    cases += [(world, cities[i]) for cities in list(world.values())[:3] for i in (0, -1)]
+    for table, city in cases:
+        where = f"same_state_donors({city!r}, " + ("a hand table" if table is hand else "the world's states") + ")"
+        state = next(s for s, cities in table.items() if city in cities)
+        got = same_state_donors(city, {s: list(c) for s, c in table.items()})
+        expect(isinstance(got, (list, tuple)), f"{where} should return a list of cities, got {type(got).__name__}.")
+        got = list(got)
+        expect(city not in got, f"{where} returns {city!r} itself: a swap with the same city changes nothing, so "
+                                "that control cannot fail and shows nothing.")
+        elsewhere = [c for c in got if c not in table[state]]
+        expect(not elsewhere, f"{where} returns {elsewhere[:3]}, cities outside {state}: a swap with another "
+                              "state's city is the experiment itself, not its control.")
+        want = [c for c in table[state] if c != city]
+        expect(sorted(got) == sorted(want), f"{where} returns {got}; every other city of {state} can serve "
+                                            f"({want}): more controls, less luck.")
+        expect(got == want, f"{where} returns {got}: the right cities, keep the table's order ({want}).")
