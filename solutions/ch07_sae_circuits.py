@@ -150,6 +150,24 @@ def neurons_for_mass(W: Tensor, share: float = 0.9) -> Tensor:
     return (cum < share - 1e-6).sum(-1) + 1
 
 
+def token_concentration(acts: Tensor, tokens: Tensor, mask: Tensor, share: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Per latent, the token its strong activations sit on most, and what share of them sit on it.
+
+    acts: (n_docs, n_ctx, d_sae); tokens: (n_docs, n_ctx) ids; mask: (n_docs, n_ctx) bool, the real
+    tokens (the only ones to count). A strong activation is > 0 and >= share x the latent's largest
+    activation on the real tokens. Returns (top_token, concentration), both (d_sae,): ties go to the
+    lowest token id; a latent that never fires gets top_token -1 and concentration 0."""
+    a, t = acts[mask], tokens[mask]  # (N, d), (N,)
+    strong = (a > 0) & (a >= share * a.max(0).values)
+    lat, pos = torch.nonzero(strong.T, as_tuple=True)
+    counts = torch.zeros(a.shape[1], int(tokens.max()) + 1).index_put_((lat, t[pos]), torch.ones(len(lat)),
+                                                                        accumulate=True)
+    best, top = counts.max(1)
+    total = counts.sum(1)
+    alive = total > 0
+    return torch.where(alive, top, -1), torch.where(alive, best / total.clamp_min(1), 0.0)
+
+
 def next_token_labels(data, concept: str) -> Tensor:
     """(n_docs, n_ctx) bool: the planted `concept` holds on the *next* token (False at the last position)."""
     out = torch.zeros(data.tokens.shape, dtype=torch.bool)

@@ -413,3 +413,58 @@ def capstone_variant(*, everywhere=False, same_token=False, layers_swapped=False
 ])
 def test_wrong_capstone(checks07, variant, messages):
     fails_with(checks07.test_capstone, variant, *messages)
+
+
+# -------------------------------------------------------------------------------------------------
+# token_concentration
+
+
+def concentration_variant(*, use_mask=True, all_positive=False, global_max=False, last_tie=False):
+    def token_concentration(acts, tokens, mask, share=0.5):
+        m = mask if use_mask else torch.ones_like(mask)
+        a, t = acts[m], tokens[m]
+        top_value = a.max() if global_max else a.max(0).values
+        strong = (a > 0) if all_positive else (a > 0) & (a >= share * top_value)
+        counts = torch.zeros(a.shape[1], int(tokens.max()) + 1)
+        lat, pos = torch.nonzero(strong.T, as_tuple=True)
+        counts.index_put_((lat, t[pos]), torch.ones(len(lat)), accumulate=True)
+        if last_tie:
+            best, top = counts.flip(1).max(1)
+            top = counts.shape[1] - 1 - top
+        else:
+            best, top = counts.max(1)
+        total = counts.sum(1)
+        alive = total > 0
+        return torch.where(alive, top, -1), torch.where(alive, best / total.clamp_min(1), 0.0)
+
+    return token_concentration
+
+
+def concentration_by_bincount(acts, tokens, mask, share=0.5):
+    """A correct alternative: a loop over latents with bincount."""
+    a, t = acts[mask], tokens[mask]
+    tops, concs = [], []
+    for j in range(a.shape[1]):
+        col = a[:, j]
+        if col.max() <= 0:
+            tops.append(-1)
+            concs.append(0.0)
+            continue
+        counts = torch.bincount(t[(col > 0) & (col >= share * col.max())])
+        tops.append(int(counts.argmax()))
+        concs.append(float(counts.max() / counts.sum()))
+    return torch.tensor(tops), torch.tensor(concs)
+
+
+@pytest.mark.parametrize("variant, messages", [
+    (concentration_variant(use_mask=False), ["top_token", "fires only on padding"]),
+    (concentration_variant(all_positive=True), ["concentration", "count only the strong activations"]),
+    (concentration_variant(global_max=True), ["each latent's own maximum"]),
+    (concentration_variant(last_tie=True), ["share=0.99", "ties go to the lowest token id"]),
+])
+def test_wrong_token_concentration(checks07, variant, messages):
+    fails_with(checks07.test_token_concentration, variant, *messages)
+
+
+def test_token_concentration_by_bincount_passes(checks07, capsys):
+    passes(checks07.test_token_concentration, concentration_by_bincount, capsys)

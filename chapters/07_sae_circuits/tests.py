@@ -578,3 +578,80 @@ def test_capstone(capstone) -> None:
             fail(message + " You scored it against the label of the token it sits on; the latent should predict "
                            "the *next* token (next_token_labels).")
         fail(message + " Score every mlp_post_3 latent with F1 at those positions and take the best.")
+
+
+# -------------------------------------------------------------------------------------------------
+# token_concentration
+
+
+def _concentration_by_loop(acts: Tensor, tokens: Tensor, mask: Tensor, share: float, latents) -> tuple[list, list]:
+    from collections import Counter
+
+    tops, concs = [], []
+    for latent in latents:
+        values = acts[..., latent][mask]
+        toks = tokens[mask]
+        top_value = float(values.max()) if len(values) else 0.0
+        if top_value <= 0:
+            tops.append(-1)
+            concs.append(0.0)
+            continue
+        strong = [int(t) for v, t in zip(values.tolist(), toks.tolist()) if v > 0 and v >= share * top_value]
+        counts = Counter(strong)
+        best = max(counts.values())
+        tops.append(min(t for t, c in counts.items() if c == best))
+        concs.append(best / len(strong))
+    return tops, concs
+
+
+@check
+def test_token_concentration(token_concentration) -> None:
+    """Two hand-made documents with padding (3 latents: token-level, contextual with a tie, never
+    firing), with share 0.5 and 0.9, then 40 mlp_post_3 latents on the chapter's corpus."""
+    tokens = torch.tensor([[5, 7, 5, 9, 0], [7, 5, 9, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    acts = torch.zeros(2, 5, 3)
+    acts[0, 0, 0], acts[0, 2, 0], acts[1, 1, 0], acts[0, 1, 0] = 4.0, 3.0, 2.5, 1.0  # strong on 5 only
+    acts[0, 1, 1], acts[0, 3, 1], acts[1, 0, 1], acts[1, 2, 1] = 2.0, 2.0, 1.9, 0.5  # 7, 9, 7 strong; 9 weak
+    acts[0, 4, 2] = 9.0  # fires only on padding: never on a real token
+    acts[1, 2, 2] = -1.0  # and negative elsewhere
+    cases = [(0.5, torch.tensor([5, 7, -1]), torch.tensor([1.0, 2 / 3, 0.0])),
+             (0.99, torch.tensor([5, 7, -1]), torch.tensor([1.0, 0.5, 0.0]))]
+    for share, want_top, want_conc in cases:
+        got = token_concentration(acts, tokens, mask, share) if share != 0.5 else token_concentration(acts, tokens, mask)
+        where = f"2 documents, share={share}"
+        expect(isinstance(got, tuple) and len(got) == 2,
+               f"token_concentration({where}) should return (top_token, concentration), not {type(got).__name__}.")
+        top, conc = got
+        mistakes_top = [
+            Mistake(lambda a: int(torch.as_tensor(a)[2]) == 0,
+                    "a latent that fires only on padding never fires on a real token: index acts and tokens with "
+                    "the mask first; it gets top_token -1."),
+            Mistake(lambda a: int(torch.as_tensor(a)[1]) == 9 and share == 0.99,
+                    "ties go to the lowest token id."),
+        ]
+        assert_tensor(torch.as_tensor(top), want_top, f"token_concentration({where}): top_token", check_dtype=False,
+                      mistakes=mistakes_top)
+        mistakes_conc = [
+            Mistake(lambda a: abs(float(torch.as_tensor(a)[0]) - 0.75) < 1e-6,
+                    "count only the strong activations (>= share x the latent's maximum), not every positive one."),
+            Mistake(lambda a: share == 0.5 and min(abs(float(torch.as_tensor(a)[1]) - x) for x in (0.0, 0.5)) < 1e-6,
+                    "the threshold is relative to each latent's own maximum, not to the largest activation of all "
+                    "latents."),
+        ]
+        assert_tensor(torch.as_tensor(conc).float(), want_conc, f"token_concentration({where}): concentration",
+                      check_dtype=False, atol=1e-5, mistakes=mistakes_conc)
+    model, saes, data, _ = _world()
+    with torch.no_grad():
+        _, cache = model.run_with_cache(data.tokens[:20], names_filter="blocks.3.mlp.hook_post")
+        acts3 = saes[3].encode(cache["blocks.3.mlp.hook_post"])
+    tokens, mask = data.tokens[:20], data.mask[:20]
+    latents = list(range(0, 1024, 26))
+    want_top, want_conc = _concentration_by_loop(acts3, tokens, mask, 0.5, latents)
+    top, conc = token_concentration(acts3, tokens, mask)
+    assert_tensor(torch.as_tensor(top)[latents], torch.tensor(want_top),
+                  "token_concentration(mlp_post_3 on 20 documents): top_token of latents 0, 26, 52, ...",
+                  check_dtype=False)
+    assert_tensor(torch.as_tensor(conc).float()[latents], torch.tensor(want_conc),
+                  "token_concentration(mlp_post_3 on 20 documents): concentration of latents 0, 26, 52, ...",
+                  check_dtype=False, atol=1e-5)
