@@ -139,6 +139,8 @@ def judge_by_labels(acts: Tensor, data, spurious: list[str], intended: list[str]
     return (spurious_f1 >= min_f1) & (spurious_f1 > intended_f1)
 
 
+import re  # noqa: E402
+
 from utils.autointerp import explain, top_examples  # noqa: E402
 
 PERSON_WORDS = {*B.PRONOUNS, " am", "am"}
@@ -148,7 +150,7 @@ def autointerp_judge(acts: Tensor, data, to_str_tokens, client, n: int = 10) -> 
     """Explain one latent (acts: (n_docs, n_ctx)) from its top examples; spurious if the explanation
     quotes a person word."""
     explanation = explain(top_examples(acts, data, to_str_tokens, n=n), client)
-    quoted = set(__import__("re").findall(r'"([^"]*)"', explanation))
+    quoted = set(re.findall(r'"([^"]*)"', explanation))
     return bool(quoted & PERSON_WORDS), explanation
 
 
@@ -159,6 +161,14 @@ def cohen_kappa(a: Tensor, b: Tensor) -> float:
     pa, pb = float(a.mean()), float(b.mean())
     expected = pa * pb + (1 - pa) * (1 - pb)
     return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def shift(probe, latents, pooled: dict, pooled_latents: dict, W_dec: Tensor, amb_field: Tensor) -> dict:
+    """SHIFT at the probe's hook: predictions of the same probe and of a retrained one, both on the ablated test set."""
+    idx = torch.as_tensor(list(latents), dtype=torch.long)
+    ablated = {name: pooled[name] - pooled_latents[name][:, idx] @ W_dec[idx] for name in ("amb", "test")}
+    retrained = train_probe(ablated["amb"], amb_field)
+    return {"ablated": predict(probe, ablated["test"]), "retrained": predict(retrained, ablated["test"])}
 
 
 def atp_effects(model, saes: dict, clean: Tensor, corrupt: Tensor, metric) -> dict:

@@ -473,3 +473,40 @@ def test_debias_latents_by_atp_over_all_layers_passes(checks08, capsys):
             score += torch.stack([e[L][0].sum((0, 1)) for L in ref.LAYERS])
         return [(ref.LAYERS[i // score.shape[1]], i % score.shape[1]) for i in score.flatten().argsort()[:20].tolist()]
     passes(checks08.test_debias_latents, debias_latents, capsys)
+
+
+# -------------------------------------------------------------------------------------------------
+# shift
+
+
+def shift_variant(*, ablate_train=True, ablate_test=True, mask_form=False):
+    def shift(probe, latents, pooled, pooled_latents, W_dec, amb_field):
+        idx = torch.as_tensor(list(latents), dtype=torch.long)
+        if mask_form:  # a correct alternative: zero the latents in a copy and subtract the difference
+            gone = {}
+            for name in ("amb", "test"):
+                kept = pooled_latents[name].clone()
+                kept[:, idx] = 0
+                gone[name] = pooled[name] - (pooled_latents[name] - kept) @ W_dec
+        else:
+            gone = {name: pooled[name] - pooled_latents[name][:, idx] @ W_dec[idx] for name in ("amb", "test")}
+        test = gone["test"] if ablate_test else pooled["test"]
+        retrained = ref.train_probe(gone["amb"] if ablate_train else pooled["amb"], amb_field)
+        return {"ablated": ref.predict(probe, test), "retrained": ref.predict(retrained, test)}
+    return shift
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (shift_variant(ablate_test=False), "evaluate on the *ablated* test set"),
+    (shift_variant(ablate_train=False), "retrain on the *ablated* ambiguous set"),
+])
+def test_shift_names_the_mistake(checks08, wrong, message):
+    fails_with(checks08.test_shift, wrong, message)
+
+
+def test_shift_by_masking_passes(checks08, capsys):
+    passes(checks08.test_shift, shift_variant(mask_form=True), capsys)
+
+
+def test_shift_with_the_wrong_keys_fails(checks08):
+    fails_with(checks08.test_shift, lambda *args: {"same": None}, "keys 'ablated' and 'retrained'")

@@ -365,6 +365,8 @@ print(f"{len(judged)} of the 40 candidates judged spurious by the labels; "
 # " am"). How often do the two judges agree, beyond chance?
 
 # %% [module]
+import re  # noqa: E402
+
 from utils.autointerp import explain, top_examples  # noqa: E402
 
 PERSON_WORDS = {*B.PRONOUNS, " am", "am"}
@@ -374,7 +376,7 @@ def autointerp_judge(acts: Tensor, data, to_str_tokens, client, n: int = 10) -> 
     """Explain one latent (acts: (n_docs, n_ctx)) from its top examples; spurious if the explanation
     quotes a person word."""
     explanation = explain(top_examples(acts, data, to_str_tokens, n=n), client)
-    quoted = set(__import__("re").findall(r'"([^"]*)"', explanation))
+    quoted = set(re.findall(r'"([^"]*)"', explanation))
     return bool(quoted & PERSON_WORDS), explanation
 
 # %% [markdown]
@@ -438,30 +440,63 @@ print(f"labels: {int(lab.sum())} spurious, autointerp: {int(ai_judge.sum())}; ag
 # quote. Which judge is right is a question the labels answer here and nothing answers on a real
 # model, which is why SHIFT's human judge is its weakest step.
 #
+# ### Exercise 4 · `shift`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 10 minutes
+#
+# SHIFT zero-ablates the judged latents (error term kept) at the probe's hook, evaluates the *same*
+# probe, then retrains it on the ablated ambiguous set. The probe reads the mean over a bio's
+# tokens, and the mean is linear, so ablating at every token and then pooling is the same as
+# pooling first: the pooled stream minus Σ_j (pooled f_j) W_dec[j]. Given the pooled residual
+# streams `pooled[name]` (n, d_model) and pooled latents `pooled_latents[name]` (n, d_sae) for
+# `name` in `("amb", "test")`, return `{"ablated": ..., "retrained": ...}`: the 0/1 predictions on the
+# ablated test set of `probe` and of a probe retrained with `train_probe` on the ablated ambiguous
+# set (labels `amb_field`).
+
+# %% [exercise]
+def shift(probe, latents, pooled: dict, pooled_latents: dict, W_dec: Tensor, amb_field: Tensor) -> dict:
+    """SHIFT at the probe's hook: predictions of the same probe and of a retrained one, both on the ablated test set."""
+    # BEGIN SOLUTION
+    idx = torch.as_tensor(list(latents), dtype=torch.long)
+    ablated = {name: pooled[name] - pooled_latents[name][:, idx] @ W_dec[idx] for name in ("amb", "test")}
+    retrained = train_probe(ablated["amb"], amb_field)
+    return {"ablated": predict(probe, ablated["test"]), "retrained": predict(retrained, ablated["test"])}
+    # END SOLUTION
+
+# %% [hint]
+# Ablate both sets the same way, then use the test set twice: once with the old probe, once with a
+# probe trained on the ablated ambiguous set. Training on the unablated set, or testing on it, would
+# measure a probe that never saw the ablation.
+
+# %% [hint]
+# `idx = torch.as_tensor(latents)`; the ablated set is `pooled[name] - pooled_latents[name][:, idx] @
+# W_dec[idx]` (no `b_dec`: it is not a latent). `predict(probe, x)` gives the 0/1 predictions.
+
+# %% [check]
+tests.test_shift(shift)
+
+# %% [markdown]
 # ### SHIFT and its baselines
 #
-# SHIFT ablates the judged latents (zero, error term kept) at the probe's hook, evaluates the
-# *same* probe, then retrains it on the ablated ambiguous set. Baselines: as many random latents
-# (20 draws, retrained), token deletion and the oracle from above.
+# SHIFT with the judged latents, against as many random latents (20 draws; the same probe and
+# retrained), token deletion and the oracle from above.
 
 # %%
-def ablate_pooled(name: str, data, latents) -> Tensor:
-    """Pooled activations with the latents zero-ablated at every token (error kept). Pooling is a
-    mean, so this is the pooled stream minus the pooled latents times their decoder rows."""
+def ablate_pooled(name: str, latents) -> Tensor:
+    """A set's pooled activations with the latents zero-ablated at every token (error kept)."""
     idx = torch.as_tensor(latents, dtype=torch.long)
     return X[name] - Fpool[name][:, idx] @ sae2.W_dec[idx]
 
 
-x_amb_shift, x_test_shift = ablate_pooled("amb", amb, judged), ablate_pooled("test", test, judged)
-results["SHIFT (judged latents ablated)"] = group_accuracy(predict(probe, x_test_shift), test_field, test_person)
-results["SHIFT + retrain"] = group_accuracy(predict(train_probe(x_amb_shift, amb_field), x_test_shift), test_field, test_person)
+out = shift(probe, judged, X, Fpool, sae2.W_dec, amb_field)
+results["SHIFT (judged latents ablated)"] = group_accuracy(out["ablated"], test_field, test_person)
+results["SHIFT + retrain"] = group_accuracy(out["retrained"], test_field, test_person)
 rng = np.random.default_rng(0)
 random_worst, random_worst_same = [], []
 for _ in tqdm(range(20), desc="random latents"):
-    pick = rng.choice(sae2.W_dec.shape[0], size=len(judged), replace=False)
-    xa, xt = ablate_pooled("amb", amb, pick), ablate_pooled("test", test, pick)
-    random_worst_same.append(group_accuracy(predict(probe, xt), test_field, test_person)["worst_group"])
-    random_worst.append(group_accuracy(predict(train_probe(xa, amb_field), xt), test_field, test_person)["worst_group"])
+    out = shift(probe, rng.choice(sae2.W_dec.shape[0], size=len(judged), replace=False), X, Fpool, sae2.W_dec, amb_field)
+    random_worst_same.append(group_accuracy(out["ablated"], test_field, test_person)["worst_group"])
+    random_worst.append(group_accuracy(out["retrained"], test_field, test_person)["worst_group"])
 show(results)
 for label, values in (("same probe", random_worst_same), ("retrained", random_worst)):
     print(f"{len(judged)} random latents, {label}, 20 draws: worst group median {np.median(values):.2f}, "
@@ -477,15 +512,15 @@ for label, values in (("same probe", random_worst_same), ("retrained", random_wo
 # few latents that can be ablated. Does it here? Two measurements:
 
 # %%
-person_after = train_probe(ablate_pooled("bal", bal, judged), bal_person)
-acc_after = float((predict(person_after, x_test_shift) == test_person).float().mean())
+person_after = train_probe(ablate_pooled("bal", judged), bal_person)
+acc_after = float((predict(person_after, ablate_pooled("test", judged)) == test_person).float().mean())
 err = {name: pool(R[name] - sae2.decode(sae2.encode(R[name])), d.mask) for name, d in (("bal", bal), ("test", test))}
 person_err = train_probe(err["bal"], bal_person)
 acc_err = float((predict(person_err, err["test"]) == test_person).float().mean())
 field_err = float((predict(train_probe(err["bal"], bal_field), err["test"]) == test_field).float().mean())
 all_judged = label_judge.nonzero().flatten().tolist()
-x_all = ablate_pooled("test", test, all_judged)
-acc_all = float((predict(train_probe(ablate_pooled("bal", bal, all_judged), bal_person), x_all) == test_person).float().mean())
+x_all = ablate_pooled("test", all_judged)
+acc_all = float((predict(train_probe(ablate_pooled("bal", all_judged), bal_person), x_all) == test_person).float().mean())
 print(f"person read after ablating the {len(judged)} judged latents: {acc_after:.2f}; after ablating all "
       f"{len(all_judged)} latents the labels call spurious: {acc_all:.2f} (chance 0.50)")
 print(f"from the SAE's error term alone: person {acc_err:.2f}, field {field_err:.2f}")
@@ -543,7 +578,7 @@ for fr, (clean, corrupt) in zip(SELECT_FRAMES, pairs_sel):
           f"corrupted mean {float(she_he(model(corrupt)).mean()):+.2f}")
 
 # %% [markdown]
-# ### Exercise 4 · `atp_effects`: attribution patching over latents and error nodes
+# ### Exercise 5 · `atp_effects`: attribution patching over latents and error nodes
 #
 # > Difficulty: 🔴🔴🔴🔴⚪ · Importance: 🔵🔵🔵🔵🔵 · about 30 minutes
 #
@@ -674,7 +709,7 @@ print(f"true effect of patching everything: {total_effect:+.2f} (summed over {le
 # the profession → pronoun signal lies in what the SAEs do not reconstruct. Keep that in mind for
 # section 3.
 #
-# ### Exercise 5 · `ig_effects`: integrated gradients
+# ### Exercise 6 · `ig_effects`: integrated gradients
 #
 # > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵⚪⚪ · about 20 minutes
 #
@@ -751,7 +786,7 @@ print(f"IG against AtP over the {int(moved.sum())} latents that change: Spearman
 # rank the latents that change alike (Spearman {{0.948}}; {{18}} of their top 20 are shared), so
 # section 3 ranks by AtP, which costs one backward pass instead of ten per layer.
 #
-# ### Exercise 6 · `edge_effects`
+# ### Exercise 7 · `edge_effects`
 #
 # > Difficulty: 🔴🔴🔴🔴⚪ · Importance: 🔵🔵🔵⚪⚪ · about 25 minutes
 #
@@ -807,24 +842,19 @@ tests.test_edge_effects(edge_effects)
 
 # %%
 up_L, down_L = 1, 2
-saved = {}
-
-
-def keep(x, hook):
-    x.retain_grad()
-    saved["x"] = x
-    return x
-
-
-with torch.enable_grad():
-    leaf = {}
+with torch.enable_grad():  # the metric's gradient at layer 2's latents, as inside atp_effects
+    grabbed = {}
 
     def start(x, hook):
-        leaf["x"] = x.detach().requires_grad_()
-        return leaf["x"]
+        return x.detach().requires_grad_()
 
-    she_he(model.run_with_hooks(clean, fwd_hooks=[("hook_embed", start), (hook_name(down_L), keep)])).sum().backward()
-down_grad = saved["x"].grad @ saes[down_L].W_dec.T
+    def grab(x, hook):
+        x.retain_grad()
+        grabbed["x"] = x
+        return x
+
+    she_he(model.run_with_hooks(clean, fwd_hooks=[("hook_embed", start), (hook_name(down_L), grab)])).sum().backward()
+down_grad = grabbed["x"].grad @ saes[down_L].W_dec.T
 up_delta = saes[up_L].encode(cache_p[hook_name(up_L)]) - saes[up_L].encode(cache_c[hook_name(up_L)])
 top_down = effects[down_L][0].sum((0, 1)).abs().argsort(descending=True)[:5].tolist()
 edges = edge_effects(model, saes, clean, up_L, down_L, up_delta, down_grad, top_down)
@@ -833,18 +863,21 @@ fig = px.imshow(edges[:, top_up].numpy(), x=[f"L1 #{j}" for j in top_up], y=[f"L
                 color_continuous_scale="RdBu", color_continuous_midpoint=0, aspect="auto",
                 labels={"color": "edge effect"}, title="Edges from layer-1 latents to the top layer-2 latents")
 fig.show()
+i_best, j_best = divmod(int(edges.abs().argmax()), edges.shape[1])
 node_up = effects[up_L][0].sum((0, 1))
-print(f"strongest edge: L1 #{top_up[0]} -> L2 #{top_down[int(edges[:, top_up[0]].abs().argmax())]}, "
-      f"{float(edges[:, top_up[0]].abs().max()):.3f}; L1 #{top_up[0]}'s whole AtP effect {float(node_up[top_up[0]]):+.3f}")
+print(f"strongest edge: L1 #{j_best} -> L2 #{top_down[i_best]}, {float(edges[i_best, j_best]):+.3f}; "
+      f"L1 #{j_best}'s whole AtP effect {float(node_up[j_best]):+.3f}, L2 #{top_down[i_best]}'s "
+      f"{float(effects[down_L][0].sum((0, 1))[top_down[i_best]]):+.3f}")
 
 # %% [markdown]
 # Expected output: the strongest edge runs from L1 {{#32}}, one of the two layer-1 latents with the
-# largest AtP effect, to L2 {{#355}} ({{3.565}}, of L1 #32's whole effect of {{-8.930}}). The edges
-# into the top five layer-2 latents carry only part of a layer-1 latent's effect: the rest goes on
-# through other layer-2 latents and through layer 2's error node, which this chapter's edges leave
-# out.
+# largest AtP effect, to L2 {{#355}}: {{-3.565}} of L2 #355's whole effect of {{-4.932}} arrives
+# from L1 #32, whose own effect is {{-8.930}}. So most of what L2 #355 does, it relays from one
+# layer-1 latent. The rest of L1 #32's effect travels through other layer-2 latents and through
+# layer 2's error node (which this chapter's edges leave out): the residual stream before layer 2 is
+# a complete cut, so there is no third route.
 #
-# ### Exercise 7 · `circuit_metric`: faithfulness and completeness
+# ### Exercise 8 · `circuit_metric`: faithfulness and completeness
 #
 # > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 20 minutes
 #
@@ -965,7 +998,7 @@ fig.show()
 # profession → pronoun bias from the model itself, and check that the bias shrinks on sentences the
 # latents were **not** chosen on, while the rest of the model's behaviour stays.
 #
-# ### Exercise 8 · `ablation_hooks`
+# ### Exercise 9 · `ablation_hooks`
 #
 # > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 10 minutes
 #
@@ -1127,11 +1160,12 @@ print(tabulate(side_rows, headers=["ablated", "held-out loss", *behaviours], dis
 # %% [markdown]
 # Expected output: held-out loss {{2.600}} without ablation and {{2.650}} with the top 20 ablated,
 # inside the spread of 20 random latents (median {{2.634}}, 10th–90th percentile {{2.601-2.680}});
-# landmark → city and member → category lose a prompt each ({{0.500}} and {{0.900}}, from 0.517 and
-# 0.917), where random latents cost up to {{0.765}} on categories. Removing the bias latents costs
-# the rest of the model about what removing as many random latents costs: cheap, not free.
+# landmark → city and member → category lose one prompt each ({{0.500}} and {{0.900}}, from 0.517
+# and 0.917), where one random draw in ten costs categories down to {{0.765}} or below. Removing the
+# bias latents costs the rest of the model about what removing as many random latents costs: cheap,
+# not free.
 #
-# ### Exercise 9 (capstone) · `debias_latents`
+# ### Exercise 10 (capstone) · `debias_latents`
 #
 # > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵🔵🔵 · open-ended
 #

@@ -264,6 +264,60 @@ def test_cohen_kappa(cohen_kappa) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
+# shift
+
+
+def _shift_case(seed: int, n: int = 80, d: int = 12, k: int = 30):
+    """Synthetic pooled data whose label follows a direction that two latents carry."""
+    g = torch.Generator().manual_seed(seed)
+    W_dec = torch.randn(k, d, generator=g)
+    f = {name: torch.rand(n, k, generator=g) * (torch.rand(n, k, generator=g) < 0.3) for name in ("amb", "test")}
+    y = (torch.rand(n, generator=g) < 0.5).long()
+    f["amb"][:, 3] += 2.0 * y
+    f["amb"][:, 7] += 1.5 * y
+    x = {name: f[name] @ W_dec + 0.1 * torch.randn(n, d, generator=g) for name in f}
+    probe = (torch.randn(d, generator=g), torch.tensor(0.3))
+    return probe, x, f, W_dec, y
+
+
+def _shift(probe, latents, x, f, W_dec, y, ablate_train=True, ablate_test=True):
+    idx = torch.as_tensor(list(latents), dtype=torch.long)
+    gone = {name: x[name] - f[name][:, idx] @ W_dec[idx] for name in x}
+    test = gone["test"] if ablate_test else x["test"]
+    retrained = ref.train_probe(gone["amb"] if ablate_train else x["amb"], y)
+    return {"ablated": ref.predict(probe, test), "retrained": ref.predict(retrained, test)}
+
+
+def _agree(a, b) -> bool:
+    """Predictions that differ on at most 2% (a retrained probe may flip a point on its boundary)."""
+    return isinstance(a, Tensor) and a.shape == b.shape and float((a.long() != b.long()).float().mean()) <= 0.02
+
+
+@check
+@torch.no_grad()
+def test_shift(shift) -> None:
+    for seed, latents in ((0, [3, 7]), (1, np.array([3, 7, 11, 20])), (2, [0])):
+        probe, x, f, W_dec, y = _shift_case(seed)
+        where = f"shift(synthetic data {seed}, latents {list(latents)})"
+        got = shift(probe, latents, dict(x), dict(f), W_dec.clone(), y.clone())
+        expect(isinstance(got, dict) and {"ablated", "retrained"} <= set(got),
+               f"{where} should return a dict with keys 'ablated' and 'retrained'.")
+        want = _shift(probe, latents, x, f, W_dec, y)
+        for key in ("ablated", "retrained"):
+            expect(isinstance(got[key], Tensor) and got[key].shape == want[key].shape,
+                   f"{where}[{key!r}] should be a tensor of {len(want[key])} 0/1 predictions.")
+            if not _agree(got[key], want[key]):
+                wrong = float((got[key].long() != want[key]).float().mean())
+                mistakes = [Mistake(lambda a: _agree(a, _shift(probe, latents, x, f, W_dec, y, ablate_test=False)[key]),
+                                    "evaluate on the *ablated* test set."),
+                            Mistake(lambda a: _agree(a, _shift(probe, latents, x, f, W_dec, y, ablate_train=False)[key]),
+                                    "retrain on the *ablated* ambiguous set: a probe trained on the unablated set is "
+                                    "the old probe again.")]
+                fail(f"{where}[{key!r}]: {wrong:.0%} of the predictions differ from the expected ones.", got[key],
+                     mistakes)
+
+
+# -------------------------------------------------------------------------------------------------
 # atp_effects
 
 
