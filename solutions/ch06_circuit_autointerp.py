@@ -222,6 +222,17 @@ def hypergraph(circuits: Tensor, latents: dict) -> dict:
             for c, name in enumerate(COMPONENTS)}
 
 
+def unique_latent_growth(latents: list[list[int]], in_circuit: Tensor) -> Tensor:
+    """Entry p: the number of distinct latents a component uses over prompts 0..p, counting only the
+    prompts whose circuit contains it."""
+    seen, out = set(), []
+    for used, member in zip(latents, in_circuit.tolist()):
+        if member:
+            seen.update(used)
+        out.append(len(seen))
+    return torch.tensor(out)
+
+
 def cooccurrence_lift(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """a (n, i) and b (n, j) bool: where each latent of two components is present, per prompt.
     Returns (lift (i, j), p-value (i, j)): lift = P(a and b) / (P(a) P(b)), and the hypergeometric

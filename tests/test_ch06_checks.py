@@ -374,6 +374,49 @@ def test_the_hand_curve_starts_at_0_and_ends_at_1():
 
 
 # -------------------------------------------------------------------------------------------------
+# unique_latent_growth
+
+
+def growth_variant(*, ignore_member=False, repeats=False, shifted=False):
+    def unique_latent_growth(latents, in_circuit):
+        seen, total, out = set(), 0, []
+        for used, member in zip(latents, in_circuit.tolist()):
+            if shifted:
+                out.append(len(seen))
+            if member or ignore_member:
+                seen.update(used)
+                total += len(used)
+            if not shifted:
+                out.append(total if repeats else len(seen))
+        return torch.tensor(out)
+
+    return unique_latent_growth
+
+
+@pytest.mark.parametrize("variant, message", [
+    (growth_variant(ignore_member=True), "only when the component is in that prompt's circuit"),
+    (growth_variant(repeats=True), "count *distinct* latents"),
+    (growth_variant(shifted=True), "entry p counts prompts 0..p, including prompt p itself"),
+])
+def test_wrong_unique_latent_growth(checks06, variant, message):
+    fails_with(checks06.test_unique_latent_growth, variant, "unique_latent_growth(six prompts by hand)", message)
+
+
+def test_unique_latent_growth_with_cumulative_masks_passes(checks06):
+    def with_masks(latents, in_circuit):
+        ids = sorted({j for used in latents for j in used})
+        table = torch.tensor([[j in used for j in ids] for used in latents]) & in_circuit[:, None]
+        return (table.cumsum(0) > 0).sum(1)
+
+    passes(checks06.test_unique_latent_growth, with_masks)
+
+
+def test_the_hand_growth():
+    checks = course.load_checks("06_circuit_autointerp")
+    assert ref.unique_latent_growth(checks.TOY_LATENTS, checks.TOY_MEMBER).tolist() == [2, 3, 3, 3, 4, 4]
+
+
+# -------------------------------------------------------------------------------------------------
 # cooccurrence_lift
 
 

@@ -381,9 +381,8 @@ print("without W_O (the bug):", to_str(bug_ids.tolist()))
 # %% [markdown]
 # Expected output: with and without `W_O`, the two top-10 lists share {{0.06}} to {{0.11}} tokens on
 # average (chance: {{0.05}}), and {{0.90}} to {{0.94}} of the latents share none. Skipping `W_O` does
-# not give a noisy version of the answer; it gives an unrelated list. For the two `p3_repeat` latents
-# the right list is a set of ordinary words of the world's vocabulary, the kind a random run is made
-# of; the bug's list (' city', ' been', ' lies', ...) is not.
+# not give a noisy version of the answer; it gives an unrelated list, as the two lists printed for the
+# `p3_repeat` latents show.
 
 # %% [markdown]
 # ## 3 · Which head does an attention latent belong to?
@@ -551,9 +550,9 @@ print(f"circuit size: median {sizes.median():.0f} of {N_COMPONENTS} components (
 # %% [markdown]
 # Expected output: the model does the task (logit difference {{12.40}}, positive on every prompt).
 # Ablated alone, L3H0 costs most among the heads ({{4.22}}), then L3H1 ({{1.86}}) and the layer-0
-# heads L0H0 ({{1.11}}) and L0H2 ({{1.04}}); MLP0 costs almost everything ({{12.42}}): in this model it
-# turns the token into the representation every later layer reads, so ablating it breaks any task.
-# The circuits have a median of {{7}} components of 20.
+# heads L0H0 ({{1.11}}) and L0H2 ({{1.04}}). Ablating MLP0 removes nearly the whole logit difference
+# ({{12.42}}), so it will be in every circuit; a component the model needs for anything looks, in a
+# frequency map, just like one the task needs. The circuits have a median of {{7}} components of 20.
 
 # %% [markdown]
 # ## 5 · The frequency map, and how faithful it is
@@ -754,7 +753,17 @@ print(f"IOI: {len(clean_ioi)} prompts of {ioi['tokens'].shape[1]} tokens, e.g. {
 print(f"IO - S logit difference {clean_ioi.mean():.2f} (IO > S on {(clean_ioi > 0).float().mean():.2f}); top-1 is the IO "
       f"on {(top1 == ioi['answer']).float().mean():.2f}, the subject on {(top1 == ioi['wrong']).float().mean():.2f}; "
       f"every component mean-ablated {none_ioi.mean():.2f}")
-print("attention from the final position to the IO name (first mention), and to the subject's first mention:")
+import json
+
+from utils.world import ARTIFACTS
+
+report = json.loads((ARTIFACTS / "mechanisms.json").read_text())["circuits"]
+best = report["ioi_best_head"]
+io_s = report["ioi_attention"][int(best[1])][int(best[3])]  # (to the IO's tokens, to the subject's), layer x head
+print(f"the world's report (test frames): best head {best}, attention to the IO name {float(io_s[0]):.2f}, "
+      f"to the subject's name {float(io_s[1]):.2f}")
+print("here (validation frames), attention from the final position to the IO name (first mention), and to the "
+      "subject's first mention:")
 print(pd.DataFrame(torch.cat([to_io, to_s], 1).numpy(), index=[f"layer {l}" for l in range(4)],
                    columns=[f"H{h} to IO" for h in range(4)] + [f"H{h} to S" for h in range(4)]).round(2).to_string())
 
@@ -762,8 +771,9 @@ print(pd.DataFrame(torch.cat([to_io, to_s], 1).numpy(), index=[f"layer {l}" for 
 # Expected output: on these {{40}} prompts the model prefers the subject (IO − S {{-1.01}}; the IO
 # wins on {{0.38}} of them, and is the top-1 token on {{0.12}}, the subject on {{0.28}}). The layer-3
 # heads do attend to names, but more to the subject's first mention than to the IO (L3H0: {{0.21}} to
-# the IO, {{0.38}} to S). The world's report found L3H0 at 0.44 on the IO over its test frames; on
-# these validation frames it is lower. What the method needs, a model that answers IO with heads that
+# the IO, {{0.38}} to S). The world's report found L3H0 at {{0.44}} on the IO over its test frames (it
+# sums over every mention of a name, and gives the subject's two mentions {{0.49}}: more than the IO there
+# too); on these validation frames it is lower. What the method needs, a model that answers IO with heads that
 # move it, is missing from the course world (its bars ask for IO − S ≥ 2; it measures −0.12 on the
 # test frames).
 
@@ -852,6 +862,63 @@ for name in sorted(COMPONENTS, key=lambda n: -freq_ind[COMPONENTS.index(n)])[:6]
 # latent {{977}} in {{29}} of them); the heads spread over more (L3H0: {{45}} distinct latents). Each
 # prompt's run is different, so a latent about particular words cannot recur; the recurring latents
 # are the candidates for a component's role in the task.
+
+# %% [markdown]
+# How fast does a component's list of latents grow with the number of prompts? A component with a
+# fixed role should reuse the same few latents, and its count of distinct latents should level off;
+# one whose latents follow the prompt's words keeps adding new ones.
+#
+# ### Exercise: `unique_latent_growth`
+#
+# > Difficulty: 🔴⚪⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 5 minutes
+#
+# `latents[i]` lists the latents a component uses on prompt `i`, and `in_circuit[i]` says whether the
+# component is in that prompt's circuit (only then do its latents count). Return a `(n_prompts,)`
+# tensor whose entry `p` is the number of distinct latents counted over prompts `0..p`.
+
+# %% [exercise]
+def unique_latent_growth(latents: list[list[int]], in_circuit: Tensor) -> Tensor:
+    """Entry p: the number of distinct latents a component uses over prompts 0..p, counting only the
+    prompts whose circuit contains it."""
+    # BEGIN SOLUTION
+    seen, out = set(), []
+    for used, member in zip(latents, in_circuit.tolist()):
+        if member:
+            seen.update(used)
+        out.append(len(seen))
+    return torch.tensor(out)
+    # END SOLUTION
+
+
+# %% [hint]
+# Walk through the prompts in order with a running set of the latents seen so far; after each prompt,
+# record the size of the set. A prompt whose circuit lacks the component adds nothing.
+
+# %% [hint]
+# `seen.update(latents[i])` only when `in_circuit[i]`; append `len(seen)` for every prompt, and return
+# `torch.tensor(...)` of the list.
+
+# %% [check]
+tests.test_unique_latent_growth(unique_latent_growth)
+
+# %%
+top3 = sorted(COMPONENTS, key=lambda n: -freq_ind[COMPONENTS.index(n)])[:3]
+fig = go.Figure()
+for name in top3:
+    growth = unique_latent_growth(latents_ind[name], circuits_ind[:, COMPONENTS.index(name)])
+    fig.add_scatter(x=list(range(1, len(growth) + 1)), y=growth.numpy(), mode="lines", name=name)
+    print(f"{name}: {int(growth[-1])} distinct latents over {len(growth)} prompts; {int(growth[len(growth) // 2 - 1])} "
+          f"after the first half")
+fig.add_scatter(x=list(range(1, 41)), y=[3 * p for p in range(1, 41)], mode="lines", line=dict(dash="dot", color="gray"),
+                name="no latent ever reused (3 per prompt)")
+fig.update_layout(title="Distinct latents used by the most frequent components", xaxis_title="prompts",
+                  yaxis_title="distinct latents", height=380)
+fig.show()
+
+# %% [markdown]
+# Expected output: MLP0 and MLP3 level off ({{21}} and {{24}} latents over 40 prompts, against 120 if
+# none were reused); L3H0 keeps growing ({{45}}): it reads a different word on every prompt, and its
+# layer's SAE has latents for many of them.
 
 # %% [markdown]
 # ## 8 · Co-occurrence, against independence

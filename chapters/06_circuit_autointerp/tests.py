@@ -408,6 +408,41 @@ def test_faithfulness_curve(faithfulness_curve) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
+# unique_latent_growth
+
+
+TOY_LATENTS = [[5, 2], [2, 9], [7], [], [9, 5, 1], [3]]
+TOY_MEMBER = torch.tensor([True, True, False, True, True, False])
+
+
+def _growth_by_hand(latents, member, use_member: bool = True, repeats: bool = False) -> list[int]:
+    seen, total, out = set(), 0, []
+    for used, m in zip(latents, member.tolist()):
+        if m or not use_member:
+            seen |= set(used)
+            total += len(used)
+        out.append(total if repeats else len(seen))
+    return out
+
+
+@check
+def test_unique_latent_growth(unique_latent_growth) -> None:
+    """Six prompts by hand: a repeated latent, a prompt outside the circuit (whose latents must not
+    count), a prompt with no latent, and a latent seen again later."""
+    got = unique_latent_growth([list(x) for x in TOY_LATENTS], TOY_MEMBER.clone())
+    want = torch.tensor(_growth_by_hand(TOY_LATENTS, TOY_MEMBER))  # 2, 3, 3, 3, 4, 4
+    mistakes = [
+        Mistake.looks_like(torch.tensor(_growth_by_hand(TOY_LATENTS, TOY_MEMBER, use_member=False)),
+                           "count a prompt's latents only when the component is in that prompt's circuit (in_circuit)."),
+        Mistake.looks_like(torch.tensor(_growth_by_hand(TOY_LATENTS, TOY_MEMBER, repeats=True)),
+                           "count *distinct* latents: one seen on an earlier prompt does not count again."),
+        Mistake.looks_like(torch.tensor([0] + _growth_by_hand(TOY_LATENTS, TOY_MEMBER)[:-1]),
+                           "entry p counts prompts 0..p, including prompt p itself."),
+    ]
+    assert_tensor(torch.as_tensor(got).long(), want, "unique_latent_growth(six prompts by hand)", mistakes=mistakes)
+
+
+# -------------------------------------------------------------------------------------------------
 # cooccurrence_lift
 
 
