@@ -203,3 +203,14 @@ def capstone(data, acts3: Tensor, mlp_dla: Tensor) -> dict:
                          ("question", "quote_close:question"), ("exclamation", "quote_close:exclamation")]:
         answer[key] = int(f1_scores(fires, next_token_labels(data, concept)[eos]).argmax())
     return answer
+
+
+def prompt_boosts(clean_logits: Tensor, ablated_logits: Tensor, floor: float = -9.0) -> Tensor:
+    """How much a latent raises each token's log-probability, from prompts.
+
+    clean_logits, ablated_logits: (n, vocab), the logits at n positions without and with the latent
+    ablated. Returns (vocab,): per token, the mean over positions of clean log-prob - ablated
+    log-prob, counting only positions where the clean log-prob is >= floor; 0 for a token never counted."""
+    clean, ablated = clean_logits.log_softmax(-1), ablated_logits.log_softmax(-1)
+    keep = (clean >= floor).float()
+    return ((clean - ablated) * keep).sum(0) / keep.sum(0).clamp_min(1)

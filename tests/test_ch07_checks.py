@@ -468,3 +468,40 @@ def test_wrong_token_concentration(checks07, variant, messages):
 
 def test_token_concentration_by_bincount_passes(checks07, capsys):
     passes(checks07.test_token_concentration, concentration_by_bincount, capsys)
+
+
+# -------------------------------------------------------------------------------------------------
+# prompt_boosts
+
+
+def boosts_variant(*, logits=False, sign=1, no_floor=False, all_positions=False, floor_on_ablated=False):
+    def prompt_boosts(clean_logits, ablated_logits, floor=-9.0):
+        c, a = (clean_logits, ablated_logits) if logits else (clean_logits.log_softmax(-1), ablated_logits.log_softmax(-1))
+        gate = a if floor_on_ablated else c
+        keep = torch.ones_like(c) if no_floor else (gate >= floor).float()
+        denominator = torch.full_like(keep[0], len(c)) if all_positions else keep.sum(0).clamp_min(1)
+        return sign * ((c - a) * keep).sum(0) / denominator
+
+    return prompt_boosts
+
+
+def boosts_with_nan_mean(clean_logits, ablated_logits, floor=-9.0):
+    """A correct alternative: NaN where not counted, nanmean, then 0 for tokens never counted."""
+    c, a = torch.log_softmax(clean_logits.double(), -1), torch.log_softmax(ablated_logits.double(), -1)
+    diff = torch.where(c >= floor, c - a, torch.nan)
+    return torch.nan_to_num(diff.nanmean(0), nan=0.0).float()
+
+
+@pytest.mark.parametrize("variant, messages", [
+    (boosts_variant(logits=True), ["compare log-probabilities"]),
+    (boosts_variant(sign=-1), ["the sign is flipped"]),
+    (boosts_variant(no_floor=True), ["below the floor"]),
+    (boosts_variant(all_positions=True), ["average over the positions you counted"]),
+    (boosts_variant(floor_on_ablated=True), ["the floor applies to the *clean* log-prob"]),
+])
+def test_wrong_prompt_boosts(checks07, variant, messages):
+    fails_with(checks07.test_prompt_boosts, variant, *messages)
+
+
+def test_prompt_boosts_with_nan_mean_passes(checks07, capsys):
+    passes(checks07.test_prompt_boosts, boosts_with_nan_mean, capsys)

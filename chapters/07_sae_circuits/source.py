@@ -1042,10 +1042,112 @@ print(pd.DataFrame(rows).to_string(index=False))
 # peak it marks the start of a quoted statement, not its end: one more reason to read a latent's
 # whole range of activations before naming it.
 #
+# ## 10 · What a latent boosts: by its weights and by prompts
+#
+# Which tokens does the closer latent push up? Two readings. By its weights: send its decoder
+# direction through `W_out` and the frozen final LayerNorm's weight to the unembedding, as in the
+# DLA (a *weight-based* boost, the same for every prompt). By prompts: ablate the latent where it
+# fires and see how each token's log-probability changes, averaged over those positions (a
+# *prompt-based* boost, which includes everything downstream and the softmax). Following the
+# TinyStories study, tokens whose clean log-probability is below −9 at a position are left out
+# there: a big relative change of a negligible probability says little.
+#
+# ### Exercise: `prompt_boosts`
+#
+# > Difficulty: 🔴🔴⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 10 minutes
+
+# %% [exercise]
+def prompt_boosts(clean_logits: Tensor, ablated_logits: Tensor, floor: float = -9.0) -> Tensor:
+    """How much a latent raises each token's log-probability, from prompts.
+
+    clean_logits, ablated_logits: (n, vocab), the logits at n positions without and with the latent
+    ablated. Returns (vocab,): per token, the mean over positions of clean log-prob - ablated
+    log-prob, counting only positions where the clean log-prob is >= floor; 0 for a token never counted."""
+    # BEGIN SOLUTION
+    clean, ablated = clean_logits.log_softmax(-1), ablated_logits.log_softmax(-1)
+    keep = (clean >= floor).float()
+    return ((clean - ablated) * keep).sum(0) / keep.sum(0).clamp_min(1)
+    # END SOLUTION
+
+
+# %% [hint]
+# Boosts are about probabilities, so compare log-probabilities (log-softmax of the logits), not
+# logits: a latent can raise every logit by the same amount and change no probability. Average
+# each token's change only over the positions where it is not negligible in the clean run.
+
+# %% [hint]
+# `keep = clean_lp >= floor` as floats; the mean over kept positions is
+# `((clean_lp - ablated_lp) * keep).sum(0) / keep.sum(0).clamp_min(1)`.
+
+# %% [check]
+tests.test_prompt_boosts(prompt_boosts)
+
+# %%
+closer_latent = story["closer"]
+on_pos = torch.nonzero((acts3[..., closer_latent] > 0) & data.mask)
+bd, bp = on_pos[:, 0], on_pos[:, 1]
+
+
+def logits_with_mlp3_ablated(latents) -> Tensor:
+    """Logits at the latent's positions with the given MLP3 latents ablated there (error kept)."""
+    latents = torch.as_tensor(latents, dtype=torch.long)
+
+    def hook(act, hook):
+        act = act.clone()
+        act[bd, bp] = ablate_latents(act[bd, bp], saes[3], latents)
+        return act
+
+    resid = model.run_with_hooks(cache["blocks.3.hook_resid_pre"], start_at_layer=3, stop_at_layer=4,
+                                 fwd_hooks=[("blocks.3.mlp.hook_post", hook)])
+    return model.unembed(model.ln_final(resid[bd, bp][:, None]))[:, 0]
+
+
+by_prompt = prompt_boosts(logits[bd, bp], logits_with_mlp3_ablated([closer_latent]))
+
+
+def weight_boosts(latent: int) -> Tensor:
+    """What the latent's decoder direction writes to every logit through W_out and ln_final's weight."""
+    write = saes[3].W_dec[latent] @ model.blocks[3].mlp.W_out
+    return ((write - write.mean()) * model.ln_final.w) @ model.W_U
+
+
+def spearman(x: Tensor, y: Tensor) -> float:
+    rx, ry = x.argsort().argsort().float(), y.argsort().argsort().float()
+    return float(torch.corrcoef(torch.stack([rx, ry]))[0, 1])
+
+
+# tokens above the floor at >= 20 positions (the study also leaves rare tokens out)
+counted = (logits[bd, bp].log_softmax(-1) >= -9).sum(0) >= 20
+by_weight = weight_boosts(closer_latent)
+name = lambda ids: [tokenizer.convert_ids_to_tokens(int(i)) for i in ids]
+print(f"MLP3 latent {closer_latent}, ablated at its {len(bd)} active positions; {int(counted.sum())} tokens counted")
+print("top 6 by prompts:", name(torch.where(counted, by_prompt, -1e9).topk(6).indices),
+      " bottom 4:", name(torch.where(counted, -by_prompt, -1e9).topk(4).indices))
+print("top 6 by weights:", name(torch.where(counted, by_weight, -1e9).topk(6).indices))
+rho = spearman(by_prompt[counted], by_weight[counted])
+rng = np.random.default_rng(3)
+null = [spearman(by_prompt[counted], weight_boosts(int(j))[counted])
+        for j in rng.choice(saes[3].cfg.d_sae, 20, replace=False)]
+print(f"rank correlation of the two readings over the counted tokens: {rho:.2f}; with the weights of 20 random "
+      f"MLP3 latents instead: " + " / ".join(f"{q:.2f}" for q in np.percentile(null, [5, 50, 95]))
+      + " (5th / 50th / 95th percentile)")
+
+# %% [markdown]
+# Ablated at its {{388}} active positions, the closer latent's strongest prompt-based boost among
+# the {{121}} tokens counted (above the floor at ≥ 20 positions) is `."`, and among the tokens it
+# pushes down most are `,` and `?"`. By the weights, `."` is on top too, but the plain `.` is also
+# among the six most boosted tokens. Over the counted tokens the two readings agree with rank
+# correlation {{0.69}}; the weights of 20 random MLP3 latents, read against the same prompt-based
+# boosts, give {{-0.24 / 0.08 / 0.28}} (5th / 50th / 95th percentile). So the weights predict what
+# the latent does on prompts far better than chance, yet not exactly: they cannot see the softmax,
+# nor what layer 3's other parts do with the same direction. Note too that a latent labelled
+# "closer" by its F1 turns out to push one closer, `."`, and to push `?"` down.
+#
 # **What this chapter found, and what it did not.** On this model, "closer vs plain mark" is
 # decided by layer 2 (MLP2 its largest MLP writer, with head L3H0 adding more in layer 3) and
 # "which closer" mostly in MLP3, as the logit lens, the DLA with its plain-mark control and the
-# latents' F1 against the labels agree. The MLP2 SAE carries most of MLP2's direct effect and
+# latents' F1 against the labels agree; the closer latent's weights predict its effect on prompts
+# (rank correlation well above random latents'). The MLP2 SAE carries most of MLP2's direct effect and
 # recovers most of its loss at the closers, with wide intervals. What the chapter could not show:
 # a small set of necessary latents (no single latent or triple matters more than random ones, and
 # the largest named effects come from latents of the model's failures), crisp AND/OR gates (all

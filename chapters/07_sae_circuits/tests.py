@@ -655,3 +655,54 @@ def test_token_concentration(token_concentration) -> None:
     assert_tensor(torch.as_tensor(conc).float()[latents], torch.tensor(want_conc),
                   "token_concentration(mlp_post_3 on 20 documents): concentration of latents 0, 26, 52, ...",
                   check_dtype=False, atol=1e-5)
+
+
+# -------------------------------------------------------------------------------------------------
+# prompt_boosts
+
+
+def _boosts_by_loop(clean: Tensor, ablated: Tensor, floor: float) -> Tensor:
+    import math
+
+    def log_softmax(row):
+        top = max(row)
+        total = math.log(sum(math.exp(x - top) for x in row)) + top
+        return [x - total for x in row]
+
+    c = [log_softmax(r) for r in clean.double().tolist()]
+    a = [log_softmax(r) for r in ablated.double().tolist()]
+    out = []
+    for v in range(clean.shape[1]):
+        diffs = [c[i][v] - a[i][v] for i in range(len(c)) if c[i][v] >= floor]
+        out.append(sum(diffs) / len(diffs) if diffs else 0.0)
+    return torch.tensor(out)
+
+
+@check
+def test_prompt_boosts(prompt_boosts) -> None:
+    """Three positions over a vocabulary of 4 (one token below the floor at some positions, logits
+    shifted by a constant at one), with the default floor and floor=-2, then 6 positions x 40 tokens."""
+    clean = torch.tensor([[2.0, 0.0, -1.0, -12.0], [1.0, 1.0, 0.0, -12.0], [0.0, 3.0, 1.0, 0.5]])
+    ablated = torch.tensor([[1.0, 0.0, -1.0, -12.0], [3.0, 3.0, 2.0, -10.0], [0.5, 2.0, 1.0, 0.0]])
+    gen = torch.Generator().manual_seed(0)
+    big_clean, big_ablated = 3 * torch.randn(6, 40, generator=gen), 3 * torch.randn(6, 40, generator=gen)
+    cases = [(clean, ablated, -9.0, "3 positions x 4 tokens"), (clean, ablated, -2.0, "3 positions x 4 tokens, floor=-2"),
+             (big_clean, big_ablated, -9.0, "6 positions x 40 tokens")]
+    for c, a, floor, where in cases:
+        got = prompt_boosts(c, a) if floor == -9.0 else prompt_boosts(c, a, floor)
+        want = _boosts_by_loop(c, a, floor).float()
+        clp, alp = c.log_softmax(-1), a.log_softmax(-1)
+        keep = (clp >= floor).float()
+        mistakes = [
+            _near(((c - a) * (c >= floor)).sum(0) / (c >= floor).sum(0).clamp_min(1),
+                  "compare log-probabilities (log_softmax), not logits: raising every logit by the same amount "
+                  "changes no probability."),
+            _near(-want, "the sign is flipped: a boost is clean - ablated (how much the latent raises the token)."),
+            _near((clp - alp).mean(0), "leave out the positions where the clean log-prob is below the floor."),
+            _near(((clp - alp) * keep).sum(0) / len(c), "average over the positions you counted, not over all "
+                                                        "positions."),
+            _near(((clp - alp) * (alp >= floor)).sum(0) / (alp >= floor).sum(0).clamp_min(1),
+                  "the floor applies to the *clean* log-prob."),
+        ]
+        assert_tensor(torch.as_tensor(got).float(), want, f"prompt_boosts({where})", check_dtype=False,
+                      atol=1e-5, rtol=1e-4, mistakes=mistakes)
