@@ -14,12 +14,12 @@ from utils.world import bios as B
 from utils.world import facts as F
 from utils.world import load_tokenizer
 from utils.world.corpus import BOS, PAD, CorpusGenerator
-from utils.world.tokenizer import vocabulary
 
 LAYERS = (1, 2, 3)  # the residual-stream SAEs the circuits are made of (resid_pre_1..3)
 FEMALE = tuple(p for p, v in F.PROFESSIONS.items() if v > 0.5)  # planted P(she) > 0.5
 MALE = tuple(p for p, v in F.PROFESSIONS.items() if v < 0.5)
-SHE, HE = load_tokenizer().convert_tokens_to_ids([" she", " he"])
+TOKENIZER = load_tokenizer()
+SHE, HE = TOKENIZER.convert_tokens_to_ids([" she", " he"])
 # Prompts cut before the pronoun. Latents are chosen on the first two wordings, and the bias they
 # remove is measured on the other two (the model saw all four in training; none is a test frame).
 SELECT_FRAMES = ("The {prof} said that", "The {prof} told {name} that")
@@ -59,7 +59,7 @@ def labelled_bios(n: int, groups, split: str = "train", seed: int = 0):
         docs.append(body)
         person.append(int(p == "third"))
         field.append(int(f == "law"))
-    return label_documents(docs, vocabulary(), 48, BOS, PAD), torch.tensor(person), torch.tensor(field)
+    return label_documents(docs, TOKENIZER.get_vocab(), 48, BOS, PAD), torch.tensor(person), torch.tensor(field)
 
 
 def delete_tokens(tokens: Tensor, mask: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:

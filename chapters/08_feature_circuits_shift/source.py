@@ -51,12 +51,12 @@ from utils.world import bios as B
 from utils.world import facts as F
 from utils.world import load_tokenizer
 from utils.world.corpus import BOS, PAD, CorpusGenerator
-from utils.world.tokenizer import vocabulary
 
 LAYERS = (1, 2, 3)  # the residual-stream SAEs the circuits are made of (resid_pre_1..3)
 FEMALE = tuple(p for p, v in F.PROFESSIONS.items() if v > 0.5)  # planted P(she) > 0.5
 MALE = tuple(p for p, v in F.PROFESSIONS.items() if v < 0.5)
-SHE, HE = load_tokenizer().convert_tokens_to_ids([" she", " he"])
+TOKENIZER = load_tokenizer()
+SHE, HE = TOKENIZER.convert_tokens_to_ids([" she", " he"])
 # Prompts cut before the pronoun. Latents are chosen on the first two wordings, and the bias they
 # remove is measured on the other two (the model saw all four in training; none is a test frame).
 SELECT_FRAMES = ("The {prof} said that", "The {prof} told {name} that")
@@ -96,7 +96,7 @@ def labelled_bios(n: int, groups, split: str = "train", seed: int = 0):
         docs.append(body)
         person.append(int(p == "third"))
         field.append(int(f == "law"))
-    return label_documents(docs, vocabulary(), 48, BOS, PAD), torch.tensor(person), torch.tensor(field)
+    return label_documents(docs, TOKENIZER.get_vocab(), 48, BOS, PAD), torch.tensor(person), torch.tensor(field)
 
 
 def delete_tokens(tokens: Tensor, mask: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -479,7 +479,10 @@ tests.test_shift(shift)
 # ### SHIFT and its baselines
 #
 # SHIFT with the judged latents, against as many random latents (20 draws; the same probe and
-# retrained), token deletion and the oracle from above.
+# retrained), token deletion and the oracle from above, and one more baseline from Tim Hua's
+# critique, who found that ablating a few latents of the SAE on the *embeddings* did as well as
+# SHIFT's 45 latents: here, the latents of the SAE at resid_pre_0 that the label judge calls
+# spurious, with the model rerun up to the probe's hook.
 
 # %%
 def ablate_pooled(name: str, latents) -> Tensor:
@@ -497,7 +500,44 @@ for _ in tqdm(range(20), desc="random latents"):
     out = shift(probe, rng.choice(sae2.W_dec.shape[0], size=len(judged), replace=False), X, Fpool, sae2.W_dec, amb_field)
     random_worst_same.append(group_accuracy(out["ablated"], test_field, test_person)["worst_group"])
     random_worst.append(group_accuracy(out["retrained"], test_field, test_person)["worst_group"])
+
+# Tim Hua's baseline: ablate only token-level latents, those of the SAE on the embeddings (resid_pre_0)
+# that the same label judge calls spurious, and rerun the model up to the probe's hook.
+sae0 = saes[0]
+emb_judged = judge_by_labels(sae0.encode(resid(model, bal.tokens, 0)), bal, SPURIOUS, INTENDED).nonzero().flatten()
+
+
+def without_embedding_latents(x, hook):
+    return x - sae0.encode(x)[..., emb_judged] @ sae0.W_dec[emb_judged]
+
+
+X_emb = {name: pool(model.run_with_hooks(d.tokens, stop_at_layer=PROBE_LAYER,
+                                         fwd_hooks=[(hook_name(0), without_embedding_latents)]), d.mask)
+         for name, d in (("amb", amb), ("test", test))}
+results[f"{len(emb_judged)} resid_pre_0 latents ablated"] = group_accuracy(predict(probe, X_emb["test"]), test_field, test_person)
+results["... + retrain"] = group_accuracy(predict(train_probe(X_emb["amb"], amb_field), X_emb["test"]), test_field, test_person)
 show(results)
+
+
+def embedding_ablation_worst(latents, n: int = 80) -> float:
+    """Worst group of the retrained probe with `latents` of resid_pre_0 ablated, on the first n
+    ambiguous and n test bios (a smaller same-condition run, for the random control)."""
+    idx = torch.as_tensor(latents, dtype=torch.long)
+
+    def ablate(x, hook):
+        return x - sae0.encode(x)[..., idx] @ sae0.W_dec[idx]
+
+    xs = {name: pool(model.run_with_hooks(d.tokens[:n], stop_at_layer=PROBE_LAYER, fwd_hooks=[(hook_name(0), ablate)]),
+                     d.mask[:n]) for name, d in (("amb", amb), ("test", test))}
+    pred = predict(train_probe(xs["amb"], amb_field[:n]), xs["test"])
+    return group_accuracy(pred, test_field[:n], test_person[:n])["worst_group"]
+
+
+emb_random = [embedding_ablation_worst(rng.choice(sae0.W_dec.shape[0], size=len(emb_judged), replace=False))
+              for _ in tqdm(range(20), desc="random resid_pre_0 latents")]
+print(f"on 80 + 80 bios, retrained: the {len(emb_judged)} judged resid_pre_0 latents give worst group "
+      f"{embedding_ablation_worst(emb_judged):.2f}; 20 draws of {len(emb_judged)} random ones: median "
+      f"{np.median(emb_random):.2f}, 10th-90th percentile {np.percentile(emb_random, 10):.2f}-{np.percentile(emb_random, 90):.2f}")
 for label, values in (("same probe", random_worst_same), ("retrained", random_worst)):
     print(f"{len(judged)} random latents, {label}, 20 draws: worst group median {np.median(values):.2f}, "
           f"10th-90th percentile {np.percentile(values, 10):.2f}-{np.percentile(values, 90):.2f}")
@@ -505,11 +545,16 @@ for label, values in (("same probe", random_worst_same), ("retrained", random_wo
 # %% [markdown]
 # Expected output: SHIFT with the 23 judged latents lifts the worst group of the same probe to
 # {{0.17}} (20 draws of 23 random latents: 0.00 at the median and at the 90th percentile), and
-# retraining on the ablated ambiguous set brings it back to 0.00, as for random latents. The
-# oracle's 0.93 shows what a probe could reach. **On this world probe SHIFT fails**, and token
-# deletion fails too: neither beats the other, and both are far from the issue's target (worst group
-# ≥ 0.7 with ≤ 20 latents). Marks et al.'s Bias in Bios result needs the spurious signal to sit in a
-# few latents that can be ablated. Does it here? Two measurements:
+# retraining on the ablated ambiguous set brings it back to 0.00, as for random latents. Token
+# deletion leaves 0.00 too. Tim Hua's baseline does better: ablating the {{45}} latents of the SAE
+# on the embeddings that the labels call spurious gives a retrained worst group of {{0.25}} (field
+# accuracy {{0.75}}); on the smaller same-condition run, {{0.30}} against 0.00 for 20 draws of 45
+# random embedding latents (10th–90th percentile {{0.00-0.06}}). Removing the pronoun and person
+# tokens' own latents *before* the model spreads them over the bio helps a little; removing
+# latents at the probe's layer, where the person is already everywhere, does not. All of it is far
+# from the oracle's 0.93 and from the issue's target (worst group ≥ 0.7 with ≤ 20 latents): **on
+# this world probe SHIFT fails**. Marks et al.'s Bias in Bios result needs the spurious signal to
+# sit in a few latents that can be ablated. Does it here? Two measurements:
 
 # %%
 person_after = train_probe(ablate_pooled("bal", judged), bal_person)
@@ -1108,16 +1153,16 @@ print("top 10:", ", ".join(f"L{L} #{j}" for L, j in ranked[:10]))
 # (where 10 latents removed 68% of a 2.51-nat gap): here the error nodes hold half or more of the
 # effect (section 2), and no set of latents removes what the SAEs do not represent.
 #
-# **Side effects.** A debiasing that breaks the model is no debiasing. The loss on 20 held-out
+# **Side effects.** A debiasing that breaks the model is no debiasing. The loss on 16 held-out
 # corpus documents, and the top-1 accuracy of two unrelated behaviours (landmark → city, member →
-# category; 60 held-out prompts each), with the top 20 ablated, against 20 draws of 20 random
+# category; 50 held-out prompts each), with the top 20 ablated, against 20 draws of 20 random
 # latents among those that change:
 
 # %%
 from utils.world.prompts import make_prompts  # noqa: E402
 
 corpus = labelled_corpus(100)
-corpus_tokens, corpus_mask = corpus.tokens[:20], corpus.mask[:20, 1:]
+corpus_tokens, corpus_mask = corpus.tokens[:16], corpus.mask[:16, 1:]
 
 
 def corpus_loss(hooks) -> float:
@@ -1135,7 +1180,7 @@ def prompt_batch(prompts):
     return toks, torch.tensor([len(r) - 1 for r in ids]), answers
 
 
-behaviours = {kind: prompt_batch(make_prompts(kind, n=60)) for kind in ("p2_landmark_city", "p11_category")}
+behaviours = {kind: prompt_batch(make_prompts(kind, n=50)) for kind in ("p2_landmark_city", "p11_category")}
 
 
 def top1(hooks, batch) -> float:
@@ -1158,12 +1203,12 @@ side_rows = [("none", *(f"{v:.3f}" for v in base)), ("AtP top 20", *(f"{v:.3f}" 
 print(tabulate(side_rows, headers=["ablated", "held-out loss", *behaviours], disable_numparse=True))
 
 # %% [markdown]
-# Expected output: held-out loss {{2.600}} without ablation and {{2.650}} with the top 20 ablated,
-# inside the spread of 20 random latents (median {{2.634}}, 10th–90th percentile {{2.601-2.680}});
-# landmark → city and member → category lose one prompt each ({{0.500}} and {{0.900}}, from 0.517
-# and 0.917), where one random draw in ten costs categories down to {{0.765}} or below. Removing the
-# bias latents costs the rest of the model about what removing as many random latents costs: cheap,
-# not free.
+# Expected output: held-out loss {{2.556}} without ablation and {{2.612}} with the top 20 ablated,
+# at the upper end of the spread of 20 random latents (median {{2.577}}, 10th–90th percentile
+# {{2.547-2.617}}); landmark → city keeps its {{0.520}} and member → category loses one prompt of 50
+# ({{0.900}}, from 0.920), where one random draw in ten costs categories down to {{0.776}} or below.
+# Removing the bias latents costs the rest of the model a little more loss than a typical set of
+# random latents, about 0.06 nats, and almost nothing on these two behaviours: cheap, not free.
 #
 # ### Exercise 10 (capstone) · `debias_latents`
 #
@@ -1172,7 +1217,7 @@ print(tabulate(side_rows, headers=["ablated", "held-out loss", *behaviours], dis
 # Choose at most 20 (layer, latent) pairs of resid_pre_1..3 to ablate. The check measures, with
 # your latents ablated by the reference `ablation_hooks`, the gap left on the **evaluation**
 # wordings (which you may not use to choose them: rank on `pairs_sel` only) and the held-out corpus
-# loss on the same 20 documents. It passes if the gap left is at most 0.80 (20 random latents leave
+# loss on the same 16 documents. It passes if the gap left is at most 0.80 (20 random latents leave
 # about 0.9 or more) and the loss rises by less than 0.08 nats (about the 90th percentile of 20
 # random latents above). Ideas: ranking by AtP in both directions (male-coded as
 # clean too), integrated gradients instead of AtP, one layer only, or pruning latents whose
@@ -1212,22 +1257,24 @@ print(f"your {len(mine)} latents: gap left on the evaluation wordings {eval_gap(
       f"held-out loss {corpus_loss(ablation_hooks(saes, mine)):.3f}")
 
 # %% [markdown]
-# Expected output (the solution's 20 layer-1 latents): gap left {{0.60}}, held-out loss {{2.640}}.
+# Expected output (the solution's 20 layer-1 latents): gap left {{0.60}}, held-out loss {{2.583}},
+# less than the top 20 of all three layers cost.
 #
 # ## Summary
 #
 # - **Probe SHIFT fails on this world**, measured: the ambiguous probe's worst group is 0.00;
 #   ablating the latents the labels judge spurious lifts it to 0.17 for the same probe and leaves it
 #   at 0.00 once retrained, no better than random latents or token deletion, while an oracle probe
-#   reaches 0.93. The person stays readable after the ablation and from the SAE's error alone, so
-#   no small set of latents could remove it. The labels and the offline autointerp judge agree only
+#   reaches 0.93. Ablating token-level latents on the embeddings (Tim Hua's baseline) does a little
+#   better (0.25). The person stays readable after the ablation and from the SAE's error alone, so
+#   no small set of latents at the probe's layer could remove it. The labels and the offline autointerp judge agree only
 #   a little beyond chance on which latents are spurious (κ 0.22).
 # - **AtP is accurate here**: Spearman 0.998 against exact patching, and integrated gradients are
 #   complete to within 1%. But the error nodes carry about half or more of the profession → pronoun
 #   effect at every layer, and the best node of every layer is an error node.
 # - **Debiasing the model with latents works partly**: the top 20 AtP latents leave 0.67 of the bias
 #   on unseen wordings (20 random latents: 0.99), the capstone's 20 layer-1 latents 0.60, for a loss
-#   increase within the spread of removing 20 random latents.
+#   increase of a few hundredths of a nat, about what 20 random latents cost.
 #
 # What this world does not give, and why: a spurious attribute held by a few latents (the person is
 # written into every token and into the SAE error), which probe SHIFT needs for the issue's headline

@@ -711,7 +711,7 @@ def _eval_setup():
     pairs_sel = [ref.profession_pairs(model, fr, names) for fr in ref.SELECT_FRAMES]
     pairs_eval = [ref.profession_pairs(model, fr, names[10:]) for fr in ref.EVAL_FRAMES]
     corpus = labelled_corpus(100)
-    return pairs_sel, pairs_eval, corpus.tokens[:20], corpus.mask[:20]  # the notebook's 20 documents
+    return pairs_sel, pairs_eval, corpus.tokens[:16], corpus.mask[:16]  # the notebook's 16 documents
 
 
 def _gap(model, pairs, hooks) -> float:
