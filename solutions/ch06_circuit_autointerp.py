@@ -163,6 +163,32 @@ def head_attribution(z: Tensor, sae) -> Tensor:
     return torch.einsum("...hd,hdf->...fh", centred, W_enc)
 
 
+def direct_contributions(model, cache, transcoders: dict, answer: Tensor, wrong: Tensor) -> dict:
+    """Each piece of the final residual stream's direct contribution to logit(answer) − logit(wrong),
+    at the final position, through ln_final with its scale frozen: {name: (n_prompts,)}."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    scale = cache["ln_final.hook_scale"][:, -1]  # (n, 1)
+    read = model.ln_final.w * (model.W_U[:, answer] - model.W_U[:, wrong]).T  # (n, d_model)
+
+    def through(v):  # v: (n, d_model) written at the final position
+        return (((v - v.mean(-1, keepdim=True)) / scale) * read).sum(-1)
+
+    out = {"embed": through(cache["hook_embed"][:, -1]), "pos_embed": through(cache["hook_pos_embed"][:, -1])}
+    for layer in range(n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"][:, -1]  # (n, n_heads, d_head)
+        for head in range(n_heads):
+            out[f"L{layer}H{head}"] = through(z[:, head] @ model.W_O[layer, head])
+        out[f"b_O{layer}"] = through(model.b_O[layer].expand(len(scale), -1))
+        tc = transcoders[layer]
+        acts = tc.encode(cache[tc.cfg.metadata.hook_name][:, -1])
+        latents = acts @ tc.W_dec
+        out[f"MLP{layer} latents"] = through(latents)
+        out[f"MLP{layer} b_dec"] = through(tc.b_dec.expand(len(scale), -1))
+        out[f"MLP{layer} error"] = through(cache[f"blocks.{layer}.hook_mlp_out"][:, -1] - latents - tc.b_dec)
+    out["biases"] = (read / model.ln_final.w * model.ln_final.b).sum(-1) + model.b_U[answer] - model.b_U[wrong]
+    return out
+
+
 def greedy_circuit(effects: Tensor, faithfulness, threshold: float = 0.8) -> Tensor:
     """Per prompt, add components in decreasing order of their effect until the components kept
     (all others mean-ablated) reach `threshold` of the prompt's logit difference.

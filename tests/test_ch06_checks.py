@@ -572,3 +572,66 @@ def test_the_capstone_gap_between_right_and_wrong_labels():
         best = float(scores.f1[:, 0].max())
         repeat = float(scores.f1[scores.concepts.index("p3_repeat"), 0])
         assert repeat < checks.PASS_SHARE * best, (name, repeat, best)
+
+
+# -------------------------------------------------------------------------------------------------
+# direct_contributions
+
+
+def direct_variant(*, centre=True, use_w=True, per_piece=False, drop=()):
+    def direct_contributions(model, cache, transcoders, answer, wrong):
+        out = ref.direct_contributions(model, cache, transcoders, answer, wrong)
+        if centre and use_w and not per_piece:
+            return {k: v for k, v in out.items() if not any(k.startswith(d) for d in drop)}
+        scale = cache["ln_final.hook_scale"][:, -1]
+        d_u = (model.W_U[:, answer] - model.W_U[:, wrong]).T
+        w = model.ln_final.w if use_w else 1.0
+
+        def through(v):
+            if per_piece:
+                return ((model.ln_final(v[:, None])[:, 0] - model.ln_final.b) * d_u).sum(-1)
+            x = v - v.mean(-1, keepdim=True) if centre else v
+            return ((x / scale) * w * d_u).sum(-1)
+
+        out = {"embed": through(cache["hook_embed"][:, -1]), "pos_embed": through(cache["hook_pos_embed"][:, -1])}
+        for layer in range(model.cfg.n_layers):
+            z = cache[f"blocks.{layer}.attn.hook_z"][:, -1]
+            for head in range(model.cfg.n_heads):
+                out[f"L{layer}H{head}"] = through(z[:, head] @ model.W_O[layer, head])
+            out[f"b_O{layer}"] = through(model.b_O[layer].expand(len(answer), -1))
+            tc = transcoders[layer]
+            latents = tc.encode(cache[tc.cfg.metadata.hook_name][:, -1]) @ tc.W_dec
+            out[f"MLP{layer} latents"] = through(latents)
+            out[f"MLP{layer} b_dec"] = through(tc.b_dec.expand(len(answer), -1))
+            out[f"MLP{layer} error"] = through(cache[f"blocks.{layer}.hook_mlp_out"][:, -1] - latents - tc.b_dec)
+        out["biases"] = (model.ln_final.b * d_u).sum(-1) + model.b_U[answer] - model.b_U[wrong]
+        return out
+
+    return direct_contributions
+
+
+@pytest.mark.parametrize("variant, message", [
+    (direct_variant(centre=False), "centre each piece (v − v.mean(-1)) before dividing by the scale"),
+    (direct_variant(use_w=False), "multiply by ln_final.w too"),
+    (direct_variant(per_piece=True), "freeze the scale"),
+    (direct_variant(drop=("MLP0 error", "MLP1 error", "MLP2 error", "MLP3 error")), "'MLP0 error', 'MLP1 error'"),
+    (direct_variant(drop=("b_O",)), "['b_O0', 'b_O1', 'b_O2', 'b_O3'] are missing"),
+])
+def test_wrong_direct_contributions(checks06, variant, message):
+    fails_with(checks06.test_direct_contributions, variant, "direct_contributions", message)
+
+
+def test_direct_contributions_written_out_pass(checks06):
+    """The pieces computed one prompt at a time (the check's own way, a correct alternative)."""
+    checks = course.load_checks("06_circuit_autointerp")
+    passes(checks06.test_direct_contributions, lambda model, cache, tcs, a, w: checks._pieces_by_hand(model, cache, tcs, a, w))
+
+
+def test_the_pieces_add_up_to_the_logits_on_the_world():
+    """Independent of the check: the reference's pieces sum to the model's logit difference."""
+    checks = course.load_checks("06_circuit_autointerp")
+    task, cache, diff = checks._direct_case()
+    w = checks._world()
+    with torch.no_grad():
+        pieces = ref.direct_contributions(w.model, cache, w.tc, task["answer"], task["wrong"])
+    assert torch.allclose(sum(pieces.values()), diff, atol=1e-3)

@@ -490,6 +490,92 @@ print(pd.DataFrame(effects_ind.mean(0)[:16].reshape(4, 4).numpy(), index=[f"laye
 print("MLPs:", {name: round(float(v), 2) for name, v in zip(COMPONENTS[16:], effects_ind.mean(0)[16:])})
 
 # %% [markdown]
+# Why measure by ablation? The source notebook's circuit lens starts from the **direct
+# contributions** to the answer: with the final LayerNorm's scale frozen at its value on the prompt,
+# the logit difference is a sum over everything written into the residual stream at the final
+# position: the token and position embeddings, each head's output `z_h @ W_O[h]`, each layer's `b_O`,
+# each MLP's output (here: its transcoder's latents `a_j W_dec[j]`, the transcoder's `b_dec` and the
+# transcoder's error, what it misses of the MLP's output), and the unembedding's biases. Each piece
+# `v` contributes `((v − mean(v)) / scale) · w_ln · (W_U[:, answer] − W_U[:, wrong])`, and
+# `(b_ln · (W_U[:, answer] − W_U[:, wrong]) + b_U[answer] − b_U[wrong])` is added once.
+#
+# ### Exercise: `direct_contributions`
+#
+# > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 20 minutes
+#
+# `cache` is `model.run_with_cache(tokens)`'s cache (every hook). Return a dict of `(n_prompts,)`
+# tensors, one per piece, with the keys `"embed"`, `"pos_embed"`, `"L{l}H{h}"` for every head,
+# `"b_O{l}"`, `"MLP{l} latents"`, `"MLP{l} b_dec"`, `"MLP{l} error"` for every layer, and `"biases"`
+# (the term added once). They must add up to the model's logit difference at the final position.
+
+# %% [exercise]
+def direct_contributions(model, cache, transcoders: dict, answer: Tensor, wrong: Tensor) -> dict:
+    """Each piece of the final residual stream's direct contribution to logit(answer) − logit(wrong),
+    at the final position, through ln_final with its scale frozen: {name: (n_prompts,)}."""
+    # BEGIN SOLUTION
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    scale = cache["ln_final.hook_scale"][:, -1]  # (n, 1)
+    read = model.ln_final.w * (model.W_U[:, answer] - model.W_U[:, wrong]).T  # (n, d_model)
+
+    def through(v):  # v: (n, d_model) written at the final position
+        return (((v - v.mean(-1, keepdim=True)) / scale) * read).sum(-1)
+
+    out = {"embed": through(cache["hook_embed"][:, -1]), "pos_embed": through(cache["hook_pos_embed"][:, -1])}
+    for layer in range(n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"][:, -1]  # (n, n_heads, d_head)
+        for head in range(n_heads):
+            out[f"L{layer}H{head}"] = through(z[:, head] @ model.W_O[layer, head])
+        out[f"b_O{layer}"] = through(model.b_O[layer].expand(len(scale), -1))
+        tc = transcoders[layer]
+        acts = tc.encode(cache[tc.cfg.metadata.hook_name][:, -1])
+        latents = acts @ tc.W_dec
+        out[f"MLP{layer} latents"] = through(latents)
+        out[f"MLP{layer} b_dec"] = through(tc.b_dec.expand(len(scale), -1))
+        out[f"MLP{layer} error"] = through(cache[f"blocks.{layer}.hook_mlp_out"][:, -1] - latents - tc.b_dec)
+    out["biases"] = (read / model.ln_final.w * model.ln_final.b).sum(-1) + model.b_U[answer] - model.b_U[wrong]
+    return out
+    # END SOLUTION
+
+
+# %% [hint]
+# Freeze the final LayerNorm: with its scale fixed, it is linear up to the centring, so the logit
+# difference splits into one term per vector added to the residual stream at the final position.
+# List those vectors (embeddings, each head's `z_h @ W_O[h]`, each `b_O`, each MLP's output cut into
+# transcoder latents, `b_dec` and the error), and push each through the same frozen map.
+
+# %% [hint]
+# The scale is `cache["ln_final.hook_scale"][:, -1]`; the reading vector of each prompt is
+# `model.ln_final.w * (W_U[:, answer] − W_U[:, wrong])`. Centre each piece (`v − v.mean(-1)`), divide by
+# the scale, dot with the reading vector. The error is `hook_mlp_out − acts @ W_dec − b_dec`. The
+# `biases` term is `ln_final.b · (W_U[:, answer] − W_U[:, wrong]) + b_U[answer] − b_U[wrong]`.
+
+# %% [check]
+tests.test_direct_contributions(direct_contributions)
+
+# %%
+_, cache_full = model.run_with_cache(induction["tokens"])
+direct_ind = direct_contributions(model, cache_full, transcoders, induction["answer"], induction["wrong"])
+total = sum(direct_ind.values())
+print(f"sum of the pieces {total.mean():.4f} vs the model's logit difference {clean_ind.mean():.4f}")
+direct_table = pd.DataFrame({"direct contribution": [float(direct_ind[n].mean()) for n in COMPONENTS[:16]] +
+                             [float(sum(direct_ind[f"MLP{l} {k}"] for k in ("latents", "b_dec", "error")).mean())
+                              for l in range(N_LAYERS)],
+                             "ablation effect": effects_ind.mean(0).numpy()}, index=COMPONENTS).round(2)
+print(direct_table.loc[["L0H0", "L0H2", "L2H3", "L3H0", "L3H1", "L3H2", "MLP0", "MLP3"]].to_string())
+print(f"transcoder errors at the final position, summed over layers: {float(sum(direct_ind[f'MLP{l} error'] for l in range(4)).mean()):.2f}")
+
+# %% [markdown]
+# Expected output: the pieces add up to the logit difference. The induction heads write the answer
+# directly (L3H0: {{3.13}} of the {{12.3952}}), but the layer-0 heads and L2H3 write almost nothing to it
+# (at most {{0.01}} in size) while ablating them costs {{1.11}}, {{1.04}} and {{1.02}}; MLP0 writes
+# {{0.37}} and costs {{12.42}}. These components act through later ones (the layer-0 heads through the
+# induction heads' attention, which a frozen-pattern view cannot follow), so a circuit ranked by
+# direct contributions would miss them. That is why the circuits below are measured by ablation.
+# Note also the transcoders' errors: {{5.16}} of the logit difference is written by what the
+# transcoders miss of the MLPs' outputs, so a circuit made only of transcoder latents would leave much
+# of the answer unexplained.
+
+# %% [markdown]
 # ### Exercise: `greedy_circuit`
 #
 # > Difficulty: 🔴🔴🔴⚪⚪ · Importance: 🔵🔵🔵🔵⚪ · about 15 minutes

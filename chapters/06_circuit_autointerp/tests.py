@@ -271,6 +271,90 @@ def test_head_attribution(head_attribution) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
+# direct_contributions
+
+
+def _pieces_by_hand(model, cache, transcoders, answer, wrong, centre=True, use_w=True, per_piece_ln=False) -> dict:
+    """The final position's pieces written out one by one, each through the frozen final LayerNorm."""
+    n = len(answer)
+    scale = cache["ln_final.hook_scale"][:, -1, 0]
+    w = model.ln_final.w if use_w else torch.ones_like(model.ln_final.w)
+
+    def through(v):
+        vals = []
+        for i in range(n):
+            x = v[i] - v[i].mean() if centre else v[i]
+            x = model.ln_final(v[i][None, None])[0, 0] - model.ln_final.b if per_piece_ln else x / scale[i] * w
+            vals.append(float(x @ model.W_U[:, answer[i]] - x @ model.W_U[:, wrong[i]]))
+        return torch.tensor(vals)
+
+    pieces = {"embed": cache["hook_embed"][:, -1], "pos_embed": cache["hook_pos_embed"][:, -1]}
+    for layer in range(model.cfg.n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"][:, -1]
+        for head in range(model.cfg.n_heads):
+            pieces[f"L{layer}H{head}"] = z[:, head] @ model.W_O[layer, head]
+        pieces[f"b_O{layer}"] = model.b_O[layer].expand(n, -1)
+        tc = transcoders[layer]
+        acts = tc.encode(cache[tc.cfg.metadata.hook_name][:, -1])
+        pieces[f"MLP{layer} latents"] = acts @ tc.W_dec
+        pieces[f"MLP{layer} b_dec"] = tc.b_dec.expand(n, -1)
+        pieces[f"MLP{layer} error"] = cache[f"blocks.{layer}.hook_mlp_out"][:, -1] - acts @ tc.W_dec - tc.b_dec
+    out = {name: through(v) for name, v in pieces.items()}
+    out["biases"] = torch.tensor([float(model.ln_final.b @ (model.W_U[:, answer[i]] - model.W_U[:, wrong[i]])
+                                        + model.b_U[answer[i]] - model.b_U[wrong[i]]) for i in range(n)])
+    return out
+
+
+@lru_cache(maxsize=1)
+def _direct_case():
+    """Five induction prompts of the world, their full cache and their logit differences."""
+    import solutions.ch06_circuit_autointerp as ref
+
+    w = _world()
+    task = ref.induction_task(w.model, n=5, seed=3)
+    with torch.no_grad():
+        logits, cache = w.model.run_with_cache(task["tokens"])
+    diff = logits[:, -1].gather(1, task["answer"][:, None])[:, 0] - logits[:, -1].gather(1, task["wrong"][:, None])[:, 0]
+    return task, cache, diff
+
+
+@check
+def test_direct_contributions(direct_contributions) -> None:
+    """Five induction prompts of the world (a batch, answers and contrast tokens that differ per prompt):
+    every piece against the same piece written out here, then their sum against the model's logits."""
+    w = _world()
+    task, cache, diff = _direct_case()
+    with torch.no_grad():
+        got = direct_contributions(w.model, cache, w.tc, task["answer"].clone(), task["wrong"].clone())
+        want = _pieces_by_hand(w.model, cache, w.tc, task["answer"], task["wrong"])
+        wrong_pieces = {
+            "no centre": _pieces_by_hand(w.model, cache, w.tc, task["answer"], task["wrong"], centre=False),
+            "no w": _pieces_by_hand(w.model, cache, w.tc, task["answer"], task["wrong"], use_w=False),
+            "per piece": _pieces_by_hand(w.model, cache, w.tc, task["answer"], task["wrong"], per_piece_ln=True),
+        }
+    expect(isinstance(got, dict), f"direct_contributions should return a dict {{name: (n_prompts,) tensor}}, but "
+                                  f"returned a {type(got).__name__}.")
+    missing = [k for k in want if k not in got]
+    expect(not missing, f"direct_contributions: the keys {missing} are missing; every piece written into the residual "
+                        "stream must be there, or the pieces cannot add up to the logit difference.")
+    for name in want:
+        mistakes = [
+            Mistake.looks_like(wrong_pieces["no centre"][name], "centre each piece (v − v.mean(-1)) before dividing by "
+                                                                "the scale: LayerNorm subtracts the mean first."),
+            Mistake.looks_like(wrong_pieces["no w"][name], "multiply by ln_final.w too: the reading vector is "
+                                                           "w * (W_U[:, answer] − W_U[:, wrong])."),
+            Mistake.looks_like(wrong_pieces["per piece"][name], "freeze the scale: divide each piece by the scale of the "
+                                                                "whole residual stream (ln_final.hook_scale), do not "
+                                                                "normalise each piece by its own."),
+        ]
+        assert_tensor(torch.as_tensor(got[name]).float(), want[name].float(), f"direct_contributions: {name!r}",
+                      rtol=1e-3, atol=1e-3, mistakes=mistakes if name != "biases" else [])
+    total = sum(torch.as_tensor(got[k]).float() for k in got)
+    assert_tensor(total, diff.float(), "direct_contributions: the sum of the pieces (should be the model's logit "
+                                       "difference)", rtol=1e-3, atol=1e-3)
+
+
+# -------------------------------------------------------------------------------------------------
 # greedy_circuit
 
 
