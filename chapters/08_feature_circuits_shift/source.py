@@ -24,8 +24,8 @@
 #
 # 1. **Probe SHIFT on the bios** (section 1): the biased probe, the group accuracies, the latents
 #    judged spurious by the planted labels and by autointerp, and SHIFT against its baselines
-#    (random latents, token deletion, an oracle probe). On this world probe SHIFT **fails**, and
-#    the section measures why.
+#    (random latents, token deletion, latents on the embeddings, an oracle probe). On this world
+#    probe SHIFT **fails**, and the section measures why.
 # 2. **A sparse feature circuit for the model's own bias** (section 2): attribution patching (AtP)
 #    over latents and error nodes at three layers, checked against exact patching; integrated
 #    gradients, checked by completeness; edges, checked against finite differences; faithfulness
@@ -236,7 +236,8 @@ tests.test_group_accuracy(group_accuracy)
 
 # %% [markdown]
 # Now the three probes the SHIFT story needs: the probe trained on the ambiguous set, an
-# **oracle** trained on balanced data (the best a probe on these activations can do), and
+# **oracle** trained on balanced data (what a probe on these activations reaches without the
+# shortcut), and
 # **token deletion**, the baseline a published critique of SHIFT found as good as SHIFT on Bias in
 # Bios (Tim Hua, 2025): delete the words that carry the spurious attribute (here every pronoun),
 # then train on the ambiguous set.
@@ -480,9 +481,9 @@ tests.test_shift(shift)
 #
 # SHIFT with the judged latents, against as many random latents (20 draws; the same probe and
 # retrained), token deletion and the oracle from above, and one more baseline from Tim Hua's
-# critique, who found that ablating a few latents of the SAE on the *embeddings* did as well as
-# SHIFT's 45 latents: here, the latents of the SAE at resid_pre_0 that the label judge calls
-# spurious, with the model rerun up to the probe's hook.
+# critique, which reports that on Bias in Bios ablating a few latents of the SAE on the
+# *embeddings* worked better than SHIFT's latents: here, the latents of the SAE at resid_pre_0 that
+# the label judge calls spurious, with the model rerun up to the probe's hook.
 
 # %%
 def ablate_pooled(name: str, latents) -> Tensor:
@@ -549,7 +550,8 @@ for label, values in (("same probe", random_worst_same), ("retrained", random_wo
 # deletion leaves 0.00 too. Tim Hua's baseline does better: ablating the {{45}} latents of the SAE
 # on the embeddings that the labels call spurious gives a retrained worst group of {{0.25}} (field
 # accuracy {{0.75}}); on the smaller same-condition run, {{0.30}} against 0.00 for 20 draws of 45
-# random embedding latents (10th–90th percentile {{0.00-0.06}}). Removing the pronoun and person
+# random embedding latents (10th–90th percentile {{0.00-0.06}}). It ablates more latents than SHIFT
+# did, so compare each with random latents of its own size and layer, not with each other. Removing the pronoun and person
 # tokens' own latents *before* the model spreads them over the bio helps a little; removing
 # latents at the probe's layer, where the person is already everywhere, does not. All of it is far
 # from the oracle's 0.93 and from the issue's target (worst group ≥ 0.7 with ≤ 20 latents): **on
@@ -1034,8 +1036,7 @@ fig.show()
 # {{0.03-0.24}}). The column "of which errors" is the catch: the single best node at every layer is
 # an error node, and at resid_pre_2 three of the top ten are. A circuit that is faithful *because
 # of* its error nodes explains nothing in terms of latents, which is why Marks et al. report how
-# much of a circuit's
-# work its error nodes do.
+# much of a circuit's work its error nodes do.
 #
 # ## 3 · Debiasing the model
 #
@@ -1219,9 +1220,9 @@ print(tabulate(side_rows, headers=["ablated", "held-out loss", *behaviours], dis
 # wordings (which you may not use to choose them: rank on `pairs_sel` only) and the held-out corpus
 # loss on the same 16 documents. It passes if the gap left is at most 0.80 (20 random latents leave
 # about 0.9 or more) and the loss rises by less than 0.08 nats (about the 90th percentile of 20
-# random latents above). Ideas: ranking by AtP in both directions (male-coded as
-# clean too), integrated gradients instead of AtP, one layer only, or pruning latents whose
-# ablation also moves the male-coded prompts' log-odds the wrong way.
+# random latents above). Ideas: ranking by AtP in both directions (male-coded as clean too),
+# integrated gradients instead of AtP, one layer only, or pruning latents whose ablation also moves
+# the male-coded prompts' log-odds the wrong way.
 
 # %% [exercise]
 def debias_latents(model, saes: dict, pairs_sel: list[tuple[Tensor, Tensor]]) -> list[tuple[int, int]]:
@@ -1267,8 +1268,8 @@ print(f"your {len(mine)} latents: gap left on the evaluation wordings {eval_gap(
 #   at 0.00 once retrained, no better than random latents or token deletion, while an oracle probe
 #   reaches 0.93. Ablating token-level latents on the embeddings (Tim Hua's baseline) does a little
 #   better (0.25). The person stays readable after the ablation and from the SAE's error alone, so
-#   no small set of latents at the probe's layer could remove it. The labels and the offline autointerp judge agree only
-#   a little beyond chance on which latents are spurious (κ 0.22).
+#   no small set of latents at the probe's layer could remove it. The labels and the offline
+#   autointerp judge agree only a little beyond chance on which latents are spurious (κ 0.22).
 # - **AtP is accurate here**: Spearman 0.998 against exact patching, and integrated gradients are
 #   complete to within 1%. But the error nodes carry about half or more of the profession → pronoun
 #   effect at every layer, and the best node of every layer is an error node.
