@@ -635,3 +635,14 @@ def test_the_pieces_add_up_to_the_logits_on_the_world():
     with torch.no_grad():
         pieces = ref.direct_contributions(w.model, cache, w.tc, task["answer"], task["wrong"])
     assert torch.allclose(sum(pieces.values()), diff, atol=1e-3)
+
+
+def test_the_checks_leave_gradients_on(checks06):
+    """The checks run in the same process as other chapters' tests (and in a student's kernel): they must
+    not switch gradients off for everyone."""
+    assert torch.is_grad_enabled()
+    for check, fn in [(checks06.test_feature_scores, ref.feature_scores), (checks06.test_head_attribution, ref.head_attribution),
+                      (checks06.test_direct_contributions, ref.direct_contributions),
+                      (checks06.test_label_components, ref.label_components)]:
+        passes(check, fn)
+        assert torch.is_grad_enabled(), check.__name__

@@ -26,7 +26,6 @@ from utils.checks import Mistake, assert_tensor, check, expect, fail
 def _world():
     from utils.world import load_attn_saes, load_dictionary, load_model, load_transcoders
 
-    torch.set_grad_enabled(False)
     model = load_model()
     return SimpleNamespace(model=model, attn=load_attn_saes(), tc=load_transcoders(),
                            resid=load_dictionary("resid_pre_3"))
@@ -186,6 +185,7 @@ def test_boosted_tokens(boosted_tokens) -> None:
         want_values, want_ids = logits.topk(k)
         with torch.no_grad():
             ids, values = _read_boosted(boosted_tokens(model, list(pairs), k=k, strength=strength), k, what)
+        want_values, direction = want_values.detach(), direction.detach()
 
         def ids_of(d: Tensor, centre: bool = True) -> Tensor:
             return (((d - d.mean()) if centre else d) @ model.W_U).topk(k).indices
@@ -693,7 +693,8 @@ def _capstone_world():
 
     w = _world()
     task = ref.induction_task(w.model)
-    f1s, names = ref.circuit_component_scores(w.model, task, w.attn, w.tc, labelled_corpus(200))
+    with torch.no_grad():
+        f1s, names = ref.circuit_component_scores(w.model, task, w.attn, w.tc, labelled_corpus(200))
     return names, f1s
 
 
