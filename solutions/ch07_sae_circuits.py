@@ -110,6 +110,20 @@ def ablate_latents(post: Tensor, sae, latents: Tensor, where: Tensor | None = No
     return post - removed
 
 
+def active_latents(acts: Tensor, min_share: float = 0.05) -> tuple[Tensor, Tensor, Tensor]:
+    """Latents active at a share of positions, ranked by their mean activation where active.
+
+    acts: (n, d_sae) activations at n positions. Returns (ranked, share, mean_active): share (d_sae,)
+    the fraction of positions where each latent is > 0; mean_active (d_sae,) its mean over those
+    positions (0 if never active); ranked, the ids of the latents with share >= min_share, by
+    mean_active from the largest down (ties: lower id first)."""
+    on = acts > 0
+    share = on.float().mean(0)
+    mean_active = (acts * on).sum(0) / on.sum(0).clamp_min(1)
+    candidates = torch.nonzero(share >= min_share)[:, 0]
+    return candidates[mean_active[candidates].argsort(descending=True, stable=True)], share, mean_active
+
+
 def pairwise_cosines(W_dec_a: Tensor, W_out_a: Tensor, W_in_b: Tensor, W_enc_b: Tensor) -> Tensor:
     """Cosine between what each latent of an earlier MLP's SAE writes to the residual stream and
     what each latent of a later MLP's SAE reads from it.

@@ -505,3 +505,48 @@ def test_wrong_prompt_boosts(checks07, variant, messages):
 
 def test_prompt_boosts_with_nan_mean_passes(checks07, capsys):
     passes(checks07.test_prompt_boosts, boosts_with_nan_mean, capsys)
+
+
+# -------------------------------------------------------------------------------------------------
+# active_latents
+
+
+def active_variant(*, mean_over_all=False, ascending=False, no_filter=False, signed_sum=False):
+    def active_latents(acts, min_share=0.05):
+        on = acts > 0
+        share = on.float().mean(0)
+        if mean_over_all:
+            mean_active = acts.mean(0)
+        elif signed_sum:
+            mean_active = acts.sum(0) / on.sum(0).clamp_min(1)
+        else:
+            mean_active = (acts * on).sum(0) / on.sum(0).clamp_min(1)
+        keep = torch.arange(acts.shape[1]) if no_filter else torch.nonzero(share >= min_share)[:, 0]
+        order = mean_active[keep].argsort(descending=not ascending, stable=True)
+        return keep[order], share, mean_active
+
+    return active_latents
+
+
+def active_with_pandas(acts, min_share=0.05):
+    """A correct alternative: a DataFrame sorted by two keys."""
+    on = acts > 0
+    share = on.float().mean(0)
+    mean_active = torch.where(on, acts, torch.nan).nanmean(0).nan_to_num(0.0)
+    table = pd.DataFrame({"id": range(acts.shape[1]), "share": share.numpy(), "mean": -mean_active.numpy()})
+    table = table[table["share"] >= min_share].sort_values(["mean", "id"])
+    return torch.tensor(table["id"].to_numpy()), share, mean_active
+
+
+@pytest.mark.parametrize("variant, messages", [
+    (active_variant(mean_over_all=True), ["mean_active", "not over all positions"]),
+    (active_variant(signed_sum=True), ["count only the positive activations"]),
+    (active_variant(ascending=True), ["ranked", "from the largest mean activation down"]),
+    (active_variant(no_filter=True), ["ranked", "share >= min_share"]),
+])
+def test_wrong_active_latents(checks07, variant, messages):
+    fails_with(checks07.test_active_latents, variant, *messages)
+
+
+def test_active_latents_with_pandas_passes(checks07, capsys):
+    passes(checks07.test_active_latents, active_with_pandas, capsys)

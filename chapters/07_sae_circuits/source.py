@@ -511,15 +511,50 @@ def ablate_latents(post: Tensor, sae, latents: Tensor, where: Tensor | None = No
 # %% [check]
 tests.test_ablate_latents(ablate_latents)
 
+# %% [markdown]
+# Which latents to ablate? The TinyStories study took the latents active at a reasonable share of
+# the positions of interest and ranked them by their mean activation *where active* (a latent that
+# fires rarely but strongly ranks high; its mean over all positions would hide it).
+#
+# ### Exercise: `active_latents`
+#
+# > Difficulty: 🔴⚪⚪⚪⚪ · Importance: 🔵🔵⚪⚪⚪ · about 5 minutes
+
+# %% [exercise]
+def active_latents(acts: Tensor, min_share: float = 0.05) -> tuple[Tensor, Tensor, Tensor]:
+    """Latents active at a share of positions, ranked by their mean activation where active.
+
+    acts: (n, d_sae) activations at n positions. Returns (ranked, share, mean_active): share (d_sae,)
+    the fraction of positions where each latent is > 0; mean_active (d_sae,) its mean over those
+    positions (0 if never active); ranked, the ids of the latents with share >= min_share, by
+    mean_active from the largest down (ties: lower id first)."""
+    # BEGIN SOLUTION
+    on = acts > 0
+    share = on.float().mean(0)
+    mean_active = (acts * on).sum(0) / on.sum(0).clamp_min(1)
+    candidates = torch.nonzero(share >= min_share)[:, 0]
+    return candidates[mean_active[candidates].argsort(descending=True, stable=True)], share, mean_active
+    # END SOLUTION
+
+
+# %% [hint]
+# Two statistics per latent: how often it is on, and how strongly when it is on. Keep the latents
+# that are on often enough, then order them by the second statistic.
+
+# %% [hint]
+# `on = acts > 0`; the mean where active is `(acts * on).sum(0) / on.sum(0).clamp_min(1)`. Select
+# with `torch.nonzero(share >= min_share)` and sort with `argsort(descending=True, stable=True)`.
+
+# %% [check]
+tests.test_active_latents(active_latents)
+
 # %%
 # MLP2 latents active before closers
 acts2 = saes[2].encode(cache["blocks.2.mlp.hook_post"])
 acts3 = saes[3].encode(cache["blocks.3.mlp.hook_post"])
 at2 = acts2[docs, pos]
-frac_active = (at2 > 0).float().mean(0)
-mean_active = at2.sum(0) / (at2 > 0).sum(0).clamp_min(1)
+ranked, frac_active, mean_active = active_latents(at2)
 candidates = torch.nonzero(frac_active >= 0.05)[:, 0]
-ranked = candidates[mean_active[candidates].argsort(descending=True)]
 print(f"{float((at2 > 0).sum(-1).float().mean()):.1f} MLP2 latents active per closer position; "
       f"{len(candidates)} active at >= 5% of them")
 

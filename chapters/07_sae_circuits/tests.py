@@ -706,3 +706,65 @@ def test_prompt_boosts(prompt_boosts) -> None:
         ]
         assert_tensor(torch.as_tensor(got).float(), want, f"prompt_boosts({where})", check_dtype=False,
                       atol=1e-5, rtol=1e-4, mistakes=mistakes)
+
+
+# -------------------------------------------------------------------------------------------------
+# active_latents
+
+
+def _active_by_loop(acts: Tensor, min_share: float):
+    n, d = acts.shape
+    share, mean_active = [], []
+    for j in range(d):
+        values = [float(v) for v in acts[:, j].tolist() if v > 0]
+        share.append(len(values) / n)
+        mean_active.append(sum(values) / len(values) if values else 0.0)
+    keep = [j for j in range(d) if share[j] >= min_share]
+    ranked = sorted(keep, key=lambda j: (-mean_active[j], j))
+    return torch.tensor(ranked, dtype=torch.long), torch.tensor(share), torch.tensor(mean_active)
+
+
+@check
+def test_active_latents(active_latents) -> None:
+    """Five positions and five latents (negative values, a latent never active, one active once but
+    strongly, a tie), with min_share 0.05 and 0.4, then mlp_post_2 at the closers of 12 documents."""
+    acts = torch.tensor([[1.0, 0.0, 9.0, -1.0, 2.0],
+                         [3.0, 0.0, 0.0, -2.0, 2.0],
+                         [0.0, 0.0, 0.0, 0.0, 0.0],
+                         [2.0, 0.0, 0.0, 0.0, 0.0],
+                         [0.0, 0.0, 0.0, 0.0, 0.0]])
+    cases = [(acts, 0.05, "5 positions x 5 latents"), (acts, 0.4, "5 positions x 5 latents, min_share=0.4")]
+    model, saes, data, cache = _world()
+    docs, pos, _ = _closers(data, 12)
+    with torch.no_grad():
+        world = saes[2].encode(cache["blocks.2.mlp.hook_post"][docs, pos])
+    cases.append((world, 0.05, f"mlp_post_2 at {len(docs)} closers"))
+    for a, min_share, where in cases:
+        got = active_latents(a) if min_share == 0.05 else active_latents(a, min_share)
+        expect(isinstance(got, tuple) and len(got) == 3,
+               f"active_latents({where}) should return (ranked, share, mean_active), not {type(got).__name__}.")
+        ranked, share, mean_active = got
+        want_ranked, want_share, want_mean = _active_by_loop(a, min_share)
+        on = a > 0
+        assert_tensor(torch.as_tensor(share).float(), want_share.float(), f"active_latents({where}): share",
+                      check_dtype=False, atol=1e-5)
+        mistakes = [
+            _near(a.mean(0), "average over the positions where the latent is active, not over all positions."),
+            _near(a.sum(0) / on.sum(0).clamp_min(1), "count only the positive activations in the sum (a JumpReLU "
+                                                     "code is never negative, but inputs here can be)."),
+        ]
+        assert_tensor(torch.as_tensor(mean_active).float(), want_mean.float(), f"active_latents({where}): "
+                      "mean_active", check_dtype=False, atol=1e-4, rtol=1e-4, mistakes=mistakes)
+        by_all = torch.nonzero(want_share >= min_share)[:, 0]
+        rank_mistakes = [
+            Mistake(lambda r: torch.equal(torch.as_tensor(r), by_all[want_mean[by_all].float().argsort(stable=True)])
+                    or torch.equal(torch.as_tensor(r), want_ranked.flip(0)),
+                    "rank from the largest mean activation down."),
+            Mistake(lambda r: torch.equal(torch.as_tensor(r), by_all[a.mean(0)[by_all].argsort(descending=True,
+                                                                                                 stable=True)]),
+                    "rank by the mean activation *where active*, not by the mean over all positions."),
+            Mistake(lambda r: len(r) > len(want_ranked),
+                    "keep only the latents active at a share >= min_share of the positions."),
+        ]
+        assert_tensor(torch.as_tensor(ranked).long(), want_ranked, f"active_latents({where}): ranked",
+                      check_dtype=False, mistakes=rank_mistakes)
