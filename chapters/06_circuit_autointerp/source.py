@@ -293,8 +293,8 @@ print("each latent alone, its top document:", [top_examples_of_set(pair_scores[:
 # %% [markdown]
 # Expected output: latents {{63}} and {{361}} match `p3_repeat` with F1 {{0.65}} and {{0.59}}; the
 # second matches both copies of a run (`p3_run`) a little better. The set's top documents are
-# repeated runs of random words (the token in `[[ ]]` is where the sum peaks), and neither latent's
-# own top document is among them: a set has examples of its own.
+# repeated runs of random words (the token in `[[ ]]` is where the sum peaks); of the two latents' own
+# top documents, only latent 361's ({{102}}) is among them: a set has examples of its own.
 
 # %% [markdown]
 # ## 2 · Boosted tokens, through `W_O`
@@ -1019,9 +1019,10 @@ fig.update_layout(title="Distinct latents used by the most frequent components",
 fig.show()
 
 # %% [markdown]
-# Expected output: MLP0 and MLP3 level off ({{21}} and {{24}} latents over 40 prompts, against 120 if
-# none were reused); L3H0 keeps growing ({{45}}): it reads a different word on every prompt, and its
-# layer's SAE has latents for many of them.
+# Expected output: the MLPs grow slowly (MLP0 from {{15}} latents after 20 prompts to {{21}} after 40,
+# MLP3 from {{19}} to {{24}}, against 120 if no latent were ever reused); L3H0 keeps adding ({{33}}, then
+# {{45}}): at the answer it reads a different word on every prompt, and its layer's SAE has latents for
+# many of them.
 
 # %% [markdown]
 # ## 8 · Co-occurrence, against independence
@@ -1276,8 +1277,8 @@ with pd.option_context("display.max_colwidth", 90, "display.width", 250):
 # All three components' latent sets match `p3_run` best (the words of a repeated run, both copies),
 # with F1 {{0.41}} (L3H0), {{0.35}} (L3H1) and {{0.75}} (MLP3). Their explanations do not beat the
 # random sets reliably: L3H0's scores {{0.85}} against the concept, above the random sets' range
-# (median {{0.42}}), but only because it quotes ":", the token that opens a run in "Code:" and "Again:"
-# frames, and it predicts where the set *fires* worse than chance ({{0.17}}); L3H1's scores {{0.20}},
+# (median {{0.42}}); it quotes ":", the token that opens a run in the "Code:" and "Again:" frames, and
+# it predicts where the set *fires* worse than chance ({{0.17}}); L3H1's scores {{0.20}},
 # below the random median; MLP3's {{0.75}} sits inside the random range. A literal reader of top
 # examples does not explain a component whose latents fire on many different words; a real LLM might
 # say "a list of unrelated words, repeated". The labels are what make this visible.
