@@ -649,6 +649,9 @@ for fr, (clean, corrupt) in zip(SELECT_FRAMES, pairs_sel):
 # product). `metric(logits)` returns one value per prompt; backpropagate its sum, so each prompt's
 # effects are its own.
 #
+# (A departure from Marks et al.: they use SAEs on the embeddings and on every layer's attention
+# output, MLP output and residual stream; here the residual-stream SAEs of layers 1 to 3.)
+#
 # The gradients must be those of the **real** model at every layer at once. Since
 # x = W_decᵀ f + b_dec + err, ∂metric/∂f = W_dec · ∂metric/∂x and ∂metric/∂err = ∂metric/∂x, so
 # one backward pass with the gradient read at each hook gives them all. A tempting shortcut, splicing
@@ -960,7 +963,9 @@ print(f"strongest edge: L1 #{j_best} -> L2 #{top_down[i_best]}, {float(edges[i_b
 # With F the gap (mean metric over female-coded prompts minus over male-coded ones):
 # **faithfulness** = (F(C) − F(∅)) / (F(M) − F(∅)), and **completeness** asks the same of M \ C
 # (close to 0 if C holds all that matters). Since the batch mixes both kinds of prompts, F(∅), where
-# every node is at its mean, is exactly 0.
+# every node is at its mean, is exactly 0. A departure from Marks et al.: they ablate the complement
+# at every layer of a multi-layer circuit at once; here one layer at a time, where the residual
+# stream is a complete cut, so each layer's circuit can be judged on its own.
 
 # %% [exercise]
 def circuit_metric(model, sae, layer: int, tokens: Tensor, metric, keep: Tensor) -> Tensor:
