@@ -1547,7 +1547,7 @@ else:
 # Gradients between sparse dictionaries are cheap when they are taken with respect to the active
 # latents only, and they point at candidate circuits; the course world's labels, and a control
 # for every comparison, then say which candidates mean what they seem to. In this model
-# (world v2, dictionaries of `utils/world/artifacts`):
+# (the course world, dictionaries of `utils/world/artifacts`):
 #
 # | finding | latents | ground truth and control |
 # |---|---|---|

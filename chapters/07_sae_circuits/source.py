@@ -291,10 +291,9 @@ fig.show()
 # mark, while L3H0 still pushes the closer ({{0.99}}). So MLP2 and MLP3 write "closer" only where a
 # closer belongs, whereas L3H0's push is partly there whatever comes next. The two-stage story on
 # this model is therefore "closer vs plain mark" in layers 0–2, with MLP2 as the largest MLP writer
-# (and L3H0 adding to it in layer 3), and "which closer" in MLP3. On world v1 the first decision was
-# made a layer earlier, mostly by MLP1; on this world it comes later, which is why this chapter
-# studies MLP2 and MLP3, the layers where the world ships MLP-neuron SAEs that see both decisions
-# being written.
+# (and L3H0 adding to it in layer 3), and "which closer" in MLP3. The TinyStories study found its
+# closer in a 2-layer model; here the decision comes later, which is why this chapter studies MLP2
+# and MLP3, the layers where the world ships MLP-neuron SAEs that see both decisions being written.
 #
 # ## 3 · MLP2 and its SAE
 #
@@ -350,8 +349,7 @@ print(f"share carried by the reconstruction {share:.2f} (95% CI {np.percentile(b
 # %% [markdown]
 # MLP2's push towards the closer, {{2.94}}, is {{2.28}} from the SAE's reconstruction, {{0.69}}
 # from its error and {{-0.03}} from `b_out`: the reconstruction carries {{0.78}} of it (95%
-# interval {{0.75-0.80}} over closers). (On world
-# v1 the corresponding MLP1 SAE carried 2.82 of 2.85; this SAE reconstructs MLP2 less well.)
+# interval {{0.75-0.80}} over closers): a fifth of MLP2's push goes through what its SAE misses.
 #
 # A direct effect is not the whole effect: MLP2's output also feeds layer 3. The standard test of
 # an SAE inside a model is to **splice** it in (replace the MLP's neurons by the SAE's reconstruction
@@ -468,11 +466,9 @@ for name, ablated in [("zero", zero_loss), ("mean", mean_loss)]:
 # 95th percentile) against zero ablation. The SAE's error costs more than a random error of its
 # size: what the SAE leaves out is not noise, it matters to the closer more than its norm says.
 # The interval is wide because the whole effect of MLP2 at a
-# closer is under a nat, and the losses vary a lot between closers. For comparison, the same
-# measurement gave 0.985 (zero) and 0.976 (mean) for layer 1 of world v1, and 0.827 in the
-# TinyStories study. Those studies measured other layers of other models; the point here is the
-# method, and that the baseline must be named: the same splice reads as {{0.84}} or {{0.78}}
-# depending on it.
+# closer is under a nat, and the losses vary a lot between closers. For comparison, the TinyStories
+# study reports 0.827 for its layer-1 MLP SAE, on another model; the point here is the method, and
+# that the baseline must be named: the same splice reads as {{0.84}} or {{0.78}} depending on it.
 #
 # ## 4 · Ablating latents
 #
@@ -858,9 +854,8 @@ print(f"{len(pool)} MLP2 latents in the pool; random pairs (20 draws), interacti
 # (interactions within ±0.02). Twenty random pairs of MLP2 latents active at ≥ 25% of those
 # positions give interactions of {{-0.00 / 0.00 / 0.00}} (5th / 50th / 95th percentile). No single
 # MLP2 latent is necessary for this MLP3 latent, and no pair forms an AND or an OR: like the loss in
-# section 4, the target is fed by many small, additive contributions (on world v1, the largest
-# single drop was 25%). Where a planted mechanism used a true conjunction, this table would show
-# it; here the honest result is that it does not.
+# section 4, the target is fed by many small, additive contributions. Where a planted mechanism
+# used a true conjunction, this table would show it; here the honest result is that it does not.
 #
 # ## 7 · Neuron basis
 #

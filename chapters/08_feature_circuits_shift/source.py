@@ -559,12 +559,12 @@ for label, values in (("same probe", random_worst_same), ("retrained", random_wo
 # on the embeddings that the labels call spurious gives a retrained worst group of {{0.25}} (field
 # accuracy {{0.75}}); on the smaller same-condition run, {{0.30}} against 0.00 for 20 draws of 45
 # random embedding latents (10th–90th percentile {{0.00-0.06}}). It ablates more latents than SHIFT
-# did, so compare each with random latents of its own size and layer, not with each other. Removing the pronoun and person
-# tokens' own latents *before* the model spreads them over the bio helps a little; removing
-# latents at the probe's layer, where the person is already everywhere, does not. All of it is far
-# from the oracle's 0.93 and from the issue's target (worst group ≥ 0.7 with ≤ 20 latents): **on
-# this world probe SHIFT fails**. Marks et al.'s Bias in Bios result needs the spurious signal to
-# sit in a few latents that can be ablated. Does it here? Two measurements:
+# did, so compare each with random latents of its own size and layer, not with each other.
+# Removing the pronoun and person tokens' own latents *before* the model spreads them over the bio
+# helps a little; removing latents at the probe's layer, where the person is already everywhere,
+# does not. All of it is far from the oracle's 0.93 and from the recovery Marks et al. report on
+# Bias in Bios: **on this world probe SHIFT fails**. Marks et al.'s Bias in Bios result needs the
+# spurious signal to sit in a few latents that can be ablated. Does it here? Two measurements:
 
 # %%
 person_after = train_probe(ablate_pooled("bal", judged), bal_person)
@@ -759,8 +759,9 @@ print(f"the second wording ({len(other)} latents chosen the same way): Spearman 
 # %% [markdown]
 # Expected output: Spearman {{0.998}} over 90 latents, and {{0.994}} on the random half alone, the
 # harder test (small effects, where a first-order estimate is most easily wrong in sign); on the
-# second wording {{0.997}}. The issue asked for ≥ 0.9. The largest error is {{0.408}} on effects of up to {{9.241}}. Patching one
-# latent moves the residual stream a little, and the model is close to linear over that distance.
+# second wording {{0.997}}, well above the 0.9 we would accept. The largest error is {{0.408}} on
+# effects of up to {{9.241}}. Patching one latent moves the residual stream a little, and the model
+# is close to linear over that distance.
 #
 # How much of the effect do the latents hold, and how much the error nodes? Sum each kind over
 # prompts and positions, at each layer:
@@ -1177,9 +1178,9 @@ print("top 10:", ", ".join(f"L{L} #{j}" for L, j in ranked[:10]))
 # Expected output: the evaluation gap is {{3.56}} nats. Ablating the top 10 AtP latents leaves
 # {{0.81}} of it and the top 20 {{0.67}}, while 20 draws of 20 random latents leave {{0.99}}
 # (median; 5th–95th percentile {{0.90-1.08}}). AtP finds latents that carry the bias, and the
-# removal transfers to wordings they were not chosen on, but far less completely than on world v1
-# (where 10 latents removed 68% of a 2.51-nat gap): here the error nodes hold half or more of the
-# effect (section 2), and no set of latents removes what the SAEs do not represent.
+# removal transfers to wordings they were not chosen on, but only in part: the error nodes hold
+# half or more of the effect (section 2), and no set of latents removes what the SAEs do not
+# represent.
 #
 # **Side effects.** A debiasing that breaks the model is no debiasing. The loss on 16 held-out
 # corpus documents, and the top-1 accuracy of two unrelated behaviours (landmark → city, member →
@@ -1305,7 +1306,7 @@ print(f"your {len(mine)} latents: gap left on the evaluation wordings {eval_gap(
 #   increase of a few hundredths of a nat, about what 20 random latents cost.
 #
 # What this world does not give, and why: a spurious attribute held by a few latents (the person is
-# written into every token and into the SAE error), which probe SHIFT needs for the issue's headline
-# (worst group from ≤ 0.3 to ≥ 0.7 with ≤ 20 latents, beating token deletion); and SAEs that
+# written into every token and into the SAE error), which probe SHIFT needs to lift a worst group
+# from ≤ 0.3 to ≥ 0.7 with ≤ 20 latents and beat token deletion; and SAEs that
 # reconstruct the profession's gender, which a complete debiasing by latents needs. Both are
 # requirements for a future world (see the design notes on chapter 08).
