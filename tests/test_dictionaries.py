@@ -141,11 +141,15 @@ def test_last_layer_logprobs_rebuild_the_clean_model(model):
     assert not torch.allclose(wrong, logits[0].log_softmax(-1), atol=1e-2)
 
 
-def test_dictionary_training_refuses_the_shipped_folder():
+def test_dictionary_training_refuses_the_shipped_folder(capsys):
+    from utils.world.model import ARTIFACTS
     from utils.world.train_dictionaries import main as train_dicts
 
-    with pytest.raises(SystemExit):  # argparse's error: one line, before any model is loaded
-        train_dicts(["--smoke"])
+    for argv in (["--smoke"], ["--out", str(ARTIFACTS / "dictionaries" / "new")]):  # the default, and a subfolder
+        with pytest.raises(SystemExit):  # argparse's error: one line, before any model is loaded
+            train_dicts(argv)
+        err = capsys.readouterr().err
+        assert "inside the shipped artifacts" in err and "Traceback" not in err, err
 
 
 def test_smoke_dictionary_training(tmp_path):
